@@ -1,0 +1,85 @@
+"""The reference machine: every figure of the hardware lives here, once.
+
+A builder with other parts edits this file, not the control core. Units are in
+the names: _um micrometres, _nl nanolitres, _steps microsteps, _s per second,
+_cmm2 hundredths of a square millimetre, _mn millinewtons.
+"""
+
+from .compat import const
+
+TICK_US = const(1000)  # the control loop runs at 1 kHz
+
+# Needle axis (depth): 2 mm lead, 200 full steps/rev, 1/16 microstepping.
+NEEDLE_STEPS_PER_MM = const(1600)  # 0.625 um per microstep
+NEEDLE_STEPS_PER_FULL_STEP = const(16)
+# At the home switch the needle tip sits this far behind the nozzle face on the skin.
+NEEDLE_HOME_OFFSET_UM = const(1000)
+NEEDLE_TRAVEL_UM = const(9000)  # mechanical travel from home to the hard stop
+NEEDLE_MAX_SPEED_UM_S = const(80_000)  # retraction runs at this speed
+NEEDLE_ACCEL_UM_S2 = const(5_000_000)
+NEEDLE_HOME_FAST_UM_S = const(5000)
+NEEDLE_HOME_SLOW_UM_S = const(500)
+NEEDLE_HOME_BACKOFF_UM = const(1000)
+
+# Plunger axis (dose): 1 mm lead, 200 full steps/rev, 1/16 microstepping.
+PLUNGER_STEPS_PER_MM = const(3200)
+PLUNGER_STEPS_PER_FULL_STEP = const(16)
+PLUNGER_TRAVEL_UM = const(66_000)  # rear switch to front limit switch
+PLUNGER_MAX_SPEED_UM_S = const(10_000)
+PLUNGER_ACCEL_UM_S2 = const(500_000)
+PLUNGER_HOME_FAST_UM_S = const(5000)
+PLUNGER_HOME_SLOW_UM_S = const(500)
+PLUNGER_HOME_BACKOFF_UM = const(1000)
+PLUNGER_BACKLASH_UM = const(20)  # taken up on every reversal before fluid moves
+PRIME_RATE_NL_S = const(10_000)  # prime pushes slowly to purge air
+
+# Homing gives up after the full travel plus this margin (hazard H12).
+HOME_MARGIN_UM = const(2000)
+
+# Syringes: nominal size in mL -> (inner cross-section in 0.01 mm^2, capacity nL,
+# dead space nL). BD Plastipak figures; the 3 mL dead space is not in the
+# reference table and is taken as the 5 mL one.
+SYRINGES = {
+    1: (1734, 1_000_000, 70_000),
+    3: (5789, 3_000_000, 75_000),
+    5: (11290, 5_000_000, 75_000),
+    10: (16350, 10_000_000, 100_000),
+}
+CUSTOM_SYRINGE = const(0)  # syringe code for a custom inner diameter
+CUSTOM_ID_MIN_UM = const(2000)
+CUSTOM_ID_MAX_UM = const(30000)
+CUSTOM_CAPACITY_NL = const(1_000_000)  # what a custom syringe is assumed to hold
+CUSTOM_DEAD_NL = const(100_000)
+
+# Engineer limits (defaults; the service menu may lower them).
+NEEDLE_LENGTH_UM = const(4000)  # usable needle length: depth never exceeds it
+NEEDLE_LENGTH_MAX_UM = const(6000)
+
+# Microsteps per tick never exceed this (sizes the PIO word tables).
+MAX_STEPS_PER_TICK = const(160)
+
+
+def um_to_needle_steps(um):
+    return um * NEEDLE_STEPS_PER_MM // 1000
+
+
+def um_to_plunger_steps(um):
+    return um * PLUNGER_STEPS_PER_MM // 1000
+
+
+def area_cmm2_from_diameter(inner_diameter_um):
+    """Cross-section of a custom barrel in 0.01 mm^2, integer maths (pi/4 to 9 digits)."""
+    return (inner_diameter_um * inner_diameter_um * 785_398_163 + 5 * 10**12) // 10**13
+
+
+def plunger_steps_for_nl(volume_nl, area_cmm2):
+    """Microsteps that displace volume_nl, to the nearest step (outside the tick)."""
+    num = volume_nl * PLUNGER_STEPS_PER_MM
+    den = 10 * area_cmm2  # area in mm^2 x 1000 nL/uL ... = area_cmm2 * 10
+    return (num + den // 2) // den
+
+
+def nl_for_plunger_steps(steps, area_cmm2):
+    """Volume in nL displaced by `steps` microsteps, to the nearest nL."""
+    num = steps * 10 * area_cmm2
+    return (num + PLUNGER_STEPS_PER_MM // 2) // PLUNGER_STEPS_PER_MM

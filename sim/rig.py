@@ -1,0 +1,139 @@
+"""A minimal, integer-only test rig for the control core.
+
+Runs unchanged on CPython and on MicroPython (it is copied into the
+MicroPython interpreter by tests and benchmarks), so the same scripted
+session can be compared step for step on both runtimes. It models only what
+the core reads back: where each axis is (from the words it was handed), the
+switches that position closes, the syringe, the trigger and the load cell.
+For the full physical model see sim/machine.py.
+"""
+
+from injcore import core as C
+from injcore import machine as M
+
+
+class AxisPort:
+    """Decodes the two words of each tick into steps, like the PIO would."""
+
+    def __init__(self, start_steps):
+        self.pos = start_steps  # true motor position, microsteps from the switch
+        self.words = 0
+        self.checksum = 0  # rolling hash of every word handed over
+
+    def put(self, seg):
+        for w in seg:
+            n = (w >> 1) & 511
+            if w & 1:
+                self.pos += n
+            else:
+                self.pos -= n
+            self.checksum = (self.checksum * 31 + w) & 0x3FFFFFFF
+        self.words += 2
+
+
+class Inputs:
+    def __init__(self, needle, plunger):
+        self.needle = needle
+        self.plunger = plunger
+        self.syringe = False
+        self.trigger = False
+        self.estop = False
+        self.force = 0
+        self.plunger_front_steps = M.um_to_plunger_steps(M.PLUNGER_TRAVEL_UM)
+
+    def switches(self):
+        sw = 0
+        if self.needle.pos <= 0:
+            sw |= C.SW_NEEDLE_HOME
+        if self.plunger.pos <= 0:
+            sw |= C.SW_PLUNGER_REAR
+        if self.plunger.pos >= self.plunger_front_steps:
+            sw |= C.SW_PLUNGER_FRONT
+        if self.syringe:
+            sw |= C.SW_SYRINGE
+        if self.trigger:
+            sw |= C.SW_TRIGGER
+        if self.estop:
+            sw |= C.SW_ESTOP
+        return sw
+
+    def force_mn(self):
+        return self.force
+
+
+class Outputs:
+    def __init__(self):
+        self.enabled = False
+
+    def drivers(self, on):
+        self.enabled = on
+
+
+class Rig:
+    """Core + ports; `run(ms)` advances the simulated clock one tick at a time."""
+
+    def __init__(self, needle_start_steps=3000, plunger_start_steps=20000, settings=None):
+        self.needle = AxisPort(needle_start_steps)
+        self.plunger = AxisPort(plunger_start_steps)
+        self.inputs = Inputs(self.needle, self.plunger)
+        self.outputs = Outputs()
+        self.core = C.Core(self.needle, self.plunger, self.inputs, self.outputs, settings=settings)
+        self.now_us = 0
+
+    def run(self, ms, until=None):
+        """Advance ms ticks, or fewer if until(core) becomes true. Returns ticks run."""
+        core = self.core
+        for i in range(ms):
+            self.now_us += M.TICK_US
+            core.tick(self.now_us)
+            if until is not None and until(core):
+                return i + 1
+        return ms
+
+    def snapshot(self):
+        c = self.core
+        return (c.ticks, c.state, c.needle.pos, c.plunger.pos, self.needle.pos, self.plunger.pos,
+                c.fluid_steps, c.punctures, self.needle.checksum, self.plunger.checksum)
+
+
+def scripted_session(rig, log):
+    """Home, load, prime, 3 single punctures, a burst of continuous ones.
+
+    Calls log(line) with a snapshot every 50 ticks and at every puncture;
+    the same script gives the same lines on every runtime.
+    """
+    core = rig.core
+
+    def run_logged(ms, until=None):
+        done = 0
+        while done < ms:
+            step = rig.run(1)
+            done += step
+            if core.ticks % 50 == 0:
+                log(rig.snapshot())
+            if until is not None and until(core):
+                return done
+        return done
+
+    core.start_homing()
+    run_logged(20000, lambda c: c.state == C.ST_READY or c.state == C.ST_FAULT)
+    rig.inputs.syringe = True
+    core.configure(mode=2)  # prime
+    rig.inputs.trigger = True
+    run_logged(800)
+    rig.inputs.trigger = False
+    run_logged(100)
+    core.configure(mode=0, depth_um=1500, dose_nl=10000, suckback_nl=500)
+    for _ in range(3):
+        rig.inputs.trigger = True
+        run_logged(20)
+        rig.inputs.trigger = False
+        run_logged(1000, lambda c: c.state == C.ST_READY)
+        log(tuple(core.last_puncture))
+    core.configure(mode=1, depth_um=600, dose_nl=2000, shot_rate_mhz=5000, speed_um_s=40000)
+    rig.inputs.trigger = True
+    run_logged(1500)
+    rig.inputs.trigger = False
+    run_logged(1000, lambda c: c.state == C.ST_READY)
+    log(rig.snapshot())
+    log(tuple(core.last_puncture))
