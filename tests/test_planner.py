@@ -3,6 +3,7 @@
 import random
 
 from hypothesis import assume, given, settings
+from soak import examples
 from hypothesis import strategies as st
 
 from injcore import machine as M
@@ -56,7 +57,7 @@ def short(move):
     return distance * 1000 // vmax < 20_000
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(moves)
 def test_any_move_ends_exactly_within_limits(move):
     assume(short(move))
@@ -90,7 +91,7 @@ def test_any_move_ends_exactly_within_limits(move):
             == pio_word.TICK_CYCLES
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(moves, st.integers(0, 400))
 def test_stop_midway_decelerates_within_limits(move, stop_at):
     assume(short(move))

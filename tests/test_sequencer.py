@@ -2,6 +2,7 @@
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from soak import examples
 
 from injcore import core as C
 from injcore import machine as M
@@ -164,7 +165,7 @@ def test_counters_add_up(ready_sim):
     assert c.volume_left_nl() == 1_000_000 - M.nl_for_plunger_steps(c.fluid_steps, 1734)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(depth=st.integers(3, 40).map(lambda x: x * 100),
        dose=st.one_of(st.integers(2, 19).map(lambda x: x * 500), st.integers(10, 60).map(lambda x: x * 1000)),
        speed=st.integers(5, 50).map(lambda x: x * 1000),

@@ -1,0 +1,115 @@
+"""`make bench`: figures for the closing note, printed, never asserted.
+
+- simulator speed: simulated seconds per wall second, 1000-puncture session (CPython)
+- heap bytes allocated per tick on real MicroPython: idle, ready, continuous
+- time per tick on CPython and on MicroPython, each also in reference-loop
+  iterations (10,000 x `x = x + 1` in a function, timed in the same run);
+  x 4.75 us gives an estimate for the RP2040.
+"""
+
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "firmware"), str(ROOT / "sim"), str(ROOT)]
+
+RP2040_US_PER_REF_ITER = 4.75
+
+MP_SCRIPT = """
+import gc
+import rig as R
+r = R.Rig()
+ref_us = R.time_reference_us()
+print('ref', ref_us)
+
+def measure(label, rig):
+    R.measure_ticks(rig, 5, gc.mem_alloc)
+    total, worst, _ = R.measure_ticks(rig, 2000, gc.mem_alloc)
+    best = None
+    for _ in range(3):
+        _t, _w, us = R.measure_ticks(rig, 5000)
+        if best is None or us < best:
+            best = us
+    print(label, total, worst, best / 5000)
+
+R.profile(r, measure)
+"""
+
+
+def line(name, value, unit=""):
+    print("%-52s %s %s" % (name + ":", value, unit))
+
+
+def sim_speed(punctures=1000):
+    from sim.session import Simulator
+
+    sim = Simulator(trace=False)
+    t0 = time.perf_counter()
+    sim.home()
+    sim.load(3)
+    sim.prime(500)
+    sim.configure(mode=1, depth_um=600, dose_nl=2000, speed_um_s=40_000, rate_nl_s=100_000,
+                  shot_rate_mhz=5000, suckback_nl=200)
+    sim.machine.trigger = True
+    sim.run_until(lambda s: s.core.punctures >= punctures, 10 ** 7)
+    sim.machine.trigger = False
+    sim.run_until(lambda s: s.core.state == 2, 10_000)
+    wall = time.perf_counter() - t0
+    return sim.now_us / 1e6, wall, sim.core.punctures
+
+
+def cpython_tick():
+    import rig as R
+
+    ref = R.time_reference_us()
+    out = {}
+
+    def measure(label, rig):
+        best = min(R.measure_ticks(rig, 500)[2] for _ in range(5))
+        out[label] = best / 500
+
+    R.profile(R.Rig(), measure)
+    return ref, out
+
+
+def micropython_tick():
+    from host_tools import mpy
+
+    ref = None
+    out = {}
+    for row in mpy.run_with_core(MP_SCRIPT).splitlines():
+        parts = row.split()
+        if parts[0] == "ref":
+            ref = float(parts[1])
+        else:
+            out[parts[0]] = (int(parts[1]) / 2000, int(parts[2]), float(parts[3]))
+    return ref, out
+
+
+def main():
+    sim_s, wall, n = sim_speed()
+    print("== simulator (CPython %s)" % sys.version.split()[0])
+    line("1000-puncture session: punctures", n)
+    line("  simulated time", "%.1f" % sim_s, "s")
+    line("  wall time", "%.2f" % wall, "s")
+    line("  speed", "%.0f" % (sim_s / wall), "simulated s per wall s")
+
+    ref, ticks = cpython_tick()
+    print("== tick on CPython")
+    line("reference loop (10,000 x x=x+1)", ref, "us")
+    for label, us in ticks.items():
+        line("tick, %s" % label, "%.2f us = %.1f reference iterations" % (us, us / (ref / 10000)))
+
+    ref, ticks = micropython_tick()
+    print("== tick on MicroPython 1.27 (npm WebAssembly build)")
+    line("reference loop (10,000 x x=x+1)", ref, "us")
+    for label, (per_tick, worst, us) in ticks.items():
+        iters = us / (ref / 10000)
+        line("heap per tick, %s" % label, "%.1f bytes (worst tick %d)" % (per_tick, worst))
+        line("tick, %s" % label, "%.2f us = %.1f reference iterations = ~%.0f us on an RP2040"
+             % (us, iters, iters * RP2040_US_PER_REF_ITER))
+
+
+if __name__ == "__main__":
+    main()
