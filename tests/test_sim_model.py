@@ -8,23 +8,24 @@ def injecting_force(sim):
     return [f for f, s in zip(sim.trace.force_n, sim.trace.state) if s == C.ST_INJECT]
 
 
+def primed(**settings):
+    sim = Simulator()
+    sim.home()
+    sim.load(1)
+    sim.prime(300)
+    sim.configure(**settings)
+    return sim
+
+
 def test_force_rises_while_injecting_and_more_against_a_blocked_needle():
-    open_ = Simulator()
-    open_.home()
-    open_.load(1)
-    open_.prime(300)
-    open_.configure(dose_nl=10_000, rate_nl_s=50_000)
+    open_ = primed(dose_nl=10_000, rate_nl_s=50_000)
     open_.shot()
     f_open = max(injecting_force(open_))
     assert f_open > 1.0  # 50 uL/s through the needle needs pressure
     idle = [f for f, s in zip(open_.trace.force_n, open_.trace.state) if s == C.ST_READY]
     assert abs(idle[-1]) < 0.1
 
-    blocked = Simulator()
-    blocked.home()
-    blocked.load(1)
-    blocked.prime(300)
-    blocked.configure(dose_nl=10_000, rate_nl_s=50_000)
+    blocked = primed(dose_nl=10_000, rate_nl_s=50_000)
     blocked.machine.fluid.blocked = True
     blocked.shot()
     f_blocked = max(injecting_force(blocked))
@@ -33,11 +34,7 @@ def test_force_rises_while_injecting_and_more_against_a_blocked_needle():
 
 
 def test_backlash_is_taken_up_before_fluid_moves():
-    sim = Simulator()
-    sim.home()
-    sim.load(1)
-    sim.prime(300)
-    sim.configure(dose_nl=5000, suckback_nl=1000)
+    sim = primed(dose_nl=5000, suckback_nl=1000)
     sim.shot()  # ends with a suck-back: the nut is on the rear side of the gap
     face0 = sim.machine.face_um
     sim.shot()
