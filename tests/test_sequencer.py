@@ -184,3 +184,18 @@ def test_every_puncture_reaches_depth_and_dose(depth, dose, speed, rate, sb, syr
         assert abs(p.depth_reached_um - depth) <= NEEDLE_UM_PER_STEP
         assert p.dose_steps == planned
     assert sim.machine.needle_axis.motor_steps == 0
+
+
+def test_needle_soft_limit_stops_a_move_past_the_needle_length(ready_sim):
+    sim = ready_sim
+    # A corrupted plan (here: forced by hand) must still never drive past the limit.
+    ps = sim.core.plans()
+    ps.needle_in.set(M.um_to_needle_steps(M.NEEDLE_HOME_OFFSET_UM + 6000), 16_000,
+                     M.um_to_needle_steps(M.NEEDLE_ACCEL_UM_S2))
+    sim.machine.trigger = True
+    sim.run_until(lambda s: s.core.state == C.ST_FAULT, 2000)
+    limit_um = M.NEEDLE_HOME_OFFSET_UM + sim.core.limits.needle_length_um
+    assert sim.core.fault == C.F_NEEDLE_SOFT_LIMIT
+    steps = sim.machine.needle_axis.motor_steps
+    assert steps * 1000 / M.NEEDLE_STEPS_PER_MM <= limit_um + 20  # one tick at 16 mm/s
+    assert not sim.machine.drivers_on

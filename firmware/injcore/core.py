@@ -63,8 +63,10 @@ F_ESTOP = const(1)
 F_NEEDLE_HOME_NOT_FOUND = const(2)
 F_PLUNGER_HOME_NOT_FOUND = const(3)
 F_PLUNGER_FRONT_LIMIT = const(4)
+F_NEEDLE_SOFT_LIMIT = const(5)
 FAULT_NAMES = ("none", "emergency stop", "needle home switch not found",
-               "plunger rear switch not found", "plunger front limit reached")
+               "plunger rear switch not found", "plunger front limit reached",
+               "needle past its soft limit")
 
 # Notices: why the trigger did nothing (shown by the UI, cleared by the next action)
 N_NONE = const(0)
@@ -125,7 +127,6 @@ class Core:
         self.force_mn = 0
         self._fire_prev = True  # a trigger held at boot must be released first (H3)
         self._home_step = _H_DONE
-        self._home_plunger_only = False
         self._shot_timer = 0
         self._puncture_ticks = 0
         self._puncture_fluid0 = 0
@@ -143,7 +144,6 @@ class Core:
         self.delivered_steps = 0  # net fluid steps pushed in punctures this session
         self.primed_steps = 0
         self.last_puncture = array("i", [0, 0, 0, 0, 0])
-        self.overruns = 0
         self.outputs.drivers(False)
 
     # ---- planning (main loop; may allocate) --------------------------------
@@ -287,6 +287,9 @@ class Core:
         self._fire_prev = fire
 
         self.needle.tick()
+        if self.needle.pos > self._needle_limit_steps and self.homed:
+            self._fault(F_NEEDLE_SOFT_LIMIT)  # never deeper than the needle allows (H2)
+            return
         n = self.plunger.tick()
         if n:
             # Backlash take-up moves the nut, not the syringe plunger.
@@ -450,7 +453,6 @@ class Core:
     def _begin_homing(self, plunger_only):
         self.outputs.drivers(True)
         self.notice = N_NONE
-        self._home_plunger_only = plunger_only
         self._home_found = False
         if plunger_only:
             self._home_step = _H_PLUNGER_SEEK
