@@ -43,10 +43,11 @@ test: setup
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not soak"
 
 soak: setup
-	INJECTOR_SOAK=$(SOAK) $(PY) -m pytest -q -n $(PYTEST_WORKERS) tests/test_planner.py tests/test_sequencer.py tests/test_settings.py
+	INJECTOR_SOAK=$(SOAK) $(PY) -m pytest -q -n $(PYTEST_WORKERS) tests/test_planner.py tests/test_sequencer.py tests/test_settings.py tests/test_pio_step.py
 
 bench: setup
 	$(PY) host_tools/bench.py
+	$(PY) host_tools/pio_bench.py
 
 build/mpy/%.mpy: firmware/%.py $(PY_STAMP)
 	@mkdir -p $(dir $@)

@@ -1,0 +1,1 @@
+"""Board layer: everything that touches RP2040 hardware (rp2, machine)."""

