@@ -74,7 +74,7 @@ class Simulator:
             t.t_ms.append(self.now_us / 1000)
             t.needle_tip_um.append(m.needle_tip_um())
             t.plunger_um.append(m.face_um)
-            t.delivered_ul.append(core.delivered_steps * core._area_cmm2 / 100 / M.PLUNGER_STEPS_PER_MM)
+            t.delivered_ul.append(core.delivered_nl() / 1000)
             t.force_n.append(m.force_n)
             t.state.append(state)
 
@@ -106,7 +106,7 @@ class Simulator:
             depth_core_um=rec[C.P_DEPTH_STEPS] * NEEDLE_UM_PER_STEP - M.NEEDLE_HOME_OFFSET_UM,
             dose_set_nl=s.dose_nl,
             dose_steps=rec[C.P_DOSE_STEPS],
-            dose_nl=M.nl_for_plunger_steps(rec[C.P_DOSE_STEPS], core._area_cmm2),
+            dose_nl=core.steps_to_nl(rec[C.P_DOSE_STEPS]),
             outflow_nl=(m.fluid.delivered_ul - self._outflow0) * 1000,
             duration_ms=rec[C.P_TICKS],
             start_ms=self._start_ms,

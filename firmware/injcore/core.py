@@ -257,15 +257,19 @@ class Core:
 
     # ---- derived figures (main loop) ----------------------------------------
 
+    def steps_to_nl(self, steps):
+        """Volume of `steps` plunger fluid steps with the syringe in use."""
+        return M.nl_for_plunger_steps(steps, self._area_cmm2)
+
     def delivered_nl(self):
-        return M.nl_for_plunger_steps(self.delivered_steps, self._area_cmm2)
+        return self.steps_to_nl(self.delivered_steps)
 
     def primed_nl(self):
-        return M.nl_for_plunger_steps(self.primed_steps, self._area_cmm2)
+        return self.steps_to_nl(self.primed_steps)
 
     def volume_left_nl(self):
         """What the syringe still holds, from the plunger position (full at the rear switch)."""
-        return max(0, self._capacity_nl - M.nl_for_plunger_steps(self.fluid_steps, self._area_cmm2))
+        return max(0, self._capacity_nl - self.steps_to_nl(self.fluid_steps))
 
     def plans(self):
         return self._plans[self._active]
