@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "firmware"), str(ROOT / "sim"), str(ROOT)]
+sys.path[:0] = [str(ROOT / "firmware"), str(ROOT)]
 
 RP2040_US_PER_REF_ITER = 4.75
 
 MP_SCRIPT = """
 import gc
-import rig as R
+from injcore import rig as R
 r = R.Rig()
 ref_us = R.time_reference_us()
 print('ref', ref_us)
@@ -60,7 +60,7 @@ def sim_speed(punctures=1000):
 
 
 def cpython_tick():
-    import rig as R
+    from injcore import rig as R
 
     ref = R.time_reference_us()
     out = {}

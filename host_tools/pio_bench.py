@@ -7,7 +7,7 @@ generator sustains, the edge timing error against injcore.pio_word's model,
 the pulse/DIR timing and the depth of the joined TX FIFO in ms of motion.
 
 The library part is the harness tests/test_pio_step.py uses too: it imports
-the shipped source with the host fake of rp2 (tests/fakes/rp2.py), runs the
+the shipped source with the host fake of rp2 (host_tools/fakes/rp2.py), runs the
 assembled opcodes in rp2040-pio-emulator (pioemu) and records the pins.
 
 pioemu facts the harness builds on (rp2040-pio-emulator 0.88):
@@ -46,10 +46,10 @@ def load_pio_step():
     for path in (TESTS, FIRMWARE):  # firmware ends up first
         if path not in sys.path:
             sys.path.insert(0, path)
-    from fakes import rp2 as fake_rp2
+    from host_tools.fakes import rp2 as fake_rp2
 
     if sys.modules.setdefault("rp2", fake_rp2) is not fake_rp2:
-        raise ImportError("sys.modules['rp2'] is not tests/fakes/rp2.py")
+        raise ImportError("sys.modules['rp2'] is not host_tools/fakes/rp2.py")
     board = sys.modules.get("board")
     board_dir = os.path.join(FIRMWARE, "board")
     if board is not None and os.path.dirname(os.path.abspath(board.__file__)) != board_dir:

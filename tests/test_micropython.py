@@ -15,7 +15,7 @@ CORE = ROOT / "firmware" / "injcore"
 pytestmark = pytest.mark.micropython
 
 SESSION = """
-import rig as R
+from injcore import rig as R
 r = R.Rig()
 R.scripted_session(r, lambda line: print(repr(line)))
 """
@@ -28,8 +28,7 @@ def need_interpreter():
 
 
 def test_scripted_session_matches_cpython_step_for_step():
-    sys.path.insert(0, str(ROOT / "sim"))
-    import rig as R
+    from injcore import rig as R
 
     lines = []
     R.scripted_session(R.Rig(), lambda line: lines.append(repr(line)))
@@ -43,7 +42,7 @@ def test_scripted_session_matches_cpython_step_for_step():
 
 ALLOC = """
 import gc
-import rig as R
+from injcore import rig as R
 r = R.Rig()
 
 def measure(label, rig):

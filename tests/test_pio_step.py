@@ -22,7 +22,7 @@ for _p in (ROOT, ROOT / "firmware", ROOT / "tests"):
 
 import adafruit_pioasm  # noqa: E402
 
-from fakes import rp2 as fake_rp2  # noqa: E402
+from host_tools.fakes import rp2 as fake_rp2  # noqa: E402
 from host_tools import pio_bench as bench  # noqa: E402
 from soak import examples  # noqa: E402
 
@@ -347,7 +347,7 @@ def test_board_module_runs_the_same_on_real_micropython():
     if not mpy.available():
         pytest.skip("the npm MicroPython is not installed (`make test` installs it)")
     puts = {
-        ROOT / "tests" / "fakes" / "rp2.py": "/lib/rp2.py",
+        ROOT / "host_tools" / "fakes" / "rp2.py": "/lib/rp2.py",
         ROOT / "firmware" / "board": "/lib/board",
         ROOT / "firmware" / "injcore": "/lib/injcore",
     }

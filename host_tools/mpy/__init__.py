@@ -9,7 +9,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = Path(__file__).with_name("run.mjs")
 FIRMWARE = ROOT / "firmware"
-RIG = ROOT / "sim" / "rig.py"
 
 
 class MicroPythonError(RuntimeError):
@@ -42,5 +41,5 @@ def run(source, puts=None, heap=2 * 1024 * 1024, timeout=300):
 
 
 def run_with_core(source, heap=2 * 1024 * 1024, timeout=300):
-    """Run `source` with the firmware core in /lib and the test rig importable as `rig`."""
-    return run(source, {FIRMWARE / "injcore": "/lib/injcore", RIG: "/lib/rig.py"}, heap, timeout)
+    """Run `source` with the firmware core (and its loopback rig, injcore.rig) in /lib."""
+    return run(source, {FIRMWARE / "injcore": "/lib/injcore"}, heap, timeout)
