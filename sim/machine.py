@@ -6,6 +6,7 @@ firmware. Positions come from the step words the core actually emitted.
 
 import math
 import random
+from collections import deque
 
 from injcore import core as C
 from injcore import machine as M
@@ -16,11 +17,18 @@ PLUNGER_UM_PER_STEP = 1000 / M.PLUNGER_STEPS_PER_MM
 
 
 class PioAxis:
-    """One axis's PIO state machine and motor: words in, steps out."""
+    """One axis's PIO state machine and motor: words in, steps out.
 
-    def __init__(self, start_steps=0):
+    Like the board, it keeps `lead_ticks` ticks of words queued: the words the
+    core puts in tick k move the motor in tick k + lead_ticks.
+    """
+
+    def __init__(self, start_steps=0, lead_ticks=pio_word.LEAD_TICKS):
         self.motor_steps = start_steps  # true position, microsteps from the switch point
-        self.emitted = 0  # signed count of step pulses, what the counter SM reports
+        self.count = 0  # signed count of step pulses, what the counter SM reports
+        self.lead_ticks = lead_ticks
+        self.queue = deque()  # ticks of words not yet executed
+        self.halts = 0
         self.words = []  # words of the current tick (kept for edge-level tests)
         self.record_words = False
         self.word_log = []
@@ -29,6 +37,26 @@ class PioAxis:
         self.cycles = 0  # PIO cycles consumed, must stay locked to ticks
 
     def put(self, seg):
+        self.queue.append(tuple(seg))
+
+    def emitted(self):
+        return self.count
+
+    def pending_steps(self):
+        """Steps queued but not yet executed."""
+        return sum(pio_word.decode(w)[1] for seg in self.queue for w in seg)
+
+    def halt(self):
+        """Flush the FIFO: queued motion never happens."""
+        self.queue.clear()
+        self.halts += 1
+
+    def advance(self):
+        """One tick of PIO time: execute the oldest queued tick once the lead is full."""
+        if len(self.queue) > self.lead_ticks:
+            self._execute(self.queue.popleft())
+
+    def _execute(self, seg):
         for w in seg:
             d, n, _t = pio_word.decode(w)
             self.cycles += pio_word.word_cycles(w)
@@ -37,7 +65,7 @@ class PioAxis:
             if not n:
                 continue
             sign = 1 if d else -1
-            self.emitted += sign * n
+            self.count += sign * n
             if self.lose_every:
                 for _ in range(n):
                     self._lose_count += 1
@@ -142,6 +170,8 @@ class Machine:
 
     def step(self, dt_us):
         self.now_us += dt_us
+        self.needle_axis.advance()
+        self.plunger_axis.advance()
         tip = self.needle_tip_um()
         if tip > self.needle_depth_max_um:
             self.needle_depth_max_um = tip

@@ -93,6 +93,13 @@ class Simulator:
         raise TimeoutError("simulated %d ms without reaching the condition (state %s)"
                            % (timeout_ms, C.STATE_NAMES[self.core.state]))
 
+    def settle(self, timeout_ms=100):
+        """Run until the motors have executed every queued step (the FIFO lead)."""
+        m = self.machine
+        return self.run_until(
+            lambda s: not m.needle_axis.pending_steps() and not m.plunger_axis.pending_steps(),
+            timeout_ms)
+
     def _record(self):
         core, m = self.core, self.machine
         rec = core.last_puncture
@@ -122,6 +129,7 @@ class Simulator:
         if not self.core.start_homing():
             raise RuntimeError("homing refused in state %s" % self.state)
         self.run_until(lambda s: s.core.state in (C.ST_READY, C.ST_FAULT), timeout_ms)
+        self.settle()
         return self.core.state == C.ST_READY
 
     def load(self, size_ml=1, timeout_ms=30_000):
@@ -131,6 +139,7 @@ class Simulator:
         if not self.core.start_load():
             raise RuntimeError("load refused in state %s" % self.state)
         self.run_until(lambda s: s.core.state in (C.ST_READY, C.ST_FAULT), timeout_ms)
+        self.settle()
         self.machine.insert_syringe(size_ml)
         self.configure(syringe_ml=size_ml)
 
@@ -147,6 +156,7 @@ class Simulator:
         self.configure(mode=2)
         self.hold_trigger(ms)
         self.run_until(lambda s: s.core.state == C.ST_READY, 5000)
+        self.settle()
         self.configure(mode=old)
 
     def shot(self, timeout_ms=130_000):
@@ -156,6 +166,7 @@ class Simulator:
         self.run_ms(30)
         self.machine.trigger = False
         self.run_until(lambda s: s.core.state == C.ST_READY, timeout_ms)
+        self.settle()
         return self.punctures[-1] if self.core.punctures > before else None
 
     def burst(self, hold_ms, timeout_ms=10_000):
@@ -163,6 +174,7 @@ class Simulator:
         before = len(self.punctures)
         self.hold_trigger(hold_ms)
         self.run_until(lambda s: s.core.state == C.ST_READY, timeout_ms)
+        self.settle()
         return self.punctures[before:]
 
 

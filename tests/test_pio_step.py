@@ -4,6 +4,12 @@ firmware/board/pio_step.py itself is imported (fake rp2 in sys.modules); its
 opcodes run in rp2040-pio-emulator through host_tools/pio_bench.py's harness.
 Every rising STEP edge must land on the cycle injcore.pio_word.edge_cycles()
 gives, with the DIR level the model gives, and the counter must count them.
+
+The main streams come from the real planner: the Core through a full
+puncture (both axes), the fastest allowed needle move, single-step moves and
+back-and-forth moves, all put by injcore.axis.Axis (pio_bench.planner_streams).
+Each must match the plans tick by tick, step for step, with 0 cycles of error.
+Hand-written word streams cover the edge cases the planner never makes.
 """
 
 import os
@@ -28,7 +34,10 @@ from soak import examples  # noqa: E402
 
 ps = bench.load_pio_step()
 
+from injcore import core as C  # noqa: E402
+from injcore import machine as M  # noqa: E402
 from injcore import pio_word as pw  # noqa: E402
+from injcore.planner import Plan  # noqa: E402
 
 TICK = pw.TICK_CYCLES
 PIO = fake_rp2.PIO
@@ -434,8 +443,8 @@ def test_fast_forward_is_exact():
 
 
 @pytest.mark.parametrize("name", ["single_step", "needle_max", "direction_changes", "ramp"])
-def test_standard_streams(name):
-    words = bench.standard_streams()[name]
+def test_hand_streams(name):
+    words = bench.hand_streams()[name]
     sm = bench.run_words(words)
     edges = check_against_model(sm, words)
     assert len(edges) == sum(pw.decode(w)[1] for w in words)
@@ -504,6 +513,154 @@ def test_random_words_match_the_model_plain_emulation(words):
     check_against_model(bench.run_words(words, accelerate=False), words)
 
 
+# -- streams from the real planner, axis and core --------------------------------
+
+PLANNER_STREAMS = [
+    "puncture_needle",
+    "puncture_plunger",
+    "needle_fastest",
+    "plunger_fastest",
+    "single_step",
+    "direction_changes",
+]
+NEEDLE_V = M.um_to_needle_steps(M.NEEDLE_MAX_SPEED_UM_S)
+NEEDLE_A = M.um_to_needle_steps(M.NEEDLE_ACCEL_UM_S2)
+
+
+def planned_edges(stream):
+    """Edge times and DIR from the plans alone: the planner's closed-form steps per
+    tick, spread as pio_word.tick_words spreads n steps (period (TICK - HEADER -
+    PAD_FIXED) // n from HEADER), ticks back to back."""
+    edges = []
+    for k, n in enumerate(stream.planned_tick_steps()):
+        if n:
+            period = (TICK - pw.HEADER - pw.PAD_FIXED) // abs(n)
+            edges += [(k * TICK + pw.HEADER + j * period, int(n > 0)) for j in range(abs(n))]
+    return edges
+
+
+def check_planned(stream, *, counter=True):
+    """Emulate a planner stream; every edge, tick, step and count against the plans."""
+    gen = bench.run_words(stream.words)
+    # Cycle-exact against pio_word's model, DIR at each edge, HIGH-cycle pulses,
+    # DIR set up >= 3 cycles before the edge, each word pulled exactly on time.
+    edges = check_against_model(gen, stream.words)
+    assert edges == planned_edges(stream)  # every edge on the cycle the plan says
+    assert len(edges) == stream.distance  # exactly the steps the plans add up to
+    assert sum(1 if d else -1 for _, d in edges) == stream.net  # the Axis's position change
+    per_tick = bench.edges_per_tick(edges, stream.ticks)
+    assert per_tick == stream.planned_tick_steps() == stream.axis_tick_steps()
+    if counter:  # step_count read at every tick boundary, as the control loop would
+        counts = bench.counter_per_tick(gen, stream)
+        assert [c for c, _ in counts] == [p for _, p in counts]
+        assert counts[-1][0] == stream.net
+    return edges
+
+
+@pytest.mark.parametrize("name", PLANNER_STREAMS)
+def test_planner_stream_in_the_emulator(name):
+    check_planned(bench.planner_streams()[name])
+
+
+def test_planner_streams_are_the_ones_asked_for():
+    streams = bench.planner_streams()
+    assert sorted(streams) == sorted(PLANNER_STREAMS)
+    assert bench.standard_streams() == {k: s.words for k, s in streams.items()}
+    for s in streams.values():
+        assert len(s.words) == 2 * s.ticks  # two words a tick ...
+        for step, pad in s.tick_words:  # ... lasting exactly one tick, one direction
+            assert pw.word_cycles(step) + pw.word_cycles(pad) == TICK
+            assert step & 1 == pad & 1
+        assert s.max_tick_steps() <= M.MAX_STEPS_PER_TICK
+        assert s.moves and all(m.distance for m in s.moves)
+
+    # The fastest allowed needle move: full travel in and out at the axis maximum.
+    fastest = streams["needle_fastest"]
+    travel = M.um_to_needle_steps(M.NEEDLE_TRAVEL_UM)
+    assert [(m.distance, m.direction) for m in fastest.moves] == [(travel, 1), (travel, 0)]
+    assert fastest.max_tick_steps() == NEEDLE_V // 1000  # 128 steps a tick: 128 kHz
+    assert bench.reversals_in_consecutive_ticks(fastest)  # full speed to full speed back
+    plunger_v = M.um_to_plunger_steps(M.PLUNGER_MAX_SPEED_UM_S)
+    assert streams["plunger_fastest"].max_tick_steps() == plunger_v // 1000  # 32 kHz
+
+    # Single steps: every tick carries 0 or 1 step, most carry none.
+    single = streams["single_step"].axis_tick_steps()
+    assert set(single) == {-1, 0, 1}
+    assert single.count(0) > len(single) // 2
+
+    # Direction changes, including reversals from one tick to the next.
+    dc = streams["direction_changes"]
+    assert len(bench.reversals_in_consecutive_ticks(dc)) >= 5
+    assert len({m.direction for m in dc.moves}) == 2
+
+
+def test_puncture_streams_are_one_full_puncture_of_the_core():
+    needle, plunger, core = bench.puncture_streams()
+    plans = core.plans()
+    assert core.punctures == 2 and core.state == C.ST_READY  # one warm-up, one recorded
+    # Needle in at the puncture speed to depth, out at the axis maximum, back home.
+    assert [(m.name, m.direction) for m in needle.moves] == [("needle in", 1), ("needle out", 0)]
+    depth = M.um_to_needle_steps(M.NEEDLE_HOME_OFFSET_UM + bench.PUNCTURE["depth_um"])
+    assert needle.distance == 2 * depth and needle.net == 0
+    puncture_v = M.um_to_needle_steps(bench.PUNCTURE["speed_um_s"])
+    assert max(needle.axis_tick_steps()[: needle.moves[1].tick]) == puncture_v // 1000
+    assert -min(needle.axis_tick_steps()) <= NEEDLE_V // 1000
+    # Plunger: inject dose + suck-back after the reversal (backlash taken up), suck back.
+    assert [(m.name, m.direction) for m in plunger.moves] == [
+        ("inject after reversal", 1),
+        ("suck-back", 0),
+    ]
+    bl = core.backlash_steps
+    assert plunger.moves[0].distance == plans.dose_steps + plans.sb_steps + bl
+    assert plunger.moves[1].distance == plans.sb_steps + bl
+    assert plunger.net == plans.dose_steps == core.last_puncture[C.P_DOSE_STEPS]
+    assert plans.dose_steps == M.plunger_steps_for_nl(bench.PUNCTURE["dose_nl"], M.SYRINGES[1][0])
+    # Each move starts in the tick after the previous one's last tick.
+    assert plunger.moves[0].tick == needle.moves[0].end
+    assert plunger.moves[1].tick == plunger.moves[0].end
+    assert needle.moves[1].tick == plunger.moves[1].end
+    assert needle.moves[1].end == needle.ticks  # READY in the tick the needle is home
+
+
+def test_closed_form_matches_the_plan_arrays():
+    # The check's reference is the planner's formula, not the arrays the Axis reads.
+    for d, v in [(1, 800), (2, NEEDLE_V), (7, 150), (4000, 64_000), (14_400, NEEDLE_V)]:
+        plan = Plan("t").set(d, v, NEEDLE_A)
+        steps = bench.plan_tick_steps(plan.distance, plan.ramp_ticks, plan.cruise_ticks)
+        k = plan.ramp_ticks
+        assert steps[:k] == list(plan.accel[:k]) and steps[len(steps) - k :] == list(plan.decel[:k])
+        assert sum(steps) == d
+
+
+def test_planner_stream_through_a_fifo_fed_each_tick():
+    """The words of real moves put as the control loop puts them: the FIFO primed with
+    4 ticks, then one tick's words somewhere inside each tick; never a stall."""
+    s = bench.planner_streams()["direction_changes"]
+    words = s.words
+    sm = bench.step_gen_sm()
+    sm.feed(words[:8])
+    for k in range(s.ticks - 4):
+        sm.feed(words[8 + 2 * k : 10 + 2 * k], ready=k * TICK + (53_000 * k) % TICK)
+    sm.run()
+    assert sm.fifo_max == 8
+    edges = check_against_model(sm, words, stalls=0)
+    assert edges == planned_edges(s)
+
+
+@settings(max_examples=examples(10), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 60), st.integers(100, NEEDLE_V), st.integers(0, 1)),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_random_planned_moves_in_the_emulator(moves):
+    plans = [(Plan("m%d" % i).set(d, v, NEEDLE_A), way) for i, (d, v, way) in enumerate(moves)]
+    stream = bench.axis_stream("random", "needle", plans)
+    check_planned(stream)
+
+
 # -- the step counter in the emulator -------------------------------------------
 
 
@@ -567,27 +724,39 @@ def test_counter_at_the_peak_rate_with_direction_flips():
 
 
 def test_bench_prints_one_figure_per_line(capsys, monkeypatch):
-    # The full figures, with a shorter ramp so the test stays quick.
-    full = bench.standard_streams
+    # The full figures, on the quicker planner streams so the test stays short
+    # (every stream is emulated in test_planner_stream_in_the_emulator).
+    full = bench.planner_streams
 
-    def short():
-        s = full()
-        s["ramp"] = tick_words_with([(1, n) for n in (0, 1, 2, 100, 200, 100, 2, 1, 0)])
-        return s
+    def quick():
+        keep = ("puncture_plunger", "single_step", "direction_changes")
+        return {k: v for k, v in full().items() if k in keep}
 
-    monkeypatch.setattr(bench, "standard_streams", short)
+    monkeypatch.setattr(bench, "planner_streams", quick)
     bench.main()
     lines = capsys.readouterr().out.strip().splitlines()
     figures = {}
     for line in lines:
         name, rest = line.split(": ")
         value, unit = rest.split(" ")
+        assert name not in figures
         figures[name] = (float(value), unit)
     assert figures["min_step_period"] == (pw.STEP_FIXED, "cycles")
     assert figures["peak_step_rate"] == (round(pw.PIO_HZ / pw.STEP_FIXED), "steps/s")
+    assert figures["peak_step_rate"][0] >= 200_000
+    assert figures["tick_contract_max_rate"] == (pw.MAX_COUNT * 1000, "steps/s")
+    assert figures["axis_table_max_rate"] == (M.MAX_STEPS_PER_TICK * 1000, "steps/s")
+    for axis in ("needle", "plunger"):
+        top = max(s.max_tick_steps() for s in quick().values() if s.axis == axis)
+        assert figures[axis + "_planned_max_rate"] == (top * 1000, "steps/s")
+    assert figures["planner_streams"] == (3, "streams")
     assert figures["edge_timing_error_max"] == (0, "cycles")
+    assert figures["steps_checked"] == (sum(s.distance for s in quick().values()), "steps")
+    assert figures["plan_step_error_max"] == (0, "steps")
+    assert figures["counter_error_max"] == (0, "steps")
     assert figures["fifo_depth"] == (4.0, "ms")
     assert figures["step_pulse_high"] == (pw.HIGH, "cycles")
+    assert figures["step_pulse_high_planned"] == (pw.HIGH, "cycles")
     assert figures["dir_setup_min"][0] >= 3
 
 

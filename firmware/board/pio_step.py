@@ -53,6 +53,18 @@ if TYPE_CHECKING:  # the PIO names asm_pio injects, for type checkers only
 
 COUNT_BIAS = const(1 << 29)  # step_count value at start: +-2**29 steps stay small ints
 _EXEC_IN_Y = const(0x4040)  # in_(y, 32) for StateMachine.exec: autopush sends it
+# step_gen opcodes for StateMachine.exec, prebuilt so halt() allocates nothing
+# (a string would be assembled at run time). Side-set bit 12 is 0: STEP low.
+EXEC_PULL_NOBLOCK = const(0x8080)  # pull(noblock).side(0): takes one word out of the FIFO
+EXEC_MOV_OSR_NULL = const(0xA0E3)  # mov(osr, null).side(0): the entry pad then lasts 2 cycles
+EXEC_JMP = const(0x0000)  # jmp(addr).side(0): OR in the absolute address
+
+# RP2040 PIO registers (datasheet 3.7): a state machine's program counter, and
+# CTRL, whose SM_ENABLE bits start several machines on the same cycle.
+_PIO_BASES = (0x50200000, 0x50300000)
+_SM0_ADDR = const(0x0D4)
+_SM_STRIDE = const(0x18)
+_CLKDIV_RESTART_SHIFT = const(8)
 
 
 # PIO bodies run with only the PIO names as globals: literals, no module constants.
@@ -112,7 +124,7 @@ def axis_wiring(step_pin, dir_pin):
     return gen, count
 
 
-def start_axis(gen_id, count_id, step_pin, dir_pin, sys_hz=PIO_HZ):
+def start_axis(gen_id, count_id, step_pin, dir_pin, sys_hz=PIO_HZ, run=True):
     """Build, reset and start one axis's generator and counter.
 
     gen_id/count_id are StateMachine ids (0-3 on PIO0, 4-7 on PIO1; both axes
@@ -129,10 +141,50 @@ def start_axis(gen_id, count_id, step_pin, dir_pin, sys_hz=PIO_HZ):
     count.exec("mov(x, osr)")
     count.exec("mov(y, osr)")
     gen = rp2.StateMachine(gen_id, step_gen, **gen_kw)
-    gen.exec("mov(osr, null)")  # the entry pad (address 0) then lasts 2 cycles
+    gen.exec(EXEC_MOV_OSR_NULL)  # the entry pad (address 0) then lasts 2 cycles
     count.active(1)  # counting before the first edge can come
-    gen.active(1)
+    if run:
+        gen.active(1)
     return gen, count
+
+
+def pc_of(mem32, sm_id):
+    """Program counter of a state machine (read once at start: above 2**30 the
+    register address is a big int, so this must not run in an interrupt)."""
+    return mem32[_PIO_BASES[sm_id >> 2] + _SM0_ADDR + (sm_id & 3) * _SM_STRIDE] & 31
+
+
+def run_together(mem32, sm_ids):
+    """Enable state machines of one PIO block on the same clock cycle.
+
+    Two step generators started this way pull their tick words in lockstep
+    forever (both words last exactly one tick), so their FIFO levels match.
+    """
+    block = sm_ids[0] >> 2
+    mask = 0
+    for i in sm_ids:
+        if i >> 2 != block:
+            raise ValueError("state machines on different PIO blocks")
+        mask |= 1 << (i & 3)
+    base = _PIO_BASES[block]
+    mem32[base] = mem32[base] | mask | mask << _CLKDIV_RESTART_SHIFT
+
+
+def halt_axis(gen, entry_pc):
+    """Stop step_gen at once and throw away its queued words (faults).
+
+    The machine is stopped, its queued words pulled out by exec and it is
+    sent back to its entry with an empty OSR, STEP low; then it runs again and
+    waits for the next tick's words. Emitted steps stay counted by step_count.
+    Allocates nothing: safe in the timer interrupt.
+    """
+    gen.active(0)
+    gen.restart()  # clears a stalled pull, delay and shift counters
+    while gen.tx_fifo():
+        gen.exec(EXEC_PULL_NOBLOCK)
+    gen.exec(EXEC_JMP | entry_pc)
+    gen.exec(EXEC_MOV_OSR_NULL)
+    gen.active(1)
 
 
 def read_count(count):

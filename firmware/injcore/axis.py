@@ -36,7 +36,8 @@ STEP_WORDS, PAD_WORDS = _tables()
 class Axis:
     def __init__(self, name, port):
         self.name = name
-        self.port = port  # has put(words): the two words of one tick
+        self.port = port  # put(words), emitted(), halt(): see core.py
+        self.origin = 0  # port's emitted count at this axis's zero
         self.seg = array("I", [STEP_WORDS[0], PAD_WORDS[0]])
         self.pos = 0  # commanded position, microsteps from zero
         self.phase = IDLE
@@ -88,8 +89,18 @@ class Axis:
             self.phase = DECEL
 
     def halt(self):
-        """Stop generating steps now (faults)."""
+        """Stop generating steps now (faults): words already queued are dropped too."""
         self.phase = IDLE
+        self.port.halt()
+
+    def rezero(self, steps):
+        """Move this axis's zero `steps` forward (homing found the switch there)."""
+        self.pos -= steps
+        self.origin += steps
+
+    def emitted(self):
+        """Steps the motor has actually been sent, in this axis's frame."""
+        return self.port.emitted() - self.origin
 
     @property
     def busy(self):

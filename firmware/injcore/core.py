@@ -3,9 +3,17 @@
 Ports (duck-typed objects handed to Core; the board layer and the simulator
 both provide them):
     needle, plunger  .put(words)      the two PIO words of this tick (array 'I')
+                     .emitted()       signed steps actually sent to the motor so far
+                     .halt()          drop queued words and stop stepping at once
     inputs           .switches()      bitmask of SW_* (1 = closed / pressed)
                      .force_mn()      latest load-cell force, mN
     outputs          .drivers(on)     enable both stepper drivers (EN is active low on the board)
+
+The board runs the tick from a 1 kHz timer and keeps the PIO FIFOs
+pio_word.LEAD_TICKS..FIFO_TICKS ticks ahead of the motors, so the core's
+`pos` runs ahead of the motor; `emitted()` says where the motor really is.
+It counts late or starved ticks into `core.overruns` and passes the reset
+cause to the constructor.
 
 Everything the operator does that is not the trigger (homing, loading,
 settings) arrives through methods called from the main loop, never from the
@@ -55,7 +63,9 @@ _H_PLUNGER_APPROACH = const(5)
 _H_PLUNGER_SETTLE = const(6)
 _H_DONE = const(7)
 _H_NEEDLE_SETTLE = const(8)
-_SETTLE_MAX_STEPS = const(8)  # homing overshoot past the switch that a settle move corrects
+# Homing overshoot past the switch that a settle move corrects: the
+# deceleration plus the up to FIFO_TICKS ticks of approach already queued.
+_SETTLE_MAX_STEPS = const(24)
 
 # Faults (safety monitor: issue 4 extends this list)
 F_NONE = const(0)
@@ -75,7 +85,16 @@ N_NO_SYRINGE = const(2)
 N_NOT_PRIMED = const(3)
 N_SYRINGE_LOW = const(4)
 N_BUSY = const(5)
-NOTICE_NAMES = ("", "home first", "no syringe", "prime first", "not enough left for a dose", "busy")
+N_WATCHDOG_RESET = const(6)
+NOTICE_NAMES = ("", "home first", "no syringe", "prime first", "not enough left for a dose", "busy",
+                "restarted by the watchdog: home first")
+
+# Why the controller (re)started, as the board reads it
+RC_POWER_ON = const(0)
+RC_WATCHDOG = const(1)
+RC_SOFT = const(2)  # soft reset (Ctrl-D, machine.soft_reset)
+RC_HARD = const(3)  # reset pin / machine.reset()
+RESET_NAMES = ("power-on", "watchdog", "soft reset", "hard reset")
 
 # Puncture record fields (array `last_puncture`)
 P_NUMBER = const(0)
@@ -104,7 +123,8 @@ class _PlanSet:
 
 
 class Core:
-    def __init__(self, needle_port, plunger_port, inputs, outputs, settings=None, limits=None):
+    def __init__(self, needle_port, plunger_port, inputs, outputs, settings=None, limits=None,
+                 reset_cause=RC_POWER_ON):
         self.inputs = inputs
         self.outputs = outputs
         self.needle = Axis("needle", needle_port)
@@ -122,7 +142,8 @@ class Core:
 
         self.state = ST_UNHOMED
         self.fault = F_NONE
-        self.notice = N_NONE
+        self.reset_cause = reset_cause
+        self.notice = N_WATCHDOG_RESET if reset_cause == RC_WATCHDOG else N_NONE
         self.switches = 0
         self.force_mn = 0
         self._fire_prev = True  # a trigger held at boot must be released first (H3)
@@ -139,6 +160,9 @@ class Core:
         self.homed = False
         # Counters
         self.ticks = 0
+        self.overruns = 0  # times the board let the PIO FIFOs run dry (the board counts them)
+        self.needle_emitted = 0  # where the motors are (axis frame), read each tick
+        self.plunger_emitted = 0
         self.punctures = 0
         self.fluid_steps = 0  # plunger face position, microsteps from the rear switch
         self.delivered_steps = 0  # net fluid steps pushed in punctures this session
@@ -279,8 +303,10 @@ class Core:
     def tick(self, now_us):
         sw = self.inputs.switches()
         self.switches = sw
+        self.needle_emitted = self.needle.emitted()
+        self.plunger_emitted = self.plunger.emitted()
         self.force_mn = self.inputs.force_mn()
-        self.ticks += 1
+        self.ticks = (self.ticks + 1) & 0x3FFFFFFF  # 12 days, then wraps: never a big int
         state = self.state
         if sw & SW_ESTOP and state != ST_FAULT:
             self._fault(F_ESTOP)
@@ -292,9 +318,11 @@ class Core:
 
         self.needle.tick()
         if self.needle.pos > self._needle_limit_steps and self.homed:
-            self._fault(F_NEEDLE_SOFT_LIMIT)  # never deeper than the needle allows (H2)
-            return
-        n = self.plunger.tick()
+            # Never deeper than the needle allows (H2). The commanded position
+            # runs ahead of the motor, so the flush stops it short of the limit.
+            self._fault(F_NEEDLE_SOFT_LIMIT)
+            state = ST_FAULT
+        n = self.plunger.tick()  # every tick, so both axes' PIO timelines stay locked
         if n:
             # Backlash take-up moves the nut, not the syringe plunger.
             c = self._comp_left
@@ -475,8 +503,9 @@ class Core:
             or step == _H_PLUNGER_SEEK or step == _H_PLUNGER_APPROACH
         if seeking and not self._home_found and sw & (SW_NEEDLE_HOME if needle_step else SW_PLUNGER_REAR):
             self._home_found = True
-            # Zero is where the switch closed: the position before this tick's steps.
-            self._trip_pos = ax.pos - ax.last_n * ax.sign
+            # Zero is where the switch closed: where the motor was when it was read,
+            # not the commanded position, which runs ahead by the FIFO lead.
+            self._trip_pos = self.needle_emitted if needle_step else self.plunger_emitted
             ax.stop()
         if ax.phase != IDLE:
             return
@@ -490,7 +519,7 @@ class Core:
         elif step == _H_NEEDLE_BACKOFF:
             ax.start(self.plan_needle_approach, BACKWARD)
         elif step == _H_NEEDLE_APPROACH or step == _H_PLUNGER_APPROACH:
-            ax.pos -= self._trip_pos
+            ax.rezero(self._trip_pos)
             if not self._settle(ax):
                 return
             self._home_step = _H_NEEDLE_SETTLE if step == _H_NEEDLE_APPROACH else _H_PLUNGER_SETTLE

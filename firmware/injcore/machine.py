@@ -55,8 +55,8 @@ CUSTOM_DEAD_NL = const(100_000)
 NEEDLE_LENGTH_UM = const(4000)  # usable needle length: depth never exceeds it
 NEEDLE_LENGTH_MAX_UM = const(6000)
 
-# Microsteps per tick never exceed this (sizes the PIO word tables).
-MAX_STEPS_PER_TICK = const(160)
+# Microsteps per tick never exceed this: 256 kHz per axis (sizes the PIO word tables).
+MAX_STEPS_PER_TICK = const(256)
 
 
 def um_to_needle_steps(um):

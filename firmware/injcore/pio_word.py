@@ -32,6 +32,16 @@ HIGH = const(16)  # step pulse high time in cycles (128 ns)
 
 COUNT_BITS = const(9)
 TIMING_BITS = const(20)
+# FIFO policy: the TX FIFO (joined) holds FIFO_WORDS words = FIFO_TICKS ticks.
+# The board tops it up every timer interrupt while there is room for a
+# tick, so LEAD_TICKS..FIFO_TICKS ticks of motion are always queued: a late
+# interrupt of up to LEAD_TICKS ms does not starve the axes, and the core's
+# commands run LEAD_TICKS..FIFO_TICKS ms ahead of the motors. The simulator
+# models the same lead.
+FIFO_WORDS = const(8)
+FIFO_TICKS = const(4)
+LEAD_TICKS = const(3)
+
 MAX_COUNT = const(511)  # (1 << COUNT_BITS) - 1: steps one tick may carry
 MAX_TIMING = const(1_048_575)  # (1 << TIMING_BITS) - 1
 _COUNT_SHIFT = const(1)

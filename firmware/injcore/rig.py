@@ -13,10 +13,15 @@ from injcore import machine as M
 
 
 class AxisPort:
-    """Decodes the two words of each tick into steps, like the PIO would."""
+    """Decodes the two words of each tick into steps, like the PIO would.
+
+    Words act at once (no FIFO lead): the rig checks the core's logic, the
+    simulator (sim/machine.py) models the lead.
+    """
 
     def __init__(self, start_steps):
         self.pos = start_steps  # true motor position, microsteps from the switch
+        self.start = start_steps
         self.words = 0
         self.checksum = 0  # rolling hash of every word handed over
 
@@ -31,6 +36,12 @@ class AxisPort:
             self.pos -= n
         self.checksum = ((self.checksum & 0xFFFFF) * 31) ^ w ^ (seg[1] << 1 & 0x3FFFFFFF)
         self.words += 2
+
+    def emitted(self):
+        return self.pos - self.start  # steps sent since the port was made, like the PIO counter
+
+    def halt(self):
+        pass
 
 
 class Inputs:

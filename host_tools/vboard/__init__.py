@@ -12,6 +12,16 @@ prints the pty path and runs until SIGTERM/SIGINT.  From Python::
     with VirtualBoard(flash_dir) as port:
         subprocess.run(["mpremote", "connect", port, "exec", "print(1)"], timeout=30)
 
+The board's `machine` and `rp2` are the project's recording fakes
+(host_tools/fakes/machine.py and rp2.py, read when the board starts), so a
+deployed main.py can import them; machine.reset() restarts the board.
+
+The bridge reports what boot.py and main.py did ("main.py: running",
+"main.py: ended", "main.py: interrupted (KeyboardInterrupt)", or
+"main.py raised ValueError: ..." followed by the traceback as "  | ..."
+lines) as status lines; they go to `log` and are kept in
+`VirtualBoard.messages` (see wait_for_message).
+
 The byte-level bridge is vboard.mjs (Node); this module only owns the pty
 and copies bytes between it and the Node process.
 """
@@ -31,11 +41,13 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(__file__).with_name("vboard.mjs")
 DEFAULT_FLASH = REPO_ROOT / "build" / "vboard" / "flash"
+DEFAULT_FAKES = REPO_ROOT / "host_tools" / "fakes"
 NODE_PACKAGE = REPO_ROOT / "node_modules" / "@micropython" / "micropython-webassembly-pyscript"
 
 READY_LINE = b"vboard: ready"
 _CONNECT_POLL = 0.02  # s between checks for a client while none has the pty open
 _MAX_BACKLOG = 16 * 1024 * 1024  # bytes of board output kept for a slow client
+_MAX_MESSAGES = 2000  # status lines kept in VirtualBoard.messages
 
 
 class VirtualBoardError(RuntimeError):
@@ -56,10 +68,11 @@ class VirtualBoard:
     ctrl_c_timeout: seconds a running program may ignore Ctrl-C before the
         interpreter is restarted (see vboard.mjs).
     log: file for the bridge's status lines (default: sys.stderr).
+    fakes: directory holding the machine.py / rp2.py fakes (default host_tools/fakes).
     """
 
     def __init__(self, flash_dir=DEFAULT_FLASH, link=None, *, heap=None, run_main=True,
-                 ctrl_c_timeout=None, node=None, log=None):
+                 ctrl_c_timeout=None, node=None, log=None, fakes=None):
         self.flash_dir = Path(flash_dir).resolve()
         self.link = Path(link).absolute() if link else None
         self.heap = heap
@@ -67,6 +80,9 @@ class VirtualBoard:
         self.ctrl_c_timeout = ctrl_c_timeout
         self.node = node or shutil.which("node")
         self.log = log
+        self.fakes = Path(fakes).resolve() if fakes else None
+        self.messages = []  # the bridge's status lines, without the "vboard: " prefix
+        self._messages_changed = threading.Condition()
         self.port = None
         self._proc = None
         self._master = None
@@ -100,6 +116,8 @@ class VirtualBoard:
             cmd.append("--no-main")
         if self.ctrl_c_timeout is not None:
             cmd += ["--ctrl-c-timeout", str(int(self.ctrl_c_timeout * 1000))]
+        if self.fakes is not None:
+            cmd += ["--fakes", str(self.fakes)]
         self._proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             bufsize=0, cwd=str(REPO_ROOT), start_new_session=True)
@@ -133,6 +151,24 @@ class VirtualBoard:
                     % (proc.returncode, b"".join(self._stderr_tail).decode(errors="replace")))
             if time.monotonic() > deadline:
                 raise VirtualBoardError("virtual board not ready after %.0f s" % timeout)
+
+    def wait_for_message(self, predicate, timeout=10.0, start=0):
+        """Wait until a status line (from index `start` of `messages`) satisfies
+        predicate(line), or a string predicate occurs in it; returns the line,
+        or None after `timeout` seconds."""
+        if isinstance(predicate, str):
+            needle = predicate
+            predicate = lambda line: needle in line  # noqa: E731
+        deadline = time.monotonic() + timeout
+        with self._messages_changed:
+            while True:
+                for line in self.messages[start:]:
+                    if predicate(line):
+                        return line
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._messages_changed.wait(min(left, 0.5))
 
     def running(self):
         return self._proc is not None and self._proc.poll() is None
@@ -192,6 +228,12 @@ class VirtualBoard:
     # -- byte pump (thread) ------------------------------------------------
 
     def _emit_log(self, line):
+        text = line.decode(errors="replace")
+        with self._messages_changed:
+            self.messages.append(text[len("vboard: "):] if text.startswith("vboard: ") else text)
+            if len(self.messages) > _MAX_MESSAGES:
+                del self.messages[:len(self.messages) - _MAX_MESSAGES]
+            self._messages_changed.notify_all()
         out = self.log if self.log is not None else sys.stderr
         try:
             out.write(line.decode(errors="replace") + "\n")
@@ -320,10 +362,12 @@ def main(argv=None):
                     help="do not run main.py at power-on / hard reset")
     ap.add_argument("--ctrl-c-timeout", type=float, default=None,
                     help="seconds before a program that ignores Ctrl-C is killed (default 3)")
+    ap.add_argument("--fakes", default=None,
+                    help="directory of the machine.py/rp2.py fakes (default: host_tools/fakes)")
     args = ap.parse_args(argv)
 
     board = VirtualBoard(args.flash, args.link, heap=args.heap, run_main=not args.no_main,
-                         ctrl_c_timeout=args.ctrl_c_timeout)
+                         ctrl_c_timeout=args.ctrl_c_timeout, fakes=args.fakes)
     stop = threading.Event()
 
     def on_signal(signum, frame):

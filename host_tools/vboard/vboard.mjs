@@ -2,6 +2,7 @@
 // behind a serial-like byte stream, so that `mpremote` can drive it.
 //
 //   node vboard.mjs --flash DIR [--heap BYTES] [--no-main] [--ctrl-c-timeout MS]
+//                   [--fakes DIR]
 //
 // Bytes written to stdin are what a host would send over USB-CDC; the board's
 // replies come out on stdout (raw bytes, nothing else).  Status lines go to
@@ -17,6 +18,17 @@
 //     main.py run, then the friendly REPL.  Soft reset from the raw REPL
 //     (what mpremote does on connect, Ctrl-D or sys.exit()): boot.py only,
 //     and the board stays in the raw REPL -- the same as a real rp2 board.
+//   * Peripherals: the project's recording fakes.  machine.py and rp2.py are
+//     read from --fakes DIR (default host_tools/fakes) once, at start-up, and
+//     imported as the modules `machine` and `rp2` in every fresh interpreter
+//     (a real board has them built in, so a deployed main.py can import them).
+//     machine.reset()/soft_reset()/bootloader() are the board's own: they
+//     restart the interpreter.  Without machine.py a minimal `machine` (those
+//     three, reset_cause, freq, unique_id, idle) stands in.  A machine/rp2
+//     module on the flash takes precedence over the fake.
+//   * The outcome of boot.py and main.py (ended, interrupted, or the
+//     exception with its traceback) is reported on stderr as status lines,
+//     since nobody may be listening on the console when a reset runs them.
 //   * Ctrl-C interrupts running code when that code calls into time
 //     (time.sleep*, ticks_*); a pure compute loop cannot be interrupted inside
 //     the WebAssembly VM, so if Ctrl-C is not taken within --ctrl-c-timeout
@@ -42,16 +54,19 @@ const CTRL_SLOTS = 8;
 const CTRL_C = 0x03;
 
 function parseArgs(argv) {
-  const opts = { flash: null, heap: 2 * 1024 * 1024, runMain: true, ctrlCTimeout: 3000 };
+  const opts = { flash: null, heap: 2 * 1024 * 1024, runMain: true, ctrlCTimeout: 3000,
+    fakes: path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "fakes") };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--flash") opts.flash = argv[++i];
     else if (a === "--heap") opts.heap = parseInt(argv[++i], 10);
     else if (a === "--no-main") opts.runMain = false;
     else if (a === "--ctrl-c-timeout") opts.ctrlCTimeout = parseInt(argv[++i], 10);
+    else if (a === "--fakes") opts.fakes = path.resolve(argv[++i]);
     else if (a === "-h" || a === "--help") {
       process.stderr.write(
-        "usage: vboard.mjs --flash DIR [--heap BYTES] [--no-main] [--ctrl-c-timeout MS]\n");
+        "usage: vboard.mjs --flash DIR [--heap BYTES] [--no-main] [--ctrl-c-timeout MS]" +
+        " [--fakes DIR]\n");
       process.exit(0);
     } else {
       process.stderr.write(`vboard: unknown argument ${a}\n`);
@@ -63,6 +78,16 @@ function parseArgs(argv) {
     process.exit(2);
   }
   opts.flash = path.resolve(opts.flash);
+  // The peripheral fakes, read once: the same modules after every reset.
+  opts.fakeSources = {};
+  for (const name of ["machine", "rp2"]) {
+    const file = path.join(opts.fakes, name + ".py");
+    try {
+      opts.fakeSources[name] = fs.readFileSync(file, "utf8");
+    } catch (e) {
+      if (e.code !== "ENOENT") throw e;
+    }
+  }
   return opts;
 }
 
@@ -358,28 +383,25 @@ class FlashVfs:
         return '<FlashVfs>'
 
 
-os.umount('/')
-os.mount(FlashVfs('/flash'), '/')
-os.chdir('/')
-
 import _vboard_js as _js
 
 
+def _reset(*a):
+    _js.request_reset()
+    raise SystemExit
+
+
+def _soft_reset():
+    raise SystemExit
+
+
 class _Machine:
-    # Just enough of 'machine' for mpremote (reset, bootloader).
+    # Stand-in 'machine' when host_tools/fakes/machine.py is not there.
     PWRON_RESET = 1
     WDT_RESET = 3
-
-    def reset(self):
-        _js.request_reset()
-        raise SystemExit
-
-    def soft_reset(self):
-        raise SystemExit
-
-    def bootloader(self, *a):
-        _js.request_reset()
-        raise SystemExit
+    reset = staticmethod(_reset)
+    soft_reset = staticmethod(_soft_reset)
+    bootloader = staticmethod(_reset)
 
     def reset_cause(self):
         return self.PWRON_RESET
@@ -394,11 +416,9 @@ class _Machine:
         pass
 
 
-def _have_module(name):
-    for d in sys.path:
-        if d == '.frozen':
-            continue
-        base = d.rstrip('/') + '/' if d else ''
+def _on_flash(name):
+    # A module of that name on the flash ('' and /lib of sys.path) wins.
+    for base in ('/flash/', '/flash/lib/'):
         for suffix in ('.py', '.mpy', ''):
             try:
                 os.stat(base + name + suffix)
@@ -408,8 +428,41 @@ def _have_module(name):
     return False
 
 
-if not _have_module('machine'):
-    sys.modules['machine'] = _Machine()
+def _load_fakes():
+    # The JS side wrote host_tools/fakes/{machine,rp2}.py to /vboard_fakes
+    # (MEMFS, outside the flash); import them while / is still MEMFS.
+    sys.path.insert(0, '/vboard_fakes')
+    try:
+        for name in ('rp2', 'machine'):
+            if _on_flash(name):
+                _js.log('%s: using the module on the flash' % name)
+                continue
+            try:
+                os.stat('/vboard_fakes/%s.py' % name)
+            except OSError:
+                if name == 'machine':
+                    sys.modules['machine'] = _Machine()
+                continue
+            try:
+                mod = __import__(name)
+            except BaseException as e:
+                _js.log('cannot load the %s fake: %s: %s' % (name, type(e).__name__, e))
+                if name == 'machine':
+                    sys.modules['machine'] = _Machine()
+                continue
+            if name == 'machine':
+                mod.reset = _reset
+                mod.soft_reset = _soft_reset
+                mod.bootloader = _reset
+    finally:
+        sys.path.pop(0)
+
+
+_load_fakes()
+
+os.umount('/')
+os.mount(FlashVfs('/flash'), '/')
+os.chdir('/')
 
 
 def _input(prompt=''):
@@ -440,6 +493,17 @@ import builtins
 builtins.input = _input
 
 
+def _report(name, e):
+    # The traceback as status lines (without the board's own "<vboard>" frames).
+    import io
+    buf = io.StringIO()
+    sys.print_exception(e, buf)
+    _js.log('%s raised %s: %s' % (name, type(e).__name__, e))
+    for line in buf.getvalue().split('\n'):
+        if line and '"<vboard>"' not in line:
+            _js.log('  | ' + line)
+
+
 class _VBoard:
     @staticmethod
     def run_file(name):
@@ -448,6 +512,9 @@ class _VBoard:
             os.stat(name)
         except OSError:
             return
+        say = name == 'main.py'  # boot.py runs at every soft reset: only its failures
+        if say:
+            _js.log('%s: running' % name)
         try:
             with open(name) as f:
                 src = f.read()
@@ -456,9 +523,18 @@ class _VBoard:
             micropython.kbd_intr(3)  # as pyexec does while a script runs
             exec(code, __main__.__dict__)
         except SystemExit:
-            pass
+            if say:
+                _js.log('%s: ended (SystemExit)' % name)
+        except KeyboardInterrupt as e:
+            sys.print_exception(e)
+            if say:
+                _js.log('%s: interrupted (KeyboardInterrupt)' % name)
         except BaseException as e:
             sys.print_exception(e)
+            _report(name, e)
+        else:
+            if say:
+                _js.log('%s: ended' % name)
         finally:
             micropython.kbd_intr(-1)
 
@@ -796,8 +872,13 @@ async function workerThread() {
         request_reset: () => {
           resetRequested = true;
         },
+        log: (msg) => log(String(msg)),
       });
       loadFlash();
+      mp.FS.mkdir("/vboard_fakes");
+      for (const [name, src] of Object.entries(opts.fakeSources || {})) {
+        mp.FS.writeFile(`/vboard_fakes/${name}.py`, src);
+      }
       mp.globals.set("_vb_src", INIT_PY);
       muted = true;
       const ok = runPy(

@@ -1,0 +1,262 @@
+"""The board wired to the control core: boot, the 1 kHz timer, the main loop.
+
+    from board import app
+    app.main()          # what main.py does: boot, then run forever
+
+boot() builds every hardware object (drivers disabled first), the core and
+the ports, starts the PIO state machines and then the hard 1 kHz timer. The
+timer only runs core.tick(); the display, buttons, buzzer, watchdog and
+anything that may allocate or block run in the main loop (App.service).
+
+Nothing moves at boot: the core starts unhomed with the drivers off, and
+only the operator starts homing (OK in this first interface; issue 5 brings
+the menus).
+"""
+
+import gc
+
+import machine
+
+from injcore import core as C
+from injcore import pio_word
+from injcore.compat import const
+
+from . import clock, pins, pio_step
+from .buttons import BACK, OK, PRESS, Buttons
+from .buzzer import ALARM, CLICK, Buzzer
+from .hx711 import Hx711
+from .ports import ROOM_LEVEL, AxisPort, Inputs, Outputs
+from .ssd1306 import Ssd1306
+from .tmc2209 import Tmc2209
+
+FIRMWARE_VERSION = "0.3.0"
+
+WDT_TIMEOUT_MS = const(2000)  # main loop blocks at most ~25 ms (a display write)
+DISPLAY_PERIOD_MS = const(50)  # at most 20 refreshes a second, only when changed
+# Catch-up bound per interrupt: never more ticks than the FIFO can hold.
+_MAX_TICKS_PER_IRQ = pio_word.FIFO_TICKS
+
+# RP2040 watchdog scratch registers. SCRATCH0 is ours: the SDK never touches
+# it and only a power-on or a hardware reset clears it, so a value left by
+# the previous boot means this is a soft reset. SCRATCH4 holds the pico-sdk's
+# magic: watchdog_enable (machine.WDT) writes _WDT_ENABLE_MAGIC, watchdog_reboot
+# (machine.reset) writes another one.
+_WATCHDOG_SCRATCH0 = 0x4005800C
+_WATCHDOG_SCRATCH4 = 0x4005801C
+_BOOT_MAGIC = 0x1B7EC7ED
+_WDT_ENABLE_MAGIC = 0x6AB73121
+_WATCHDOG_CTRL = 0x40058000
+_WATCHDOG_ENABLE = 0x40000000  # CTRL bit 30
+
+
+def reset_cause(mem32=None):
+    """Why this boot happened, as one of injcore.core's RC_* codes.
+
+    machine.reset_cause() on the rp2 port says only power-on or watchdog; a
+    soft reset keeps the power-on cause, and machine.reset() is a watchdog
+    reboot too. The scratch registers tell them apart (see above).
+    """
+    mem = machine.mem32 if mem32 is None else mem32
+    cause = machine.reset_cause()
+    booted_before = mem[_WATCHDOG_SCRATCH0] == _BOOT_MAGIC
+    mem[_WATCHDOG_SCRATCH0] = _BOOT_MAGIC
+    if cause == machine.WDT_RESET:
+        if mem[_WATCHDOG_SCRATCH4] == _WDT_ENABLE_MAGIC:
+            return C.RC_WATCHDOG  # our watchdog expired: the firmware hung
+        return C.RC_HARD  # machine.reset() / mpremote reset
+    if booted_before:
+        return C.RC_SOFT
+    if cause == machine.PWRON_RESET:
+        return C.RC_POWER_ON
+    return C.RC_HARD
+
+
+class App:
+    def __init__(self, wdt_timeout_ms=WDT_TIMEOUT_MS, settings=None, limits=None):
+        self.reset_cause = reset_cause()
+        # Drivers first: their EN pins come up high (disabled) before anything else.
+        self.needle_driver = Tmc2209(pins.NEEDLE_EN, pins.NEEDLE_DIAG)
+        self.plunger_driver = Tmc2209(pins.PLUNGER_EN, pins.PLUNGER_DIAG)
+        self.led = machine.Pin(pins.LED, machine.Pin.OUT, value=0)
+        # Switches close to GND; the pull-ups make an open contact read 1 (the
+        # normally-closed E-stop: a cut wire reads as pressed).
+        self.switch_pins = [machine.Pin(n, machine.Pin.IN, machine.Pin.PULL_UP) for n in (
+            pins.NEEDLE_HOME, pins.PLUNGER_REAR, pins.PLUNGER_FRONT, pins.SYRINGE,
+            pins.TRIGGER, pins.PEDAL, pins.ESTOP)]
+        sys_hz = machine.freq()
+        ng, nc = pio_step.start_axis(pins.SM_NEEDLE_GEN, pins.SM_NEEDLE_COUNT,
+                                     machine.Pin(pins.NEEDLE_STEP), machine.Pin(pins.NEEDLE_DIR),
+                                     sys_hz, run=False)
+        pg, pc = pio_step.start_axis(pins.SM_PLUNGER_GEN, pins.SM_PLUNGER_COUNT,
+                                     machine.Pin(pins.PLUNGER_STEP), machine.Pin(pins.PLUNGER_DIR),
+                                     sys_hz, run=False)
+        self.needle = AxisPort(ng, nc, pio_step.pc_of(machine.mem32, pins.SM_NEEDLE_GEN))
+        self.plunger = AxisPort(pg, pc, pio_step.pc_of(machine.mem32, pins.SM_PLUNGER_GEN))
+        pio_step.run_together(machine.mem32, (pins.SM_NEEDLE_GEN, pins.SM_PLUNGER_GEN))
+        self.hx711 = Hx711()
+        self.hx711.start()
+        self.inputs = Inputs(machine.mem32, self.hx711)
+        self.outputs = Outputs(self.needle_driver, self.plunger_driver)
+        self.core = C.Core(self.needle, self.plunger, self.inputs, self.outputs,
+                           settings=settings, limits=limits, reset_cause=self.reset_cause)
+        self.buttons = Buttons()
+        self.buzzer = Buzzer()
+        self.display = None
+        try:
+            i2c = machine.I2C(pins.I2C_ID, scl=machine.Pin(pins.I2C_SCL),
+                              sda=machine.Pin(pins.I2C_SDA), freq=pins.I2C_HZ)
+            self.display = Ssd1306(i2c)
+            self.display.init()
+        except OSError as e:  # no display answers: run without one, say so on the console
+            print("board: display not found at 0x%02x (%s); running without it" % (pins.OLED_ADDR, e))
+            self.display = None
+        self.late = 0  # interrupts that had to catch up (the FIFO lead absorbed them)
+        self.irqs = 0
+        self._drawn = None
+        self._drawn_ms = clock.ticks_ms()
+        self._fault_seen = C.F_NONE
+        self._ticks_fed = 0
+        self.timer = None
+        self.wdt = None
+        self._wdt_timeout_ms = wdt_timeout_ms
+
+    # ---- the 1 kHz interrupt --------------------------------------------------
+
+    def on_timer(self, _timer):
+        """Top both FIFOs up to the lead: the PIO's consumption is the motion clock.
+
+        Normally one tick per interrupt; after a late interrupt, the missed
+        ticks (the lead kept the motors fed meanwhile). A FIFO found empty
+        means the motors were starved: a tick overrun, counted in the core.
+        Hard interrupt: no allocation.
+        """
+        gn = self.needle.gen
+        gp = self.plunger.gen
+        core = self.core
+        running = self.irqs  # the first interrupt fills an empty FIFO: not late
+        self.irqs = (running + 1) & 0x3FFFFFFF  # a small int forever: no allocation
+        if running and gn.tx_fifo() == 0:
+            core.overruns += 1
+        n = 0
+        while n < _MAX_TICKS_PER_IRQ and gn.tx_fifo() <= ROOM_LEVEL and gp.tx_fifo() <= ROOM_LEVEL:
+            core.tick(clock.ticks_us())
+            n += 1
+        if n > 1 and running:
+            self.late = (self.late + 1) & 0x3FFFFFFF
+
+    def start(self):
+        """Start the watchdog and the timer (after boot has built everything)."""
+        self.wdt = machine.WDT(timeout=self._wdt_timeout_ms)
+        self.timer = machine.Timer(mode=machine.Timer.PERIODIC, freq=1000,
+                                   callback=self.on_timer, hard=True)
+        return self
+
+    def stop(self):
+        """Timer off, drivers off, state machines and watchdog stopped.
+
+        For an engineer who breaks into the REPL (Ctrl-C from mpremote): the
+        axes stay disabled and the board does not reset 2 s later. MicroPython
+        has no WDT.stop(), so the watchdog's enable bit is cleared directly.
+        """
+        if self.wdt is not None:
+            machine.mem32[_WATCHDOG_CTRL] = machine.mem32[_WATCHDOG_CTRL] & ~_WATCHDOG_ENABLE
+            self.wdt = None
+        if self.timer is not None:
+            self.timer.deinit()
+            self.timer = None
+        self.outputs.drivers(False)
+        for port in (self.needle, self.plunger):
+            port.gen.active(0)
+            port.count.active(0)
+        self.hx711.stop()
+        self.buzzer.stop()
+
+    # ---- the main loop ----------------------------------------------------------
+
+    def service(self, now_ms):
+        """One pass of the main loop: buttons, alarm, display, watchdog."""
+        core = self.core
+        b = self.buttons
+        b.sample(b.pressed_mask(self.inputs.gpio), now_ms)
+        ev = b.get()
+        while ev is not None:
+            self.on_button(ev[0], ev[1])
+            ev = b.get()
+        if core.fault != self._fault_seen:
+            self._fault_seen = core.fault
+            if core.fault:
+                self.buzzer.play(ALARM)
+            else:
+                self.buzzer.stop()
+        self.buzzer.update(now_ms)
+        self.led.value(1 if core.state != C.ST_UNHOMED and core.state != C.ST_FAULT else 0)
+        if clock.ticks_diff(now_ms, self._drawn_ms) >= DISPLAY_PERIOD_MS:
+            self.draw(now_ms)
+        # Fed only while the tick is alive (issue 4: only when its self-checks pass).
+        if core.ticks != self._ticks_fed and self.wdt is not None:
+            self._ticks_fed = core.ticks
+            self.wdt.feed()
+
+    def on_button(self, button, event):
+        if event != PRESS:
+            return
+        core = self.core
+        self.buzzer.play(CLICK)
+        if button == OK:
+            if core.state == C.ST_FAULT:
+                core.acknowledge()
+            elif core.state == C.ST_UNHOMED or (core.state == C.ST_READY and not core.homed):
+                core.start_homing()
+        elif button == BACK and core.state == C.ST_READY:
+            core.notice = C.N_NONE
+
+    def status_lines(self):
+        """What the display shows (issue 5 replaces this with the full screens)."""
+        core = self.core
+        if core.state == C.ST_FAULT:
+            return ("ALARM", C.FAULT_NAMES[core.fault], "OK: acknowledge", "")
+        hint = "OK: home" if core.state == C.ST_UNHOMED else C.NOTICE_NAMES[core.notice]
+        return (C.STATE_NAMES[core.state],
+                "punctures %d" % core.punctures,
+                "%d.%01d uL given" % (core.delivered_nl() // 1000, core.delivered_nl() % 1000 // 100),
+                hint)
+
+    def draw(self, now_ms):
+        lines = self.status_lines()
+        if lines == self._drawn:
+            return
+        self._drawn = lines
+        self._drawn_ms = now_ms
+        d = self.display
+        if d is None:
+            return
+        fb = d.fb
+        fb.fill(0)
+        for row in range(len(lines)):
+            fb.text(lines[row][:16], 0, row * 16)
+        d.show()  # about 25 ms at 400 kHz; the timer interrupt keeps running
+
+    def run(self):
+        """The main loop, forever."""
+        gc.collect()
+        while True:
+            self.service(clock.ticks_ms())
+            machine.idle()
+
+
+def boot(**kw):
+    """Build everything and start the timer; returns the running App."""
+    app = App(**kw)
+    gc.collect()
+    return app.start()
+
+
+def main():
+    app = boot()
+    print("injector %s: %s, %d bytes free; press OK to home" % (
+        FIRMWARE_VERSION, C.RESET_NAMES[app.reset_cause], gc.mem_free()))
+    try:
+        app.run()
+    finally:
+        app.stop()  # Ctrl-C from mpremote: leave the axes disabled
+

@@ -1,0 +1,308 @@
+"""The board app (firmware/board/app.py and ports.py) on the host fakes.
+
+machine, rp2 and framebuf are the recording fakes of host_tools/fakes. The
+step generators are replaced after boot by a small live model of a PIO state
+machine with its FIFO (LivePio below): words queue up to the joined FIFO's 8,
+each simulated millisecond the PIO executes one tick's two words, and the
+counter reports the steps executed. The test plays the PIO clock and fires
+the fake hard timer, so the app's FIFO policy, overrun counting, halt flush,
+switch mapping and boot safety are checked without hardware or real time.
+"""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+for _p in (ROOT, ROOT / "firmware"):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+from host_tools.fakes import framebuf as fake_framebuf  # noqa: E402
+from host_tools.fakes import machine as fake_machine  # noqa: E402
+from host_tools.fakes import rp2 as fake_rp2  # noqa: E402
+
+for _name, _mod in (("machine", fake_machine), ("rp2", fake_rp2), ("framebuf", fake_framebuf)):
+    if sys.modules.setdefault(_name, _mod) is not _mod:
+        raise ImportError("sys.modules[{!r}] is not the host fake".format(_name))
+
+from board import app as A  # noqa: E402
+from board import pins, pio_step, ports  # noqa: E402
+from injcore import core as C  # noqa: E402
+from injcore import pio_word as pw  # noqa: E402
+
+M = fake_machine
+
+
+class LivePio:
+    """A step_gen with a joined TX FIFO and its step_count, executed tick by tick."""
+
+    def __init__(self, sm):
+        self.sm = sm  # the recording fake, still sees active/exec/restart
+        self.fifo = []
+        self.count = 0  # executed signed steps: what step_count reports
+        self.starved = 0
+
+    # step_gen side
+    def put(self, seg):
+        words = list(seg)
+        assert len(self.fifo) + len(words) <= pw.FIFO_WORDS, "put() would block in the interrupt"
+        self.fifo.extend(words)
+
+    def tx_fifo(self):
+        return len(self.fifo)
+
+    def active(self, v=None):
+        return self.sm.active(v)
+
+    def restart(self):
+        self.sm.restart()
+
+    def exec(self, op):
+        self.sm.exec(op)
+        if op == pio_step.EXEC_PULL_NOBLOCK and self.fifo:
+            self.fifo.pop(0)
+
+    def run_tick(self):
+        """One millisecond of PIO time: the next two words, or a stall."""
+        if len(self.fifo) < 2:
+            self.starved += 1
+            return
+        for w in (self.fifo.pop(0), self.fifo.pop(0)):
+            d, n, _t = pw.decode(w)
+            self.count += n if d else -n
+
+    # step_count side
+    def rx_fifo(self):
+        return 0
+
+    def get(self):
+        return self.count + pio_step.COUNT_BIAS
+
+
+class Rig:
+    """Boots the app on the fakes and plays PIO time, switches and the timer."""
+
+    def __init__(self, needle_start=3000, plunger_start=20000, reset_cause=M.PWRON_RESET):
+        M.set_reset_cause(reset_cause)
+        M.set_input(pins.ESTOP, 0)  # normally closed: released
+        self.app = A.boot()
+        self.timer = M.timers()[-1]
+        self.live = {}
+        for name in ("needle", "plunger"):
+            port = getattr(self.app, name)
+            live = LivePio(port.gen)
+            port.gen = live
+            port.count = live  # read_count: exec(in y) then get()
+            live.exec = self._exec_both(live)
+            self.live[name] = live
+        self.start = {"needle": needle_start, "plunger": plunger_start}
+        self.syringe = False
+        self.model_switches = True  # home/rear/syringe switches follow the motors
+        self.update_switches()
+
+    @staticmethod
+    def _exec_both(live):
+        ex = LivePio.exec
+
+        def exec_(op):
+            if op == pio_step._EXEC_IN_Y:
+                return None  # the counter publishes on request; get() reads it
+            return ex(live, op)
+        return exec_
+
+    def motor(self, name):
+        return self.start[name] + self.live[name].count
+
+    def update_switches(self):
+        if not self.model_switches:
+            return
+        M.set_input(pins.NEEDLE_HOME, 0 if self.motor("needle") <= 0 else 1)
+        M.set_input(pins.PLUNGER_REAR, 0 if self.motor("plunger") <= 0 else 1)
+        M.set_input(pins.SYRINGE, 0 if self.syringe else 1)
+
+    def ms(self, n=1, fire=True):
+        for _ in range(n):
+            for live in self.live.values():
+                live.run_tick()
+            M.advance_ms(1)
+            self.update_switches()
+            if fire:
+                self.timer.fire()
+            self.app.service(M.now_ms() & 0x3FFFFFFF)
+
+    def press(self, pin, hold_ms=60):
+        M.set_input(pin, 0)
+        self.ms(hold_ms)
+        M.set_input(pin, 1)
+        self.ms(30)
+
+
+@pytest.fixture(autouse=True)
+def fresh_fakes():
+    M.reset_fake()
+    fake_rp2.reset()
+    yield
+
+
+def test_boot_is_safe_drivers_disabled_first_and_nothing_moves():
+    rig = Rig()
+    app = rig.app
+    # EN lines were driven high (disabled) and never low.
+    assert set(M.driven(pins.NEEDLE_EN)) == {1}
+    assert set(M.driven(pins.PLUNGER_EN)) == {1}
+    # The hard timer at 1 kHz calls on_timer; the watchdog is armed.
+    t = rig.timer
+    assert (t.mode, t.freq, t.hard) == (M.Timer.PERIODIC, 1000, True)
+    assert M.watchdog() is not None
+    # Even with the trigger held, a second of ticks moves nothing.
+    M.set_input(pins.TRIGGER, 0)
+    rig.ms(1000)
+    assert rig.live["needle"].count == rig.live["plunger"].count == 0
+    assert app.core.state == C.ST_UNHOMED
+    assert set(M.driven(pins.NEEDLE_EN)) == {1}
+
+
+def test_switch_word_maps_onto_the_core_bits():
+    rig = Rig()
+    rig.model_switches = False
+    core = rig.app.core
+    rig.ms(2)
+    assert core.switches == 0  # open contacts, E-stop closed: nothing
+    for pin, bit in ((pins.NEEDLE_HOME, C.SW_NEEDLE_HOME), (pins.PLUNGER_REAR, C.SW_PLUNGER_REAR),
+                     (pins.PLUNGER_FRONT, C.SW_PLUNGER_FRONT), (pins.TRIGGER, C.SW_TRIGGER),
+                     (pins.PEDAL, C.SW_PEDAL)):
+        M.set_input(pin, 0)
+        rig.ms(1)
+        assert core.switches == bit, pin
+        M.set_input(pin, 1)
+    M.set_input(pins.ESTOP, 1)  # normally closed: open = pressed or cut wire
+    rig.ms(1)
+    assert core.switches & C.SW_ESTOP and core.state == C.ST_FAULT
+
+
+def test_fifo_is_kept_at_the_lead_and_a_late_interrupt_catches_up():
+    rig = Rig()
+    rig.ms(1)
+    # The first interrupt fills the FIFO: 4 ticks of words.
+    assert rig.live["needle"].tx_fifo() == pw.FIFO_WORDS
+    rig.live["needle"].starved = 0  # the PIO waited for that first fill
+    ticks = rig.app.core.ticks
+    rig.ms(10)
+    assert rig.app.core.ticks == ticks + 10  # one tick per interrupt, locked to the PIO
+    assert rig.app.late == 0 and rig.app.core.overruns == 0
+    # Two interrupts lost (flash write, say): the lead keeps the PIO fed, the
+    # next interrupt runs the missed ticks.
+    rig.ms(2, fire=False)
+    ticks = rig.app.core.ticks
+    rig.ms(1)
+    assert rig.app.core.ticks == ticks + 3
+    assert rig.app.late == 1 and rig.app.core.overruns == 0
+    assert rig.live["needle"].starved == 0
+    # Four lost: the FIFO ran dry, the motors stalled: that is an overrun.
+    rig.ms(5, fire=False)
+    rig.ms(1)
+    assert rig.app.core.overruns == 1
+    assert rig.live["needle"].starved >= 1
+
+
+def test_operator_homes_with_ok_and_zero_is_where_the_switch_closed():
+    rig = Rig()
+    rig.ms(50)
+    rig.press(pins.BTN_OK)
+    core = rig.app.core
+    assert core.state == C.ST_HOMING
+    assert set(M.driven(pins.NEEDLE_EN)) == {0, 1}  # enabled for homing
+    for _ in range(40):
+        rig.ms(500)
+        if core.state != C.ST_HOMING:
+            break
+    assert core.state == C.ST_READY and core.homed
+    rig.ms(pw.FIFO_TICKS + 1)  # the queued settle steps
+    assert rig.motor("needle") == 0 and rig.motor("plunger") == 0
+    assert core.needle.pos == 0 and core.plunger.pos == 0
+    assert core.needle.emitted() == 0 and core.plunger.emitted() == 0
+
+
+def test_a_fault_flushes_the_queued_words_at_once():
+    rig = Rig()
+    rig.ms(50)
+    rig.press(pins.BTN_OK)
+    rig.ms(20)  # seeking home: words with steps queued
+    live = rig.live["needle"]
+    assert any(pw.decode(w)[1] for w in live.fifo)
+    M.set_input(pins.ESTOP, 1)
+    rig.ms(1)
+    core = rig.app.core
+    assert core.state == C.ST_FAULT and core.fault == C.F_ESTOP
+    assert not any(pw.decode(w)[1] for w in live.fifo)  # only pad words after the flush
+    assert M.pin_level(pins.NEEDLE_EN) == 1 and M.pin_level(pins.PLUNGER_EN) == 1
+    execs = live.sm.execs
+    assert pio_step.EXEC_JMP | rig.app.needle.entry_pc in execs
+    assert execs[-1] == pio_step.EXEC_MOV_OSR_NULL
+    before = live.count
+    rig.ms(10)
+    assert live.count == before  # nothing moves after the fault
+    assert rig.app.needle.halts == 1
+
+
+def test_fault_sounds_the_alarm_and_ok_acknowledges():
+    rig = Rig()
+    rig.ms(30)
+    M.set_input(pins.ESTOP, 1)
+    rig.ms(5)
+    assert rig.app.buzzer.playing
+    assert rig.app.status_lines()[0] == "ALARM"
+    M.set_input(pins.ESTOP, 0)
+    rig.press(pins.BTN_OK)
+    assert rig.app.core.state == C.ST_UNHOMED  # homing is needed again
+
+
+@pytest.mark.parametrize("cause, scratch0, scratch4, expected", [
+    (M.PWRON_RESET, 0, 0, C.RC_POWER_ON),
+    (M.PWRON_RESET, A._BOOT_MAGIC, 0, C.RC_SOFT),
+    (M.WDT_RESET, A._BOOT_MAGIC, A._WDT_ENABLE_MAGIC, C.RC_WATCHDOG),
+    (M.WDT_RESET, A._BOOT_MAGIC, 0xB007C0D3, C.RC_HARD),
+])
+def test_reset_cause(cause, scratch0, scratch4, expected):
+    M.set_reset_cause(cause)
+    M.mem32[A._WATCHDOG_SCRATCH0] = scratch0
+    M.mem32[A._WATCHDOG_SCRATCH4] = scratch4
+    assert A.reset_cause() == expected
+    assert M.mem32[A._WATCHDOG_SCRATCH0] == A._BOOT_MAGIC
+
+
+def test_watchdog_reset_reaches_the_core():
+    M.set_reset_cause(M.WDT_RESET)
+    M.mem32[A._WATCHDOG_SCRATCH4] = A._WDT_ENABLE_MAGIC
+    rig = Rig(reset_cause=M.WDT_RESET)
+    assert rig.app.core.reset_cause == C.RC_WATCHDOG
+    assert rig.app.core.notice == C.N_WATCHDOG_RESET
+
+
+def test_watchdog_is_fed_only_while_the_tick_runs():
+    rig = Rig()
+    wdt = M.watchdog()
+    rig.ms(100)
+    fed = wdt.feeds
+    assert fed > 0
+    for _ in range(50):  # timer dead: the main loop alone must not feed
+        M.advance_ms(1)
+        rig.app.service(M.now_ms())
+    assert wdt.feeds == fed
+
+
+def test_stop_leaves_everything_disabled():
+    rig = Rig()
+    rig.ms(5)
+    rig.app.stop()
+    assert M.pin_level(pins.NEEDLE_EN) == 1 and M.pin_level(pins.PLUNGER_EN) == 1
+    assert rig.timer.callback is None or not rig.timer.active
+    assert M.mem32[A._WATCHDOG_CTRL] & A._WATCHDOG_ENABLE == 0
+
+
+def test_switch_layout_refuses_out_of_order_pins(monkeypatch):
+    monkeypatch.setattr(pins, "PEDAL", 27)
+    with pytest.raises(ValueError):
+        ports.switch_layout()
