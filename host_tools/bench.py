@@ -160,6 +160,8 @@ def main():
         line("  heap per tick (ready + nappage)", f.get("alloc_per_tick"), "bytes")
         line("  heap used by importing the core", f.get("core_heap"), "bytes")
         line("  heap used by boot (imports + app.boot())", f.get("boot_heap"), "bytes")
+        line("    of which importing board.app (modules it adds)", f.get("app_import", "n/a"), "bytes")
+        line("    of which app.boot() (fake machine/rp2 objects)", f.get("app_boot", "n/a"), "bytes")
         line("  gc.mem_free after boot (meaningless here)", f.get("mem_free"),
              "bytes (the wasm heap is what the bridge gives; a Pico has ~240 KB)")
 

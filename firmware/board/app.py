@@ -147,7 +147,7 @@ class App:
     def start(self):
         """Start the watchdog and the timer (after boot has built everything)."""
         self.wdt = machine.WDT(timeout=self._wdt_timeout_ms)
-        self.timer = machine.Timer(mode=machine.Timer.PERIODIC, freq=1000,
+        self.timer = machine.Timer(-1, mode=machine.Timer.PERIODIC, freq=1000,
                                    callback=self.on_timer, hard=True)
         return self
 

@@ -29,6 +29,8 @@ def _tables():
     return steps, pads
 
 
+_NO_RAMP = array("H")  # an idle axis's ramp arrays
+
 # Direction-less words per step count; the tick ORs the direction bit in.
 STEP_WORDS, PAD_WORDS = _tables()
 
@@ -47,8 +49,8 @@ class Axis:
         self.steps = 0  # steps the current move has made (unsigned)
         self.last_n = 0  # steps in the latest tick (unsigned)
         # the running move, copied out of its Plan so the tick reads locals only
-        self._ramp_up = None
-        self._ramp_down = None
+        self._ramp_up = _NO_RAMP
+        self._ramp_down = _NO_RAMP
         self._i = 0
         self._k = 0
         self._cruise_left = 0

@@ -1,7 +1,7 @@
 """The few names that differ between MicroPython and CPython."""
 
 try:
-    from micropython import const  # noqa: F401  (compile-time constants on the device)
+    from micropython import const  # type: ignore  # noqa: F401  (compile-time constants on the device)
 except ImportError:  # CPython
 
     def const(value):
