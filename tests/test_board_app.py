@@ -306,3 +306,133 @@ def test_switch_layout_refuses_out_of_order_pins(monkeypatch):
     monkeypatch.setattr(pins, "PEDAL", 27)
     with pytest.raises(ValueError):
         ports.switch_layout()
+
+
+# -- on the real MicroPython: the interrupt path allocates nothing ----------------
+
+ON_MICROPYTHON = r"""
+import gc
+import machine
+from array import array
+machine.set_input(16, 0)  # E-stop released (normally closed)
+from board import app as A
+from board import pio_step
+from injcore import core as C
+
+
+class Pio:
+    # step_gen + step_count without recording: a ring of 8 words, no allocation
+    def __init__(self):
+        self.ring = array('I', [0] * 8)
+        self.head = 0
+        self.n = 0
+        self.count = 0
+        self.on = 1
+
+    def put(self, seg):
+        for k in range(2):
+            self.ring[(self.head + self.n) & 7] = seg[k]
+            self.n += 1
+
+    def tx_fifo(self):
+        return self.n
+
+    def rx_fifo(self):
+        return 0
+
+    def get(self):
+        return self.count + pio_step.COUNT_BIAS
+
+    def active(self, v=None):
+        if v is not None:
+            self.on = v
+        return self.on
+
+    def restart(self):
+        pass
+
+    def exec(self, op):
+        if op == pio_step.EXEC_PULL_NOBLOCK and self.n:
+            self.head = (self.head + 1) & 7
+            self.n -= 1
+
+    def run_tick(self):
+        for k in range(2):
+            if self.n:
+                w = self.ring[self.head]
+                c = (w >> 1) & 511
+                self.count += c if w & 1 else -c
+                self.head = (self.head + 1) & 7
+                self.n -= 1
+
+
+class QuietPin:
+    # the fake Pin logs every write (that allocates); the device's does not
+    def __init__(self):
+        self.v = 1
+
+    def value(self, v=None):
+        if v is None:
+            return self.v
+        self.v = v
+
+
+a = A.App()
+a.needle_driver._en = QuietPin()
+a.plunger_driver._en = QuietPin()
+for port in (a.needle, a.plunger):
+    p = Pio()
+    port.gen = p
+    port.count = p
+gens = (a.needle.gen, a.plunger.gen)
+
+
+def run(ms):
+    worst = 0
+    total = 0
+    for _ in range(ms):
+        gens[0].run_tick()
+        gens[1].run_tick()
+        m0 = gc.mem_alloc()
+        a.on_timer(None)
+        d = gc.mem_alloc() - m0
+        total += d
+        if d > worst:
+            worst = d
+    return total, worst
+
+
+res = {}
+run(10)
+res['idle'] = run(300)
+a.core.start_homing()
+run(5)
+res['homing'] = run(300)
+res['moved'] = gens[0].count
+machine.set_input(16, 1)  # E-stop: fault, halt, flush inside the interrupt
+gens[0].run_tick(); gens[1].run_tick()
+m0 = gc.mem_alloc()
+a.on_timer(None)
+res['fault'] = (gc.mem_alloc() - m0, a.core.state == C.ST_FAULT, a.needle_driver._en.v)
+res['after'] = run(100)
+print(res)
+"""
+
+
+def test_the_interrupt_path_allocates_nothing_on_micropython():
+    from host_tools import mpy
+
+    if not mpy.available():
+        pytest.fail("MicroPython (npm) is not installed: run `make test`, which installs it")
+    out = mpy.run(ON_MICROPYTHON, {
+        ROOT / "host_tools" / "fakes" / "machine.py": "/lib/machine.py",
+        ROOT / "host_tools" / "fakes" / "rp2.py": "/lib/rp2.py",
+        ROOT / "firmware" / "board": "/lib/board",
+        ROOT / "firmware" / "injcore": "/lib/injcore",
+    }, timeout=120)
+    res = eval(out.strip().splitlines()[-1])  # a dict of ints and tuples printed by MicroPython
+    assert res["moved"] < 0  # the needle really was seeking home (backward)
+    assert res["idle"] == (0, 0)
+    assert res["homing"] == (0, 0)
+    assert res["fault"] == (0, True, 1)  # no allocation, fault latched, EN high
+    assert res["after"] == (0, 0)
