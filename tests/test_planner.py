@@ -2,6 +2,8 @@
 
 import random
 
+import pytest
+
 from hypothesis import assume, given, settings
 from soak import examples
 from hypothesis import strategies as st
@@ -148,3 +150,17 @@ def test_idle_axis_emits_pad_words():
     assert ax.tick() == 0
     assert [pio_word.decode(w)[1] for w in port.words] == [0, 0]
     assert ax.phase == IDLE
+
+
+def test_every_tick_word_respects_the_drivers_pulse_times(monkeypatch):
+    pw = pio_word
+    # TMC2209: STEP high and low each >= 100 ns (13 cycles at 125 MHz).
+    for n in range(1, M.MAX_STEPS_PER_TICK + 1):
+        step, _pad = pw.tick_words(n)
+        period = pw.decode(step)[2] + pw.STEP_FIXED
+        assert pw.HIGH >= pw.MIN_LOW and period - pw.HIGH >= pw.MIN_LOW
+    # With a shorter tick (say a faster loop) 500 steps would need 23-cycle
+    # periods: refused, though the word format and the program could do it.
+    monkeypatch.setattr(pw, "TICK_CYCLES", 12_000)
+    with pytest.raises(ValueError, match="100 ns"):
+        pw.tick_words(500)

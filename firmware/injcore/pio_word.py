@@ -29,6 +29,7 @@ HEADER = const(5)  # cycles from pull to the first rising edge
 STEP_FIXED = const(18)  # cycles of a step period beyond the timing field
 PAD_FIXED = const(6)  # cycles of a pad word beyond the timing field
 HIGH = const(16)  # step pulse high time in cycles (128 ns)
+MIN_LOW = const(13)  # TMC2209: STEP low >= 100 ns between pulses
 
 COUNT_BITS = const(9)
 TIMING_BITS = const(20)
@@ -78,8 +79,8 @@ def tick_words(count):
         half = TICK_CYCLES // 2
         return encode(0, 0, half - PAD_FIXED), encode(0, 0, TICK_CYCLES - half - PAD_FIXED)
     period = (TICK_CYCLES - HEADER - PAD_FIXED) // count
-    if period - STEP_FIXED < 0:
-        raise ValueError("too many steps for one tick")
+    if period - HIGH < MIN_LOW:  # the program itself could go faster than the driver
+        raise ValueError("too many steps for one tick: the driver needs STEP low >= 100 ns")
     pad = TICK_CYCLES - HEADER - count * period
     return encode(0, count, period - STEP_FIXED), encode(0, 0, pad - PAD_FIXED)
 
