@@ -192,7 +192,7 @@ class Core:
         self.plan_plunger_approach = Plan("plunger approach").set(2 * pb, M.PLUNGER_HOME_SLOW_UM_S * ps // 1000, pa)
         self.plan_prime = Plan("prime")
         # Short moves that bring an axis from where homing stopped to exactly zero.
-        self.plan_settle = [Plan("settle %d" % d).set(d, M.NEEDLE_HOME_SLOW_UM_S * ns // 1000, na)
+        self.plan_settle = [Plan("settle %d" % d, 2).set(d, M.NEEDLE_HOME_SLOW_UM_S * ns // 1000, na)
                             for d in range(_SETTLE_MAX_STEPS + 1)]
         self._plunger_limit_steps = M.um_to_plunger_steps(M.PLUNGER_TRAVEL_UM) - self.backlash_steps
 
