@@ -19,13 +19,9 @@ for _p in (ROOT, ROOT / "firmware"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from host_tools.fakes import framebuf as fake_framebuf  # noqa: E402
-from host_tools.fakes import machine as fake_machine  # noqa: E402
-from host_tools.fakes import rp2 as fake_rp2  # noqa: E402
+from host_tools import fakes  # noqa: E402
 
-for _name, _mod in (("machine", fake_machine), ("rp2", fake_rp2), ("framebuf", fake_framebuf)):
-    if sys.modules.setdefault(_name, _mod) is not _mod:
-        raise ImportError("sys.modules[{!r}] is not the host fake".format(_name))
+fake_machine, fake_rp2, fake_framebuf = fakes.install()
 
 from board import app as A  # noqa: E402
 from board import pins, pio_step, ports  # noqa: E402
