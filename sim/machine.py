@@ -133,6 +133,12 @@ class Machine:
         self.stuck_home_switch = False  # fault injection
         self.broken_home_switch = False
         self.load_noise_n = 0.02
+        self.alarm_level = 0
+        # Fault injection (see tests/test_safety_matrix.py)
+        self.needle_stall = False  # TMC2209 DIAG raised
+        self.plunger_stall = False
+        self.load_cell_invalid = False  # disconnected or saturated: the board reports FORCE_INVALID
+        self.front_limit_early = False  # front limit switch closes wherever the plunger is
 
     # ---- ports the core reads and writes -----------------------------------
 
@@ -154,13 +160,24 @@ class Machine:
             sw |= C.SW_PEDAL
         if self.estop:
             sw |= C.SW_ESTOP
+        if self.needle_stall:
+            sw |= C.SW_NEEDLE_STALL
+        if self.plunger_stall:
+            sw |= C.SW_PLUNGER_STALL
+        if self.front_limit_early:
+            sw |= C.SW_PLUNGER_FRONT
         return sw
 
     def force_mn(self):
+        if self.load_cell_invalid:
+            return C.FORCE_INVALID
         return self._hx711_mn
 
     def drivers(self, on):
         self.drivers_on = bool(on)
+
+    def alarm(self, level):
+        self.alarm_level = level
 
     # ---- the world advancing one tick --------------------------------------
 

@@ -96,6 +96,7 @@ class Rig:
         self.start = {"needle": needle_start, "plunger": plunger_start}
         self.syringe = False
         self.model_switches = True  # home/rear/syringe switches follow the motors
+        self.load_cell = True  # the HX711 delivers samples
         self.update_switches()
 
     @staticmethod
@@ -123,6 +124,8 @@ class Rig:
             for live in self.live.values():
                 live.run_tick()
             M.advance_ms(1)
+            if self.load_cell and M.now_ms() % 12 == 0:  # the HX711's 80 samples/s
+                fake_rp2.StateMachine(pins.SM_HX711).rx.append(0)
             self.update_switches()
             if fire:
                 self.timer.fire()
@@ -398,6 +401,27 @@ def run(ms):
     return total, worst
 
 
+import rp2
+hx = rp2.StateMachine(4)
+
+
+def run(ms):
+    worst = 0
+    total = 0
+    for i in range(ms):
+        gens[0].run_tick()
+        gens[1].run_tick()
+        if i % 12 == 0:
+            hx.rx.append(0)  # an HX711 sample (allocates here, outside the measurement)
+        m0 = gc.mem_alloc()
+        a.on_timer(None)
+        d = gc.mem_alloc() - m0
+        total += d
+        if d > worst:
+            worst = d
+    return total, worst
+
+
 res = {}
 run(10)
 res['idle'] = run(300)
@@ -407,9 +431,15 @@ res['homing'] = run(300)
 res['moved'] = gens[0].count
 machine.set_input(16, 1)  # E-stop: fault, halt, flush inside the interrupt
 gens[0].run_tick(); gens[1].run_tick()
-m0 = gc.mem_alloc()
-a.on_timer(None)
-res['fault'] = (gc.mem_alloc() - m0, a.core.state == C.ST_FAULT, a.needle_driver._en.v)
+
+
+def one_tick():  # measured inside a function: a new global would grow the module's dict
+    m0 = gc.mem_alloc()
+    a.on_timer(None)
+    return gc.mem_alloc() - m0
+
+
+res['fault'] = (one_tick(), a.core.state == C.ST_FAULT, a.needle_driver._en.v)
 res['after'] = run(100)
 print(res)
 """

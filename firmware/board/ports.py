@@ -70,16 +70,27 @@ class Inputs:
         self.hx711 = hx711
         self.shift, self.invert = switch_layout()
         self.mask = (1 << 7) - 1
-        self.gpio = 0  # the last GPIO word, for the main loop (buttons, DIAG)
+        self.gpio = 0  # the last GPIO word, for the main loop (buttons)
+        self.needle_diag = 1 << pins.NEEDLE_DIAG
+        self.plunger_diag = 1 << pins.PLUNGER_DIAG
+        self.diag_mask = self.needle_diag | self.plunger_diag
 
     def switches(self):
         g = self.mem32[SIO_GPIO_IN]
         self.gpio = g
-        return ((g >> self.shift) ^ self.invert) & self.mask
+        sw = ((g >> self.shift) ^ self.invert) & self.mask
+        if g & self.diag_mask:  # a stall flag: rare, so the common path pays one test
+            if g & self.needle_diag:
+                sw |= C.SW_NEEDLE_STALL
+            if g & self.plunger_diag:
+                sw |= C.SW_PLUNGER_STALL
+        return sw
 
     def force_mn(self):
         hx = self.hx711
         hx.poll()
+        if hx.disconnected or hx.saturated:
+            return C.FORCE_INVALID
         return hx.force_mn()
 
 
@@ -90,6 +101,11 @@ class Outputs:
         self.needle = needle_driver
         self.plunger = plunger_driver
 
+        self.alarm_level = 0  # the main loop turns it into sound and screen
+
     def drivers(self, on):
         self.needle.enable(on)
         self.plunger.enable(on)
+
+    def alarm(self, level):
+        self.alarm_level = level

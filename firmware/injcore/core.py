@@ -5,9 +5,15 @@ both provide them):
     needle, plunger  .put(words)      the two PIO words of this tick (array 'I')
                      .emitted()       signed steps actually sent to the motor so far
                      .halt()          drop queued words and stop stepping at once
-    inputs           .switches()      bitmask of SW_* (1 = closed / pressed)
-                     .force_mn()      latest load-cell force, mN
+    inputs           .switches()      bitmask of SW_* (1 = closed / pressed / stall flagged)
+                     .force_mn()      latest load-cell force, mN; FORCE_INVALID when the
+                                      cell is disconnected or saturated
     outputs          .drivers(on)     enable both stepper drivers (EN is active low on the board)
+                     .alarm(level)    ALARM_NONE / ALARM_WARNING / ALARM_FAULT (display, buzzer)
+
+The safety monitor (hazards H1-H8, H12) runs inside every tick: see _monitor.
+A fault stops step generation (queued words flushed), disables the drivers
+and latches until the operator acknowledges; then homing is needed again.
 
 The board runs the tick from a 1 kHz timer and keeps the PIO FIFOs
 pio_word.LEAD_TICKS..FIFO_TICKS ticks ahead of the motors, so the core's
@@ -36,6 +42,21 @@ SW_SYRINGE = const(8)
 SW_TRIGGER = const(16)
 SW_PEDAL = const(32)
 SW_ESTOP = const(64)
+SW_NEEDLE_STALL = const(128)  # TMC2209 DIAG: stall or driver error
+SW_PLUNGER_STALL = const(256)
+_STALLS = const(384)
+
+FORCE_INVALID = const(-0x20000000)  # force_mn() of a disconnected or saturated load cell
+
+# Alarm levels for outputs.alarm()
+ALARM_NONE = const(0)
+ALARM_WARNING = const(1)
+ALARM_FAULT = const(2)
+
+# Warnings: shown without stopping anything
+W_NONE = const(0)
+W_NEAR_EMPTY = const(1)
+WARNING_NAMES = ("", "syringe nearly empty")
 _FIRE = const(48)  # SW_TRIGGER | SW_PEDAL: either fires
 
 # States
@@ -50,8 +71,9 @@ ST_WAIT = const(7)
 ST_PRIME = const(8)
 ST_LOAD = const(9)
 ST_FAULT = const(10)
+ST_RELIEF = const(11)  # after a fault: plunger backs off, needle withdraws, then ST_FAULT
 STATE_NAMES = ("unhomed", "homing", "ready", "advance", "inject", "suck-back",
-               "retract", "wait", "prime", "load", "fault")
+               "retract", "wait", "prime", "load", "fault", "relieving")
 
 # Homing steps, shared by homing (both axes) and loading (plunger only)
 _H_NEEDLE_SEEK = const(0)
@@ -74,9 +96,40 @@ F_NEEDLE_HOME_NOT_FOUND = const(2)
 F_PLUNGER_HOME_NOT_FOUND = const(3)
 F_PLUNGER_FRONT_LIMIT = const(4)
 F_NEEDLE_SOFT_LIMIT = const(5)
+F_OCCLUSION = const(6)
+F_LOAD_CELL = const(7)
+F_NEEDLE_LOST_STEPS = const(8)
+F_PLUNGER_LOST_STEPS = const(9)
+F_NEEDLE_STALL = const(10)
+F_PLUNGER_STALL = const(11)
+F_NEEDLE_HOME_STUCK = const(12)
+F_PLUNGER_REAR_STUCK = const(13)
+F_TICK_OVERRUN = const(14)
+F_SYRINGE_REMOVED = const(15)
 FAULT_NAMES = ("none", "emergency stop", "needle home switch not found",
                "plunger rear switch not found", "plunger front limit reached",
-               "needle past its soft limit")
+               "needle past its soft limit", "occlusion: pressure too high",
+               "load cell disconnected or saturated", "needle lost steps",
+               "plunger lost steps", "needle driver stalled", "plunger driver stalled",
+               "needle home switch stuck closed", "plunger rear switch stuck closed",
+               "control loop overrun", "syringe removed during a shot")
+# What the operator should do, per fault (the display shows it with the name)
+FAULT_ACTIONS = ("", "release the stop, then OK", "check the needle axis, then OK",
+                 "check the plunger axis, then OK", "check the syringe, then OK",
+                 "check depth settings, then OK", "check needle and line, then OK",
+                 "check the load cell, then OK", "check the needle axis, then OK",
+                 "check the plunger axis, then OK", "check the needle axis, then OK",
+                 "check the plunger axis, then OK", "check the home switch, then OK",
+                 "check the rear switch, then OK", "OK; report if it repeats",
+                 "reseat the syringe, then OK")
+
+# Automatic moves after a fault (only those that are safe for the fault)
+_REC_NONE = const(0)
+_REC_RELIEF = const(1)  # plunger backs off until the pressure is down, then the needle withdraws
+_REC_NEEDLE = const(2)  # the needle withdraws; the plunger stays
+
+# Ticks of steps that may be queued between the core and the motor (FIFO + the word running)
+_WINDOW = const(5)
 
 # Notices: why the trigger did nothing (shown by the UI, cleared by the next action)
 N_NONE = const(0)
@@ -86,8 +139,9 @@ N_NOT_PRIMED = const(3)
 N_SYRINGE_LOW = const(4)
 N_BUSY = const(5)
 N_WATCHDOG_RESET = const(6)
+N_SESSION_CAP = const(7)
 NOTICE_NAMES = ("", "home first", "no syringe", "prime first", "not enough left for a dose", "busy",
-                "restarted by the watchdog: home first")
+                "restarted by the watchdog: home first", "session volume cap reached")
 
 # Why the controller (re)started, as the board reads it
 RC_POWER_ON = const(0)
@@ -130,6 +184,7 @@ class Core:
         self.needle = Axis("needle", needle_port)
         self.plunger = Axis("plunger", plunger_port)
         self.limits = limits or Limits()
+        self.limits.check()
         self.settings = Settings()
         self.backlash_steps = M.um_to_plunger_steps(M.PLUNGER_BACKLASH_UM)
         self._needle_limit_steps = 0
@@ -144,6 +199,17 @@ class Core:
         self.fault = F_NONE
         self.reset_cause = reset_cause
         self.notice = N_WATCHDOG_RESET if reset_cause == RC_WATCHDOG else N_NONE
+        self.warning = W_NONE
+        self.alarm = ALARM_NONE
+        self.fault_tick = 0  # core.ticks when the latest fault was detected
+        self._recovery = _REC_NONE
+        self._relief_phase = 0
+        self._overruns_seen = 0
+        # Steps of the last _WINDOW ticks per axis: how far the motor may lag the command.
+        self._nring = array("i", [0] * 8)
+        self._pring = array("i", [0] * 8)
+        self._nwin = 0
+        self._pwin = 0
         self.switches = 0
         self.force_mn = 0
         self._fire_prev = True  # a trigger held at boot must be released first (H3)
@@ -161,6 +227,7 @@ class Core:
         # Counters
         self.ticks = 0
         self.overruns = 0  # times the board let the PIO FIFOs run dry (the board counts them)
+        self.checked = 0  # tick number of the latest tick whose self-checks ran (watchdog)
         self.needle_emitted = 0  # where the motors are (axis frame), read each tick
         self.plunger_emitted = 0
         self.punctures = 0
@@ -191,10 +258,14 @@ class Core:
         self.plan_plunger_backoff = Plan("plunger back-off").set(pb, M.PLUNGER_HOME_FAST_UM_S * ps // 1000, pa)
         self.plan_plunger_approach = Plan("plunger approach").set(2 * pb, M.PLUNGER_HOME_SLOW_UM_S * ps // 1000, pa)
         self.plan_prime = Plan("prime")
+        self.plan_relief = Plan("relief").set(M.um_to_plunger_steps(M.RELIEF_MAX_UM),
+                                              M.RELIEF_SPEED_UM_S * ps // 1000, pa)
         # Short moves that bring an axis from where homing stopped to exactly zero.
         self.plan_settle = [Plan("settle %d" % d, 2).set(d, M.NEEDLE_HOME_SLOW_UM_S * ns // 1000, na)
                             for d in range(_SETTLE_MAX_STEPS + 1)]
         self._plunger_limit_steps = M.um_to_plunger_steps(M.PLUNGER_TRAVEL_UM) - self.backlash_steps
+        self._home_stuck_n = M.um_to_needle_steps(M.HOME_STUCK_UM)
+        self._home_stuck_p = M.um_to_plunger_steps(M.HOME_STUCK_UM)
 
     def configure(self, **changes):
         """Apply operator settings; raises SettingsError and keeps the old ones if any is wrong."""
@@ -220,7 +291,16 @@ class Core:
                 M.NEEDLE_HOME_OFFSET_UM + self.limits.needle_length_um)
             self._usable_steps = M.plunger_steps_for_nl(
                 self._capacity_nl - self._dead_nl, self._area_cmm2)
+            self._cap_steps = M.plunger_steps_for_nl(self.limits.session_cap_nl, self._area_cmm2)
+            # Occlusion (H4): the limit pressure on this barrel, plus stopper friction.
+            self._occlusion_mn = (self.limits.occlusion_kpa * self._area_cmm2 // 100
+                                  + M.OCCLUSION_FRICTION_MN)
+            # Relief backs off below a quarter of it (the hazard asks for half): what
+            # stays trapped in the line is then a microlitre or two at most.
+            self._relief_mn = self._occlusion_mn // 4
             self._active = 1 - self._active
+            if getattr(self, "alarm", None) is not None:  # not while __init__ configures
+                self._update_warning()
         finally:
             self._configuring = False
 
@@ -266,13 +346,25 @@ class Core:
         return True
 
     def acknowledge(self):
-        """Clear a latched fault; motion then needs homing again."""
+        """Clear a latched fault; motion then needs homing again (H3)."""
         if self.state == ST_FAULT:
             self.state = ST_UNHOMED
             self.fault = F_NONE
+            self._recovery = _REC_NONE
             self._fire_prev = True  # a held trigger fires nothing until pressed again
+            self._set_alarm(ALARM_WARNING if self.warning else ALARM_NONE)
             return True
         return False
+
+    def _update_warning(self):
+        """Near-empty (H7): fewer than NEAR_EMPTY_DOSES doses left. Warns, never stops."""
+        ps = self._plans[self._active]
+        w = W_NONE
+        if self.primed and self.plunger_limit_left() < M.NEAR_EMPTY_DOSES * (ps.dose_steps + ps.sb_steps):
+            w = W_NEAR_EMPTY
+        self.warning = w
+        if self.state != ST_FAULT and self.state != ST_RELIEF:
+            self._set_alarm(ALARM_WARNING if w else ALARM_NONE)
 
     def new_session(self):
         self.punctures = 0
@@ -303,26 +395,39 @@ class Core:
     def tick(self, now_us):
         sw = self.inputs.switches()
         self.switches = sw
+        force = self.inputs.force_mn()
+        self.force_mn = force
         self.needle_emitted = self.needle.emitted()
         self.plunger_emitted = self.plunger.emitted()
-        self.force_mn = self.inputs.force_mn()
-        self.ticks = (self.ticks + 1) & 0x3FFFFFFF  # 12 days, then wraps: never a big int
+        t = (self.ticks + 1) & 0x3FFFFFFF  # 12 days, then wraps: never a big int
+        self.ticks = t
         state = self.state
-        if sw & SW_ESTOP and state != ST_FAULT:
-            self._fault(F_ESTOP)
-            state = ST_FAULT
+        if state != ST_FAULT:
+            code = self._monitor(sw, force, state)
+            if code:
+                self._fault(code)
+                state = ST_FAULT
+        elif self._recovery and not sw & SW_ESTOP:
+            self._start_recovery()
+            state = self.state
 
         fire = sw & _FIRE
         pressed = fire and not self._fire_prev
         self._fire_prev = fire
 
-        self.needle.tick()
+        n = self.needle.tick()
+        k = t & 7
+        j = (t - _WINDOW) & 7
+        self._nwin += n - self._nring[j]
+        self._nring[k] = n
         if self.needle.pos > self._needle_limit_steps and self.homed:
             # Never deeper than the needle allows (H2). The commanded position
             # runs ahead of the motor, so the flush stops it short of the limit.
             self._fault(F_NEEDLE_SOFT_LIMIT)
             state = ST_FAULT
         n = self.plunger.tick()  # every tick, so both axes' PIO timelines stay locked
+        self._pwin += n - self._pring[j]
+        self._pring[k] = n
         if n:
             # Backlash take-up moves the nut, not the syringe plunger.
             c = self._comp_left
@@ -348,16 +453,116 @@ class Core:
             self._prime_tick(fire)
         elif state == ST_HOMING or state == ST_LOAD:
             self._homing_tick(sw)
+        elif state == ST_RELIEF:
+            self._relief_tick(sw, force)
+        self.checked = t
+
+    # ---- safety monitor (every tick; no allocation) ---------------------------
+
+    def _monitor(self, sw, force, state):
+        """The fault this tick's inputs show, or F_NONE. Cheapest checks first."""
+        if sw & SW_ESTOP:
+            return F_ESTOP  # H6
+        if self.overruns != self._overruns_seen:
+            self._overruns_seen = self.overruns
+            return F_TICK_OVERRUN  # H8: the motors were starved, timing is suspect
+        if state == ST_UNHOMED:
+            return F_NONE  # drivers off, nothing commanded
+        if force == FORCE_INVALID:
+            return F_LOAD_CELL  # H4 needs a working load cell
+        if force > self._occlusion_mn and state != ST_RELIEF:
+            return F_OCCLUSION  # H4
+        if sw & _STALLS:
+            return F_NEEDLE_STALL if sw & SW_NEEDLE_STALL else F_PLUNGER_STALL  # H5
+        # H5: the motor may lag the command by the steps still queued, no more.
+        d = self.needle.pos - self.needle_emitted
+        if d > self._nwin + M.LOST_STEPS_TOL or -d > self._nwin + M.LOST_STEPS_TOL:
+            return F_NEEDLE_LOST_STEPS
+        d = self.plunger.pos - self.plunger_emitted
+        if d > self._pwin + M.LOST_STEPS_TOL or -d > self._pwin + M.LOST_STEPS_TOL:
+            return F_PLUNGER_LOST_STEPS
+        if self.homed and state != ST_LOAD:
+            # Switches that contradict the position (H12, H5)
+            if sw & SW_NEEDLE_HOME and self.needle_emitted > self._home_stuck_n:
+                return F_NEEDLE_HOME_STUCK
+            if sw & SW_PLUNGER_REAR and self.plunger_emitted > self._home_stuck_p:
+                return F_PLUNGER_REAR_STUCK
+            if sw & SW_PLUNGER_FRONT:
+                return F_PLUNGER_FRONT_LIMIT
+            if not sw & SW_SYRINGE and (state == ST_PRIME or (state >= ST_ADVANCE and state <= ST_SUCKBACK)):
+                return F_SYRINGE_REMOVED  # H7: never a partial dose without an alarm
+        return F_NONE
 
     # ---- sequencer (called from the tick; no allocation) --------------------
 
     def _fault(self, code):
+        """Stop now: flush both axes, drivers off, latch the cause, alarm (H6)."""
         self.needle.halt()
         self.plunger.halt()
         self.outputs.drivers(False)
+        # What was flushed never ran: the axes are where the motors are.
+        self.needle.pos = self.needle.emitted()
+        self.plunger.pos = self.plunger.emitted()
+        for i in range(8):
+            self._nring[i] = 0
+            self._pring[i] = 0
+        self._nwin = self._pwin = 0
+        if self._comp_left:
+            self._comp_left = 0
         self.fault = code
+        self.fault_tick = self.ticks
+        was = self.state
         self.state = ST_FAULT
         self.homed = False
+        # After the stop, only moves that make things safer, and only when the
+        # axis that makes them is known to work.
+        rec = _REC_NONE
+        if was != ST_RELIEF and was != ST_UNHOMED and was != ST_HOMING and was != ST_LOAD:
+            if code == F_OCCLUSION:
+                rec = _REC_RELIEF
+            elif (code == F_PLUNGER_LOST_STEPS or code == F_PLUNGER_STALL or code == F_LOAD_CELL
+                  or code == F_PLUNGER_FRONT_LIMIT or code == F_SYRINGE_REMOVED
+                  or code == F_PLUNGER_REAR_STUCK):
+                if self.needle.pos > 0:
+                    rec = _REC_NEEDLE
+        self._recovery = rec
+        self._set_alarm(ALARM_FAULT)
+
+    def _set_alarm(self, level):
+        if level != self.alarm:
+            self.alarm = level
+            self.outputs.alarm(level)
+
+    def _start_recovery(self):
+        """First tick after a fault that allows it: drivers back on, start backing off."""
+        self.outputs.drivers(True)
+        if self._recovery == _REC_RELIEF:
+            self._plunger_start(self.plan_relief, BACKWARD)
+            self._relief_phase = 0
+        else:
+            self.needle.start(self.plan_needle_seek, BACKWARD)
+            self._relief_phase = 1
+        self._recovery = _REC_NONE
+        self.state = ST_RELIEF
+
+    def _relief_tick(self, sw, force):
+        """Plunger back until the pressure is down, then the needle out to home."""
+        if self._relief_phase == 0:
+            p = self.plunger
+            if p.phase != IDLE:
+                if force < self._relief_mn:
+                    p.stop()
+                return
+            self.needle.start(self.plan_needle_seek, BACKWARD)
+            self._relief_phase = 1
+            return
+        nd = self.needle
+        if nd.phase != IDLE:
+            if sw & SW_NEEDLE_HOME or nd.pos <= 0:
+                nd.stop()
+            return
+        self.outputs.drivers(False)
+        self.state = ST_FAULT  # latched: the operator acknowledges
 
     def _plunger_start(self, plan, direction):
         p = self.plunger
@@ -377,7 +582,10 @@ class Core:
             return False
         ps = self._plans[self._active]
         if self.plunger_limit_left() < ps.dose_steps + ps.sb_steps:
-            self.notice = N_SYRINGE_LOW
+            self.notice = N_SYRINGE_LOW  # H7: no shot the syringe cannot finish
+            return False
+        if self.delivered_steps + ps.dose_steps > self._cap_steps:
+            self.notice = N_SESSION_CAP  # H1: the session never passes the engineer's cap
             return False
         self.notice = N_NONE
         return True
@@ -455,6 +663,7 @@ class Core:
         rec[P_DOSE_STEPS] = dose
         rec[P_TICKS] = self._puncture_ticks
         rec[P_MODE] = self.settings.mode
+        self._update_warning()
         if self.settings.mode == MODE_CONTINUOUS and fire:
             self.state = ST_WAIT
         else:
@@ -465,6 +674,7 @@ class Core:
         if p.phase == IDLE:
             self.primed_steps += self.fluid_steps - self._prime_fluid0
             self.primed = True
+            self._update_warning()
             self.state = ST_READY
             return
         if not fire or self.fluid_steps >= self._usable_steps:
@@ -514,6 +724,11 @@ class Core:
             self._fault(F_NEEDLE_HOME_NOT_FOUND if needle_step else F_PLUNGER_HOME_NOT_FOUND)
             return
         self._home_found = False
+        if (step == _H_NEEDLE_BACKOFF or step == _H_PLUNGER_BACKOFF) and \
+                sw & (SW_NEEDLE_HOME if needle_step else SW_PLUNGER_REAR):
+            # Backed off a millimetre and the switch is still closed: stuck (H12).
+            self._fault(F_NEEDLE_HOME_STUCK if needle_step else F_PLUNGER_REAR_STUCK)
+            return
         if step == _H_NEEDLE_SEEK:
             ax.start(self.plan_needle_backoff, FORWARD)
         elif step == _H_NEEDLE_BACKOFF:

@@ -55,6 +55,16 @@ CUSTOM_DEAD_NL = const(100_000)
 NEEDLE_LENGTH_UM = const(4000)  # usable needle length: depth never exceeds it
 NEEDLE_LENGTH_MAX_UM = const(6000)
 
+# Safety defaults (engineer limits, settings.Limits) and monitor figures
+SESSION_CAP_NL = const(5_000_000)  # 5 mL a session unless the engineer says otherwise
+OCCLUSION_KPA = const(400)  # twice the pressure of 100 uL/s through a 30 G needle
+OCCLUSION_FRICTION_MN = const(500)  # stopper friction allowed on top of the pressure
+RELIEF_MAX_UM = const(1000)  # plunger back-off after an occlusion, at most
+RELIEF_SPEED_UM_S = const(2000)
+LOST_STEPS_TOL = const(16)  # microsteps: one full step on either axis (H5)
+HOME_STUCK_UM = const(500)  # a home switch closed this far from home contradicts the position
+NEAR_EMPTY_DOSES = const(5)  # warn when fewer doses than this are left (H7)
+
 # Microsteps per tick never exceed this: 256 kHz per axis (sizes the PIO word tables).
 MAX_STEPS_PER_TICK = const(256)
 

@@ -77,9 +77,13 @@ class Inputs:
 class Outputs:
     def __init__(self):
         self.enabled = False
+        self.alarm_level = 0
 
     def drivers(self, on):
         self.enabled = on
+
+    def alarm(self, level):
+        self.alarm_level = level
 
 
 class Rig:

@@ -51,16 +51,35 @@ class SettingsError(ValueError):
 
 
 class Limits:
-    """Engineer limits: operator values can never exceed them (H11)."""
+    """Engineer limits: operator values can never exceed them (H11).
 
-    def __init__(self, needle_length_um=M.NEEDLE_LENGTH_UM):
+    needle_length_um   usable needle length: the needle's soft limit (H2)
+    session_cap_nl     volume one session may deliver; no shot starts past it (H1)
+    occlusion_kpa      line pressure that counts as a blocked needle (H4); the
+                       force limit is this pressure on the syringe's barrel area
+    """
+
+    RANGES = {
+        "needle_length_um": (RANGES["depth_um"][0], M.NEEDLE_LENGTH_MAX_UM, "um"),
+        "session_cap_nl": (1000, 20_000_000, "nL"),
+        "occlusion_kpa": (50, 1000, "kPa"),
+    }
+
+    def __init__(self, needle_length_um=M.NEEDLE_LENGTH_UM, session_cap_nl=M.SESSION_CAP_NL,
+                 occlusion_kpa=M.OCCLUSION_KPA):
         self.needle_length_um = needle_length_um
+        self.session_cap_nl = session_cap_nl
+        self.occlusion_kpa = occlusion_kpa
 
     def check(self):
-        lo, hi = RANGES["depth_um"][0], M.NEEDLE_LENGTH_MAX_UM
-        n = self.needle_length_um
-        if not _is_int(n) or not lo <= n <= hi:
-            raise SettingsError(["needle_length_um: %r is out of range; allowed %d..%d um" % (n, lo, hi)])
+        problems = []
+        for name in ("needle_length_um", "session_cap_nl", "occlusion_kpa"):
+            lo, hi, unit = Limits.RANGES[name]
+            v = getattr(self, name)
+            if not _is_int(v) or not lo <= v <= hi:
+                problems.append("%s: %r is out of range; allowed %d..%d %s" % (name, v, lo, hi, unit))
+        if problems:
+            raise SettingsError(problems)
 
 
 class Settings:
