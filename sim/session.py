@@ -165,6 +165,7 @@ class Simulator:
         self.machine.trigger = True
         self.run_ms(30)
         self.machine.trigger = False
+        self.run_ms(1)  # the core sees the release even when it refused the shot
         self.run_until(lambda s: s.core.state == C.ST_READY, timeout_ms)
         self.settle()
         return self.punctures[-1] if self.core.punctures > before else None

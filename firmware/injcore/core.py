@@ -468,9 +468,18 @@ class Core:
             return F_TICK_OVERRUN  # H8: the motors were starved, timing is suspect
         if state == ST_UNHOMED:
             return F_NONE  # drivers off, nothing commanded
+        if state == ST_RELIEF:
+            # Backing off after a fault: the fault's own cause may persist (a
+            # stall flag, a dead load cell); watch the axis that moves.
+            if sw & SW_NEEDLE_STALL:
+                return F_NEEDLE_STALL
+            d = self.needle.pos - self.needle_emitted
+            if d > self._nwin + M.LOST_STEPS_TOL or -d > self._nwin + M.LOST_STEPS_TOL:
+                return F_NEEDLE_LOST_STEPS
+            return F_NONE
         if force == FORCE_INVALID:
             return F_LOAD_CELL  # H4 needs a working load cell
-        if force > self._occlusion_mn and state != ST_RELIEF:
+        if force > self._occlusion_mn:
             return F_OCCLUSION  # H4
         if sw & _STALLS:
             return F_NEEDLE_STALL if sw & SW_NEEDLE_STALL else F_PLUNGER_STALL  # H5
