@@ -145,6 +145,7 @@ def fresh_fakes():
     yield
 
 
+@pytest.mark.hazard("H3")
 def test_boot_is_safe_drivers_disabled_first_and_nothing_moves():
     rig = Rig()
     app = rig.app
@@ -163,6 +164,7 @@ def test_boot_is_safe_drivers_disabled_first_and_nothing_moves():
     assert set(M.driven(pins.NEEDLE_EN)) == {1}
 
 
+@pytest.mark.hazard("H6")
 def test_switch_word_maps_onto_the_core_bits():
     rig = Rig()
     rig.model_switches = False
@@ -181,6 +183,7 @@ def test_switch_word_maps_onto_the_core_bits():
     assert core.switches & C.SW_ESTOP and core.state == C.ST_FAULT
 
 
+@pytest.mark.hazard("H8")
 def test_fifo_is_kept_at_the_lead_and_a_late_interrupt_catches_up():
     rig = Rig()
     rig.ms(1)
@@ -224,6 +227,7 @@ def test_operator_homes_with_ok_and_zero_is_where_the_switch_closed():
     assert core.needle.emitted() == 0 and core.plunger.emitted() == 0
 
 
+@pytest.mark.hazard("H6")
 def test_a_fault_flushes_the_queued_words_at_once():
     rig = Rig()
     rig.ms(50)
@@ -246,6 +250,7 @@ def test_a_fault_flushes_the_queued_words_at_once():
     assert rig.app.needle.halts == 1
 
 
+@pytest.mark.hazard("H3", "H6")
 def test_fault_sounds_the_alarm_and_ok_acknowledges():
     rig = Rig()
     rig.ms(30)
@@ -258,6 +263,7 @@ def test_fault_sounds_the_alarm_and_ok_acknowledges():
     assert rig.app.core.state == C.ST_UNHOMED  # homing is needed again
 
 
+@pytest.mark.hazard("H8")
 @pytest.mark.parametrize("cause, scratch0, scratch4, expected", [
     (M.PWRON_RESET, 0, 0, C.RC_POWER_ON),
     (M.PWRON_RESET, A._BOOT_MAGIC, 0, C.RC_SOFT),
@@ -272,6 +278,7 @@ def test_reset_cause(cause, scratch0, scratch4, expected):
     assert M.mem32[A._WATCHDOG_SCRATCH0] == A._BOOT_MAGIC
 
 
+@pytest.mark.hazard("H8")
 def test_watchdog_reset_reaches_the_core():
     M.set_reset_cause(M.WDT_RESET)
     M.mem32[A._WATCHDOG_SCRATCH4] = A._WDT_ENABLE_MAGIC
@@ -280,6 +287,7 @@ def test_watchdog_reset_reaches_the_core():
     assert rig.app.core.notice == C.N_WATCHDOG_RESET
 
 
+@pytest.mark.hazard("H8")
 def test_watchdog_is_fed_only_while_the_tick_runs():
     rig = Rig()
     wdt = M.watchdog()

@@ -221,6 +221,7 @@ def test_module_functions_and_reset_fake():
 # -- TMC2209 ------------------------------------------------------------------------
 
 
+@pytest.mark.hazard("H3")
 def test_tmc2209_boots_disabled_and_en_never_glitches_low():
     drv = tmc2209.Tmc2209(pins.NEEDLE_EN, pins.NEEDLE_DIAG)
     assert M.driven(pins.NEEDLE_EN) == [1]  # high from the first instant
@@ -771,6 +772,7 @@ def test_buttons_repeat_only_for_the_masked_buttons_and_no_burst_when_sampled_la
     assert reps == [500, 700, 900, 1100, 1300] + list(range(1500, 3000, 100))
 
 
+@pytest.mark.hazard("H3")
 def test_buttons_held_at_boot_are_locked_out_until_released():
     b = buttons.Buttons()
     # OK held from power-up to 2000 ms, then pressed again at 3000.

@@ -59,6 +59,7 @@ def short(move):
     return distance * 1000 // vmax < 20_000
 
 
+@pytest.mark.hazard("H1", "H2")
 @settings(max_examples=examples(150), deadline=None)
 @given(moves)
 def test_any_move_ends_exactly_within_limits(move):
@@ -107,6 +108,7 @@ def test_stop_midway_decelerates_within_limits(move, stop_at):
         prev = c
 
 
+@pytest.mark.hazard("H1", "H2")
 def test_no_drift_over_thousands_of_moves():
     rng = random.Random(7)
     port = Port()

@@ -1,5 +1,6 @@
 """Scenario tests on the simulator: homing, single, continuous, prime, load."""
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from soak import examples
@@ -11,6 +12,7 @@ from sim.session import Simulator
 NEEDLE_UM_PER_STEP = 1000 / M.NEEDLE_STEPS_PER_MM
 
 
+@pytest.mark.hazard("H3")
 def test_nothing_moves_before_homing_even_with_trigger_held():
     sim = Simulator(trace=False)
     m = sim.machine
@@ -33,6 +35,7 @@ def test_homing_finds_both_switches_and_sets_zero_there():
     assert sim.core.homed
 
 
+@pytest.mark.hazard("H12")
 def test_broken_home_switch_faults_after_full_travel():
     sim = Simulator(trace=False)
     sim.machine.broken_home_switch = True
@@ -43,6 +46,7 @@ def test_broken_home_switch_faults_after_full_travel():
     assert not sim.machine.drivers_on
 
 
+@pytest.mark.hazard("H1", "H2")
 def test_single_mode_one_puncture_per_press(ready_sim):
     sim = ready_sim
     sim.configure(mode=0, depth_um=1500, dose_nl=10_000)
@@ -79,6 +83,7 @@ def test_continuous_fires_at_the_shot_rate_while_held(ready_sim):
     assert all(p.depth_reached_um == 600.0 and p.dose_steps == shots[0].dose_steps for p in shots)
 
 
+@pytest.mark.hazard("H1")
 def test_continuous_release_mid_puncture_finishes_it_cleanly(ready_sim):
     sim = ready_sim
     sim.configure(mode=1, depth_um=2000, dose_nl=10_000, shot_rate_mhz=1000)
@@ -98,6 +103,7 @@ def test_continuous_release_mid_puncture_finishes_it_cleanly(ready_sim):
     assert sim.core.punctures == 1  # and nothing more
 
 
+@pytest.mark.hazard("H7")
 def test_prime_pushes_only_while_held():
     sim = Simulator(trace=False)
     sim.home()
@@ -112,6 +118,7 @@ def test_prime_pushes_only_while_held():
     assert sim.core.primed and sim.core.punctures == 0
 
 
+@pytest.mark.hazard("H7")
 def test_shots_refused_until_primed_and_with_no_syringe():
     sim = Simulator(trace=False)
     sim.home()
@@ -138,6 +145,7 @@ def test_load_returns_plunger_to_rear_switch(ready_sim):
     assert not sim.core.primed
 
 
+@pytest.mark.hazard("H7")
 def test_no_shot_the_syringe_cannot_finish():
     sim = Simulator(trace=False)
     sim.home()
@@ -155,6 +163,7 @@ def test_no_shot_the_syringe_cannot_finish():
     assert sim.core.punctures == 4
 
 
+@pytest.mark.hazard("H1")
 def test_counters_add_up(ready_sim):
     sim = ready_sim
     sim.configure(dose_nl=5000)
@@ -167,6 +176,7 @@ def test_counters_add_up(ready_sim):
     assert c.volume_left_nl() == 1_000_000 - M.nl_for_plunger_steps(c.fluid_steps, 1734)
 
 
+@pytest.mark.hazard("H1", "H2")
 @settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(depth=st.integers(3, 40).map(lambda x: x * 100),
        dose=st.one_of(st.integers(2, 19).map(lambda x: x * 500), st.integers(10, 60).map(lambda x: x * 1000)),
@@ -188,6 +198,7 @@ def test_every_puncture_reaches_depth_and_dose(depth, dose, speed, rate, sb, syr
     assert sim.machine.needle_axis.motor_steps == 0
 
 
+@pytest.mark.hazard("H2", "H6")
 def test_needle_soft_limit_stops_a_move_past_the_needle_length(ready_sim):
     sim = ready_sim
     # A corrupted plan (here: forced by hand) must still never drive past the limit.

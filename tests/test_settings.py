@@ -15,6 +15,7 @@ def test_defaults_are_valid():
     assert s.changed(LIMITS).as_dict() == s.as_dict()
 
 
+@pytest.mark.hazard("H10")
 @pytest.mark.parametrize("field,value,expect", [
     ("depth_um", 200, "300..4000"),
     ("depth_um", 4100, "300..4000"),  # past the usable needle length
@@ -44,6 +45,7 @@ def test_out_of_range_names_field_value_and_range(field, value, expect):
     assert expect in msg
 
 
+@pytest.mark.hazard("H10")
 @pytest.mark.parametrize("value", ["5", 5.0, None, True, [1]])
 @pytest.mark.parametrize("field", FIELDS)
 def test_wrong_types_refused(field, value):
@@ -53,17 +55,20 @@ def test_wrong_types_refused(field, value):
     assert field + ":" in str(e.value)
 
 
+@pytest.mark.hazard("H10")
 def test_unknown_field_refused():
     with pytest.raises(SettingsError, match="colour: no such setting"):
         Settings().changed(LIMITS, colour=3)
 
 
+@pytest.mark.hazard("H10")
 def test_every_bad_field_is_reported():
     with pytest.raises(SettingsError) as e:
         Settings().changed(LIMITS, depth_um=9, dose_nl=9, speed_um_s=9)
     assert [p.split(":")[0] for p in e.value.problems] == ["speed_um_s", "depth_um", "dose_nl"]
 
 
+@pytest.mark.hazard("H10")
 def test_custom_syringe_diameter_checked_only_when_custom():
     Settings().changed(LIMITS, syringe_id_um=1)  # ignored for a 1 mL syringe
     with pytest.raises(SettingsError, match="syringe_id_um"):
@@ -72,6 +77,7 @@ def test_custom_syringe_diameter_checked_only_when_custom():
     assert s.syringe()[0] == 1735  # pi/4 x 4.7^2 mm^2 = 17.35 mm^2
 
 
+@pytest.mark.hazard("H2", "H11")
 def test_engineer_needle_length_caps_depth():
     short = Limits(needle_length_um=3000)
     with pytest.raises(SettingsError, match="usable needle length 3000"):
@@ -79,6 +85,7 @@ def test_engineer_needle_length_caps_depth():
     Settings().changed(short, depth_um=3000)
 
 
+@pytest.mark.hazard("H10")
 def test_core_keeps_previous_settings_after_refusal():
     sim = Simulator(trace=False)
     before = sim.core.settings.as_dict()
@@ -89,6 +96,7 @@ def test_core_keeps_previous_settings_after_refusal():
     assert sim.core.plans().needle_in.distance == plans_before
 
 
+@pytest.mark.hazard("H10")
 def test_continuous_rate_faster_than_a_puncture_is_refused():
     sim = Simulator(trace=False)
     with pytest.raises(SettingsError, match="shot_rate_mhz: 10000 is faster"):
@@ -96,6 +104,7 @@ def test_continuous_rate_faster_than_a_puncture_is_refused():
     assert sim.core.settings.mode == 0
 
 
+@pytest.mark.hazard("H10")
 def test_settings_refused_while_moving(ready_sim):
     ready_sim.machine.trigger = True
     ready_sim.run_ms(40)
@@ -103,6 +112,7 @@ def test_settings_refused_while_moving(ready_sim):
         ready_sim.core.configure(depth_um=2000)
 
 
+@pytest.mark.hazard("H10")
 @given(field=st.sampled_from(sorted(RANGES)), value=st.integers(-10**7, 10**7))
 def test_any_integer_is_accepted_only_inside_its_range(field, value):
     lo, hi, step, _unit = RANGES[field]
