@@ -29,7 +29,7 @@ DEPLOY_CP := $(strip $(foreach d,$(DEPLOY_DIRS),+ fs cp $(strip $(foreach f,$(DE
 	$(foreach f,$(DEPLOY_TOP),+ fs cp $(MPY_DIR)/$(f) :$(f)))
 MPREMOTE := $(PY) -m mpremote
 
-.PHONY: help setup sim test soak bench mpy deploy repl typecheck hazards clean
+.PHONY: help setup sim test soak bench mpy deploy repl typecheck hazards safety-report clean
 
 help:
 	@echo "make sim    - run the demo session in the simulator (table + build/sim/session.png)"
@@ -40,6 +40,7 @@ help:
 	@echo "make deploy PORT=/dev/ttyACM0 - copy the compiled firmware and main.py to a board, reset it"
 	@echo "make repl PORT=/dev/ttyACM0   - open the board's REPL (Ctrl-] or Ctrl-x leaves)"
 	@echo "make typecheck - pyright on firmware/ against the MicroPython rp2 stubs"
+	@echo "make safety-report - run the fault-injection matrix, write docs/safety-matrix.md"
 	@echo "make hazards - regenerate docs/hazards.md (hazard, mitigation, tests) from docs/hazards.toml and the tests"
 
 $(PY_STAMP): pyproject.toml
@@ -96,6 +97,11 @@ typecheck: $(PY_STAMP)
 # markers (collected, not run); `make test` fails while it is stale.
 hazards: $(PY_STAMP)
 	$(PY) -m host_tools.hazards --write docs/hazards.md
+
+# docs/safety-matrix.md: every fault of sim/faults.py injected in every phase of
+# the simulator, one Markdown table; fails (after writing) if a cell misses its target.
+safety-report: $(PY_STAMP)
+	$(PY) -m host_tools.safety_report --write docs/safety-matrix.md
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

@@ -34,6 +34,15 @@ class PioAxis:
         self.word_log = []
         self.lose_every = 0  # fault injection: drop one step in N (0 = never)
         self._lose_count = 0
+        # Fault injection: the PIO emits one pulse in N fewer than its words carry
+        # (0 = never). Unlike lose_every (a motor that skips steps the counter
+        # still counts), a dropped pulse reaches neither the motor nor the counter.
+        self.drop_every = 0
+        self._drop_count = 0
+        self.dropped = 0  # pulses dropped so far
+        # The core stopped topping the FIFO up (a hang, a late tick): the words
+        # still queued run out one tick at a time, then the motor stands still.
+        self.drain = False
         self.cycles = 0  # PIO cycles consumed, must stay locked to ticks
 
     def put(self, seg):
@@ -53,8 +62,18 @@ class PioAxis:
 
     def advance(self):
         """One tick of PIO time: execute the oldest queued tick once the lead is full."""
-        if len(self.queue) > self.lead_ticks:
+        if len(self.queue) > self.lead_ticks or (self.drain and self.queue):
             self._execute(self.queue.popleft())
+
+    def board_reset(self):
+        """The controller restarted: its state machines start over, the motor stays put.
+
+        Queued words are lost and the pulse counter starts again from zero, as
+        on the board after any reset.
+        """
+        self.queue.clear()
+        self.count = 0
+        self.drain = False
 
     def _execute(self, seg):
         for w in seg:
@@ -65,6 +84,15 @@ class PioAxis:
             if not n:
                 continue
             sign = 1 if d else -1
+            if self.drop_every:
+                kept = 0
+                for _ in range(n):
+                    self._drop_count += 1
+                    if self._drop_count % self.drop_every:
+                        kept += 1
+                    else:
+                        self.dropped += 1
+                n = kept
             self.count += sign * n
             if self.lose_every:
                 for _ in range(n):
@@ -110,6 +138,8 @@ class Fluid:
 class Machine:
     """The injector's mechanics, switches and sensors around the core's ports."""
 
+    STOPPER_N_PER_UM = 0.05  # a rubber stopper pressed on the barrel's end: 50 N/mm
+
     def __init__(self, needle_start_um=3000.0, plunger_start_um=12000.0, seed=1):
         self.rng = random.Random(seed)
         self.needle_axis = PioAxis(round(needle_start_um / NEEDLE_UM_PER_STEP))
@@ -139,6 +169,10 @@ class Machine:
         self.plunger_stall = False
         self.load_cell_invalid = False  # disconnected or saturated: the board reports FORCE_INVALID
         self.front_limit_early = False  # front limit switch closes wherever the plunger is
+        # The syringe holds less than the core counts (under-filled, air): past this
+        # pusher-face position the stopper sits on the barrel's end, moves no more
+        # liquid and the rubber compresses (None = never reached).
+        self.syringe_bottom_um = None
 
     # ---- ports the core reads and writes -----------------------------------
 
@@ -200,9 +234,15 @@ class Machine:
             self.face_um = nut + self.backlash_um
         moved_um = self.face_um - old_face
         pushed = moved_um * self.syringe_area_mm2 / 1000.0 if self.syringe_present else 0.0
+        bottom = self.syringe_bottom_um
+        squeezed_um = 0.0
+        if bottom is not None and self.syringe_present:
+            squeezed_um = max(0.0, self.face_um - bottom)
+            pushed -= (squeezed_um - max(0.0, old_face - bottom)) * self.syringe_area_mm2 / 1000.0
         self.force_n = self.fluid.step(pushed, self.syringe_area_mm2, dt_us / 1e6) if self.syringe_present else 0.0
         if moved_um and self.syringe_present:  # the syringe's rubber stopper drags
             self.force_n += math.copysign(self.fluid.FRICTION_N, moved_um)
+        self.force_n += squeezed_um * self.STOPPER_N_PER_UM
         # The HX711 samples at 80 Hz: the core sees the latest sample, held.
         if self.now_us >= self._hx711_due_us:
             self._hx711_due_us = self.now_us + 12_500
@@ -217,3 +257,16 @@ class Machine:
 
     def remove_syringe(self):
         self.syringe_present = False
+
+    def starve(self, on):
+        """The control loop stops feeding the FIFOs (on) or feeds them again (off)."""
+        self.needle_axis.drain = self.plunger_axis.drain = bool(on)
+
+    def board_reset(self):
+        """The controller restarts: step queues and pulse counters start over, drivers off.
+
+        The mechanics stay where they are: needle, plunger, syringe, fluid.
+        """
+        self.needle_axis.board_reset()
+        self.plunger_axis.board_reset()
+        self.drivers_on = False

@@ -82,6 +82,41 @@ class Simulator:
         for _ in range(int(ms)):
             self.step()
 
+    def hang_step(self):
+        """One millisecond in which the control loop does not run (a hang, a late tick).
+
+        The FIFOs are not topped up: the words already queued run out, then the
+        motors stand still. The world goes on; the core sees nothing of it.
+        """
+        m = self.machine
+        m.starve(True)
+        self.now_us += M.TICK_US
+        m.step(M.TICK_US)
+        m.starve(False)
+        if self.tracing:
+            t = self.trace
+            t.t_ms.append(self.now_us / 1000)
+            t.needle_tip_um.append(m.needle_tip_um())
+            t.plunger_um.append(m.face_um)
+            t.delivered_ul.append(self.core.delivered_nl() / 1000)
+            t.force_n.append(m.force_n)
+            t.state.append(self.core.state)
+
+    def reset_board(self, reset_cause=C.RC_POWER_ON, settings=None):
+        """The controller restarts (power cut, watchdog) with the machine as it is.
+
+        A new core boots on the same machine: queued steps are lost, the pulse
+        counters start over, the drivers are off. Nothing is stored yet (hazard
+        H9), so the core starts with `settings` or the defaults.
+        """
+        m = self.machine
+        m.board_reset()
+        self.core = C.Core(m.needle_axis, m.plunger_axis, m, m, settings=settings,
+                           reset_cause=reset_cause)
+        self._seen = 0
+        self._prev_state = self.core.state
+        return self.core
+
     def run_until(self, predicate, timeout_ms):
         """Advance until predicate(sim) holds; returns elapsed ms or raises TimeoutError."""
         for i in range(int(timeout_ms)):

@@ -265,6 +265,8 @@ class Core:
                             for d in range(_SETTLE_MAX_STEPS + 1)]
         self._plunger_limit_steps = M.um_to_plunger_steps(M.PLUNGER_TRAVEL_UM) - self.backlash_steps
         self._home_stuck_n = M.um_to_needle_steps(M.HOME_STUCK_UM)
+        self._release_n = M.um_to_needle_steps(M.SWITCH_RELEASE_UM)
+        self._release_p = M.um_to_plunger_steps(M.SWITCH_RELEASE_UM)
         self._home_stuck_p = M.um_to_plunger_steps(M.HOME_STUCK_UM)
 
     def configure(self, **changes):
@@ -570,6 +572,8 @@ class Core:
             if sw & SW_NEEDLE_HOME or nd.pos <= 0:
                 nd.stop()
             return
+        if self._nwin or self._pwin:
+            return  # the last steps are still queued: drivers off once the motors have made them
         self.outputs.drivers(False)
         self.state = ST_FAULT  # latched: the operator acknowledges
 
@@ -720,6 +724,14 @@ class Core:
         ax = self.needle if needle_step else self.plunger
         seeking = step == _H_NEEDLE_SEEK or step == _H_NEEDLE_APPROACH \
             or step == _H_PLUNGER_SEEK or step == _H_PLUNGER_APPROACH
+        if (step == _H_NEEDLE_BACKOFF or step == _H_PLUNGER_BACKOFF) and \
+                sw & (SW_NEEDLE_HOME if needle_step else SW_PLUNGER_REAR) and \
+                (self.needle_emitted if needle_step else self.plunger_emitted) - self._trip_pos > \
+                (self._release_n if needle_step else self._release_p):
+            # A working switch opens within a fraction of a millimetre: a stuck
+            # one must not lead the needle a full back-off deeper (H12).
+            self._fault(F_NEEDLE_HOME_STUCK if needle_step else F_PLUNGER_REAR_STUCK)
+            return
         if seeking and not self._home_found and sw & (SW_NEEDLE_HOME if needle_step else SW_PLUNGER_REAR):
             self._home_found = True
             # Zero is where the switch closed: where the motor was when it was read,

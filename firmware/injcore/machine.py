@@ -63,6 +63,7 @@ RELIEF_MAX_UM = const(1000)  # plunger back-off after an occlusion, at most
 RELIEF_SPEED_UM_S = const(2000)
 LOST_STEPS_TOL = const(16)  # microsteps: one full step on either axis (H5)
 HOME_STUCK_UM = const(500)  # a home switch closed this far from home contradicts the position
+SWITCH_RELEASE_UM = const(200)  # a home switch still closed this far into the back-off is stuck
 NEAR_EMPTY_DOSES = const(5)  # warn when fewer doses than this are left (H7)
 
 # Microsteps per tick never exceed this: 256 kHz per axis (sizes the PIO word tables).
