@@ -285,7 +285,13 @@ class Core:
                     "speeds takes (%d ms); allowed 500..%d mHz" % (
                         new.shot_rate_mhz, spare.cycle_ticks, best)])
             self.settings = new
+            area0 = self._area_cmm2
             self._area_cmm2, self._capacity_nl, self._dead_nl = new.syringe()
+            if self._area_cmm2 != area0 and getattr(self, "delivered_steps", 0):
+                # The session is counted in plunger steps: a syringe of another
+                # size must not reopen the cap (H1), so restate them in its steps.
+                self.delivered_steps = M.plunger_steps_for_nl(
+                    M.nl_for_plunger_steps(self.delivered_steps, area0), self._area_cmm2)
             self.plan_prime.set(M.um_to_plunger_steps(M.PLUNGER_TRAVEL_UM),
                                 M.plunger_steps_for_nl(M.PRIME_RATE_NL_S, self._area_cmm2),
                                 M.um_to_plunger_steps(M.PLUNGER_ACCEL_UM_S2))
@@ -511,9 +517,12 @@ class Core:
         self.needle.halt()
         self.plunger.halt()
         self.outputs.drivers(False)
-        # What was flushed never ran: the axes are where the motors are.
+        # What was flushed never ran: the axes are where the motors are, and
+        # the syringe lost none of the plunger steps that were thrown away.
         self.needle.pos = self.needle.emitted()
-        self.plunger.pos = self.plunger.emitted()
+        e = self.plunger.emitted()
+        self.fluid_steps -= self.plunger.pos - e
+        self.plunger.pos = e
         for i in range(8):
             self._nring[i] = 0
             self._pring[i] = 0
@@ -523,6 +532,12 @@ class Core:
         self.fault = code
         self.fault_tick = self.ticks
         was = self.state
+        if was >= ST_ADVANCE and was <= ST_SUCKBACK:
+            # A puncture cut short still delivered what the plunger pushed: it
+            # counts toward the session (H1) though it makes no puncture record.
+            cut = self.fluid_steps - self._puncture_fluid0
+            if cut > 0:
+                self.delivered_steps += cut
         self.state = ST_FAULT
         self.homed = False
         # After the stop, only moves that make things safer, and only when the
