@@ -532,7 +532,7 @@ class Core:
         self.fault = code
         self.fault_tick = self.ticks
         was = self.state
-        if was >= ST_ADVANCE and was <= ST_SUCKBACK:
+        if was >= ST_ADVANCE and was <= ST_RETRACT:
             # A puncture cut short still delivered what the plunger pushed: it
             # counts toward the session (H1) though it makes no puncture record.
             cut = self.fluid_steps - self._puncture_fluid0
