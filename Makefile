@@ -62,7 +62,7 @@ test: setup
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not soak"
 
 soak: setup
-	INJECTOR_SOAK=$(SOAK) $(PY) -m pytest -q -n $(PYTEST_WORKERS) tests/test_planner.py tests/test_sequencer.py tests/test_settings.py tests/test_pio_step.py
+	INJECTOR_SOAK=$(SOAK) $(PY) -m pytest -q -n $(PYTEST_WORKERS) tests/test_planner.py tests/test_sequencer.py tests/test_settings.py tests/test_pio_step.py tests/test_stateful.py
 
 bench: setup
 	$(PY) host_tools/bench.py
