@@ -612,7 +612,8 @@ class Core:
         if self.plunger_limit_left() < ps.dose_steps + ps.sb_steps:
             self.notice = N_SYRINGE_LOW  # H7: no shot the syringe cannot finish
             return False
-        if self.delivered_steps + ps.dose_steps > self._cap_steps:
+        # Dose plus suck-back: a puncture cut before its suck-back leaves both in.
+        if self.delivered_steps + ps.dose_steps + ps.sb_steps > self._cap_steps:
             self.notice = N_SESSION_CAP  # H1: the session never passes the engineer's cap
             return False
         self.notice = N_NONE
