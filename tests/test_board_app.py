@@ -394,21 +394,6 @@ for port in (a.needle, a.plunger):
 gens = (a.needle.gen, a.plunger.gen)
 
 
-def run(ms):
-    worst = 0
-    total = 0
-    for _ in range(ms):
-        gens[0].run_tick()
-        gens[1].run_tick()
-        m0 = gc.mem_alloc()
-        a.on_timer(None)
-        d = gc.mem_alloc() - m0
-        total += d
-        if d > worst:
-            worst = d
-    return total, worst
-
-
 import rp2
 hx = rp2.StateMachine(4)
 
