@@ -20,22 +20,13 @@ from machine import Pin
 from board import pins
 from board.clock import ticks_add, ticks_diff
 from injcore.compat import const
+# Button numbers (the index of the pin in the tuple the Buttons was built on)
+# and events live in ui.keys, shared with the interface.
+from ui.keys import BACK, DOWN, EVENT_NAMES, LONG, OK, PRESS, RELEASE, REPEAT, UP  # noqa: F401
 
 GPIO_IN = const(0xD0000004)  # SIO GPIO_IN: bit n is the level of GPIO n
 
-# Button numbers: the index of the pin in the tuple the Buttons was built on.
-UP = const(0)
-DOWN = const(1)
-OK = const(2)
-BACK = const(3)
 OPERATOR_PINS = (pins.BTN_UP, pins.BTN_DOWN, pins.BTN_OK, pins.BTN_BACK)
-
-# Events
-PRESS = const(1)
-RELEASE = const(2)
-LONG = const(3)  # once per press, when held LONG_MS
-REPEAT = const(4)  # while held, for the buttons in repeat_mask
-EVENT_NAMES = ("", "PRESS", "RELEASE", "LONG", "REPEAT")
 
 DEBOUNCE_MS = const(20)  # a level must hold this long to count
 LONG_MS = const(1000)

@@ -312,6 +312,35 @@ class Core:
         finally:
             self._configuring = False
 
+    def set_limits(self, **changes):
+        """Apply engineer limits (the service menu); SettingsError keeps the old ones.
+
+        Refused while the current operator settings would exceed the new
+        limits (H11): the operator values are lowered first, never silently.
+        """
+        if self.state not in (ST_UNHOMED, ST_READY, ST_FAULT):
+            raise SettingsError(["limits change only while the injector is idle"])
+        values = {}
+        for name in Limits.RANGES:
+            values[name] = getattr(self.limits, name)
+        problems = []
+        for name in changes:
+            if name not in values:
+                problems.append("%s: no such limit; known: %s" % (name, ", ".join(Limits.RANGES)))
+        if problems:
+            raise SettingsError(problems)
+        values.update(changes)
+        new = Limits(**values)
+        new.check()
+        self.settings.changed(new)  # raises, naming the setting the new limits would exceed
+        old = self.limits
+        self.limits = new
+        try:
+            self.configure()
+        except SettingsError:
+            self.limits = old
+            raise
+
     def _plan_cycle(self, s, ps):
         area = s.syringe()[0]
         needle_a = M.um_to_needle_steps(M.NEEDLE_ACCEL_UM_S2)

@@ -1,0 +1,1 @@
+"""The operator interface: screens and menus drawn with framebuf (no hardware)."""

@@ -1,0 +1,785 @@
+"""The operator interface: status screen, menus, value editing, alarms, service.
+
+    ui = Ui(core, version="0.4.0")
+    ui.button(OK, PRESS, now_ms)   # from the debouncer (board.buttons), main loop only
+    ui.poll(now_ms)                # every main-loop pass: alarms, timers
+    ui.draw(fb, now_ms)            # into a 128x64 framebuf.FrameBuffer (MONO_VLSB)
+    ui.take_sound()                # SND_* for the buzzer, once
+
+Pure Python on the framebuf API: the board draws it on the SSD1306, the host
+front panel (host_tools/panel.py) on its own framebuf, from the same code.
+
+Rules the screens keep:
+- A value changes only when OK confirms it, and only through the core's
+  validation (Core.configure, Core.set_limits); BACK cancels. UP/DOWN stop at
+  the limits (the engineer's included) and say which limit.
+- An alarm (a latched fault, or the relief move before it) takes over every
+  screen; an edit in progress is dropped. OK acknowledges once the machine
+  has stopped. A warning shows as a banner on the status screen.
+- Every screen has a way back: BACK goes up one level, a long BACK straight to
+  the status screen.
+"""
+
+from injcore import core as C
+from injcore import machine as M
+from injcore.compat import const
+from injcore.settings import (
+    COARSE_DOSE_STEP_NL,
+    FINE_DOSE_BELOW_NL,
+    MODE_CONTINUOUS,
+    MODE_PRIME,
+    MODE_SINGLE,
+    NEEDLE_COUNTS,
+    RANGES,
+    Limits,
+    SettingsError,
+)
+
+from . import draw as D
+from .keys import BACK, DOWN, LONG, OK, PRESS, REPEAT, SND_CLICK, SND_NONE, SND_REFUSE, UP
+
+# Screens
+S_STATUS = const(0)
+S_MENU = const(1)
+S_EDIT = const(2)
+S_CONFIRM = const(3)  # start a new session?
+S_PRIME = const(4)
+S_PIN = const(5)  # service code entry
+S_SERVICE = const(6)
+S_INFO = const(7)
+S_CALIB = const(8)
+S_ALARM = const(9)  # not a place to go: drawn over everything while an alarm is on
+SCREEN_NAMES = ("status", "menu", "edit", "confirm", "prime", "pin", "service", "info",
+                "calibration", "alarm")
+
+# The service code: four digits entered with UP/DOWN and OK. Three wrong codes
+# lock the entry for PIN_LOCK_MS.
+SERVICE_PIN = (2, 5, 8, 0)
+PIN_TRIES = const(3)
+PIN_LOCK_MS = const(60_000)
+MESSAGE_MS = const(3000)  # how long a one-off message stays
+FAST_AFTER_REPEATS = const(10)  # held this long (about 1 s of repeats): ten steps at a time
+
+# Item kinds
+_NUM = const(0)  # an integer setting or limit, edited in steps
+_CHOICE = const(1)  # one of a list
+_ACTION = const(2)
+
+# Where a value goes
+_SETTING = const(0)
+_LIMIT = const(1)
+
+# Actions
+A_HOME = const(0)
+A_PRIME = const(1)
+A_LOAD = const(2)
+A_SESSION = const(3)
+A_SERVICE = const(4)
+A_CALIB = const(5)
+A_INFO = const(6)
+
+MODE_LABELS = ("single", "nappage", "prime")  # what the operator reads for MODE_*
+
+
+def fixed(value, scale, decimals):
+    """`value` / `scale` with `decimals` decimals, truncated: fixed(1500, 1000, 1) == '1.5'."""
+    if decimals == 0:
+        return str(value // scale)
+    p = 10 ** decimals
+    q = value * p // scale
+    return "%d.%s" % (q // p, str(q % p + p)[1:])
+
+
+def dose_text(dose_nl):
+    """0.5 uL steps below 10 uL show a decimal; whole microlitres above do not."""
+    return fixed(dose_nl, 1000, 1 if dose_nl < FINE_DOSE_BELOW_NL else 0)
+
+
+def ml_text(nl):
+    return fixed(nl, 1_000_000, 2) + "mL"
+
+
+class Item:
+    """One menu line: a setting or limit to edit, or an action."""
+
+    def __init__(self, label, kind, key, target=_SETTING, unit="", scale=1, decimals=0,
+                 step=0, lo=None, hi=None, choices=None, names=None):
+        self.label = label
+        self.kind = kind
+        self.key = key  # the field name, or the action code
+        self.target = target
+        self.unit = unit
+        self.scale = scale
+        self.decimals = decimals
+        self.step = step
+        self.lo = lo
+        self.hi = hi
+        self.choices = choices
+        self.names = names
+
+    def text(self, value):
+        """The value as the operator reads it, with its unit."""
+        if self.kind == _CHOICE:
+            i = self.choices.index(value) if value in self.choices else -1
+            return self.names[i] if i >= 0 else "?"
+        if self.key == "dose_nl":
+            return dose_text(value) + self.unit
+        return fixed(value, self.scale, self.decimals) + self.unit
+
+
+def _ranged(label, field, unit, scale, decimals):
+    lo, hi, step, _ = RANGES[field]
+    return Item(label, _NUM, field, _SETTING, unit, scale, decimals, step, lo, hi)
+
+
+def _limit(label, field, unit, scale, decimals, step):
+    lo, hi, _ = Limits.RANGES[field]
+    lo = (lo + step - 1) // step * step  # the lowest value on the edit grid
+    return Item(label, _NUM, field, _LIMIT, unit, scale, decimals, step, lo, hi)
+
+
+def _syringe_item():
+    sizes = sorted(M.SYRINGES)
+    codes = tuple(sizes) + (M.CUSTOM_SYRINGE,)
+    names = tuple("%d mL" % s for s in sizes) + ("custom",)
+    return Item("Syringe", _CHOICE, "syringe_ml", choices=codes, names=names)
+
+
+MAIN_MENU = (
+    Item("Home", _ACTION, A_HOME),
+    Item("Mode", _CHOICE, "mode", choices=(MODE_SINGLE, MODE_CONTINUOUS), names=MODE_LABELS),
+    _ranged("Depth", "depth_um", "mm", 1000, 1),
+    _ranged("Dose", "dose_nl", "uL", 1000, 1),
+    _ranged("Speed", "speed_um_s", "mm/s", 1000, 0),
+    _ranged("Inj rate", "rate_nl_s", "uL/s", 1000, 0),
+    _ranged("Shot rate", "shot_rate_mhz", "/s", 1000, 1),
+    _ranged("Suck-back", "suckback_nl", "uL", 1000, 1),
+    _syringe_item(),
+    _ranged("Syr. ID", "syringe_id_um", "mm", 1000, 2),
+    Item("Needles", _CHOICE, "needle_count", choices=NEEDLE_COUNTS,
+         names=tuple(str(n) for n in NEEDLE_COUNTS)),
+    Item("Prime", _ACTION, A_PRIME),
+    Item("Load syr.", _ACTION, A_LOAD),
+    Item("New sess.", _ACTION, A_SESSION),
+    Item("Service", _ACTION, A_SERVICE),
+)
+SERVICE_MENU = (
+    _limit("Needle len", "needle_length_um", "mm", 1000, 1, 100),
+    _limit("Sess. cap", "session_cap_nl", "mL", 1_000_000, 1, 100_000),
+    _limit("Occlusion", "occlusion_kpa", "kPa", 1, 0, 10),
+    Item("Calibrate", _ACTION, A_CALIB),
+    Item("Dev. info", _ACTION, A_INFO),
+)
+_MENU_ROWS = const(6)  # lines under the title, above the footer
+_FIRING = (C.ST_ADVANCE, C.ST_INJECT, C.ST_SUCKBACK, C.ST_RETRACT, C.ST_WAIT)
+
+
+def explain(problem):
+    """A core SettingsError message, as short as the screen needs."""
+    if "idle" in problem:
+        return "busy: wait until ready"
+    field = problem.split(":", 1)[0]
+    if field == "shot_rate_mhz":
+        return "a puncture takes longer than the shot rate allows"
+    if field == "rate_nl_s":
+        return "too fast for the plunger with this syringe"
+    if field == "depth_um":
+        return "the depth set is deeper: lower it first"
+    return problem.split(": ", 1)[-1]
+
+
+class Ui:
+    def __init__(self, core, version="", info=None):
+        self.core = core
+        self.version = version
+        self.info = info  # callable -> extra (label, value) pairs for the info screen
+        self.screen = S_STATUS
+        self.sound = SND_NONE
+        self.menu = MAIN_MENU
+        self.cursor = 0
+        self._top = 0  # first menu line shown
+        self._main_cursor = 0
+        self.item = None  # the item being edited
+        self.value = 0
+        self._repeats = 0
+        self.note = ""  # footer line of the edit, pin and prime screens
+        self._msg = ""  # one-off message on the status screen and menus
+        self._msg_until = 0
+        self._now = 0
+        self.up_ms = 0  # time the interface has run (device info)
+        self._last_ms = None
+        self._pin = [0, 0, 0, 0]
+        self._pin_pos = 0
+        self._pin_wrong = 0
+        self._pin_locked_until = None
+        self._prime_restore = None  # the mode to go back to after priming
+        self._info_top = 0
+        self._alarm = False
+
+    # ---- state -------------------------------------------------------------
+
+    def alarm_on(self):
+        s = self.core.state
+        return s == C.ST_FAULT or s == C.ST_RELIEF
+
+    def screen_name(self):
+        return SCREEN_NAMES[S_ALARM if self.alarm_on() else self.screen]
+
+    def take_sound(self):
+        s = self.sound
+        self.sound = SND_NONE
+        return s
+
+    def message(self, text):
+        self._msg = text
+        self._msg_until = self._now + MESSAGE_MS
+
+    def _go(self, screen):
+        self.screen = screen
+        self.note = ""
+
+    def _to_status(self):
+        self._go(S_STATUS)
+        self.item = None
+        self.menu = MAIN_MENU
+
+    def poll(self, now_ms):
+        """Timers and takeovers; call every main-loop pass, before button()."""
+        if self._last_ms is not None:
+            d = now_ms - self._last_ms
+            if 0 < d < 1_000_000:  # a ticks_ms wrap or a jump counts as nothing
+                self.up_ms += d
+        self._last_ms = now_ms
+        self._now = self.up_ms
+        if self.alarm_on():
+            if not self._alarm:
+                self._alarm = True
+                self._to_status()  # an edit in progress is dropped, never applied
+        else:
+            self._alarm = False
+        if self._msg and self.up_ms - self._msg_until >= 0:
+            self._msg = ""
+        if self._prime_restore is not None and self.screen != S_PRIME:
+            self._end_prime()
+
+    # ---- buttons -------------------------------------------------------------
+
+    def button(self, b, event, now_ms=None):
+        """One debounced button event (ui.keys). Returns True if it did something."""
+        if now_ms is not None:
+            self.poll(now_ms)
+        if event == PRESS:
+            self._repeats = 0
+        elif event == REPEAT:
+            if b != UP and b != DOWN:
+                return False
+            self._repeats += 1
+        elif event == LONG:
+            if b == BACK and self.screen != S_STATUS and not self.alarm_on():
+                self._to_status()
+                self.sound = SND_CLICK
+                return True
+            return False
+        else:
+            return False
+        if self.alarm_on():
+            return self._alarm_key(b)
+        done = self._key(b)
+        if self.sound == SND_NONE:
+            self.sound = SND_CLICK if done else SND_REFUSE
+        return done
+
+    def _alarm_key(self, b):
+        core = self.core
+        if b == OK and core.state == C.ST_FAULT and not core.switches & C.SW_ESTOP:
+            core.acknowledge()
+            self._to_status()
+            self.sound = SND_CLICK
+            return True
+        self.sound = SND_REFUSE  # relief still moving, or the stop still pressed
+        return False
+
+    def _key(self, b):
+        s = self.screen
+        if s == S_STATUS:
+            return self._status_key(b)
+        if s == S_MENU or s == S_SERVICE:
+            return self._menu_key(b)
+        if s == S_EDIT:
+            return self._edit_key(b)
+        if s == S_CONFIRM:
+            if b == OK:
+                self.core.new_session()
+                self._to_status()
+                self.message("new session")
+                return True
+            if b == BACK:
+                self._go(S_MENU)
+                return True
+            return False
+        if s == S_PRIME:
+            return self._prime_key(b)
+        if s == S_PIN:
+            return self._pin_key(b)
+        if s == S_INFO or s == S_CALIB:
+            if b == BACK:
+                self._go(S_SERVICE)
+                return True
+            if s == S_INFO and (b == UP or b == DOWN):
+                self._info_top = max(0, self._info_top + (1 if b == DOWN else -1))
+                return True
+            return False
+        return False
+
+    def _status_key(self, b):
+        core = self.core
+        if b == OK:
+            self.menu = MAIN_MENU
+            # Not homed: the menu opens on Home, so OK, OK homes.
+            self._set_cursor(0 if not core.homed else self._main_cursor)
+            self._go(S_MENU)
+            return True
+        if b == BACK:
+            had = core.notice or self._msg
+            if core.state == C.ST_READY or core.state == C.ST_UNHOMED:
+                core.notice = C.N_NONE
+            self._msg = ""
+            return bool(had)
+        return False
+
+    def _set_cursor(self, i):
+        n = len(self.menu)
+        i = max(0, min(n - 1, i))
+        self.cursor = i
+        if i < self._top:
+            self._top = i
+        elif i >= self._top + _MENU_ROWS:
+            self._top = i - _MENU_ROWS + 1
+
+    def _menu_key(self, b):
+        if b == UP or b == DOWN:
+            before = self.cursor
+            self._set_cursor(self.cursor + (1 if b == DOWN else -1))
+            return self.cursor != before
+        if b == BACK:
+            if self.screen == S_SERVICE:
+                self.menu = MAIN_MENU
+                self._set_cursor(self._main_cursor)
+                self._go(S_MENU)
+            else:
+                self._main_cursor = self.cursor
+                self._to_status()
+            return True
+        if b != OK:
+            return False
+        if self.screen == S_MENU:
+            self._main_cursor = self.cursor
+        item = self.menu[self.cursor]
+        if item.kind == _ACTION:
+            return self._action(item.key)
+        self.item = item
+        self.value = self._current(item)
+        self._go(S_EDIT)
+        return True
+
+    def _action(self, code):
+        core = self.core
+        if code == A_HOME:
+            if core.start_homing():
+                self._to_status()
+                return True
+            self.message("busy: wait until ready")
+            return False
+        if code == A_LOAD:
+            if core.start_load():
+                self._to_status()
+                return True
+            self.message(C.NOTICE_NAMES[core.notice])
+            return False
+        if code == A_PRIME:
+            mode = core.settings.mode
+            if mode != MODE_PRIME:
+                try:
+                    core.configure(mode=MODE_PRIME)
+                except SettingsError as e:
+                    self.message(explain(e.problems[0]))
+                    return False
+                self._prime_restore = mode
+            self._go(S_PRIME)
+            return True
+        if code == A_SESSION:
+            self._go(S_CONFIRM)
+            return True
+        if code == A_SERVICE:
+            if self._pin_locked_until is not None and self._now - self._pin_locked_until < 0:
+                self.message("locked: wait %d s" % ((self._pin_locked_until - self._now + 999) // 1000))
+                return False
+            self._pin_locked_until = None
+            self._pin = [0, 0, 0, 0]
+            self._pin_pos = 0
+            self._go(S_PIN)
+            return True
+        if code == A_INFO:
+            self._info_top = 0
+            self._go(S_INFO)
+            return True
+        if code == A_CALIB:
+            self._go(S_CALIB)
+            return True
+        return False
+
+    # ---- editing -------------------------------------------------------------
+
+    def _current(self, item):
+        src = self.core.limits if item.target == _LIMIT else self.core.settings
+        return getattr(src, item.key)
+
+    def bounds(self, item):
+        """(lowest, highest, why the highest) for an item now, the engineer's limits included."""
+        lo, hi = item.lo, item.hi
+        why = ""
+        key = item.key
+        core = self.core
+        if key == "depth_um" and core.limits.needle_length_um < hi:
+            hi = core.limits.needle_length_um
+            why = "needle length"
+        elif key == "shot_rate_mhz":
+            cycle_ms = core.plans().cycle_ticks * M.TICK_US // 1000
+            if cycle_ms > 0:
+                best = 1_000_000 // cycle_ms // item.step * item.step
+                if best < hi:
+                    hi = max(lo, best)
+                    why = "puncture time"
+        return lo, hi, why
+
+    def _edit_key(self, b):
+        item = self.item
+        if b == BACK:
+            self._go(S_SERVICE if item.target == _LIMIT else S_MENU)
+            self.item = None
+            return True
+        if b == OK:
+            return self._apply()
+        if b != UP and b != DOWN:
+            return False
+        up = b == UP
+        if item.kind == _CHOICE:
+            i = item.choices.index(self.value) if self.value in item.choices else 0
+            i = (i + (1 if up else -1)) % len(item.choices)
+            self.value = item.choices[i]
+            self.note = ""
+            return True
+        lo, hi, why = self.bounds(item)
+        v = self.value
+        step = item.step
+        if item.key == "dose_nl":  # fine steps below 10 uL, coarse above
+            step = COARSE_DOSE_STEP_NL if (v >= FINE_DOSE_BELOW_NL if up else v > FINE_DOSE_BELOW_NL) else step
+        if self._repeats >= FAST_AFTER_REPEATS and (hi - lo) // step > 100:
+            step *= 10
+        v = v + step if up else v - step
+        if v > hi:
+            v = hi
+            self.note = "max " + item.text(hi) + (" (" + why + ")" if why else "")
+        elif v < lo:
+            v = lo
+            self.note = "min " + item.text(lo)
+        else:
+            self.note = ""
+        if v == self.value:
+            self.sound = SND_REFUSE
+            return False
+        self.value = v
+        return True
+
+    def _apply(self):
+        item = self.item
+        core = self.core
+        try:
+            if item.target == _LIMIT:
+                core.set_limits(**{item.key: self.value})
+            else:
+                core.configure(**{item.key: self.value})
+        except SettingsError as e:
+            self.note = explain(e.problems[0])
+            self.sound = SND_REFUSE
+            return False
+        self._go(S_SERVICE if item.target == _LIMIT else S_MENU)
+        self.item = None
+        return True
+
+    # ---- prime, service code -------------------------------------------------
+
+    def _prime_key(self, b):
+        if b != BACK:
+            return False
+        if self._end_prime():
+            self._go(S_MENU)
+            return True
+        self.note = "release the trigger first"
+        return False
+
+    def _end_prime(self):
+        """Back to the mode before priming; False while the plunger still moves."""
+        mode = self._prime_restore
+        if mode is None:
+            return True
+        try:
+            self.core.configure(mode=mode)
+        except SettingsError:
+            return False
+        self._prime_restore = None
+        return True
+
+    def _pin_key(self, b):
+        pin = self._pin
+        i = self._pin_pos
+        if b == UP or b == DOWN:
+            pin[i] = (pin[i] + (1 if b == UP else 9)) % 10
+            return True
+        if b == BACK:
+            if i == 0:
+                self._go(S_MENU)
+            else:
+                self._pin_pos = i - 1
+            return True
+        if b != OK:
+            return False
+        if i < 3:
+            self._pin_pos = i + 1
+            return True
+        if tuple(pin) == SERVICE_PIN:
+            self._pin_wrong = 0
+            self.menu = SERVICE_MENU
+            self._set_cursor(0)
+            self._go(S_SERVICE)
+            return True
+        self._pin_wrong += 1
+        self._pin = [0, 0, 0, 0]
+        self._pin_pos = 0
+        if self._pin_wrong >= PIN_TRIES:
+            self._pin_wrong = 0
+            self._pin_locked_until = self._now + PIN_LOCK_MS
+            self._go(S_MENU)
+            self.message("wrong code: locked 60 s")
+        else:
+            self.note = "wrong code"
+        self.sound = SND_REFUSE
+        return False
+
+    # ---- drawing ---------------------------------------------------------------
+
+    def draw(self, fb, now_ms=None):
+        """The whole screen into `fb` (128x64); the caller sends it if it changed."""
+        if now_ms is not None:
+            self.poll(now_ms)
+        fb.fill(0)
+        if self.alarm_on():
+            self._draw_alarm(fb)
+            return
+        s = self.screen
+        if s == S_STATUS:
+            self._draw_status(fb)
+        elif s == S_MENU or s == S_SERVICE:
+            self._draw_menu(fb)
+        elif s == S_EDIT:
+            self._draw_edit(fb)
+        elif s == S_CONFIRM:
+            D.inverted(fb, "New session", 0)
+            fb.text("counters to zero", 0, 16, 1)
+            fb.text("#%d, %s" % (self.core.punctures, ml_text(self.core.delivered_nl())), 0, 28, 1)
+            D.inverted(fb, "OK: yes BACK: no", 55)
+        elif s == S_PRIME:
+            self._draw_prime(fb)
+        elif s == S_PIN:
+            self._draw_pin(fb)
+        elif s == S_INFO:
+            self._draw_lines(fb, "Device info", self.info_lines(), self._info_top)
+        elif s == S_CALIB:
+            self._draw_lines(fb, "Calibration", self.calib_lines(), 0)
+
+    def state_text(self):
+        core = self.core
+        s = core.state
+        if s in _FIRING:
+            return "FIRING"
+        if s == C.ST_UNHOMED:
+            return "UNHOMED"
+        if s == C.ST_FAULT or s == C.ST_RELIEF:
+            return "ALARM"
+        if s == C.ST_PRIME:
+            return "PRIMING"
+        if s == C.ST_LOAD:
+            return "LOADING"
+        return C.STATE_NAMES[s].upper()
+
+    def banner(self):
+        """The status screen's bottom line when it has something to say, else ''."""
+        core = self.core
+        if self._msg:
+            return self._msg
+        if core.notice:
+            return C.NOTICE_NAMES[core.notice]
+        if core.warning:
+            return "! " + C.WARNING_NAMES[core.warning]
+        if core.state == C.ST_UNHOMED:
+            return "OK: menu > Home"
+        return ""
+
+    def _draw_status(self, fb):
+        core = self.core
+        st = core.settings
+        fb.fill_rect(0, 0, 128, 9, 1)
+        fb.text(MODE_LABELS[st.mode].upper(), 0, 1, 0)
+        D.right(fb, self.state_text(), 1, 0)
+        # Large depth (left half) and dose (right half), units beside them.
+        x = D.big(fb, fixed(st.depth_um, 1000, 1), 0, 12)
+        fb.text("mm", x + 1, 24, 1)
+        fb.vline(63, 12, 20, 1)
+        x = D.big(fb, dose_text(st.dose_nl), 67, 12)
+        fb.text("uL", x + 1, 24, 1)
+        fb.text(fixed(st.speed_um_s, 1000, 0) + "mm/s", 0, 35, 1)
+        if st.mode == MODE_CONTINUOUS:
+            D.right(fb, fixed(st.shot_rate_mhz, 1000, 1) + "/s", 35)
+        fb.text("#%d" % core.punctures, 0, 45, 1)
+        D.right(fb, "tot " + ml_text(core.delivered_nl()), 45)
+        msg = self.banner()
+        if msg:
+            D.inverted(fb, msg, 55)
+            return
+        left = core.volume_left_nl()
+        fb.text(ml_text(left), 0, 56, 1)
+        D.bar(fb, 56, 55, 72, 9, left, st.syringe()[1])
+
+    def _draw_menu(self, fb):
+        title = "Service" if self.screen == S_SERVICE else "Menu"
+        D.inverted(fb, title, 0)
+        for row in range(_MENU_ROWS):
+            i = self._top + row
+            if i >= len(self.menu):
+                break
+            item = self.menu[i]
+            y = 10 + row * 9
+            c = 1
+            if i == self.cursor:
+                fb.fill_rect(0, y - 1, 128, 9, 1)
+                c = 0
+            fb.text(item.label, 0, y, c)
+            D.right(fb, self.item_value(item), y, c)
+        if self._msg:
+            D.inverted(fb, self._msg, 64 - 9)
+        else:
+            D.right(fb, "%d/%d" % (self.cursor + 1, len(self.menu)), 64 - 8)
+
+    def item_value(self, item):
+        """The right-hand column of a menu line."""
+        core = self.core
+        if item.kind == _ACTION:
+            if item.key == A_HOME:
+                return "done" if core.homed else "needed"
+            if item.key == A_PRIME:
+                return "done" if core.primed else "needed"
+            return ">"
+        return item.text(self._current(item))
+
+    def _draw_edit(self, fb):
+        item = self.item
+        D.inverted(fb, item.label, 0)
+        text = item.text(self.value)
+        if item.kind == _NUM:
+            unit = item.unit
+            digits = text[:len(text) - len(unit)]
+            w = D.big_width(digits) + 2 + len(unit) * D.CHAR_W
+            x = D.big(fb, digits, (128 - w) // 2, 13)
+            fb.text(unit, x + 1, 25, 1)
+            lo, hi, _ = self.bounds(item)
+            D.center(fb, item.text(lo) + ".." + item.text(hi), 36)
+        else:
+            D.center(fb, "< " + text + " >", 24)
+        if self.note:  # why a key was refused, over the two bottom lines
+            lines = D.wrap(self.note)
+            for i in range(min(len(lines), 2)):
+                fb.text(lines[i], 0, 46 + i * 9, 1)
+            return
+        if self.value != self._current(item):
+            D.center(fb, "was " + item.text(self._current(item)), 46)
+        D.inverted(fb, "OK: set BACK: no", 55)
+
+    def _draw_prime(self, fb):
+        core = self.core
+        D.inverted(fb, "Prime", 0)
+        if not core.homed:
+            lines = ("home first:", "BACK, then Home")
+        elif not core.switches & C.SW_SYRINGE:
+            lines = ("no syringe:", "seat one first")
+        else:
+            lines = ("hold the trigger", "to push fluid,", "release to stop")
+        for i in range(len(lines)):
+            fb.text(lines[i], 0, 12 + i * 9, 1)
+        fb.text("primed " + fixed(core.primed_nl(), 1000, 1) + "uL", 0, 42, 1)
+        D.inverted(fb, self.note or "BACK: done", 55)
+
+    def _draw_pin(self, fb):
+        D.inverted(fb, "Service code", 0)
+        x = 20
+        for i in range(4):
+            ch = str(self._pin[i]) if i <= self._pin_pos else "-"
+            D.big(fb, ch, x, 16)
+            if i == self._pin_pos:
+                fb.fill_rect(x - 2, 39, D.BIG_W + 4, 2, 1)
+            x += 24
+        D.inverted(fb, self.note or "UP/DOWN OK BACK", 55)
+
+    def info_lines(self):
+        core = self.core
+        up_s = self.up_ms // 1000
+        lines = [
+            ("firmware", self.version),
+            ("reset", C.RESET_NAMES[core.reset_cause]),
+            ("run", "%d:%02d h" % (up_s // 3600, up_s // 60 % 60)),
+            ("overruns", str(core.overruns)),
+        ]
+        if self.info is not None:
+            lines.extend(self.info())
+        return lines
+
+    def calib_lines(self):
+        core = self.core
+        area = core.settings.syringe()[0]
+        return [
+            ("needle", "%d st/mm" % M.NEEDLE_STEPS_PER_MM),
+            ("plunger", "%d st/mm" % M.PLUNGER_STEPS_PER_MM),
+            ("barrel", fixed(area, 100, 2) + "mm2"),
+            ("backlash", "%d um" % M.PLUNGER_BACKLASH_UM),
+            ("fluid", "%d nL/st" % (core.steps_to_nl(1000) // 1000)),
+        ]
+
+    def _draw_lines(self, fb, title, lines, top):
+        D.inverted(fb, title, 0)
+        top = min(top, max(0, len(lines) - 5))
+        self._info_top = top
+        for row in range(5):
+            i = top + row
+            if i >= len(lines):
+                break
+            label, value = lines[i]
+            y = 11 + row * 9
+            fb.text(label[:D.LINE_CHARS - len(value) - 1], 0, y, 1)
+            D.right(fb, value, y)
+        D.inverted(fb, "BACK: return", 55)
+
+    def _draw_alarm(self, fb):
+        core = self.core
+        D.inverted(fb, "ALARM  E%02d" % core.fault, 0)
+        name = D.wrap(C.FAULT_NAMES[core.fault])
+        for i in range(min(len(name), 2)):
+            fb.text(name[i], 0, 12 + i * 9, 1)
+        action = D.wrap(C.FAULT_ACTIONS[core.fault])
+        for i in range(min(len(action), 2)):
+            fb.text(action[i], 0, 33 + i * 9, 1)
+        if core.state == C.ST_RELIEF:
+            foot = "withdrawing..."
+        elif core.switches & C.SW_ESTOP:
+            foot = "release the stop"
+        else:
+            foot = "OK: acknowledge"
+        D.inverted(fb, foot, 55)
