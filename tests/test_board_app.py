@@ -209,11 +209,13 @@ def test_fifo_is_kept_at_the_lead_and_a_late_interrupt_catches_up():
     assert rig.live["needle"].starved >= 1
 
 
-def test_operator_homes_with_ok_and_zero_is_where_the_switch_closed():
+def test_operator_homes_from_the_menu_and_zero_is_where_the_switch_closed():
     rig = Rig()
     rig.ms(50)
-    rig.press(pins.BTN_OK)
+    rig.press(pins.BTN_OK)  # the menu opens on Home while not homed
     core = rig.app.core
+    assert core.state == C.ST_UNHOMED and rig.app.ui.screen_name() == "menu"
+    rig.press(pins.BTN_OK)
     assert core.state == C.ST_HOMING
     assert set(M.driven(pins.NEEDLE_EN)) == {0, 1}  # enabled for homing
     for _ in range(40):
@@ -232,6 +234,7 @@ def test_a_fault_flushes_the_queued_words_at_once():
     rig = Rig()
     rig.ms(50)
     rig.press(pins.BTN_OK)
+    rig.press(pins.BTN_OK)  # menu, Home
     rig.ms(20)  # seeking home: words with steps queued
     live = rig.live["needle"]
     assert any(pw.decode(w)[1] for w in live.fifo)
@@ -257,10 +260,13 @@ def test_fault_sounds_the_alarm_and_ok_acknowledges():
     M.set_input(pins.ESTOP, 1)
     rig.ms(5)
     assert rig.app.buzzer.playing
-    assert rig.app.status_lines()[0] == "ALARM"
+    assert rig.app.ui.screen_name() == "alarm"
+    rig.press(pins.BTN_OK)  # refused while the stop is still pressed
+    assert rig.app.core.state == C.ST_FAULT
     M.set_input(pins.ESTOP, 0)
     rig.press(pins.BTN_OK)
     assert rig.app.core.state == C.ST_UNHOMED  # homing is needed again
+    assert rig.app.ui.screen_name() == "status"
 
 
 @pytest.mark.hazard("H8")
@@ -447,6 +453,7 @@ def test_the_interrupt_path_allocates_nothing_on_micropython():
         ROOT / "host_tools" / "fakes" / "machine.py": "/lib/machine.py",
         ROOT / "host_tools" / "fakes" / "rp2.py": "/lib/rp2.py",
         ROOT / "firmware" / "board": "/lib/board",
+        ROOT / "firmware" / "ui": "/lib/ui",
         ROOT / "firmware" / "injcore": "/lib/injcore",
     }, timeout=120)
     res = eval(out.strip().splitlines()[-1])  # a dict of ints and tuples printed by MicroPython
@@ -455,3 +462,59 @@ def test_the_interrupt_path_allocates_nothing_on_micropython():
     assert res["homing"] == (0, 0)
     assert res["fault"] == (0, True, 1)  # no allocation, fault latched, EN high
     assert res["after"] == (0, 0)
+
+
+def _frames(oled):
+    """Display frames sent: I2C transactions that start with the data control byte."""
+    return sum(1 for w in oled.writes if w[:1] == b"\x40")
+
+
+def test_display_is_sent_from_the_main_loop_only_on_change_and_at_most_20_per_second():
+    oled = M.add_i2c_device(pins.OLED_ADDR, bus=pins.I2C_ID)
+    rig = Rig()
+    assert rig.app.display is not None
+    booted = _frames(oled)  # init() clears the glass
+    rig.ms(1000)
+    assert _frames(oled) == booted + 1  # idle: the first frame, then nothing changes
+    # The 1 kHz timer alone never touches the display (a refresh never delays a tick).
+    sent = len(oled.writes)
+    for _ in range(200):
+        for live in rig.live.values():
+            live.run_tick()
+        M.advance_ms(1)
+        rig.timer.fire()
+    assert len(oled.writes) == sent
+    rig.press(pins.BTN_OK)  # the menu: a new frame
+    assert _frames(oled) == booted + 2
+    # UP held: auto-repeat moves the cursor on every repeat, faster after a second;
+    # the display still gets at most one frame per 50 ms.
+    M.set_input(pins.BTN_DOWN, 0)
+    start = _frames(oled)
+    rig.ms(3000)
+    M.set_input(pins.BTN_DOWN, 1)
+    rig.ms(30)
+    sent = _frames(oled) - start
+    assert 3 <= sent <= 3000 // A.DISPLAY_PERIOD_MS + 1
+    assert rig.app.ui.cursor == len(rig.app.ui.menu) - 1  # held to the end of the menu
+    # What was sent is what the interface drew.
+    last = [w for w in oled.writes if w[:1] == b"\x40"][-1]
+    assert last[1:] == bytes(rig.app.display.buf)
+
+
+def test_buttons_reach_the_interface_and_sound_the_buzzer():
+    rig = Rig()
+    rig.ms(50)
+    rig.press(pins.BTN_BACK)  # nothing to go back from on the status screen: refused
+    assert rig.app.buzzer.playing is A.REFUSE
+    rig.press(pins.BTN_OK)
+    assert rig.app.ui.screen_name() == "menu"
+    rig.press(pins.BTN_DOWN)
+    rig.press(pins.BTN_DOWN)
+    rig.press(pins.BTN_OK)  # Depth: edit
+    assert rig.app.ui.screen_name() == "edit"
+    depth0 = rig.app.core.settings.depth_um
+    rig.press(pins.BTN_UP)
+    assert rig.app.core.settings.depth_um == depth0  # not before OK
+    rig.press(pins.BTN_OK)
+    assert rig.app.core.settings.depth_um == depth0 + 100
+    assert rig.app.ui.screen_name() == "menu"

@@ -616,8 +616,9 @@ def test_framebuf_fake_pixel_layout():
     assert buf[:16] == b"\xff" * 16 and buf[32:] == b"\x0f" * 16  # rows 16..19 only
     with pytest.raises(ValueError):
         fake_framebuf.FrameBuffer(bytearray(47), 16, 20, fake_framebuf.MONO_VLSB)
-    with pytest.raises(NotImplementedError):
-        fb.text("x", 0, 0)
+    fb.fill(0)
+    fb.text("x", 0, 0)  # one 8x8 cell at the origin: the first 8 bytes, nothing else
+    assert any(buf[:8]) and not any(buf[8:])
 
 
 # Drawn on CPython with the fake and on MicroPython with the real framebuf.
@@ -1034,6 +1035,7 @@ def mp_results():
         ROOT / "host_tools" / "fakes" / "machine.py": "/lib/machine.py",
         ROOT / "host_tools" / "fakes" / "rp2.py": "/lib/rp2.py",
         ROOT / "firmware" / "board": "/lib/board",
+        ROOT / "firmware" / "ui": "/lib/ui",
         ROOT / "firmware" / "injcore": "/lib/injcore",
     }
     drivers = json.loads(mpy.run(ON_MICROPYTHON, puts, timeout=120).strip().splitlines()[-1])

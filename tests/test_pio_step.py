@@ -358,6 +358,7 @@ def test_board_module_runs_the_same_on_real_micropython():
     puts = {
         ROOT / "host_tools" / "fakes" / "rp2.py": "/lib/rp2.py",
         ROOT / "firmware" / "board": "/lib/board",
+        ROOT / "firmware" / "ui": "/lib/ui",
         ROOT / "firmware" / "injcore": "/lib/injcore",
     }
     got = mpy.run(ON_MICROPYTHON, puts, timeout=120).splitlines()

@@ -9,8 +9,7 @@ timer only runs core.tick(); the display, buttons, buzzer, watchdog and
 anything that may allocate or block run in the main loop (App.service).
 
 Nothing moves at boot: the core starts unhomed with the drivers off, and
-only the operator starts homing (OK in this first interface; issue 5 brings
-the menus).
+only the operator starts homing (from the menu: ui/screens.py).
 """
 
 import gc
@@ -22,14 +21,17 @@ from injcore import pio_word
 from injcore.compat import const
 
 from . import clock, pins, pio_step
-from .buttons import BACK, OK, PRESS, Buttons
-from .buzzer import ALARM, CLICK, WARNING, Buzzer
+from ui import keys
+from ui.screens import Ui
+
+from .buttons import Buttons
+from .buzzer import ALARM, CLICK, REFUSE, WARNING, Buzzer
 from .hx711 import Hx711
 from .ports import ROOM_LEVEL, AxisPort, Inputs, Outputs
 from .ssd1306 import Ssd1306
 from .tmc2209 import Tmc2209
 
-FIRMWARE_VERSION = "0.3.0"
+FIRMWARE_VERSION = "0.4.0"
 
 # A hang is caught within 400 ms (H8 asks 500). The main loop blocks at most
 # ~25 ms (a display write); flash writes happen only while idle and are short.
@@ -114,7 +116,9 @@ class App:
             self.display = None
         self.late = 0  # interrupts that had to catch up (the FIFO lead absorbed them)
         self.irqs = 0
-        self._drawn = None
+        self.ui = Ui(self.core, FIRMWARE_VERSION, self.info)
+        self._sent = bytearray(len(self.display.buf)) if self.display else None  # the frame on the glass
+        self.frames = 0  # frames sent to the display
         self._drawn_ms = clock.ticks_ms()
         self._alarm_seen = C.ALARM_NONE
         self._ticks_fed = 0
@@ -176,14 +180,21 @@ class App:
     # ---- the main loop ----------------------------------------------------------
 
     def service(self, now_ms):
-        """One pass of the main loop: buttons, alarm, display, watchdog."""
+        """One pass of the main loop: buttons, interface, alarm, display, watchdog."""
         core = self.core
+        ui = self.ui
         b = self.buttons
+        ui.poll(now_ms)
         b.sample(b.pressed_mask(self.inputs.gpio), now_ms)
         ev = b.get()
         while ev is not None:
-            self.on_button(ev[0], ev[1])
+            ui.button(ev[0], ev[1], now_ms)
             ev = b.get()
+        sound = ui.take_sound()
+        if sound == keys.SND_CLICK:
+            self.buzzer.play(CLICK)
+        elif sound == keys.SND_REFUSE:
+            self.buzzer.play(REFUSE)
         level = self.outputs.alarm_level  # set by the core through its alarm port
         if level != self._alarm_seen:
             self._alarm_seen = level
@@ -202,48 +213,26 @@ class App:
             self._ticks_fed = core.checked
             self.wdt.feed()
 
-    def on_button(self, button, event):
-        if event != PRESS:
-            return
-        core = self.core
-        self.buzzer.play(CLICK)
-        if button == OK:
-            if core.state == C.ST_FAULT:
-                core.acknowledge()
-            elif core.state == C.ST_UNHOMED or (core.state == C.ST_READY and not core.homed):
-                core.start_homing()
-        elif button == BACK and core.state == C.ST_READY:
-            core.notice = C.N_NONE
-
-    def status_lines(self):
-        """What the display shows (issue 5 replaces this with the full screens)."""
-        core = self.core
-        if core.state == C.ST_FAULT or core.state == C.ST_RELIEF:
-            return ("ALARM", C.FAULT_NAMES[core.fault], C.FAULT_ACTIONS[core.fault],
-                    "relieving..." if core.state == C.ST_RELIEF else "OK: acknowledge")
-        if core.warning:
-            hint = C.WARNING_NAMES[core.warning]
-        else:
-            hint = "OK: home" if core.state == C.ST_UNHOMED else C.NOTICE_NAMES[core.notice]
-        return (C.STATE_NAMES[core.state],
-                "punctures %d" % core.punctures,
-                "%d.%01d uL given" % (core.delivered_nl() // 1000, core.delivered_nl() % 1000 // 100),
-                hint)
+    def info(self):
+        """Board figures for the device-info screen."""
+        return [("late irqs", str(self.late)), ("free mem", "%d k" % (gc.mem_free() // 1024))]
 
     def draw(self, now_ms):
-        lines = self.status_lines()
-        if lines == self._drawn:
-            return
-        self._drawn = lines
+        """Draw the interface; send it only if a pixel changed (at most every DISPLAY_PERIOD_MS).
+
+        Main loop only: the transfer takes about 25 ms at 400 kHz while the
+        timer interrupt keeps running the tick.
+        """
         self._drawn_ms = now_ms
         d = self.display
         if d is None:
             return
-        fb = d.fb
-        fb.fill(0)
-        for row in range(len(lines)):
-            fb.text(lines[row][:16], 0, row * 16)
-        d.show()  # about 25 ms at 400 kHz; the timer interrupt keeps running
+        self.ui.draw(d.fb, now_ms)
+        if d.buf == self._sent:
+            return
+        self._sent[:] = d.buf
+        self.frames += 1
+        d.show()
 
     def run(self):
         """The main loop, forever."""
@@ -262,7 +251,7 @@ def boot(**kw):
 
 def main():
     app = boot()
-    print("injector %s: %s, %d bytes free; press OK to home" % (
+    print("injector %s: %s, %d bytes free; OK opens the menu, Home first" % (
         FIRMWARE_VERSION, C.RESET_NAMES[app.reset_cause], gc.mem_free()))
     try:
         app.run()

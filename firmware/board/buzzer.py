@@ -16,6 +16,7 @@ from injcore.compat import const
 # A passive piezo is loudest near its resonance (2.7-4 kHz for the usual 12 mm
 # parts); distinct pitches tell the patterns apart.
 CLICK = (0, False, ((4000, 15, 0),))  # key click: one short beep
+REFUSE = (0, False, ((1500, 60, 40), (1500, 60, 0)))  # a key refused: two low blips
 WARNING = (1, True, ((2700, 120, 120), (2700, 120, 1640)))  # two beeps every 2 s
 ALARM = (2, True, ((3200, 150, 0), (2400, 150, 0)))  # two-tone, continuous until stop()
 

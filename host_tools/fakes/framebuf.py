@@ -7,9 +7,17 @@ is given, bit for bit as MicroPython does: pixel (x, y) is bit y % 8 of byte
 are clipped (a pixel read outside returns None). tests/test_drivers.py runs
 the same drawing on the real interpreter and compares the bytes.
 
-Left out: the other pixel formats, ``ellipse``, ``poly`` and ``text`` (the
-latter needs MicroPython's built-in font, which is not reproduced here).
+``text`` draws MicroPython's built-in 8x8 font, whose glyphs are not written
+down here but read off the real interpreter once and cached in
+build/font8x8.bin (see font8x8.py; deriving them needs the npm MicroPython of
+`make setup`). tests/test_framebuf_text.py compares it with the real one.
+
+Left out: the other pixel formats, ``ellipse`` and ``poly``.
 """
+
+import operator
+
+from . import font8x8
 
 MONO_VLSB = 0
 MVLSB = MONO_VLSB
@@ -149,10 +157,43 @@ class FrameBuffer:
                 self._span(x, y, 1, 1, self._get(x - xstep, y - ystep))
 
     def text(self, s, x, y, c=1):
-        raise NotImplementedError(
-            "framebuf fake: text() needs MicroPython's built-in 8x8 font; "
-            "test text on the real interpreter (host_tools/mpy)"
-        )
+        """Draw `s` (str or bytes) in the 8x8 font with its top-left corner at (x, y).
+
+        As MicroPython does: each UTF-8 byte of `s` is one 8-pixel-wide cell,
+        the string ends at its first NUL, bytes outside 32..127 all draw the
+        font's glyph of 127 (a checkerboard), only the glyph's set pixels are
+        drawn (colour 0 clears them, any other colour sets them, the
+        background is left alone), and each pixel is clipped on its own.
+        """
+        if isinstance(s, str):
+            s = s.encode("utf-8", "surrogatepass")
+        elif not isinstance(s, bytes):
+            raise TypeError("can't convert '%s' object to str implicitly" % type(s).__name__)
+        x = operator.index(x)
+        y = operator.index(y)
+        c = operator.index(c)
+        nul = s.find(0)
+        if nul >= 0:
+            s = s[:nul]
+        table = font8x8.font()
+        width, height, stride, buf = self.width, self.height, self.stride, self.buf
+        # Rows of the cell inside the buffer, with their byte offset and bit.
+        rows = [(k, ((y + k) >> 3) * stride, 1 << ((y + k) & 7))
+                for k in range(8) if 0 <= y + k < height]
+        for b in s:
+            glyph = table[b * 8:b * 8 + 8]
+            for j in range(8):
+                xx = x + j
+                if not 0 <= xx < width:
+                    continue
+                column = glyph[j]
+                for k, row, bit in rows:
+                    if column >> k & 1:
+                        if c:
+                            buf[row + xx] |= bit
+                        else:
+                            buf[row + xx] &= ~bit & 0xFF
+            x += 8
 
     def ellipse(self, *args):
         raise NotImplementedError("framebuf fake: ellipse() is not implemented")

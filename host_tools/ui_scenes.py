@@ -1,0 +1,185 @@
+"""Named screens of the operator interface, built the same way on CPython and MicroPython.
+
+Each scene starts from a fresh core on the loopback rig (injcore.rig), puts
+the machine in a state (by poking the core where a real fault would take a
+physical cause) and reaches the screen with the interface's own button
+events. tests/test_ui.py renders every scene on the host framebuf for the
+golden screenshots (tests/golden/*.png), and the key ones on the real
+MicroPython framebuf, pixel for pixel. Runs on MicroPython: no f-strings
+beyond its subset, no CPython-only modules.
+"""
+
+from injcore import core as C
+from injcore.rig import Rig
+from injcore.settings import MODE_CONTINUOUS
+from ui.keys import DOWN, OK, PRESS, UP
+from ui.screens import Ui
+
+WIDTH = 128
+HEIGHT = 64
+VERSION = "test"  # fixed, so a version bump does not change the goldens
+
+
+def _ready(core, punctures=37, delivered_nl=740_000, left_nl=180_000):
+    """Homed, primed, with a session under way: the state fields the screens read."""
+    core.state = C.ST_READY
+    core.homed = True
+    core.primed = True
+    core.punctures = punctures
+    core.delivered_steps = _steps_for(core, delivered_nl)
+    capacity = core.settings.syringe()[1]
+    core.fluid_steps = _steps_for(core, capacity - left_nl)
+
+
+def _steps_for(core, nl):
+    # Inverse of core.steps_to_nl, to the step.
+    lo, hi = 0, 1 << 24
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if core.steps_to_nl(mid) < nl:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _keys(ui, *buttons):
+    for b in buttons:
+        ui.button(b, PRESS, 0)
+
+
+def _fault(core, code):
+    core.state = C.ST_FAULT
+    core.fault = code
+
+
+def _menu_at(ui, label, menu=None):
+    """Open the main menu (or stay in the current one) and move to `label`."""
+    if ui.screen_name() == "status":
+        _keys(ui, OK)
+    for i in range(len(ui.menu)):
+        if ui.menu[ui.cursor].label == label:
+            return
+        _keys(ui, DOWN)
+    raise ValueError("no menu item %r" % label)
+
+
+def _service(ui):
+    _menu_at(ui, "Service")
+    _keys(ui, OK)
+    for digit in (2, 5, 8, 0):  # the default service code
+        for _ in range(digit):
+            _keys(ui, UP)
+        _keys(ui, OK)
+
+
+def scene(name):
+    """(core, ui) showing the scene `name`."""
+    rig = Rig(needle_start_steps=0, plunger_start_steps=0)
+    core = rig.core
+    ui = Ui(core, VERSION)
+    ui.poll(0)
+    if name == "status_unhomed":
+        pass
+    elif name == "status_ready":
+        _ready(core)
+    elif name == "status_nappage":
+        core.configure(mode=MODE_CONTINUOUS, depth_um=500, dose_nl=2500)
+        _ready(core, punctures=412, delivered_nl=1_030_000, left_nl=620_000)
+    elif name == "status_firing":
+        _ready(core)
+        core.state = C.ST_INJECT
+    elif name == "status_homing":
+        core.state = C.ST_HOMING
+    elif name == "status_warning":
+        _ready(core, left_nl=90_000)
+        core.warning = C.W_NEAR_EMPTY
+    elif name == "status_notice":
+        _ready(core, punctures=0, delivered_nl=0)
+        core.primed = False
+        core.notice = C.N_NOT_PRIMED
+    elif name == "status_watchdog":
+        core.notice = C.N_WATCHDOG_RESET
+    elif name == "menu_home":
+        _keys(ui, OK)
+    elif name == "menu_end":
+        _ready(core)
+        _menu_at(ui, "Service")
+    elif name == "edit_depth":
+        _ready(core)
+        _menu_at(ui, "Depth")
+        _keys(ui, OK, UP, UP)
+    elif name == "edit_depth_max":
+        _ready(core)
+        _menu_at(ui, "Depth")
+        _keys(ui, OK)
+        for _ in range(40):
+            _keys(ui, UP)
+    elif name == "edit_dose":
+        _ready(core)
+        _menu_at(ui, "Dose")
+        _keys(ui, OK, DOWN)
+    elif name == "edit_mode":
+        _ready(core)
+        _menu_at(ui, "Mode")
+        _keys(ui, OK, UP)
+    elif name == "edit_syringe":
+        _ready(core)
+        _menu_at(ui, "Syringe")
+        _keys(ui, OK, DOWN)
+    elif name == "confirm_session":
+        _ready(core)
+        _menu_at(ui, "New sess.")
+        _keys(ui, OK)
+    elif name == "prime":
+        _ready(core)
+        _menu_at(ui, "Prime")
+        _keys(ui, OK)
+    elif name == "pin":
+        _menu_at(ui, "Service")
+        _keys(ui, OK, UP, UP, OK, UP)
+    elif name == "pin_wrong":
+        _menu_at(ui, "Service")
+        _keys(ui, OK, OK, OK, OK, OK)
+    elif name == "service":
+        _service(ui)
+    elif name == "edit_limit":
+        _service(ui)
+        _keys(ui, OK, DOWN)
+    elif name == "info":
+        _service(ui)
+        _menu_at(ui, "Dev. info")
+        _keys(ui, OK)
+    elif name == "calibration":
+        _service(ui)
+        _menu_at(ui, "Calibrate")
+        _keys(ui, OK)
+    elif name == "alarm_relief":
+        _fault(core, C.F_OCCLUSION)
+        core.state = C.ST_RELIEF
+    elif name == "alarm_estop_held":
+        rig.inputs.estop = True
+        rig.run(2)
+    elif name.startswith("alarm_"):
+        _fault(core, int(name[6:]))
+    else:
+        raise ValueError("no scene %r" % name)
+    ui.poll(0)
+    return core, ui
+
+
+SCENES = ("status_unhomed", "status_ready", "status_nappage", "status_firing", "status_homing",
+          "status_warning", "status_notice", "status_watchdog", "menu_home", "menu_end",
+          "edit_depth", "edit_depth_max", "edit_dose", "edit_mode", "edit_syringe",
+          "confirm_session", "prime", "pin", "pin_wrong", "service", "edit_limit", "info",
+          "calibration", "alarm_relief", "alarm_estop_held") + tuple(
+              "alarm_%d" % code for code in range(1, len(C.FAULT_NAMES)))
+
+
+def render(name, framebuf):
+    """The scene's 1024-byte MONO_VLSB frame, drawn with the given framebuf module."""
+    core, ui = scene(name)
+    buf = bytearray(WIDTH * HEIGHT // 8)
+    fb = framebuf.FrameBuffer(buf, WIDTH, HEIGHT, framebuf.MONO_VLSB)
+    ui.draw(fb, 0)
+    return buf
