@@ -170,7 +170,7 @@ SERVICE_MENU = (
     Item("Calibrate", _ACTION, A_CALIB),
     Item("Dev. info", _ACTION, A_INFO),
 )
-_MENU_ROWS = const(6)  # lines under the title, above the footer
+_MENU_ROWS = const(6)  # lines under the title
 _FIRING = (C.ST_ADVANCE, C.ST_INJECT, C.ST_SUCKBACK, C.ST_RETRACT, C.ST_WAIT)
 
 
@@ -640,11 +640,18 @@ class Ui:
         fb.text(fixed(st.speed_um_s, 1000, 0) + "mm/s", 0, 35, 1)
         if st.mode == MODE_CONTINUOUS:
             D.right(fb, fixed(st.shot_rate_mhz, 1000, 1) + "/s", 35)
+        msg = D.wrap(self.banner())
+        if len(msg) > 1:  # a long message takes two or three bottom lines
+            n = min(len(msg), 3)
+            top = 63 - 9 * n
+            fb.fill_rect(0, top, 128, 64 - top, 1)
+            for i in range(n):
+                fb.text(msg[i], 0, top + 1 + 9 * i, 0)
+            return
         fb.text("#%d" % core.punctures, 0, 45, 1)
         D.right(fb, "tot " + ml_text(core.delivered_nl()), 45)
-        msg = self.banner()
         if msg:
-            D.inverted(fb, msg, 55)
+            D.inverted(fb, msg[0], 55)
             return
         left = core.volume_left_nl()
         fb.text(ml_text(left), 0, 56, 1)
@@ -653,6 +660,7 @@ class Ui:
     def _draw_menu(self, fb):
         title = "Service" if self.screen == S_SERVICE else "Menu"
         D.inverted(fb, title, 0)
+        D.right(fb, "%d/%d" % (self.cursor + 1, len(self.menu)), 1, 0)
         for row in range(_MENU_ROWS):
             i = self._top + row
             if i >= len(self.menu):
@@ -665,10 +673,8 @@ class Ui:
                 c = 0
             fb.text(item.label, 0, y, c)
             D.right(fb, self.item_value(item), y, c)
-        if self._msg:
+        if self._msg:  # over the last line, for MESSAGE_MS
             D.inverted(fb, self._msg, 64 - 9)
-        else:
-            D.right(fb, "%d/%d" % (self.cursor + 1, len(self.menu)), 64 - 8)
 
     def item_value(self, item):
         """The right-hand column of a menu line."""
@@ -746,11 +752,11 @@ class Ui:
         core = self.core
         area = core.settings.syringe()[0]
         return [
-            ("needle", "%d st/mm" % M.NEEDLE_STEPS_PER_MM),
-            ("plunger", "%d st/mm" % M.PLUNGER_STEPS_PER_MM),
+            ("needle", "%d/mm" % M.NEEDLE_STEPS_PER_MM),
+            ("plunger", "%d/mm" % M.PLUNGER_STEPS_PER_MM),
             ("barrel", fixed(area, 100, 2) + "mm2"),
-            ("backlash", "%d um" % M.PLUNGER_BACKLASH_UM),
-            ("fluid", "%d nL/st" % (core.steps_to_nl(1000) // 1000)),
+            ("backlash", "%dum" % M.PLUNGER_BACKLASH_UM),
+            ("per step", fixed(core.steps_to_nl(1000), 1000, 1) + "nL"),
         ]
 
     def _draw_lines(self, fb, title, lines, top):
@@ -772,10 +778,10 @@ class Ui:
         D.inverted(fb, "ALARM  E%02d" % core.fault, 0)
         name = D.wrap(C.FAULT_NAMES[core.fault])
         for i in range(min(len(name), 2)):
-            fb.text(name[i], 0, 12 + i * 9, 1)
+            fb.text(name[i], 0, 10 + i * 9, 1)
         action = D.wrap(C.FAULT_ACTIONS[core.fault])
-        for i in range(min(len(action), 2)):
-            fb.text(action[i], 0, 33 + i * 9, 1)
+        for i in range(min(len(action), 3)):
+            fb.text(action[i], 0, 28 + i * 9, 1)
         if core.state == C.ST_RELIEF:
             foot = "withdrawing..."
         elif core.switches & C.SW_ESTOP:
