@@ -225,12 +225,13 @@ class App:
         """
         self._drawn_ms = now_ms
         d = self.display
-        if d is None:
+        sent = self._sent
+        if d is None or sent is None:
             return
         self.ui.draw(d.fb, now_ms)
-        if d.buf == self._sent:
+        if d.buf == sent:
             return
-        self._sent[:] = d.buf
+        sent[:] = d.buf
         self.frames += 1
         d.show()
 

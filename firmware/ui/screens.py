@@ -103,7 +103,7 @@ class Item:
     """One menu line: a setting or limit to edit, or an action."""
 
     def __init__(self, label, kind, key, target=_SETTING, unit="", scale=1, decimals=0,
-                 step=0, lo=None, hi=None, choices=None, names=None):
+                 step=0, lo=0, hi=0, choices=(), names=()):
         self.label = label
         self.kind = kind
         self.key = key  # the field name, or the action code
@@ -199,7 +199,7 @@ class Ui:
         self.cursor = 0
         self._top = 0  # first menu line shown
         self._main_cursor = 0
-        self.item = None  # the item being edited
+        self.item = MAIN_MENU[2]  # the item being edited (on the edit screen)
         self.value = 0
         self._repeats = 0
         self.note = ""  # footer line of the edit, pin and prime screens
@@ -240,7 +240,6 @@ class Ui:
 
     def _to_status(self):
         self._go(S_STATUS)
-        self.item = None
         self.menu = MAIN_MENU
 
     def poll(self, now_ms):
@@ -456,7 +455,6 @@ class Ui:
         item = self.item
         if b == BACK:
             self._go(S_SERVICE if item.target == _LIMIT else S_MENU)
-            self.item = None
             return True
         if b == OK:
             return self._apply()
@@ -504,7 +502,6 @@ class Ui:
             self.sound = SND_REFUSE
             return False
         self._go(S_SERVICE if item.target == _LIMIT else S_MENU)
-        self.item = None
         return True
 
     # ---- prime, service code -------------------------------------------------
