@@ -5,6 +5,9 @@
 - time per tick on CPython and on MicroPython, each also in reference-loop
   iterations (10,000 x `x = x + 1` in a function, timed in the same run);
   x 4.75 us gives an estimate for the RP2040.
+- the operator interface on MicroPython: heap to import it, time to draw a
+  screen into the framebuf (main loop, at most 20 a second), in reference
+  iterations like the tick
 - compiled firmware: bytes of build/mpy (mpy-cross -march=armv6m), per package
 - the virtual board: `make deploy` time, and the board self-test's heap figures
   (heap used by importing the core, by importing and booting board.app, and
@@ -92,6 +95,47 @@ def micropython_tick():
         else:
             out[parts[0]] = (int(parts[1]) / 2000, int(parts[2]), float(parts[3]))
     return ref, out
+
+
+UI_SCRIPT = """
+import gc
+import time
+import framebuf
+from injcore import rig as R
+gc.collect()
+before = gc.mem_alloc()
+from ui import screens
+gc.collect()
+print('heap', gc.mem_alloc() - before)
+import ui_scenes
+print('ref', R.time_reference_us())
+buf = bytearray(1024)
+fb = framebuf.FrameBuffer(buf, 128, 64, framebuf.MONO_VLSB)
+for name in ('status_ready', 'menu_end', 'edit_depth', 'alarm_6'):
+    core, ui = ui_scenes.scene(name)
+    ui.draw(fb, 0)
+    best = None
+    for _ in range(3):
+        t0 = time.ticks_us()
+        for _ in range(50):
+            ui.draw(fb, 0)
+        us = time.ticks_diff(time.ticks_us(), t0) / 50
+        if best is None or us < best:
+            best = us
+    print(name, best)
+"""
+
+
+def micropython_ui():
+    from host_tools import mpy
+
+    out = mpy.run(UI_SCRIPT, {
+        ROOT / "firmware" / "injcore": "/lib/injcore",
+        ROOT / "firmware" / "ui": "/lib/ui",
+        ROOT / "host_tools" / "ui_scenes.py": "/lib/ui_scenes.py",
+    })
+    rows = dict(row.split() for row in out.splitlines())
+    return int(rows.pop("heap")), float(rows.pop("ref")), {k: float(v) for k, v in rows.items()}
 
 
 def compiled_size():
@@ -186,6 +230,14 @@ def main():
         line("heap per tick, %s" % label, "%.1f bytes (worst tick %d)" % (per_tick, worst))
         line("tick, %s" % label, "%.2f us = %.1f reference iterations = ~%.0f us on an RP2040"
              % (us, iters, iters * RP2040_US_PER_REF_ITER))
+
+    heap, ref, draws = micropython_ui()
+    print("== operator interface on MicroPython 1.27 (npm WebAssembly build)")
+    line("heap used by importing ui.screens", heap, "bytes")
+    for name, us in draws.items():
+        iters = us / (ref / 10000)
+        line("draw %s" % name, "%.0f us = %.0f reference iterations = ~%.1f ms on an RP2040"
+             % (us, iters, iters * RP2040_US_PER_REF_ITER / 1000))
 
 
 if __name__ == "__main__":
