@@ -29,10 +29,12 @@ DEPLOY_CP := $(strip $(foreach d,$(DEPLOY_DIRS),+ fs cp $(strip $(foreach f,$(DE
 	$(foreach f,$(DEPLOY_TOP),+ fs cp $(MPY_DIR)/$(f) :$(f)))
 MPREMOTE := $(PY) -m mpremote
 
-.PHONY: help setup sim test soak bench mpy deploy repl typecheck hazards safety-report clean
+.PHONY: help setup sim panel test soak bench mpy deploy repl typecheck hazards safety-report golden clean
 
 help:
 	@echo "make sim    - run the demo session in the simulator (table + build/sim/session.png)"
+	@echo "make panel  - the device's display and buttons on the simulator, live in this terminal"
+	@echo "              (headless: make panel PANEL_ARGS='--script tests/panel_scripts/first_minute.txt')"
 	@echo "make test   - run every test (CPython, MicroPython, mpy-cross)"
 	@echo "make bench  - print speed and memory figures"
 	@echo "make soak   - the random tests, $(SOAK)x longer"
@@ -41,6 +43,7 @@ help:
 	@echo "make repl PORT=/dev/ttyACM0   - open the board's REPL (Ctrl-] or Ctrl-x leaves)"
 	@echo "make typecheck - pyright on firmware/ against the MicroPython rp2 stubs"
 	@echo "make safety-report - run the fault-injection matrix, write docs/safety-matrix.md"
+	@echo "make golden - rewrite the screenshots in tests/golden/ after a deliberate change to the screens (review them)"
 	@echo "make hazards - regenerate docs/hazards.md (hazard, mitigation, tests) from docs/hazards.toml and the tests"
 
 $(PY_STAMP): pyproject.toml
@@ -58,11 +61,20 @@ setup: $(PY_STAMP) $(NODE_STAMP)
 sim: $(PY_STAMP)
 	$(PY) -m sim --out build/sim
 
+# The front panel on the simulator (host_tools/panel.py). Needs setup, not just
+# the venv: the display's font is read off the npm MicroPython once (build/font8x8.bin).
+PANEL_ARGS ?=
+panel: setup
+	$(PY) -m host_tools.cli panel $(PANEL_ARGS)
+
 test: setup
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not soak"
 
+golden: setup
+	UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/test_ui.py -k golden
+
 soak: setup
-	INJECTOR_SOAK=$(SOAK) $(PY) -m pytest -q -n $(PYTEST_WORKERS) tests/test_planner.py tests/test_sequencer.py tests/test_settings.py tests/test_pio_step.py tests/test_stateful.py
+	INJECTOR_SOAK=$(SOAK) $(PY) -m pytest -q -n $(PYTEST_WORKERS) tests/test_planner.py tests/test_sequencer.py tests/test_settings.py tests/test_pio_step.py tests/test_stateful.py tests/test_ui.py
 
 bench: setup
 	$(PY) host_tools/bench.py

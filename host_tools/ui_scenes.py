@@ -23,6 +23,7 @@ VERSION = "test"  # fixed, so a version bump does not change the goldens
 def _ready(core, punctures=37, delivered_nl=740_000, left_nl=180_000):
     """Homed, primed, with a session under way: the state fields the screens read."""
     core.state = C.ST_READY
+    core.switches |= C.SW_SYRINGE  # a syringe seated
     core.homed = True
     core.primed = True
     core.punctures = punctures

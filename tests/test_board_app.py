@@ -508,9 +508,10 @@ def test_buttons_reach_the_interface_and_sound_the_buzzer():
     assert rig.app.buzzer.playing is A.REFUSE
     rig.press(pins.BTN_OK)
     assert rig.app.ui.screen_name() == "menu"
-    rig.press(pins.BTN_DOWN)
-    rig.press(pins.BTN_DOWN)
-    rig.press(pins.BTN_OK)  # Depth: edit
+    for _ in range(4):
+        rig.press(pins.BTN_DOWN)
+    assert rig.app.ui.menu[rig.app.ui.cursor].label == "Depth"
+    rig.press(pins.BTN_OK)
     assert rig.app.ui.screen_name() == "edit"
     depth0 = rig.app.core.settings.depth_um
     rig.press(pins.BTN_UP)

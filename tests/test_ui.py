@@ -50,6 +50,7 @@ def fresh(homed=True):
     ui = S.Ui(rig.core, "test")
     ui.poll(0)
     if homed:
+        rig.inputs.syringe = True
         ui_scenes._ready(rig.core)
     return rig, ui
 
@@ -324,7 +325,7 @@ def test_shot_rate_stops_at_what_a_puncture_allows():
     rig.core.configure(depth_um=2000, dose_nl=30_000)
     ui_scenes._menu_at(ui, "Shot rate")
     keys(ui, OK)
-    lo, hi, why = ui.bounds(S.MAIN_MENU[6])
+    lo, hi, why = ui.bounds(ui.item)
     assert why == "puncture time" and hi < 10_000
     assert rig.core.plans().cycle_ticks * hi <= 1_000_000_000 // 1000 * 1000
     for _ in range(200):

@@ -96,6 +96,9 @@ def dose_text(dose_nl):
 
 
 def ml_text(nl):
+    """A volume: microlitres below 1 mL (small doses must show), else mL."""
+    if nl < 1_000_000:
+        return fixed(nl, 1000, 1) + "uL"
     return fixed(nl, 1_000_000, 2) + "mL"
 
 
@@ -145,8 +148,10 @@ def _syringe_item():
     return Item("Syringe", _CHOICE, "syringe_ml", choices=codes, names=names)
 
 
-MAIN_MENU = (
+MAIN_MENU = (  # in the order of a session: home, load, prime, set, fire
     Item("Home", _ACTION, A_HOME),
+    Item("Load syr.", _ACTION, A_LOAD),
+    Item("Prime", _ACTION, A_PRIME),
     Item("Mode", _CHOICE, "mode", choices=(MODE_SINGLE, MODE_CONTINUOUS), names=MODE_LABELS),
     _ranged("Depth", "depth_um", "mm", 1000, 1),
     _ranged("Dose", "dose_nl", "uL", 1000, 1),
@@ -158,8 +163,6 @@ MAIN_MENU = (
     _ranged("Syr. ID", "syringe_id_um", "mm", 1000, 2),
     Item("Needles", _CHOICE, "needle_count", choices=NEEDLE_COUNTS,
          names=tuple(str(n) for n in NEEDLE_COUNTS)),
-    Item("Prime", _ACTION, A_PRIME),
-    Item("Load syr.", _ACTION, A_LOAD),
     Item("New sess.", _ACTION, A_SESSION),
     Item("Service", _ACTION, A_SERVICE),
 )
@@ -171,6 +174,7 @@ SERVICE_MENU = (
     Item("Dev. info", _ACTION, A_INFO),
 )
 _MENU_ROWS = const(6)  # lines under the title
+_INFO_ROWS = const(5)  # lines under the title, above the footer
 _FIRING = (C.ST_ADVANCE, C.ST_INJECT, C.ST_SUCKBACK, C.ST_RETRACT, C.ST_WAIT)
 
 
@@ -180,7 +184,7 @@ def explain(problem):
         return "busy: wait until ready"
     field = problem.split(":", 1)[0]
     if field == "shot_rate_mhz":
-        return "a puncture takes longer than the shot rate allows"
+        return "shot rate too fast for this puncture: lower it first"
     if field == "rate_nl_s":
         return "too fast for the plunger with this syringe"
     if field == "depth_um":
@@ -199,7 +203,7 @@ class Ui:
         self.cursor = 0
         self._top = 0  # first menu line shown
         self._main_cursor = 0
-        self.item = MAIN_MENU[2]  # the item being edited (on the edit screen)
+        self.item = MAIN_MENU[4]  # the item being edited (on the edit screen)
         self.value = 0
         self._repeats = 0
         self.note = ""  # footer line of the edit, pin and prime screens
@@ -325,8 +329,11 @@ class Ui:
                 self._go(S_SERVICE)
                 return True
             if s == S_INFO and (b == UP or b == DOWN):
-                self._info_top = max(0, self._info_top + (1 if b == DOWN else -1))
-                return True
+                last = max(0, len(self.info_lines()) - _INFO_ROWS)
+                top = max(0, min(last, self._info_top + (1 if b == DOWN else -1)))
+                moved = top != self._info_top
+                self._info_top = top
+                return moved
             return False
         return False
 
@@ -620,6 +627,11 @@ class Ui:
             return "! " + C.WARNING_NAMES[core.warning]
         if core.state == C.ST_UNHOMED:
             return "OK: menu > Home"
+        if core.state == C.ST_READY:
+            if not core.switches & C.SW_SYRINGE:
+                return "no syringe: menu > Load syr."
+            if not core.primed:
+                return "not primed: menu > Prime"
         return ""
 
     def _draw_status(self, fb):
@@ -631,8 +643,8 @@ class Ui:
         # Large depth (left half) and dose (right half), units beside them.
         x = D.big(fb, fixed(st.depth_um, 1000, 1), 0, 12)
         fb.text("mm", x + 1, 24, 1)
-        fb.vline(63, 12, 20, 1)
-        x = D.big(fb, dose_text(st.dose_nl), 67, 12)
+        dose = dose_text(st.dose_nl)  # right-aligned, well clear of the depth
+        x = D.big(fb, dose, 128 - 2 * D.CHAR_W - 1 - D.big_width(dose), 12)
         fb.text("uL", x + 1, 24, 1)
         fb.text(fixed(st.speed_um_s, 1000, 0) + "mm/s", 0, 35, 1)
         if st.mode == MODE_CONTINUOUS:
@@ -650,9 +662,13 @@ class Ui:
         if msg:
             D.inverted(fb, msg[0], 55)
             return
+        if not core.homed:  # the plunger is not referenced: what is left is unknown
+            fb.text("left ?", 0, 56, 1)
+            D.bar(fb, 56, 55, 72, 9, 0, 1)
+            return
         left = core.volume_left_nl()
         fb.text(ml_text(left), 0, 56, 1)
-        D.bar(fb, 56, 55, 72, 9, left, st.syringe()[1])
+        D.bar(fb, 60, 55, 68, 9, left, st.syringe()[1])
 
     def _draw_menu(self, fb):
         title = "Service" if self.screen == S_SERVICE else "Menu"
@@ -758,9 +774,7 @@ class Ui:
 
     def _draw_lines(self, fb, title, lines, top):
         D.inverted(fb, title, 0)
-        top = min(top, max(0, len(lines) - 5))
-        self._info_top = top
-        for row in range(5):
+        for row in range(_INFO_ROWS):
             i = top + row
             if i >= len(lines):
                 break

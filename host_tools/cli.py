@@ -1,0 +1,75 @@
+"""`injector`: the host tools behind one command (pyproject's [project.scripts]).
+
+    injector panel                       the front panel, live in this terminal
+    injector panel --script FILE [--out DIR]   a scripted session, headless
+
+Each subcommand is a function `add_<name>(subparsers)` that declares its
+arguments and sets `run` to a function args -> exit code; SUBCOMMANDS lists
+them, so a new one (logs, report, settings, protocol, sim) is one function
+and one entry. Heavy imports (the simulator, Pillow) happen inside `run`, so
+`injector --help` stays quick.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_panel(sub):
+    p = sub.add_parser(
+        "panel", help="the device's display and buttons on the simulator",
+        description="The operator interface of the firmware (ui.screens) on the simulated "
+                    "injector. Without --script: live in this terminal (needs a TTY). With "
+                    "--script FILE: run the commands of FILE headless, write its screenshots "
+                    "to --out and exit 0 (all fine), 1 (an expect failed) or 2 (a bad script).")
+    p.add_argument("--script", type=Path, metavar="FILE", help="run this script headless")
+    p.add_argument("--out", type=Path, default=Path("build/panel"), metavar="DIR",
+                   help="folder for the script's screenshots (default build/panel)")
+    p.add_argument("--ready", action="store_true",
+                   help="start homed, with a 1 mL syringe loaded and primed")
+    p.add_argument("--seed", type=int, default=1, help="the machine model's noise seed")
+    p.add_argument("--help-script", action="store_true", help="describe the script language")
+    p.set_defaults(run=run_panel)
+
+
+def run_panel(args):
+    if args.script is None and not args.help_script and not (
+            sys.stdin.isatty() and sys.stdout.isatty()):
+        print("injector panel: the live panel needs a terminal (stdin and stdout a TTY).\n"
+              "Headless, run a script instead:  injector panel --script FILE [--out DIR]\n"
+              "(examples in tests/panel_scripts/; the language: injector panel --help-script)",
+              file=sys.stderr)
+        return 2
+    from host_tools import panel  # the simulator and the firmware: only now
+
+    if args.help_script:
+        print(panel.HELP_SCRIPT, end="")
+        return 0
+    if args.script is not None:
+        return panel.run_script(args.script, args.out, ready=args.ready, seed=args.seed)
+    return panel.run_terminal(panel.Panel(seed=args.seed, ready=args.ready))
+
+
+SUBCOMMANDS = (add_panel,)
+
+
+def build_parser():
+    ap = argparse.ArgumentParser(
+        prog="injector", description="Host tools for the open injector firmware.")
+    sub = ap.add_subparsers(dest="command", title="commands", metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
+    return ap
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # a bare `injector`: say what there is
+        parser.print_help(sys.stderr)
+        return 2
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
