@@ -13,6 +13,7 @@ from injcore import core as C
 from injcore.rig import Rig
 from injcore.settings import MODE_CONTINUOUS
 from ui.keys import DOWN, OK, PRESS, UP
+from ui import screens as ui_screens
 from ui.screens import Ui
 
 WIDTH = 128
@@ -155,6 +156,21 @@ def scene(name):
         _service(ui)
         _menu_at(ui, "Calibrate")
         _keys(ui, OK)
+    elif name == "cal_run":
+        _ready(core)
+        _service(ui)
+        _menu_at(ui, "Calibrate")
+        _keys(ui, OK, OK)
+        core.punctures += 3  # three of the shots fired
+    elif name == "cal_result":
+        _ready(core)
+        _service(ui)
+        _menu_at(ui, "Calibrate")
+        _keys(ui, OK, OK)
+        ui._cal_expected_nl = 200_000  # ten 20 uL shots counted ...
+        ui.cal["mass_dmg"] = 2058  # ... and 205.8 mg on the scale
+        ui._cal_compute()
+        ui._go(ui_screens.S_CAL_RESULT)
     elif name == "alarm_relief":
         _fault(core, C.F_OCCLUSION)
         core.state = C.ST_RELIEF
@@ -173,7 +189,7 @@ SCENES = ("status_unhomed", "status_ready", "status_nappage", "status_firing", "
           "status_warning", "status_notice", "status_watchdog", "menu_home", "menu_end",
           "edit_depth", "edit_depth_max", "edit_dose", "edit_mode", "edit_syringe",
           "confirm_session", "prime", "pin", "pin_wrong", "service", "edit_limit", "info",
-          "calibration", "alarm_relief", "alarm_estop_held") + tuple(
+          "calibration", "cal_run", "cal_result", "alarm_relief", "alarm_estop_held") + tuple(
               "alarm_%d" % code for code in range(1, len(C.FAULT_NAMES)))
 
 

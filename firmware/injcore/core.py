@@ -186,12 +186,14 @@ class Core:
         self.limits = limits or Limits()
         self.limits.check()
         self.settings = Settings()
+        self.dose_factor_ppm = M.DOSE_FACTOR_ONE_PPM  # gravimetric calibration (set_calibration)
         self.backlash_steps = M.um_to_plunger_steps(M.PLUNGER_BACKLASH_UM)
         self._needle_limit_steps = 0
         self._plans = (_PlanSet(), _PlanSet())
         self._active = 0  # index of the plan set the tick uses
         self._configuring = False
         self._area_cmm2, self._capacity_nl, self._dead_nl = self.settings.syringe()
+        self._area_nominal = self._area_cmm2
         self._plan_static()
         self.configure(**(settings.as_dict() if settings else {}))
 
@@ -286,7 +288,8 @@ class Core:
                         new.shot_rate_mhz, spare.cycle_ticks, best)])
             self.settings = new
             area0 = self._area_cmm2
-            self._area_cmm2, self._capacity_nl, self._dead_nl = new.syringe()
+            self._area_nominal, self._capacity_nl, self._dead_nl = new.syringe()
+            self._area_cmm2 = self.dose_area(new)
             if self._area_cmm2 != area0 and getattr(self, "delivered_steps", 0):
                 # The session is counted in plunger steps: a syringe of another
                 # size must not reopen the cap (H1), so restate them in its steps.
@@ -301,7 +304,7 @@ class Core:
                 self._capacity_nl - self._dead_nl, self._area_cmm2)
             self._cap_steps = M.plunger_steps_for_nl(self.limits.session_cap_nl, self._area_cmm2)
             # Occlusion (H4): the limit pressure on this barrel, plus stopper friction.
-            self._occlusion_mn = (self.limits.occlusion_kpa * self._area_cmm2 // 100
+            self._occlusion_mn = (self.limits.occlusion_kpa * self._area_nominal // 100
                                   + M.OCCLUSION_FRICTION_MN)
             # Relief backs off below a quarter of it (the hazard asks for half): what
             # stays trapped in the line is then a microlitre or two at most.
@@ -341,8 +344,28 @@ class Core:
             self.limits = old
             raise
 
+    def dose_area(self, s):
+        """The barrel area volumes are counted with: the table's, times the calibration."""
+        return s.syringe()[0] * self.dose_factor_ppm // M.DOSE_FACTOR_ONE_PPM
+
+    def set_calibration(self, dose_factor_ppm):
+        """Apply a gravimetric dose correction (delivered / counted, in ppm); SettingsError if refused."""
+        if self.state not in (ST_UNHOMED, ST_READY, ST_FAULT):
+            raise SettingsError(["calibration changes only while the injector is idle"])
+        lo, hi = M.DOSE_FACTOR_MIN_PPM, M.DOSE_FACTOR_MAX_PPM
+        if not isinstance(dose_factor_ppm, int) or not lo <= dose_factor_ppm <= hi:
+            raise SettingsError(["dose_factor_ppm: %r is out of range; allowed %d..%d ppm: "
+                                 "check the syringe and the scale" % (dose_factor_ppm, lo, hi)])
+        old = self.dose_factor_ppm
+        self.dose_factor_ppm = dose_factor_ppm
+        try:
+            self.configure()
+        except SettingsError:
+            self.dose_factor_ppm = old
+            raise
+
     def _plan_cycle(self, s, ps):
-        area = s.syringe()[0]
+        area = self.dose_area(s)
         needle_a = M.um_to_needle_steps(M.NEEDLE_ACCEL_UM_S2)
         plunger_a = M.um_to_plunger_steps(M.PLUNGER_ACCEL_UM_S2)
         depth = M.um_to_needle_steps(M.NEEDLE_HOME_OFFSET_UM + s.depth_um)

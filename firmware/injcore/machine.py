@@ -45,6 +45,12 @@ SYRINGES = {
     5: (11290, 5_000_000, 75_000),
     10: (16350, 10_000_000, 100_000),
 }
+# Gravimetric calibration: what a syringe really delivers per counted volume,
+# in ppm. Beyond +-20 % the syringe or the scale is wrong, not the table.
+DOSE_FACTOR_ONE_PPM = const(1_000_000)
+DOSE_FACTOR_MIN_PPM = const(800_000)
+DOSE_FACTOR_MAX_PPM = const(1_200_000)
+WATER_MG_PER_ML = const(998)  # at 20 C: the default density for a gravimetric calibration
 CUSTOM_SYRINGE = const(0)  # syringe code for a custom inner diameter
 CUSTOM_ID_MIN_UM = const(2000)
 CUSTOM_ID_MAX_UM = const(30000)

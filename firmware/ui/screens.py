@@ -49,8 +49,13 @@ S_SERVICE = const(6)
 S_INFO = const(7)
 S_CALIB = const(8)
 S_ALARM = const(9)  # not a place to go: drawn over everything while an alarm is on
+S_CAL_RUN = const(10)  # gravimetric calibration: the shots into a cup
+S_CAL_RESULT = const(11)
 SCREEN_NAMES = ("status", "menu", "edit", "confirm", "prime", "pin", "service", "info",
-                "calibration", "alarm")
+                "calibration", "alarm", "cal-run", "cal-result")
+
+# Gravimetric calibration: CAL_SHOTS doses of the dose set, into a cup on a scale.
+CAL_SHOTS = const(10)
 
 # The service code: four digits entered with UP/DOWN and OK. Three wrong codes
 # lock the entry for PIN_LOCK_MS.
@@ -68,6 +73,7 @@ _ACTION = const(2)
 # Where a value goes
 _SETTING = const(0)
 _LIMIT = const(1)
+_LOCAL = const(2)  # a figure the interface keeps (calibration entries)
 
 # Actions
 A_HOME = const(0)
@@ -88,6 +94,12 @@ def fixed(value, scale, decimals):
     p = 10 ** decimals
     q = value * p // scale
     return "%d.%s" % (q // p, str(q % p + p)[1:])
+
+
+def _pct(hundredths):
+    """A signed percentage from hundredths of a percent: -123 -> '-1.23%'."""
+    sign = "-" if hundredths < 0 else "+"
+    return sign + fixed(abs(hundredths), 100, 2) + "%"
 
 
 def dose_text(dose_nl):
@@ -173,6 +185,8 @@ SERVICE_MENU = (
     Item("Calibrate", _ACTION, A_CALIB),
     Item("Dev. info", _ACTION, A_INFO),
 )
+CAL_MASS = Item("Mass", _NUM, "mass_dmg", _LOCAL, "mg", 10, 1, 1, 1, 1_000_000)  # 0.1 mg
+CAL_DENSITY = Item("Density", _NUM, "density", _LOCAL, "mg/mL", 1, 0, 1, 500, 2000)
 _MENU_ROWS = const(6)  # lines under the title
 _INFO_ROWS = const(5)  # lines under the title, above the footer
 _FIRING = (C.ST_ADVANCE, C.ST_INJECT, C.ST_SUCKBACK, C.ST_RETRACT, C.ST_WAIT)
@@ -219,6 +233,15 @@ class Ui:
         self._prime_restore = None  # the mode to go back to after priming
         self._info_top = 0
         self._alarm = False
+        self.cal = {"mass_dmg": 0, "density": M.WATER_MG_PER_ML}
+        self._cal_p0 = 0  # punctures and counted steps when the calibration shots began
+        self._cal_steps0 = 0
+        self._cal_expected_nl = 0
+        self.cal_factor_ppm = 0  # the result, once computed (0: none / out of range)
+        self.cal_measured_nl = 0
+        self.cal_error_before = 0  # hundredths of a percent
+        self.cal_error_after = 0
+        self.cal_saved = 0  # times a calibration was applied (the board stores it)
 
     # ---- state -------------------------------------------------------------
 
@@ -262,6 +285,9 @@ class Ui:
             self._alarm = False
         if self._msg and self.up_ms - self._msg_until >= 0:
             self._msg = ""
+        if self.screen == S_CAL_RUN and self.core.state == C.ST_READY and \
+                self.core.punctures - self._cal_p0 >= CAL_SHOTS:
+            self._cal_shots_done()
         if self._prime_restore is not None and self.screen != S_PRIME:
             self._end_prime()
 
@@ -324,6 +350,10 @@ class Ui:
             return self._prime_key(b)
         if s == S_PIN:
             return self._pin_key(b)
+        if s == S_CALIB and b == OK:
+            return self._cal_start()
+        if s == S_CAL_RUN or s == S_CAL_RESULT:
+            return self._cal_key(b)
         if s == S_INFO or s == S_CALIB:
             if b == BACK:
                 self._go(S_SERVICE)
@@ -437,6 +467,8 @@ class Ui:
     # ---- editing -------------------------------------------------------------
 
     def _current(self, item):
+        if item.target == _LOCAL:
+            return self.cal[item.key]
         src = self.core.limits if item.target == _LIMIT else self.core.settings
         return getattr(src, item.key)
 
@@ -461,7 +493,7 @@ class Ui:
     def _edit_key(self, b):
         item = self.item
         if b == BACK:
-            self._go(S_SERVICE if item.target == _LIMIT else S_MENU)
+            self._go(self._edit_parent(item))
             return True
         if b == OK:
             return self._apply()
@@ -496,9 +528,22 @@ class Ui:
         self.value = v
         return True
 
+    def _edit_parent(self, item):
+        if item.target == _LOCAL:
+            return S_CALIB
+        return S_SERVICE if item.target == _LIMIT else S_MENU
+
     def _apply(self):
         item = self.item
         core = self.core
+        if item.target == _LOCAL:
+            self.cal[item.key] = self.value
+            if item is CAL_MASS:
+                self._edit(CAL_DENSITY)
+            else:
+                self._cal_compute()
+                self._go(S_CAL_RESULT)
+            return True
         try:
             if item.target == _LIMIT:
                 core.set_limits(**{item.key: self.value})
@@ -508,7 +553,67 @@ class Ui:
             self.note = explain(e.problems[0])
             self.sound = SND_REFUSE
             return False
-        self._go(S_SERVICE if item.target == _LIMIT else S_MENU)
+        self._go(self._edit_parent(item))
+        return True
+
+    def _edit(self, item):
+        self.item = item
+        self.value = self._current(item)
+        self._go(S_EDIT)
+
+    # ---- gravimetric calibration ---------------------------------------------
+
+    def _cal_start(self):
+        core = self.core
+        if core.state != C.ST_READY or not core.primed:
+            self.note = "home, load and prime first"
+            return False
+        self._cal_p0 = core.punctures
+        self._cal_steps0 = core.delivered_steps
+        self.cal_factor_ppm = 0
+        self._go(S_CAL_RUN)
+        return True
+
+    def _cal_shots_done(self):
+        core = self.core
+        self._cal_expected_nl = core.steps_to_nl(core.delivered_steps - self._cal_steps0)
+        # Start the mass entry at what the counted volume weighs: a few keys to the reading.
+        self.cal["mass_dmg"] = max(1, self._cal_expected_nl * self.cal["density"] // 100_000)
+        self._edit(CAL_MASS)
+
+    def _cal_compute(self):
+        """Correction factor = measured / counted volume; errors before and after, in 0.01 %."""
+        core = self.core
+        expected = self._cal_expected_nl
+        measured = self.cal["mass_dmg"] * 100_000 // self.cal["density"]
+        self.cal_measured_nl = measured
+        factor = core.dose_factor_ppm * measured // max(1, expected)
+        self.cal_error_before = (measured - expected) * 10_000 // max(1, expected)
+        if not M.DOSE_FACTOR_MIN_PPM <= factor <= M.DOSE_FACTOR_MAX_PPM:
+            self.cal_factor_ppm = 0
+            self.cal_error_after = self.cal_error_before
+            return
+        self.cal_factor_ppm = factor
+        # What the same steps count as with the new factor (the area's integer rounding stays).
+        area_old = core.dose_area(core.settings)
+        area_new = core.settings.syringe()[0] * factor // M.DOSE_FACTOR_ONE_PPM
+        after = expected * area_new // max(1, area_old)
+        self.cal_error_after = (measured - after) * 10_000 // max(1, after)
+
+    def _cal_key(self, b):
+        if b == BACK:
+            self._go(S_CALIB)
+            return True
+        if b != OK or self.screen != S_CAL_RESULT or not self.cal_factor_ppm:
+            return False
+        try:
+            self.core.set_calibration(self.cal_factor_ppm)
+        except SettingsError as e:
+            self.note = explain(e.problems[0])
+            return False
+        self.cal_saved += 1
+        self._go(S_CALIB)
+        self.note = "calibration applied"
         return True
 
     # ---- prime, service code -------------------------------------------------
@@ -599,7 +704,18 @@ class Ui:
         elif s == S_INFO:
             self._draw_lines(fb, "Device info", self.info_lines(), self._info_top)
         elif s == S_CALIB:
-            self._draw_lines(fb, "Calibration", self.calib_lines(), 0)
+            self._draw_lines(fb, "Calibration", self.calib_lines(), 0, self.note or "OK: weigh BACK")
+        elif s == S_CAL_RUN:
+            D.inverted(fb, "Calibrate", 0)
+            core = self.core
+            for i, line in enumerate(D.wrap("fire %d shots of %suL into a cup" % (
+                    CAL_SHOTS, dose_text(core.settings.dose_nl)))[:3]):
+                fb.text(line, 0, 12 + 9 * i, 1)
+            D.big(fb, "%d" % (core.punctures - self._cal_p0), 0, 34)
+            fb.text("of %d" % CAL_SHOTS, 40, 46, 1)
+            D.inverted(fb, "BACK: cancel", 55)
+        elif s == S_CAL_RESULT:
+            self._draw_cal_result(fb)
 
     def state_text(self):
         core = self.core
@@ -768,11 +884,23 @@ class Ui:
             ("needle", "%d/mm" % M.NEEDLE_STEPS_PER_MM),
             ("plunger", "%d/mm" % M.PLUNGER_STEPS_PER_MM),
             ("barrel", fixed(area, 100, 2) + "mm2"),
-            ("backlash", "%dum" % M.PLUNGER_BACKLASH_UM),
+            ("dose x", fixed(core.dose_factor_ppm, 1_000_000, 4)),
             ("per step", fixed(core.steps_to_nl(1000), 1000, 1) + "nL"),
         ]
 
-    def _draw_lines(self, fb, title, lines, top):
+    def _draw_cal_result(self, fb):
+        D.inverted(fb, "Calibration", 0)
+        fb.text("counted " + fixed(self._cal_expected_nl, 1000, 1) + "uL", 0, 11, 1)
+        fb.text("weighed " + fixed(self.cal_measured_nl, 1000, 1) + "uL", 0, 20, 1)
+        fb.text("error   " + _pct(self.cal_error_before), 0, 29, 1)
+        if self.cal_factor_ppm:
+            fb.text("after   " + _pct(self.cal_error_after), 0, 38, 1)
+            D.inverted(fb, self.note or "OK: apply BACK", 55)
+        else:
+            fb.text("out of range:", 0, 38, 1)
+            D.inverted(fb, "check syr./scale", 55)
+
+    def _draw_lines(self, fb, title, lines, top, foot="BACK: return"):
         D.inverted(fb, title, 0)
         for row in range(_INFO_ROWS):
             i = top + row
@@ -782,7 +910,7 @@ class Ui:
             y = 11 + row * 9
             fb.text(label[:D.LINE_CHARS - len(value) - 1], 0, y, 1)
             D.right(fb, value, y)
-        D.inverted(fb, "BACK: return", 55)
+        D.inverted(fb, foot, 55)
 
     def _draw_alarm(self, fb):
         core = self.core
