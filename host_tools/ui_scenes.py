@@ -171,6 +171,12 @@ def scene(name):
         ui.cal["mass_dmg"] = 2058  # ... and 205.8 mg on the scale
         ui._cal_compute()
         ui._go(ui_screens.S_CAL_RESULT)
+    elif name == "backlash":
+        _ready(core)
+        _service(ui)
+        _menu_at(ui, "Backlash")
+        _keys(ui, OK)
+        core.backlash_measured_steps = 70
     elif name == "alarm_relief":
         _fault(core, C.F_OCCLUSION)
         core.state = C.ST_RELIEF
@@ -189,7 +195,7 @@ SCENES = ("status_unhomed", "status_ready", "status_nappage", "status_firing", "
           "status_warning", "status_notice", "status_watchdog", "menu_home", "menu_end",
           "edit_depth", "edit_depth_max", "edit_dose", "edit_mode", "edit_syringe",
           "confirm_session", "prime", "pin", "pin_wrong", "service", "edit_limit", "info",
-          "calibration", "cal_run", "cal_result", "alarm_relief", "alarm_estop_held") + tuple(
+          "calibration", "cal_run", "cal_result", "backlash", "alarm_relief", "alarm_estop_held") + tuple(
               "alarm_%d" % code for code in range(1, len(C.FAULT_NAMES)))
 
 

@@ -139,6 +139,7 @@ class Machine:
     """The injector's mechanics, switches and sensors around the core's ports."""
 
     STOPPER_N_PER_UM = 0.05  # a rubber stopper pressed on the barrel's end: 50 N/mm
+    SLIDE_MS = 5  # the stopper counts as sliding this long after its last step
 
     def __init__(self, needle_start_um=3000.0, plunger_start_um=12000.0, seed=1):
         self.rng = random.Random(seed)
@@ -155,6 +156,8 @@ class Machine:
         self.pedal = False
         self.estop = False
         self.force_n = 0.0
+        self._slide_dir = 0.0
+        self._slide_until_us = 0
         self._hx711_mn = 0
         self._hx711_due_us = 0
         self.now_us = 0
@@ -240,8 +243,13 @@ class Machine:
             squeezed_um = max(0.0, self.face_um - bottom)
             pushed -= (squeezed_um - max(0.0, old_face - bottom)) * self.syringe_area_mm2 / 1000.0
         self.force_n = self.fluid.step(pushed, self.syringe_area_mm2, dt_us / 1e6) if self.syringe_present else 0.0
-        if moved_um and self.syringe_present:  # the syringe's rubber stopper drags
-            self.force_n += math.copysign(self.fluid.FRICTION_N, moved_um)
+        if moved_um:
+            self._slide_dir = 1.0 if moved_um > 0 else -1.0
+            self._slide_until_us = self.now_us + self.SLIDE_MS * 1000
+        if self.syringe_present and self.now_us < self._slide_until_us:
+            # The rubber stopper drags while it slides; at a slow speed the steps
+            # come a few ms apart but the stopper does not stick between them.
+            self.force_n += self._slide_dir * self.fluid.FRICTION_N
         self.force_n += squeezed_um * self.STOPPER_N_PER_UM
         # The HX711 samples at 80 Hz: the core sees the latest sample, held.
         if self.now_us >= self._hx711_due_us:

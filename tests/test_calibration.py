@@ -122,3 +122,42 @@ def test_the_core_range_checks_the_factor():
     sim.core.state = C.ST_ADVANCE
     with pytest.raises(SettingsError):
         sim.core.set_calibration(1_000_000)
+
+
+@pytest.mark.parametrize("true_um", [10.0, 35.0, 60.0])
+def test_backlash_is_measured_with_the_load_cell_and_applied(true_um):
+    sim = Simulator(trace=False)
+    assert sim.home()
+    sim.load(1)
+    sim.prime(800)
+    sim.machine.backlash_um = true_um
+    ui = S.Ui(sim.core, "test")
+    to_calibration(ui)
+    keys(ui, BACK, DOWN, OK)
+    assert ui.screen_name() == "backlash"
+    keys(ui, OK)
+    assert sim.core.state == C.ST_MEASURE
+    keys(ui, BACK)  # not while measuring
+    assert ui.screen_name() == "backlash"
+    sim.run_until(lambda s: s.core.state != C.ST_MEASURE, 10_000)
+    assert sim.core.state == C.ST_READY
+    measured_um = sim.core.backlash_measured_steps * 1000 / M.PLUNGER_STEPS_PER_MM
+    assert measured_um == pytest.approx(true_um, abs=2.0)  # the load cell's 12.5 ms adds <= 1.3 um
+    keys(ui, OK)
+    assert sim.core.backlash_steps == sim.core.backlash_measured_steps
+    # The compensation now matches the mechanism: doses stay right after reversals.
+    out0 = sim.machine.fluid.delivered_ul
+    for _ in range(4):
+        sim.shot()
+    sim.settle()
+    assert (sim.machine.fluid.delivered_ul - out0) / 4 == pytest.approx(
+        sim.core.settings.dose_nl / 1000, rel=0.01)
+
+
+def test_backlash_refused_without_a_primed_syringe():
+    sim = Simulator(trace=False)
+    assert sim.home()
+    assert not sim.core.start_backlash()
+    assert sim.core.notice == C.N_NO_SYRINGE
+    with pytest.raises(SettingsError):
+        sim.core.set_backlash(10_000)

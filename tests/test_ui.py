@@ -173,7 +173,7 @@ def test_every_service_menu_path_leads_back_to_status(index):
     for _ in range(index):
         keys(ui, DOWN)
     keys(ui, OK)
-    assert ui.screen_name() in ("edit", "info", "calibration")
+    assert ui.screen_name() in ("edit", "info", "calibration", "backlash")
     keys(ui, UP, DOWN, DOWN, BACK)
     assert ui.screen_name() == "service"
     keys(ui, BACK)

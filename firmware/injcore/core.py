@@ -72,8 +72,18 @@ ST_PRIME = const(8)
 ST_LOAD = const(9)
 ST_FAULT = const(10)
 ST_RELIEF = const(11)  # after a fault: plunger backs off, needle withdraws, then ST_FAULT
+ST_MEASURE = const(12)  # plunger backlash measurement (service menu)
 STATE_NAMES = ("unhomed", "homing", "ready", "advance", "inject", "suck-back",
-               "retract", "wait", "prime", "load", "fault", "relieving")
+               "retract", "wait", "prime", "load", "fault", "relieving", "measuring")
+
+# Backlash measurement: engage the nut forward, let the line settle, then back
+# off slowly; the pusher leaves the syringe's plunger once the backlash is
+# taken up, and the load cell sees the stopper's friction and the suction turn
+# the force negative.
+_BL_PRELOAD = const(0)
+_BL_SETTLE = const(1)
+_BL_PROBE = const(2)
+_BL_STOPPING = const(3)
 
 # Homing steps, shared by homing (both axes) and loading (plunger only)
 _H_NEEDLE_SEEK = const(0)
@@ -140,8 +150,10 @@ N_SYRINGE_LOW = const(4)
 N_BUSY = const(5)
 N_WATCHDOG_RESET = const(6)
 N_SESSION_CAP = const(7)
+N_BACKLASH_FAILED = const(8)
 NOTICE_NAMES = ("", "home first", "no syringe", "prime first", "not enough left for a dose", "busy",
-                "restarted by the watchdog: home first", "session volume cap reached")
+                "restarted by the watchdog: home first", "session volume cap reached",
+                "backlash not found: check the syringe")
 
 # Why the controller (re)started, as the board reads it
 RC_POWER_ON = const(0)
@@ -226,6 +238,11 @@ class Core:
         self._trip_pos = 0
         self.primed = False
         self.homed = False
+        self._bl_phase = _BL_PRELOAD
+        self._bl_timer = 0
+        self._bl_f0 = 0
+        self._bl_pos0 = 0
+        self.backlash_measured_steps = -1  # the last measurement; -1: none, or not found
         # Counters
         self.ticks = 0
         self.overruns = 0  # times the board let the PIO FIFOs run dry (the board counts them)
@@ -260,6 +277,11 @@ class Core:
         self.plan_plunger_backoff = Plan("plunger back-off").set(pb, M.PLUNGER_HOME_FAST_UM_S * ps // 1000, pa)
         self.plan_plunger_approach = Plan("plunger approach").set(2 * pb, M.PLUNGER_HOME_SLOW_UM_S * ps // 1000, pa)
         self.plan_prime = Plan("prime")
+        bs = M.um_to_plunger_steps(M.BACKLASH_PROBE_SPEED_UM_S)
+        self.plan_bl_preload = Plan("backlash preload").set(
+            M.um_to_plunger_steps(M.BACKLASH_PRELOAD_UM), bs, pa)
+        self.plan_bl_probe = Plan("backlash probe").set(
+            M.um_to_plunger_steps(M.BACKLASH_PROBE_UM), bs, pa)
         self.plan_relief = Plan("relief").set(M.um_to_plunger_steps(M.RELIEF_MAX_UM),
                                               M.RELIEF_SPEED_UM_S * ps // 1000, pa)
         # Short moves that bring an axis from where homing stopped to exactly zero.
@@ -405,6 +427,60 @@ class Core:
         self.state = ST_LOAD
         return True
 
+    def start_backlash(self):
+        """Measure the plunger's backlash (homed, primed, into a cup); False if refused."""
+        if self.state != ST_READY or not self.homed:
+            self.notice = N_NOT_HOMED if not self.homed else N_BUSY
+            return False
+        if not self.switches & SW_SYRINGE:
+            self.notice = N_NO_SYRINGE
+            return False
+        if not self.primed:
+            self.notice = N_NOT_PRIMED
+            return False
+        self.notice = N_NONE
+        self.backlash_measured_steps = -1
+        self._bl_phase = _BL_PRELOAD
+        self._plunger_start(self.plan_bl_preload, FORWARD)
+        self.state = ST_MEASURE
+        return True
+
+    def set_backlash(self, steps):
+        """Use `steps` of backlash for the compensation (a measurement's result)."""
+        if self.state not in (ST_UNHOMED, ST_READY, ST_FAULT):
+            raise SettingsError(["backlash changes only while the injector is idle"])
+        hi = M.um_to_plunger_steps(M.BACKLASH_MAX_UM)
+        if not isinstance(steps, int) or not 0 <= steps <= hi:
+            raise SettingsError(["backlash_steps: %r is out of range; allowed 0..%d" % (steps, hi)])
+        self.backlash_steps = steps
+        self._plunger_limit_steps = M.um_to_plunger_steps(M.PLUNGER_TRAVEL_UM) - steps
+        self.configure()
+
+    def _measure_tick(self, force):
+        p = self.plunger
+        phase = self._bl_phase
+        if phase == _BL_PRELOAD:
+            if p.phase == IDLE:
+                self._bl_phase = _BL_SETTLE
+                self._bl_timer = M.BACKLASH_SETTLE_MS
+        elif phase == _BL_SETTLE:
+            self._bl_timer -= 1
+            if self._bl_timer <= 0:
+                self._bl_f0 = force
+                self._bl_pos0 = self.plunger_emitted
+                self._bl_phase = _BL_PROBE
+                self._plunger_start(self.plan_bl_probe, BACKWARD)
+        elif phase == _BL_STOPPING:
+            if p.phase == IDLE:
+                self.state = ST_READY
+        elif force < self._bl_f0 - M.BACKLASH_DETECT_MN:
+            self.backlash_measured_steps = self._bl_pos0 - self.plunger_emitted  # where the motor is
+            p.stop()
+            self._bl_phase = _BL_STOPPING
+        elif p.phase == IDLE:
+            self.notice = N_BACKLASH_FAILED
+            self.state = ST_READY
+
     def acknowledge(self):
         """Clear a latched fault; motion then needs homing again (H3)."""
         if self.state == ST_FAULT:
@@ -515,6 +591,8 @@ class Core:
             self._homing_tick(sw)
         elif state == ST_RELIEF:
             self._relief_tick(sw, force)
+        elif state == ST_MEASURE:
+            self._measure_tick(force)
         self.checked = t
 
     # ---- safety monitor (every tick; no allocation) ---------------------------
@@ -558,7 +636,8 @@ class Core:
                 return F_PLUNGER_REAR_STUCK
             if sw & SW_PLUNGER_FRONT:
                 return F_PLUNGER_FRONT_LIMIT
-            if not sw & SW_SYRINGE and (state == ST_PRIME or (state >= ST_ADVANCE and state <= ST_SUCKBACK)):
+            if not sw & SW_SYRINGE and (state == ST_PRIME or state == ST_MEASURE
+                                        or (state >= ST_ADVANCE and state <= ST_SUCKBACK)):
                 return F_SYRINGE_REMOVED  # H7: never a partial dose without an alarm
         return F_NONE
 

@@ -31,6 +31,17 @@ PLUNGER_HOME_FAST_UM_S = const(5000)
 PLUNGER_HOME_SLOW_UM_S = const(500)
 PLUNGER_HOME_BACKOFF_UM = const(1000)
 PLUNGER_BACKLASH_UM = const(20)  # taken up on every reversal before fluid moves
+# Backlash measurement (Core.start_backlash): a 50 um push engages the nut
+# forward (about 0.9 uL out of a 1 mL syringe, into the cup), the line settles,
+# then a slow 300 um back-off; a force drop of BACKLASH_DETECT_MN marks the
+# pusher leaving the syringe's plunger. At 100 um/s the load cell's 12.5 ms
+# sample period adds at most 1.3 um.
+BACKLASH_PRELOAD_UM = const(50)
+BACKLASH_PROBE_UM = const(300)
+BACKLASH_PROBE_SPEED_UM_S = const(100)
+BACKLASH_SETTLE_MS = const(400)
+BACKLASH_DETECT_MN = const(150)
+BACKLASH_MAX_UM = const(200)
 PRIME_RATE_NL_S = const(10_000)  # prime pushes slowly to purge air
 
 # Homing gives up after the full travel plus this margin (hazard H12).

@@ -51,8 +51,9 @@ S_CALIB = const(8)
 S_ALARM = const(9)  # not a place to go: drawn over everything while an alarm is on
 S_CAL_RUN = const(10)  # gravimetric calibration: the shots into a cup
 S_CAL_RESULT = const(11)
+S_BACKLASH = const(12)
 SCREEN_NAMES = ("status", "menu", "edit", "confirm", "prime", "pin", "service", "info",
-                "calibration", "alarm", "cal-run", "cal-result")
+                "calibration", "alarm", "cal-run", "cal-result", "backlash")
 
 # Gravimetric calibration: CAL_SHOTS doses of the dose set, into a cup on a scale.
 CAL_SHOTS = const(10)
@@ -83,6 +84,7 @@ A_SESSION = const(3)
 A_SERVICE = const(4)
 A_CALIB = const(5)
 A_INFO = const(6)
+A_BACKLASH = const(7)
 
 MODE_LABELS = ("single", "nappage", "prime")  # what the operator reads for MODE_*
 
@@ -183,6 +185,7 @@ SERVICE_MENU = (
     _limit("Sess. cap", "session_cap_nl", "mL", 1_000_000, 1, 100_000),
     _limit("Occlusion", "occlusion_kpa", "kPa", 1, 0, 10),
     Item("Calibrate", _ACTION, A_CALIB),
+    Item("Backlash", _ACTION, A_BACKLASH),
     Item("Dev. info", _ACTION, A_INFO),
 )
 CAL_MASS = Item("Mass", _NUM, "mass_dmg", _LOCAL, "mg", 10, 1, 1, 1, 1_000_000)  # 0.1 mg
@@ -354,6 +357,8 @@ class Ui:
             return self._cal_start()
         if s == S_CAL_RUN or s == S_CAL_RESULT:
             return self._cal_key(b)
+        if s == S_BACKLASH:
+            return self._backlash_key(b)
         if s == S_INFO or s == S_CALIB:
             if b == BACK:
                 self._go(S_SERVICE)
@@ -461,6 +466,9 @@ class Ui:
             return True
         if code == A_CALIB:
             self._go(S_CALIB)
+            return True
+        if code == A_BACKLASH:
+            self._go(S_BACKLASH)
             return True
         return False
 
@@ -616,6 +624,31 @@ class Ui:
         self.note = "calibration applied"
         return True
 
+    def _backlash_key(self, b):
+        core = self.core
+        if b == BACK:
+            if core.state == C.ST_MEASURE:
+                return False  # it ends by itself in a few seconds
+            self._go(S_SERVICE)
+            return True
+        if b != OK:
+            return False
+        measured = core.backlash_measured_steps
+        if measured >= 0 and measured != core.backlash_steps and core.state == C.ST_READY:
+            try:
+                core.set_backlash(measured)
+            except SettingsError as e:
+                self.note = explain(e.problems[0])
+                return False
+            self.cal_saved += 1
+            self.note = "backlash applied"
+            return True
+        if core.start_backlash():
+            self.note = ""
+            return True
+        self.note = C.NOTICE_NAMES[core.notice]
+        return False
+
     # ---- prime, service code -------------------------------------------------
 
     def _prime_key(self, b):
@@ -716,6 +749,8 @@ class Ui:
             D.inverted(fb, "BACK: cancel", 55)
         elif s == S_CAL_RESULT:
             self._draw_cal_result(fb)
+        elif s == S_BACKLASH:
+            self._draw_backlash(fb)
 
     def state_text(self):
         core = self.core
@@ -887,6 +922,24 @@ class Ui:
             ("dose x", fixed(core.dose_factor_ppm, 1_000_000, 4)),
             ("per step", fixed(core.steps_to_nl(1000), 1000, 1) + "nL"),
         ]
+
+    def _draw_backlash(self, fb):
+        core = self.core
+        D.inverted(fb, "Backlash", 0)
+        per_mm = M.PLUNGER_STEPS_PER_MM
+        fb.text("in use  " + fixed(core.backlash_steps * 1000, per_mm, 1) + "um", 0, 12, 1)
+        m = core.backlash_measured_steps
+        if core.state == C.ST_MEASURE:
+            fb.text("measuring...", 0, 24, 1)
+            foot = "into a cup"
+        elif m >= 0:
+            fb.text("measured " + fixed(m * 1000, per_mm, 1) + "um", 0, 24, 1)
+            foot = "OK: apply BACK" if m != core.backlash_steps else "OK: again BACK"
+        else:
+            fb.text("primed syringe,", 0, 24, 1)
+            fb.text("needle to a cup", 0, 33, 1)
+            foot = "OK: measure"
+        D.inverted(fb, self.note or foot, 55)
 
     def _draw_cal_result(self, fb):
         D.inverted(fb, "Calibration", 0)
