@@ -20,6 +20,7 @@ for _p in (ROOT, ROOT / "firmware"):
         sys.path.insert(0, str(_p))
 
 from host_tools import fakes  # noqa: E402
+from host_tools.simfs import SimFS  # noqa: E402
 
 fake_machine, fake_rp2, fake_framebuf = fakes.install()
 
@@ -80,10 +81,14 @@ class LivePio:
 class Rig:
     """Boots the app on the fakes and plays PIO time, switches and the timer."""
 
-    def __init__(self, needle_start=3000, plunger_start=20000, reset_cause=M.PWRON_RESET):
+    def __init__(self, needle_start=3000, plunger_start=20000, reset_cause=M.PWRON_RESET, fs=None,
+                 confirmed=True):
         M.set_reset_cause(reset_cause)
         M.set_input(pins.ESTOP, 0)  # normally closed: released
-        self.app = A.boot()
+        self.fs = fs if fs is not None else SimFS()
+        self.app = A.boot(fs=self.fs)
+        if confirmed:  # as after an engineer confirmed the defaults once
+            self.app.core.unconfirmed = False
         self.timer = M.timers()[-1]
         self.live = {}
         for name in ("needle", "plunger"):
@@ -519,3 +524,116 @@ def test_buttons_reach_the_interface_and_sound_the_buzzer():
     rig.press(pins.BTN_OK)
     assert rig.app.core.settings.depth_um == depth0 + 100
     assert rig.app.ui.screen_name() == "menu"
+
+
+# -- stored settings (H9) ----------------------------------------------------------------
+
+
+def _service(rig, label):
+    """Menu > Service, the code, then the item `label` (through the real buttons)."""
+    ui = rig.app.ui
+    rig.press(pins.BTN_OK)
+    while ui.menu[ui.cursor].label != "Service":
+        rig.press(pins.BTN_DOWN)
+    rig.press(pins.BTN_OK)
+    for digit in ui.service_pin:
+        for _ in range(digit):
+            rig.press(pins.BTN_UP)
+        rig.press(pins.BTN_OK)
+    assert ui.screen_name() == "service"
+    while ui.menu[ui.cursor].label != label:
+        rig.press(pins.BTN_DOWN)
+
+
+@pytest.mark.hazard("H9")
+def test_no_stored_settings_means_defaults_and_no_injection_until_confirmed():
+    fs = SimFS()
+    rig = Rig(fs=fs, confirmed=False)
+    core = rig.app.core
+    assert rig.app.load_info["defaults"] and core.unconfirmed
+    rig.ms(100)
+    assert rig.app.ui.banner() == C.NOTICE_NAMES[C.N_UNCONFIRMED]
+    core.state, core.homed, core.primed = C.ST_READY, True, True
+    assert not core._can_fire() and core.notice == C.N_UNCONFIRMED
+    rig.ms(1000)
+    assert rig.app.saves == 0 and not fs.exists("settings.a")  # defaults are not stored unconfirmed
+    _service(rig, "Confirm")
+    rig.press(pins.BTN_OK)
+    assert not core.unconfirmed
+    rig.ms(600)
+    assert rig.app.saves == 1 and fs.exists("settings.a")
+    # The next boot finds them: no confirmation needed.
+    rig2 = Rig(fs=fs, confirmed=False)
+    assert not rig2.app.load_info["defaults"] and not rig2.app.core.unconfirmed
+
+
+@pytest.mark.hazard("H9")
+def test_a_setting_changed_in_the_menu_survives_a_reboot():
+    fs = SimFS()
+    rig = Rig(fs=fs)
+    rig.ms(600)  # the confirmed defaults are stored first
+    base = rig.app.saves
+    ui = rig.app.ui
+    rig.press(pins.BTN_OK)
+    while ui.menu[ui.cursor].label != "Dose":
+        rig.press(pins.BTN_DOWN)
+    rig.press(pins.BTN_OK)
+    rig.press(pins.BTN_UP)
+    rig.press(pins.BTN_OK)
+    assert rig.app.core.settings.dose_nl == 21_000
+    rig.ms(600)
+    assert rig.app.saves == base + 1
+    rig2 = Rig(fs=fs)
+    assert rig2.app.core.settings.dose_nl == 21_000
+    assert rig2.app.load_info["generation"] == base + 1
+
+
+@pytest.mark.hazard("H9")
+def test_settings_are_stored_only_while_the_axes_are_idle_and_the_flash_write_is_no_overrun():
+    fs = SimFS()
+    rig = Rig(fs=fs)
+    core = rig.app.core
+    rig.ms(50)
+    rig.press(pins.BTN_OK)
+    rig.press(pins.BTN_OK)  # Home
+    assert core.state == C.ST_HOMING
+    core.settings.dose_nl = 30_000  # a change while moving (poked: the menu refuses it)
+    rig.ms(1200)
+    assert core.state == C.ST_HOMING and rig.app.saves == 0
+    for _ in range(40):
+        rig.ms(500)
+        if core.state != C.ST_HOMING:
+            break
+    assert core.state == C.ST_READY
+    rig.ms(600)
+    assert rig.app.saves == 1
+    # A write that starved the FIFOs (flash stops the interrupts) counts no overrun.
+    core.settings.dose_nl = 31_000
+    saved = rig.app.persist
+    def slow_save():
+        ok = saved()
+        for live in rig.live.values():  # 10 ms without interrupts: the FIFOs run dry
+            for _ in range(10):
+                live.run_tick()
+        return ok
+    rig.app.persist = slow_save
+    rig.app._save_ms -= A.SAVE_PERIOD_MS
+    rig.ms(20)
+    assert rig.app.saves == 2 and core.overruns == 0 and core.state == C.ST_READY
+
+
+@pytest.mark.hazard("H9")
+def test_a_corrupt_newest_record_falls_back_to_the_older_one():
+    fs = SimFS()
+    rig = Rig(fs=fs)
+    for dose in (21_000, 22_000):
+        rig.app.core.configure(dose_nl=dose)
+        rig.app._save_ms -= A.SAVE_PERIOD_MS
+        rig.ms(2)
+    newest = "settings." + A.Store(fs, A.STORE_NAME).load()[1]["slot"]
+    data = bytearray(fs.read_bytes(newest))
+    data[-3] ^= 0x10
+    fs.write_bytes(newest, bytes(data))
+    rig2 = Rig(fs=fs)
+    assert rig2.app.core.settings.dose_nl == 21_000
+    assert "b" in rig2.app.load_info["problems"]

@@ -17,7 +17,10 @@ import gc
 import machine
 
 from injcore import core as C
-from injcore import pio_word
+from injcore import persist, pio_word
+from injcore.fsio import DirFS
+from injcore.settings import SettingsError
+from injcore.store import Store
 from injcore.compat import const
 
 from . import clock, pins, pio_step
@@ -37,6 +40,8 @@ FIRMWARE_VERSION = "0.4.0"
 # ~25 ms (a display write); flash writes happen only while idle and are short.
 WDT_TIMEOUT_MS = const(400)
 DISPLAY_PERIOD_MS = const(50)  # at most 20 refreshes a second, only when changed
+SAVE_PERIOD_MS = const(500)  # how often the main loop looks for settings to store
+STORE_NAME = "settings"  # settings.a / settings.b on the board's littlefs (injcore.store)
 # Catch-up bound per interrupt: never more ticks than the FIFO can hold.
 _MAX_TICKS_PER_IRQ = pio_word.FIFO_TICKS
 
@@ -76,7 +81,7 @@ def reset_cause(mem32=None):
 
 
 class App:
-    def __init__(self, wdt_timeout_ms=WDT_TIMEOUT_MS, settings=None, limits=None):
+    def __init__(self, wdt_timeout_ms=WDT_TIMEOUT_MS, settings=None, limits=None, fs=None):
         self.reset_cause = reset_cause()
         # Drivers first: their EN pins come up high (disabled) before anything else.
         self.needle_driver = Tmc2209(pins.NEEDLE_EN, pins.NEEDLE_DIAG)
@@ -103,6 +108,20 @@ class App:
         self.outputs = Outputs(self.needle_driver, self.plunger_driver)
         self.core = C.Core(self.needle, self.plunger, self.inputs, self.outputs,
                            settings=settings, limits=limits, reset_cause=self.reset_cause)
+        # Stored settings, limits and calibration (H9): the newest valid generation,
+        # or the defaults, which inject nothing until an engineer confirms them.
+        self.store = Store(fs if fs is not None else DirFS("/"), STORE_NAME)
+        payload, self.load_info = self.store.load()
+        pin, self.load_problems = persist.restore(self.core, payload)
+        self.core.unconfirmed = self.load_info["defaults"]
+        # A record that needed a migration or was partly refused is stored again.
+        clean = not (self.load_info["migrated_from"] or self.load_problems or self.load_info["defaults"])
+        self._saved = persist.snapshot(self.core, pin) if clean else None
+        self._save_ms = clock.ticks_ms()
+        self.saves = 0
+        self.save_errors = 0
+        self.flash_quiet = False  # a flash write is under way: an empty FIFO is not an overrun
+        self._quiet_irqs = 0
         self.buttons = Buttons()
         self.buzzer = Buzzer()
         self.display = None
@@ -116,7 +135,7 @@ class App:
             self.display = None
         self.late = 0  # interrupts that had to catch up (the FIFO lead absorbed them)
         self.irqs = 0
-        self.ui = Ui(self.core, FIRMWARE_VERSION, self.info)
+        self.ui = Ui(self.core, FIRMWARE_VERSION, self.info, pin)
         self._sent = bytearray(len(self.display.buf)) if self.display else None  # the frame on the glass
         self.frames = 0  # frames sent to the display
         self._drawn_ms = clock.ticks_ms()
@@ -141,7 +160,7 @@ class App:
         core = self.core
         running = self.irqs  # the first interrupt fills an empty FIFO: not late
         self.irqs = (running + 1) & 0x3FFFFFFF  # a small int forever: no allocation
-        if running and gn.tx_fifo() == 0:
+        if running and gn.tx_fifo() == 0 and not self.flash_quiet:
             core.overruns += 1
         n = 0
         while n < _MAX_TICKS_PER_IRQ and gn.tx_fifo() <= ROOM_LEVEL and gp.tx_fifo() <= ROOM_LEVEL:
@@ -207,15 +226,48 @@ class App:
         self.led.value(1 if core.state != C.ST_UNHOMED and core.state != C.ST_FAULT else 0)
         if clock.ticks_diff(now_ms, self._drawn_ms) >= DISPLAY_PERIOD_MS:
             self.draw(now_ms)
+        if self.flash_quiet and self.irqs != self._quiet_irqs:
+            self.flash_quiet = False  # the timer has run since the write: the FIFOs are full again
+        elif clock.ticks_diff(now_ms, self._save_ms) >= SAVE_PERIOD_MS:
+            self._save_ms = now_ms
+            self.persist()
         # Fed only by ticks that ran their self-checks (H8): a dead timer, a
         # hung tick or a stuck main loop all end in a reset within WDT_TIMEOUT_MS.
         if core.checked != self._ticks_fed and self.wdt is not None:
             self._ticks_fed = core.checked
             self.wdt.feed()
 
+    def persist(self):
+        """Store the settings if they changed, only while both axes are idle (H9).
+
+        Writing the RP2040's flash stops interrupts for the erase and program
+        (tens of ms): the FIFOs may run dry meanwhile, which is harmless with
+        the axes idle, so the next interrupt does not count it as an overrun.
+        """
+        core = self.core
+        if core.unconfirmed or core.state not in (C.ST_UNHOMED, C.ST_READY, C.ST_FAULT):
+            return False
+        if core.needle.phase or core.plunger.phase:
+            return False
+        record = persist.snapshot(core, self.ui.service_pin)
+        if record == self._saved:
+            return False
+        self.flash_quiet = True
+        self._quiet_irqs = self.irqs
+        try:
+            self.store.save(record)
+        except (OSError, SettingsError) as e:
+            self.save_errors += 1
+            self.ui.message("settings not stored: %s" % e)
+            return False
+        self._saved = record
+        self.saves += 1
+        return True
+
     def info(self):
         """Board figures for the device-info screen."""
-        return [("late irqs", str(self.late)), ("free mem", "%d k" % (gc.mem_free() // 1024))]
+        return [("late irqs", str(self.late)), ("free mem", "%d k" % (gc.mem_free() // 1024)),
+                ("stored", "gen %d" % self.load_info["generation"]), ("saves", str(self.saves))]
 
     def draw(self, now_ms):
         """Draw the interface; send it only if a pixel changed (at most every DISPLAY_PERIOD_MS).

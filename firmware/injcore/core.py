@@ -151,9 +151,11 @@ N_BUSY = const(5)
 N_WATCHDOG_RESET = const(6)
 N_SESSION_CAP = const(7)
 N_BACKLASH_FAILED = const(8)
+N_UNCONFIRMED = const(9)
 NOTICE_NAMES = ("", "home first", "no syringe", "prime first", "not enough left for a dose", "busy",
                 "restarted by the watchdog: home first", "session volume cap reached",
-                "backlash not found: check the syringe")
+                "backlash not found: check the syringe",
+                "stored settings lost: defaults; an engineer must confirm them")
 
 # Why the controller (re)started, as the board reads it
 RC_POWER_ON = const(0)
@@ -238,6 +240,9 @@ class Core:
         self._trip_pos = 0
         self.primed = False
         self.homed = False
+        # No valid stored settings at boot: the defaults run, but nothing is
+        # injected until an engineer confirms them (H9, service menu).
+        self.unconfirmed = False
         self._bl_phase = _BL_PRELOAD
         self._bl_timer = 0
         self._bl_f0 = 0
@@ -732,6 +737,9 @@ class Core:
         if self._configuring:
             self.notice = N_BUSY
             return False
+        if self.unconfirmed:
+            self.notice = N_UNCONFIRMED
+            return False
         sw = self.switches
         if not sw & SW_SYRINGE:
             self.notice = N_NO_SYRINGE
@@ -757,6 +765,9 @@ class Core:
     def _on_press(self):
         mode = self.settings.mode
         if mode == MODE_PRIME:
+            if self.unconfirmed:
+                self.notice = N_UNCONFIRMED
+                return
             if not self.switches & SW_SYRINGE:
                 self.notice = N_NO_SYRINGE
                 return

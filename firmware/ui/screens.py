@@ -23,6 +23,7 @@ Rules the screens keep:
 from injcore import core as C
 from injcore import machine as M
 from injcore.compat import const
+from injcore.store import DEFAULT_SERVICE_PIN
 from injcore.settings import (
     COARSE_DOSE_STEP_NL,
     FINE_DOSE_BELOW_NL,
@@ -60,7 +61,7 @@ CAL_SHOTS = const(10)
 
 # The service code: four digits entered with UP/DOWN and OK. Three wrong codes
 # lock the entry for PIN_LOCK_MS.
-SERVICE_PIN = (2, 5, 8, 0)
+SERVICE_PIN = tuple(ord(c) - 48 for c in DEFAULT_SERVICE_PIN)  # until a stored one loads
 PIN_TRIES = const(3)
 PIN_LOCK_MS = const(60_000)
 MESSAGE_MS = const(3000)  # how long a one-off message stays
@@ -85,6 +86,7 @@ A_SERVICE = const(4)
 A_CALIB = const(5)
 A_INFO = const(6)
 A_BACKLASH = const(7)
+A_CONFIRM = const(8)
 
 MODE_LABELS = ("single", "nappage", "prime")  # what the operator reads for MODE_*
 
@@ -187,6 +189,7 @@ SERVICE_MENU = (
     Item("Calibrate", _ACTION, A_CALIB),
     Item("Backlash", _ACTION, A_BACKLASH),
     Item("Dev. info", _ACTION, A_INFO),
+    Item("Confirm", _ACTION, A_CONFIRM),
 )
 CAL_MASS = Item("Mass", _NUM, "mass_dmg", _LOCAL, "mg", 10, 1, 1, 1, 1_000_000)  # 0.1 mg
 CAL_DENSITY = Item("Density", _NUM, "density", _LOCAL, "mg/mL", 1, 0, 1, 500, 2000)
@@ -210,8 +213,9 @@ def explain(problem):
 
 
 class Ui:
-    def __init__(self, core, version="", info=None):
+    def __init__(self, core, version="", info=None, service_pin=SERVICE_PIN):
         self.core = core
+        self.service_pin = tuple(service_pin)
         self.version = version
         self.info = info  # callable -> extra (label, value) pairs for the info screen
         self.screen = S_STATUS
@@ -467,6 +471,15 @@ class Ui:
         if code == A_CALIB:
             self._go(S_CALIB)
             return True
+        if code == A_CONFIRM:
+            if not core.unconfirmed:
+                self.message("settings already confirmed")
+                return False
+            core.unconfirmed = False
+            if core.notice == C.N_UNCONFIRMED:
+                core.notice = C.N_NONE
+            self.message("settings confirmed")
+            return True
         if code == A_BACKLASH:
             self._go(S_BACKLASH)
             return True
@@ -689,7 +702,7 @@ class Ui:
         if i < 3:
             self._pin_pos = i + 1
             return True
-        if tuple(pin) == SERVICE_PIN:
+        if tuple(pin) == self.service_pin:
             self._pin_wrong = 0
             self.menu = SERVICE_MENU
             self._set_cursor(0)
@@ -774,6 +787,8 @@ class Ui:
             return self._msg
         if core.notice:
             return C.NOTICE_NAMES[core.notice]
+        if core.unconfirmed:
+            return C.NOTICE_NAMES[C.N_UNCONFIRMED]
         if core.warning:
             return "! " + C.WARNING_NAMES[core.warning]
         if core.state == C.ST_UNHOMED:
@@ -848,6 +863,8 @@ class Ui:
                 return "done" if core.homed else "needed"
             if item.key == A_PRIME:
                 return "done" if core.primed else "needed"
+            if item.key == A_CONFIRM:
+                return "needed" if core.unconfirmed else "done"
             return ">"
         return item.text(self._current(item))
 
