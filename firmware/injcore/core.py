@@ -219,6 +219,7 @@ class Core:
         self.alarm = ALARM_NONE
         self.fault_tick = 0  # core.ticks when the latest fault was detected
         self._recovery = _REC_NONE
+        self._relief_by_count = False  # the needle withdraws by count, not to its switch
         self._relief_phase = 0
         self._overruns_seen = 0
         # Steps of the last _WINDOW ticks per axis: how far the motor may lag the command.
@@ -687,6 +688,11 @@ class Core:
                   or code == F_PLUNGER_REAR_STUCK):
                 if self.needle.pos > 0:
                     rec = _REC_NEEDLE
+            elif code == F_NEEDLE_HOME_STUCK and self.needle.pos > 0:
+                # The needle's steps are sound, only its switch lies: withdraw it
+                # by count. Left in, homing's back-off would push it deeper.
+                rec = _REC_NEEDLE
+        self._relief_by_count = code == F_NEEDLE_HOME_STUCK
         self._recovery = rec
         self._set_alarm(ALARM_FAULT)
 
@@ -720,7 +726,7 @@ class Core:
             return
         nd = self.needle
         if nd.phase != IDLE:
-            if sw & SW_NEEDLE_HOME or nd.pos <= 0:
+            if nd.pos <= 0 or (sw & SW_NEEDLE_HOME and not self._relief_by_count):
                 nd.stop()
             return
         if self._nwin or self._pwin:

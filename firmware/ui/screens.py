@@ -22,6 +22,7 @@ Rules the screens keep:
 
 from injcore import core as C
 from injcore import machine as M
+from injcore.calib import gravimetric, weighed_nl
 from injcore.compat import const
 from injcore.store import DEFAULT_SERVICE_PIN
 from injcore.settings import (
@@ -603,23 +604,12 @@ class Ui:
         self._edit(CAL_MASS)
 
     def _cal_compute(self):
-        """Correction factor = measured / counted volume; errors before and after, in 0.01 %."""
+        """Correction factor = weighed / counted volume; errors before and after, in 0.01 %."""
         core = self.core
-        expected = self._cal_expected_nl
-        measured = self.cal["mass_dmg"] * 100_000 // self.cal["density"]
-        self.cal_measured_nl = measured
-        factor = core.dose_factor_ppm * measured // max(1, expected)
-        self.cal_error_before = (measured - expected) * 10_000 // max(1, expected)
-        if not M.DOSE_FACTOR_MIN_PPM <= factor <= M.DOSE_FACTOR_MAX_PPM:
-            self.cal_factor_ppm = 0
-            self.cal_error_after = self.cal_error_before
-            return
-        self.cal_factor_ppm = factor
-        # What the same steps count as with the new factor (the area's integer rounding stays).
-        area_old = core.dose_area(core.settings)
-        area_new = core.settings.syringe()[0] * factor // M.DOSE_FACTOR_ONE_PPM
-        after = expected * area_new // max(1, area_old)
-        self.cal_error_after = (measured - after) * 10_000 // max(1, after)
+        self.cal_measured_nl = weighed_nl(self.cal["mass_dmg"], self.cal["density"])
+        self.cal_factor_ppm, self.cal_error_before, self.cal_error_after = gravimetric(
+            self._cal_expected_nl, self.cal_measured_nl, core.dose_factor_ppm,
+            core.settings.syringe()[0])
 
     def _cal_key(self, b):
         if b == BACK:
