@@ -50,7 +50,21 @@ def run_panel(args):
     return panel.run_terminal(panel.Panel(seed=args.seed, ready=args.ready))
 
 
-SUBCOMMANDS = (add_panel,)
+def add_logs(sub):
+    """injector logs pull|show|export: the treatment log (host_tools/logs.py)."""
+    from host_tools import logs
+
+    logs.add_parser(sub)
+
+
+def add_report(sub):
+    """injector report SESSION: charts and a summary of one session (host_tools/report.py)."""
+    from host_tools import report
+
+    report.add_parser(sub)
+
+
+SUBCOMMANDS = (add_panel, add_logs, add_report)
 
 
 def build_parser():

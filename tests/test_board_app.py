@@ -637,3 +637,61 @@ def test_a_corrupt_newest_record_falls_back_to_the_older_one():
     rig2 = Rig(fs=fs)
     assert rig2.app.core.settings.dose_nl == 21_000
     assert "b" in rig2.app.load_info["problems"]
+
+
+# -- the treatment log (H9) ------------------------------------------------------------------
+
+
+def _fake_puncture(core, number):
+    """What the core leaves after a finished puncture (its tick is tested elsewhere)."""
+    core.punctures = number
+    core.last_puncture[0] = number
+    core.last_puncture[2] = 4000  # dose steps
+    core.last_puncture[3] = 300  # ticks
+
+
+@pytest.mark.hazard("H9")
+def test_puncture_records_are_flushed_from_the_main_loop_only_while_idle():
+    from injcore import tlog
+
+    fs = SimFS()
+    rig = Rig(fs=fs)
+    core = rig.app.core
+    rig.ms(50)  # the load cell's first samples
+    core.state = C.ST_READY
+    core.needle.start(core.plan_needle_approach, 0)  # an axis still moving: nothing is written
+    _fake_puncture(core, 1)
+    rig.ms(5)
+    assert rig.app.log.pending() >= 1
+    files = [n for n in fs.listdir(A.LOG_DIR) if n.endswith(tlog.NAME_SUFFIX)] if fs.exists(A.LOG_DIR) else []
+    written = sum(fs.size(A.LOG_DIR + "/" + n) for n in files)
+    assert written == 0 and core.needle.phase
+    for _ in range(200):
+        rig.ms(50)
+        if not core.needle.phase:
+            break
+    rig.ms(2)
+    assert rig.app.log.pending() == 0 and core.overruns == 0
+    kinds = [r["kind"] for r in rig.app.log.records()]
+    assert kinds == [tlog.K_SESSION_START, tlog.K_PUNCTURE]
+
+
+@pytest.mark.hazard("H9")
+def test_a_session_cut_by_a_power_loss_is_reported_at_the_next_boot():
+    fs = SimFS()
+    rig = Rig(fs=fs)
+    core = rig.app.core
+    rig.ms(50)
+    core.state = C.ST_READY
+    for n in (1, 2, 3):
+        _fake_puncture(core, n)
+        rig.ms(3)
+    assert rig.app.log.pending() == 0
+    rig2 = Rig(fs=fs)  # power back: the session has no end record
+    info = rig2.app.interrupted
+    assert info is not None and info["punctures"] == 3 and info["lost_max"] == 1
+    rig2.ms(60)
+    assert rig2.app.ui.banner().startswith("session 1 was interrupted")
+    rig2.press(pins.BTN_BACK)
+    assert not rig2.app.ui.banner().startswith("session")
+    assert Rig(fs=fs).app.interrupted is None  # reported once: the log now closes it

@@ -21,6 +21,7 @@ from injcore import persist, pio_word
 from injcore.fsio import DirFS
 from injcore.settings import SettingsError
 from injcore.store import Store
+from injcore.tlog import Log, Recorder
 from injcore.compat import const
 
 from . import clock, pins, pio_step
@@ -42,6 +43,7 @@ WDT_TIMEOUT_MS = const(400)
 DISPLAY_PERIOD_MS = const(50)  # at most 20 refreshes a second, only when changed
 SAVE_PERIOD_MS = const(500)  # how often the main loop looks for settings to store
 STORE_NAME = "settings"  # settings.a / settings.b on the board's littlefs (injcore.store)
+LOG_DIR = "log"  # the treatment log's ring of files
 # Catch-up bound per interrupt: never more ticks than the FIFO can hold.
 _MAX_TICKS_PER_IRQ = pio_word.FIFO_TICKS
 
@@ -122,6 +124,10 @@ class App:
         self.save_errors = 0
         self.flash_quiet = False  # a flash write is under way: an empty FIFO is not an overrun
         self._quiet_irqs = 0
+        # The treatment log (injcore/tlog.py): records buffered in RAM, flushed while idle.
+        self.log = Log(self.store.fs, LOG_DIR)
+        self.recorder = Recorder(self.core, self.log)
+        self.interrupted = self.recorder.boot()  # a session a reset cut short, or None
         self.buttons = Buttons()
         self.buzzer = Buzzer()
         self.display = None
@@ -135,7 +141,9 @@ class App:
             self.display = None
         self.late = 0  # interrupts that had to catch up (the FIFO lead absorbed them)
         self.irqs = 0
-        self.ui = Ui(self.core, FIRMWARE_VERSION, self.info, pin)
+        self.ui = Ui(self.core, FIRMWARE_VERSION, self.info, pin, self.recorder.start_session)
+        if self.interrupted is not None:
+            self.ui.sticky(self.interrupted["text"])
         self._sent = bytearray(len(self.display.buf)) if self.display else None  # the frame on the glass
         self.frames = 0  # frames sent to the display
         self._drawn_ms = clock.ticks_ms()
@@ -226,8 +234,13 @@ class App:
         self.led.value(1 if core.state != C.ST_UNHOMED and core.state != C.ST_FAULT else 0)
         if clock.ticks_diff(now_ms, self._drawn_ms) >= DISPLAY_PERIOD_MS:
             self.draw(now_ms)
+        self.recorder.poll()
         if self.flash_quiet and self.irqs != self._quiet_irqs:
             self.flash_quiet = False  # the timer has run since the write: the FIFOs are full again
+        elif self.log.pending():
+            self._quiet()
+            if not self.recorder.service():  # flushes only with both axes idle
+                self.flash_quiet = False
         elif clock.ticks_diff(now_ms, self._save_ms) >= SAVE_PERIOD_MS:
             self._save_ms = now_ms
             self.persist()
@@ -252,8 +265,7 @@ class App:
         record = persist.snapshot(core, self.ui.service_pin)
         if record == self._saved:
             return False
-        self.flash_quiet = True
-        self._quiet_irqs = self.irqs
+        self._quiet()
         try:
             self.store.save(record)
         except (OSError, SettingsError) as e:
@@ -263,6 +275,11 @@ class App:
         self._saved = record
         self.saves += 1
         return True
+
+    def _quiet(self):
+        """A flash write follows: the next interrupt may find the FIFOs dry (not an overrun)."""
+        self.flash_quiet = True
+        self._quiet_irqs = self.irqs
 
     def info(self):
         """Board figures for the device-info screen."""

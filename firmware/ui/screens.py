@@ -214,8 +214,11 @@ def explain(problem):
 
 
 class Ui:
-    def __init__(self, core, version="", info=None, service_pin=SERVICE_PIN):
+    def __init__(self, core, version="", info=None, service_pin=SERVICE_PIN, new_session=None):
         self.core = core
+        # What "New session" does: the board's log recorder ends the open session
+        # and starts one (tlog.Recorder.start_session); bare, the core's counters.
+        self.new_session = new_session or core.new_session
         self.service_pin = tuple(service_pin)
         self.version = version
         self.info = info  # callable -> extra (label, value) pairs for the info screen
@@ -230,6 +233,7 @@ class Ui:
         self._repeats = 0
         self.note = ""  # footer line of the edit, pin and prime screens
         self._msg = ""  # one-off message on the status screen and menus
+        self._sticky = ""  # until BACK
         self._msg_until = 0
         self._now = 0
         self.up_ms = 0  # time the interface has run (device info)
@@ -264,6 +268,10 @@ class Ui:
         s = self.sound
         self.sound = SND_NONE
         return s
+
+    def sticky(self, text):
+        """A message that stays on the status screen until BACK (a boot report)."""
+        self._sticky = text
 
     def message(self, text):
         self._msg = text
@@ -346,7 +354,7 @@ class Ui:
             return self._edit_key(b)
         if s == S_CONFIRM:
             if b == OK:
-                self.core.new_session()
+                self.new_session()
                 self._to_status()
                 self.message("new session")
                 return True
@@ -386,10 +394,11 @@ class Ui:
             self._go(S_MENU)
             return True
         if b == BACK:
-            had = core.notice or self._msg
+            had = core.notice or self._msg or self._sticky
             if core.state == C.ST_READY or core.state == C.ST_UNHOMED:
                 core.notice = C.N_NONE
             self._msg = ""
+            self._sticky = ""
             return bool(had)
         return False
 
@@ -775,6 +784,8 @@ class Ui:
         core = self.core
         if self._msg:
             return self._msg
+        if self._sticky:
+            return self._sticky
         if core.notice:
             return C.NOTICE_NAMES[core.notice]
         if core.unconfirmed:

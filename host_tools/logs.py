@@ -1,0 +1,252 @@
+"""The treatment log on the host: decode a pulled log folder, export CSV, pull with mpremote.
+
+    injector logs pull --port PORT [--out DIR]   copy the device's :log folder to DIR/log
+    injector logs show DIR                       sessions, totals and problems
+    injector logs export DIR --csv FILE          one row per record (puncture, session start/end)
+
+The records and their layout are firmware/injcore/tlog.py's (one decoder for
+both). A damaged file never stops the decoding: bad CRCs and torn records
+are reported with their file and offset and skipped, the good records around
+them kept.
+"""
+
+import csv
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import sim  # noqa: F401  (puts firmware/ on sys.path)
+from injcore import tlog  # noqa: E402
+from injcore.core import FAULT_NAMES  # noqa: E402
+from injcore.settings import MODE_NAMES  # noqa: E402
+
+
+class LogError(Exception):
+    """A log folder that cannot be read at all (the message says why)."""
+
+
+@dataclass
+class Session:
+    number: int
+    start: dict | None = None
+    end: dict | None = None
+    punctures: list = field(default_factory=list)  # PUNCTURE records, complete and cut
+    gaps: list = field(default_factory=list)  # (after, before) numbers with none between
+
+    @property
+    def complete(self):
+        return [p for p in self.punctures if not p["alarm"]]
+
+    @property
+    def lost_known(self):
+        """Punctures known lost: gaps in the numbering plus what the SESSION_END counts."""
+        gap = sum(b - a - 1 for a, b in self.gaps)
+        return gap + (self.end["lost"] if self.end else 0)
+
+
+@dataclass
+class Decoded:
+    records: list  # dicts in log order, each with "file" and "offset"; t_ms unwrapped
+    problems: list  # strings: bad CRC / truncated / odd file names
+    sessions: dict  # number -> Session, in log order
+
+
+def find_ring(folder):
+    """The folder that holds the ring files: `folder` itself or its `log` subfolder."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise LogError("no such folder: %s" % folder)
+    if not folder.is_dir():
+        raise LogError("%s is a file, not a log folder (give the folder `logs pull` made)" % folder)
+    if not any(tlog.file_seq(p.name) >= 0 for p in folder.iterdir()) and (folder / "log").is_dir():
+        folder = folder / "log"
+    return folder
+
+
+def read_dir(folder):
+    """Decode every ring file of a log folder. Raises LogError only if there is no folder."""
+    folder = find_ring(folder)
+    files = []
+    problems = []
+    for p in sorted(folder.iterdir()):
+        seq = tlog.file_seq(p.name)
+        if seq < 0:
+            problems.append("%s: not a log file name (NNNNNNNN%s), ignored" % (p.name, tlog.NAME_SUFFIX))
+        elif p.is_file():
+            files.append((seq, p))
+    files.sort()
+    records = []
+    for seq, p in files:
+        data = p.read_bytes()
+        for item in tlog.scan(data):
+            if item[0] == "rec":
+                rec = dict(item[2], file=p.name, offset=item[1])
+                records.append(rec)
+            else:
+                _, off, length, reason = item
+                what = "truncated record (torn write)" if reason == "truncated" else "bad CRC"
+                problems.append("%s @%d: %s, %d bytes skipped" % (p.name, off, what, length))
+    unwrap_times(records)
+    return Decoded(records, problems, sessions_of(records))
+
+
+def unwrap_times(records):
+    """t_ms is stored modulo 2**24: make it grow within each session."""
+    last = {}
+    span = 1 << tlog.T_BITS
+    for r in records:
+        if r["kind"] != tlog.K_PUNCTURE:
+            continue
+        s = r["session"]
+        base, prev = last.get(s, (0, -1))
+        t = r["t_ms"] + base
+        while prev >= 0 and t + span // 2 < prev:
+            base += span
+            t += span
+        r["t_ms"] = t
+        last[s] = (base, t)
+
+
+def sessions_of(records):
+    sessions = {}
+    for r in records:
+        s = sessions.setdefault(r["session"], Session(r["session"]))
+        k = r["kind"]
+        if k == tlog.K_SESSION_START:
+            s.start = r
+        elif k == tlog.K_SESSION_END:
+            s.end = r
+        else:
+            s.punctures.append(r)
+    for s in sessions.values():
+        prev = 0 if s.start else None  # without its start the first number may be anything
+        for p in s.complete:
+            if prev is not None and p["number"] > prev + 1:
+                s.gaps.append((prev, p["number"]))
+            prev = p["number"]
+    return sessions
+
+
+CSV_COLUMNS = ("kind", "session", "number", "zone", "t_ms", "mode", "depth_set_um", "depth_um",
+               "dose_set_nl", "dose_nl", "force_mn", "alarm", "warning", "partial", "fault",
+               "fault_name", "time_s", "syringe_ml", "syringe_id_um", "lot", "punctures",
+               "delivered_nl", "primed_nl", "alarms", "partials", "lost", "lost_max",
+               "interrupted", "file", "offset")
+
+
+def csv_row(r):
+    row = dict(r)
+    row["kind"] = tlog.KIND_NAMES[r["kind"]]
+    if r["kind"] == tlog.K_PUNCTURE:
+        row["mode"] = MODE_NAMES[r["mode"]] if r["mode"] < len(MODE_NAMES) else r["mode"]
+        row["zone"] = "" if r["zone"] == tlog.ZONE_NONE else r["zone"]
+        row["force_mn"] = "invalid" if r["force_mn"] == tlog.FORCE_BAD else r["force_mn"]
+        f = r["fault"]
+        row["fault_name"] = FAULT_NAMES[f] if f and f < len(FAULT_NAMES) else ("" if not f else f)
+    return {c: row.get(c, "") for c in CSV_COLUMNS}
+
+
+def export_csv(decoded, path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, CSV_COLUMNS)
+        w.writeheader()
+        for r in decoded.records:
+            w.writerow(csv_row(r))
+    return path
+
+
+def summary_lines(decoded):
+    lines = []
+    for s in decoded.sessions.values():
+        delivered = s.end["delivered_nl"] if s.end else sum(p["dose_nl"] for p in s.punctures)
+        state = "ended" if s.end and not s.end["interrupted"] else (
+            "interrupted" if s.end else "open (no end record)")
+        lot = s.start["lot"] if s.start else "?"
+        lines.append("session %d: %d punctures (%d cut by a fault), %.1f uL, lot %r, %s, lost %d%s"
+                     % (s.number, len(s.complete), len(s.punctures) - len(s.complete),
+                        delivered / 1000, lot, state, s.lost_known,
+                        " (+ up to %d)" % s.end["lost_max"] if s.end and s.end["lost_max"] else ""))
+    return lines
+
+
+# ---- pull ------------------------------------------------------------------
+
+def pull_command(port, out):
+    """The mpremote command that copies the device's :log folder into `out` (as out/log)."""
+    return [sys.executable, "-m", "mpremote", "connect", port, "fs", "cp", "-r", ":log", str(out) + "/"]
+
+
+def pull(port, out, timeout=300):
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = pull_command(port, out)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise LogError("mpremote did not finish within %d s (is %s the injector?)" % (timeout, port))
+    if proc.returncode != 0:
+        msg = (proc.stderr or proc.stdout).strip().splitlines()
+        raise LogError("mpremote could not copy :log from %s: %s" % (port, msg[-1] if msg else "failed"))
+    if not (out / "log").is_dir():
+        raise LogError("the device has no log folder (:log)")
+    return out / "log"
+
+
+# ---- the CLI ----------------------------------------------------------------
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "logs", help="the treatment log: pull it from the device, show it, export it to CSV",
+        description="The treatment log (firmware/injcore/tlog.py): a ring of files in the "
+                    "device's :log folder. Damaged records are reported and skipped.")
+    lsub = p.add_subparsers(dest="logs_command", title="actions", metavar="ACTION")
+    pp = lsub.add_parser("pull", help="copy the device's :log folder with mpremote")
+    pp.add_argument("--port", required=True, help="the device's serial port (mpremote connect PORT)")
+    pp.add_argument("--out", type=Path, default=Path("build/logs"), metavar="DIR",
+                    help="where to put it (DIR/log; default build/logs)")
+    ps = lsub.add_parser("show", help="sessions, totals and problems of a log folder")
+    ps.add_argument("dir", type=Path, metavar="DIR")
+    pe = lsub.add_parser("export", help="one CSV row per record")
+    pe.add_argument("dir", type=Path, metavar="DIR")
+    pe.add_argument("--csv", type=Path, required=True, metavar="FILE")
+    p.set_defaults(run=run, parser=p)
+
+
+def print_problems(decoded, limit=20):
+    for line in decoded.problems[:limit]:
+        print("  " + line, file=sys.stderr)
+    if len(decoded.problems) > limit:
+        print("  ... and %d more" % (len(decoded.problems) - limit), file=sys.stderr)
+
+
+def run(args):
+    cmd = args.logs_command
+    if cmd is None:
+        args.parser.print_help(sys.stderr)
+        return 2
+    try:
+        if cmd == "pull":
+            where = pull(args.port, args.out)
+            decoded = read_dir(where)
+            print("pulled %d records to %s" % (len(decoded.records), where))
+        else:
+            decoded = read_dir(args.dir)
+            if not decoded.records:
+                print("injector logs: no valid records in %s" % args.dir, file=sys.stderr)
+                print_problems(decoded)
+                return 1
+            if cmd == "show":
+                print("\n".join(summary_lines(decoded)))
+            else:
+                export_csv(decoded, args.csv)
+                print("%d records to %s" % (len(decoded.records), args.csv))
+        if decoded.problems:
+            print("injector logs: %d problem(s), skipped:" % len(decoded.problems), file=sys.stderr)
+            print_problems(decoded)
+        return 0
+    except (LogError, OSError) as e:
+        print("injector logs: %s" % e, file=sys.stderr)
+        return 2
