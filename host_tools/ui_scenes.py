@@ -133,6 +133,10 @@ def scene(name):
         _ready(core)
         _menu_at(ui, "New sess.")
         _keys(ui, OK)
+    elif name == "lot":
+        _ready(core)
+        _menu_at(ui, "New sess.")
+        _keys(ui, OK, OK, UP, OK, UP, UP, OK, DOWN)
     elif name == "prime":
         _ready(core)
         _menu_at(ui, "Prime")
@@ -194,7 +198,7 @@ def scene(name):
 SCENES = ("status_unhomed", "status_ready", "status_nappage", "status_firing", "status_homing",
           "status_warning", "status_notice", "status_watchdog", "menu_home", "menu_end",
           "edit_depth", "edit_depth_max", "edit_dose", "edit_mode", "edit_syringe",
-          "confirm_session", "prime", "pin", "pin_wrong", "service", "edit_limit", "info",
+          "confirm_session", "lot", "prime", "pin", "pin_wrong", "service", "edit_limit", "info",
           "calibration", "cal_run", "cal_result", "backlash", "alarm_relief", "alarm_estop_held") + tuple(
               "alarm_%d" % code for code in range(1, len(C.FAULT_NAMES)))
 

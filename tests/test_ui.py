@@ -373,9 +373,37 @@ def test_new_session_asks_first():
     ui_scenes._menu_at(ui, "New sess.")
     keys(ui, OK, BACK)
     assert rig.core.punctures == 37
-    keys(ui, OK, OK)
+    keys(ui, OK, OK, OK)  # New sess., yes, then OK on a blank lot: no lot
     assert rig.core.punctures == 0 and rig.core.delivered_nl() == 0
     assert ui.screen_name() == "status" and ui.banner() == "new session"
+
+
+def test_the_product_lot_is_typed_with_the_buttons():
+    rig, _ = fresh()
+    started = []
+    ui = S.Ui(rig.core, "test", new_session=lambda lot="": started.append(lot))
+    ui_scenes._menu_at(ui, "New sess.")
+    keys(ui, OK, OK)
+    assert ui.screen_name() == "lot"
+    keys(ui, UP, UP, OK)  # "1"
+    keys(ui, DOWN, DOWN, OK)  # "-" then "Z"
+    keys(ui, UP, BACK)  # a mistake on the third: back to the second
+    keys(ui, OK)  # keeps "Z"
+    for _ in range(11):
+        keys(ui, UP)  # "A"
+    keys(ui, OK, OK)  # blank: done
+    assert started == ["1ZA"] and ui.screen_name() == "status"
+
+
+def test_a_lot_fills_at_most_twelve_characters():
+    rig, _ = fresh()
+    started = []
+    ui = S.Ui(rig.core, "test", new_session=lambda lot="": started.append(lot))
+    ui_scenes._menu_at(ui, "New sess.")
+    keys(ui, OK, OK)
+    for _ in range(S.LOT_LEN + 3):
+        keys(ui, UP, OK)
+    assert started == ["0" * S.LOT_LEN]
 
 
 # ---- alarms ------------------------------------------------------------------------------

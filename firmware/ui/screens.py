@@ -54,8 +54,11 @@ S_ALARM = const(9)  # not a place to go: drawn over everything while an alarm is
 S_CAL_RUN = const(10)  # gravimetric calibration: the shots into a cup
 S_CAL_RESULT = const(11)
 S_BACKLASH = const(12)
+S_LOT = const(13)  # the product lot of a new session, typed with the buttons
 SCREEN_NAMES = ("status", "menu", "edit", "confirm", "prime", "pin", "service", "info",
-                "calibration", "alarm", "cal-run", "cal-result", "backlash")
+                "calibration", "alarm", "cal-run", "cal-result", "backlash", "lot")
+LOT_CHARS = " 0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-"  # a blank ends the lot
+LOT_LEN = const(12)  # what a log record holds (tlog.LOT_CHARS)
 
 # Gravimetric calibration: CAL_SHOTS doses of the dose set, into a cup on a scale.
 CAL_SHOTS = const(10)
@@ -218,7 +221,9 @@ class Ui:
         self.core = core
         # What "New session" does: the board's log recorder ends the open session
         # and starts one (tlog.Recorder.start_session); bare, the core's counters.
-        self.new_session = new_session or core.new_session
+        self.new_session = new_session or (lambda lot="": core.new_session())
+        self._lot = [0] * LOT_LEN
+        self._lot_pos = 0
         self.service_pin = tuple(service_pin)
         self.version = version
         self.info = info  # callable -> extra (label, value) pairs for the info screen
@@ -354,14 +359,16 @@ class Ui:
             return self._edit_key(b)
         if s == S_CONFIRM:
             if b == OK:
-                self.new_session()
-                self._to_status()
-                self.message("new session")
+                self._lot = [0] * LOT_LEN
+                self._lot_pos = 0
+                self._go(S_LOT)
                 return True
             if b == BACK:
                 self._go(S_MENU)
                 return True
             return False
+        if s == S_LOT:
+            return self._lot_key(b)
         if s == S_PRIME:
             return self._prime_key(b)
         if s == S_PIN:
@@ -661,6 +668,33 @@ class Ui:
         self.note = C.NOTICE_NAMES[core.notice]
         return False
 
+    def lot_text(self):
+        return "".join(LOT_CHARS[i] for i in self._lot).strip()
+
+    def _lot_key(self, b):
+        lot = self._lot
+        i = self._lot_pos
+        if b == UP or b == DOWN:
+            lot[i] = (lot[i] + (1 if b == UP else len(LOT_CHARS) - 1)) % len(LOT_CHARS)
+            return True
+        if b == BACK:
+            if i == 0:
+                self._go(S_CONFIRM)
+            else:
+                lot[i] = 0
+                self._lot_pos = i - 1
+            return True
+        if b != OK:
+            return False
+        if lot[i] and i < LOT_LEN - 1:
+            self._lot_pos = i + 1
+            return True
+        # OK on a blank (or the last) character: the lot is complete; the session starts.
+        self.new_session(self.lot_text())
+        self._to_status()
+        self.message("new session")
+        return True
+
     # ---- prime, service code -------------------------------------------------
 
     def _prime_key(self, b):
@@ -742,6 +776,16 @@ class Ui:
             fb.text("counters to zero", 0, 16, 1)
             fb.text("#%d, %s" % (self.core.punctures, ml_text(self.core.delivered_nl())), 0, 28, 1)
             D.inverted(fb, "OK: yes BACK: no", 55)
+        elif s == S_LOT:
+            D.inverted(fb, "Product lot", 0)
+            fb.text("optional; blank", 0, 12, 1)
+            fb.text("+ OK to finish", 0, 21, 1)
+            x = (128 - LOT_LEN * D.CHAR_W) // 2
+            for i in range(LOT_LEN):
+                ch = LOT_CHARS[self._lot[i]] if i <= self._lot_pos else "."
+                fb.text(ch, x + i * D.CHAR_W, 34, 1)
+            fb.hline(x + self._lot_pos * D.CHAR_W, 43, D.CHAR_W - 1, 1)
+            D.inverted(fb, "UP/DOWN OK BACK", 55)
         elif s == S_PRIME:
             self._draw_prime(fb)
         elif s == S_PIN:
