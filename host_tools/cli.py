@@ -64,7 +64,21 @@ def add_report(sub):
     report.add_parser(sub)
 
 
-SUBCOMMANDS = (add_panel, add_logs, add_report)
+def add_settings(sub):
+    """injector settings show|push: the stored record (host_tools/settings_tool.py)."""
+    from host_tools import settings_tool
+
+    settings_tool.add_parser(sub)
+
+
+def add_calibrate(sub):
+    """injector calibrate: gravimetric dose calibration (host_tools/calibrate_tool.py)."""
+    from host_tools import calibrate_tool
+
+    calibrate_tool.add_parser(sub)
+
+
+SUBCOMMANDS = (add_panel, add_logs, add_report, add_settings, add_calibrate)
 
 
 def build_parser():
