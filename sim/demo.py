@@ -5,6 +5,8 @@ import time
 from pathlib import Path
 
 from injcore import core as C
+from injcore import tlog
+from injcore.fsio import DirFS
 from injcore.settings import MODE_CONTINUOUS, MODE_SINGLE
 
 from .session import Simulator
@@ -12,11 +14,21 @@ from .session import Simulator
 OUT = Path("build/sim")
 
 
-def run_demo(single_shots=8, burst_ms=3000, seed=1):
+def run_demo(single_shots=8, burst_ms=3000, seed=1, log_dir=None):
+    """The demo session; with `log_dir`, the firmware's treatment log is written there."""
     sim = Simulator(seed=seed)
+    recorder = None
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        for old in log_dir.glob("*" + tlog.NAME_SUFFIX):
+            old.unlink()  # a new demo, a new log
+        recorder = tlog.Recorder(sim.core, tlog.Log(DirFS(str(log_dir)), ""))
+        sim.main_loop.append(lambda: (recorder.poll(), recorder.service()))
     if not sim.home():
         raise SystemExit("homing failed: %s" % C.FAULT_NAMES[sim.core.fault])
     sim.load(size_ml=1)
+    if recorder is not None:
+        recorder.start_session("DEMO-LOT")  # the syringe is in: the session (and its log) begins
     sim.prime(1500)
     # Point by point: skin-booster-like papules.
     sim.configure(mode=MODE_SINGLE, depth_um=1000, dose_nl=20_000, speed_um_s=20_000,
@@ -28,6 +40,9 @@ def run_demo(single_shots=8, burst_ms=3000, seed=1):
     sim.configure(mode=MODE_CONTINUOUS, depth_um=600, dose_nl=2000, speed_um_s=40_000,
                   rate_nl_s=100_000, shot_rate_mhz=5000, suckback_nl=200)
     sim.burst(burst_ms)
+    sim.settle()
+    if recorder is not None:
+        recorder.end_session()
     return sim
 
 
@@ -84,10 +99,17 @@ def main(argv=None):
     ap.add_argument("--no-plot", action="store_true")
     args = ap.parse_args(argv)
     wall = time.perf_counter()
-    sim = run_demo(args.shots, args.burst_ms)
+    log_dir = args.out / "log"
+    sim = run_demo(args.shots, args.burst_ms, log_dir=log_dir)
     wall = time.perf_counter() - wall
     print_report(sim)
     print("simulated %.1f s in %.2f s of wall time" % (sim.now_us / 1e6, wall))
+    from host_tools import logs, report  # the engineer's tools, on the log the firmware wrote
+
+    decoded = logs.read_dir(log_dir)
+    report.write_report(decoded, 1, args.out / "report")
+    print("treatment log: %s (%d records); report: %s" % (
+        log_dir, len(decoded.records), args.out / "report"))
     if not args.no_plot:
         path = args.out / "session.png"
         plot(sim, path)

@@ -53,6 +53,7 @@ class Simulator:
         self._outflow0 = 0.0
         self._start_ms = 0.0
         self._prev_state = self.core.state
+        self.main_loop = []  # callables run after every tick, like the board's main loop
 
     # ---- time ----------------------------------------------------------------
 
@@ -69,6 +70,8 @@ class Simulator:
         self._prev_state = state
         if core.punctures != self._seen:
             self._record()
+        for fn in self.main_loop:
+            fn()
         if self.tracing:
             t = self.trace
             t.t_ms.append(self.now_us / 1000)

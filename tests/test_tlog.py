@@ -518,3 +518,20 @@ def test_ring_on_micropython_files_and_add_allocates_nothing():
     assert out[0] == "['00000002.tlg', '00000003.tlg', '00000004.tlg']"
     assert out[1] == str(list(range(5, 15)))
     assert out[2] == "0 0"
+
+
+@pytest.mark.hazard("H9")
+def test_make_sim_writes_the_firmwares_log_and_a_report(tmp_path, capsys):
+    from host_tools import logs
+    from sim import demo
+
+    demo.main(["--out", str(tmp_path), "--shots", "3", "--burst-ms", "1000", "--no-plot"])
+    decoded = logs.read_dir(tmp_path / "log")
+    session = decoded.sessions[1]
+    assert len(session.punctures) >= 3 + 2  # the single shots and a nappage burst
+    assert session.start["lot"] == "DEMO-LOT" and session.end is not None and not session.end["interrupted"]
+    logged_nl = sum(p["dose_nl"] for p in session.punctures)
+    assert abs(logged_nl - session.end["delivered_nl"]) <= len(session.punctures)  # per-record rounding
+    for name in ("dose.png", "depth.png", "force.png", "zones.png", "summary.md"):
+        assert (tmp_path / "report" / name).stat().st_size > 0
+    assert "treatment log:" in capsys.readouterr().out
