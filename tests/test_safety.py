@@ -172,3 +172,22 @@ def test_a_needle_stall_leaves_the_needle_for_the_operator(ready_sim):
     sim.run_ms(200)
     assert sim.core.fault == C.F_NEEDLE_STALL and sim.core.state == C.ST_FAULT
     assert sim.machine.needle_tip_um() == depth and not sim.machine.drivers_on
+
+
+@pytest.mark.hazard("H1")
+def test_a_protocol_caps_its_zone_and_its_session(ready_sim):
+    sim = ready_sim
+    core = sim.core
+    core.configure(dose_nl=20_000, suckback_nl=0)
+    core.set_protocol_caps(session_cap_nl=110_000, zone_left_nl=50_000)
+    for _ in range(4):
+        sim.shot()
+    assert core.punctures == 2 and core.notice == C.N_ZONE_CAP  # 2 x 20 uL fit in 50, a third not
+    core.set_protocol_caps(session_cap_nl=110_000, zone_left_nl=200_000)  # the next zone
+    for _ in range(6):
+        sim.shot()
+    assert core.punctures == 5 and core.notice == C.N_SESSION_CAP  # the protocol's 110 uL
+    assert core.delivered_nl() <= 110_000
+    core.set_protocol_caps()  # the protocol ends: the engineer's cap again
+    sim.shot()
+    assert core.punctures == 6

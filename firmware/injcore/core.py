@@ -152,10 +152,12 @@ N_WATCHDOG_RESET = const(6)
 N_SESSION_CAP = const(7)
 N_BACKLASH_FAILED = const(8)
 N_UNCONFIRMED = const(9)
+N_ZONE_CAP = const(10)
 NOTICE_NAMES = ("", "home first", "no syringe", "prime first", "not enough left for a dose", "busy",
                 "restarted by the watchdog: home first", "session volume cap reached",
                 "backlash not found: check the syringe",
-                "stored settings lost: defaults; an engineer must confirm them")
+                "stored settings lost: defaults; an engineer must confirm them",
+                "zone volume cap reached: go to the next zone")
 
 # Why the controller (re)started, as the board reads it
 RC_POWER_ON = const(0)
@@ -201,6 +203,7 @@ class Core:
         self.limits.check()
         self.settings = Settings()
         self.dose_factor_ppm = M.DOSE_FACTOR_ONE_PPM  # gravimetric calibration (set_calibration)
+        self.protocol_cap_nl = 0  # a protocol's session cap, below the engineer's; 0: none
         self.backlash_steps = M.um_to_plunger_steps(M.PLUNGER_BACKLASH_UM)
         self._needle_limit_steps = 0
         self._plans = (_PlanSet(), _PlanSet())
@@ -245,6 +248,7 @@ class Core:
         # injected until an engineer confirms them (H9, service menu).
         self.unconfirmed = False
         self._bl_phase = _BL_PRELOAD
+        self._zone_end_steps = -1  # a protocol zone's cap, in session steps; -1: none
         self._bl_timer = 0
         self._bl_f0 = 0
         self._bl_pos0 = 0
@@ -330,7 +334,10 @@ class Core:
                 M.NEEDLE_HOME_OFFSET_UM + self.limits.needle_length_um)
             self._usable_steps = M.plunger_steps_for_nl(
                 self._capacity_nl - self._dead_nl, self._area_cmm2)
-            self._cap_steps = M.plunger_steps_for_nl(self.limits.session_cap_nl, self._area_cmm2)
+            cap_nl = self.limits.session_cap_nl
+            if 0 < self.protocol_cap_nl < cap_nl:
+                cap_nl = self.protocol_cap_nl  # the smaller of the protocol's and the engineer's
+            self._cap_steps = M.plunger_steps_for_nl(cap_nl, self._area_cmm2)
             # Occlusion (H4): the limit pressure on this barrel, plus stopper friction.
             self._occlusion_mn = (self.limits.occlusion_kpa * self._area_nominal // 100
                                   + M.OCCLUSION_FRICTION_MN)
@@ -375,6 +382,21 @@ class Core:
     def dose_area(self, s):
         """The barrel area volumes are counted with: the table's, times the calibration."""
         return s.syringe()[0] * self.dose_factor_ppm // M.DOSE_FACTOR_ONE_PPM
+
+    def set_protocol_caps(self, session_cap_nl=0, zone_left_nl=-1):
+        """A protocol's caps: its session cap (0: none; the engineer's still applies
+        when smaller) and what the current zone may still receive (-1: no zone cap)."""
+        old = self.protocol_cap_nl
+        self.protocol_cap_nl = session_cap_nl
+        try:
+            self.configure()  # the session cap in steps; refused while moving
+        except SettingsError:
+            self.protocol_cap_nl = old
+            raise
+        if zone_left_nl < 0:
+            self._zone_end_steps = -1
+        else:
+            self._zone_end_steps = self.delivered_steps + M.plunger_steps_for_nl(zone_left_nl, self._area_cmm2)
 
     def set_calibration(self, dose_factor_ppm):
         """Apply a gravimetric dose correction (delivered / counted, in ppm); SettingsError if refused."""
@@ -758,6 +780,9 @@ class Core:
             self.notice = N_SYRINGE_LOW  # H7: no shot the syringe cannot finish
             return False
         # Dose plus suck-back: a puncture cut before its suck-back leaves both in.
+        if self._zone_end_steps >= 0 and self.delivered_steps + ps.dose_steps + ps.sb_steps > self._zone_end_steps:
+            self.notice = N_ZONE_CAP  # a protocol zone never passes its own cap
+            return False
         if self.delivered_steps + ps.dose_steps + ps.sb_steps > self._cap_steps:
             self.notice = N_SESSION_CAP  # H1: the session never passes the engineer's cap
             return False
