@@ -55,8 +55,14 @@ S_CAL_RUN = const(10)  # gravimetric calibration: the shots into a cup
 S_CAL_RESULT = const(11)
 S_BACKLASH = const(12)
 S_LOT = const(13)  # the product lot of a new session, typed with the buttons
+S_PROTOCOLS = const(14)  # choose a protocol (or end the one running)
+S_SKIP = const(15)  # skip the current zone?
 SCREEN_NAMES = ("status", "menu", "edit", "confirm", "prime", "pin", "service", "info",
-                "calibration", "alarm", "cal-run", "cal-result", "backlash", "lot")
+                "calibration", "alarm", "cal-run", "cal-result", "backlash", "lot", "protocols",
+                "skip")
+# What a protocol fixes per zone: not editable by hand while it runs.
+ZONE_FIELDS = ("mode", "depth_um", "dose_nl", "speed_um_s", "rate_nl_s", "shot_rate_mhz",
+               "suckback_nl")
 LOT_CHARS = " 0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-"  # a blank ends the lot
 LOT_LEN = const(12)  # what a log record holds (tlog.LOT_CHARS)
 
@@ -91,6 +97,7 @@ A_CALIB = const(5)
 A_INFO = const(6)
 A_BACKLASH = const(7)
 A_CONFIRM = const(8)
+A_PROTOCOL = const(9)
 
 MODE_LABELS = ("single", "nappage", "prime")  # what the operator reads for MODE_*
 
@@ -113,6 +120,13 @@ def _pct(hundredths):
 def dose_text(dose_nl):
     """0.5 uL steps below 10 uL show a decimal; whole microlitres above do not."""
     return fixed(dose_nl, 1000, 1 if dose_nl < FINE_DOSE_BELOW_NL else 0)
+
+
+def used_of(used_nl, cap_nl):
+    """'240/550uL' or '1.2/2.0mL': a zone's volume against its cap, in the cap's unit."""
+    if cap_nl < 1_000_000:
+        return "%d/%duL" % (used_nl // 1000, cap_nl // 1000)
+    return fixed(used_nl, 1_000_000, 1) + "/" + fixed(cap_nl, 1_000_000, 1) + "mL"
 
 
 def ml_text(nl):
@@ -184,6 +198,7 @@ MAIN_MENU = (  # in the order of a session: home, load, prime, set, fire
     Item("Needles", _CHOICE, "needle_count", choices=NEEDLE_COUNTS,
          names=tuple(str(n) for n in NEEDLE_COUNTS)),
     Item("New sess.", _ACTION, A_SESSION),
+    Item("Protocol", _ACTION, A_PROTOCOL),
     Item("Service", _ACTION, A_SERVICE),
 )
 SERVICE_MENU = (
@@ -217,13 +232,20 @@ def explain(problem):
 
 
 class Ui:
-    def __init__(self, core, version="", info=None, service_pin=SERVICE_PIN, new_session=None):
+    def __init__(self, core, version="", info=None, service_pin=SERVICE_PIN, new_session=None,
+                 protocols=None):
         self.core = core
         # What "New session" does: the board's log recorder ends the open session
         # and starts one (tlog.Recorder.start_session); bare, the core's counters.
         self.new_session = new_session or (lambda lot="": core.new_session())
         self._lot = [0] * LOT_LEN
         self._lot_pos = 0
+        # Protocols (ui/protocols.py's Protocols, or None on a device without storage):
+        # names() and start(name, lot) -> a running injcore.protocol.Run.
+        self.protocols = protocols
+        self.run = None  # the protocol run in progress
+        self._proto_names = []
+        self._chosen = None  # the protocol the next session starts
         self.service_pin = tuple(service_pin)
         self.version = version
         self.info = info  # callable -> extra (label, value) pairs for the info screen
@@ -306,6 +328,8 @@ class Ui:
             self._alarm = False
         if self._msg and self.up_ms - self._msg_until >= 0:
             self._msg = ""
+        if self.run is not None:
+            self.run.poll()
         if self.screen == S_CAL_RUN and self.core.state == C.ST_READY and \
                 self.core.punctures - self._cal_p0 >= CAL_SHOTS:
             self._cal_shots_done()
@@ -369,6 +393,19 @@ class Ui:
             return False
         if s == S_LOT:
             return self._lot_key(b)
+        if s == S_PROTOCOLS:
+            return self._protocols_key(b)
+        if s == S_SKIP:
+            run = self.run
+            if b == OK and run is not None:
+                run.skip()
+                self._after_zone_move()
+                self._go(S_STATUS)
+                return True
+            if b == BACK:
+                self._go(S_STATUS)
+                return True
+            return False
         if s == S_PRIME:
             return self._prime_key(b)
         if s == S_PIN:
@@ -399,6 +436,23 @@ class Ui:
             # Not homed: the menu opens on Home, so OK, OK homes.
             self._set_cursor(0 if not core.homed else self._main_cursor)
             self._go(S_MENU)
+            return True
+        run = self.run
+        if run is not None and (b == UP or b == DOWN):
+            if core.state != C.ST_READY and core.state != C.ST_UNHOMED:
+                return False  # not while a puncture runs
+            if b == UP:
+                if run.index == 0:
+                    return False
+                run.back()
+            else:
+                st = run.status()
+                unfinished = not st["capped"] and st["planned"] and st["done"] < st["planned"]
+                if unfinished:
+                    self._go(S_SKIP)  # skipping is logged: ask first
+                    return True
+                run.next()
+            self._after_zone_move()
             return True
         if b == BACK:
             had = core.notice or self._msg or self._sticky
@@ -439,6 +493,9 @@ class Ui:
         item = self.menu[self.cursor]
         if item.kind == _ACTION:
             return self._action(item.key)
+        if self.run is not None and item.key in ZONE_FIELDS:
+            self.message("set by the protocol")
+            return False
         self.item = item
         self.value = self._current(item)
         self._go(S_EDIT)
@@ -470,7 +527,21 @@ class Ui:
             self._go(S_PRIME)
             return True
         if code == A_SESSION:
+            self._chosen = None
             self._go(S_CONFIRM)
+            return True
+        if code == A_PROTOCOL:
+            if self.protocols is None:
+                self.message("no protocols on this device")
+                return False
+            self._proto_names = self.protocols.names()
+            if self.run is not None:
+                self._proto_names = ["End protocol"] + self._proto_names
+            if not self._proto_names:
+                self.message("no protocols stored")
+                return False
+            self._proto_cursor = 0
+            self._go(S_PROTOCOLS)
             return True
         if code == A_SERVICE:
             if self._pin_locked_until is not None and self._now - self._pin_locked_until < 0:
@@ -668,6 +739,41 @@ class Ui:
         self.note = C.NOTICE_NAMES[core.notice]
         return False
 
+    def _after_zone_move(self):
+        run = self.run
+        if run is None:
+            return
+        if run.finished:
+            run.end()
+            self.message("protocol done: " + run.protocol.name)
+            self.run = None
+        elif getattr(run, "message", ""):
+            self.message(run.message)
+
+    def _protocols_key(self, b):
+        names = self._proto_names
+        if b == UP or b == DOWN:
+            i = self._proto_cursor + (1 if b == DOWN else -1)
+            if not 0 <= i < len(names):
+                return False
+            self._proto_cursor = i
+            return True
+        if b == BACK:
+            self._go(S_MENU)
+            return True
+        if b != OK:
+            return False
+        name = names[self._proto_cursor]
+        if self.run is not None and self._proto_cursor == 0:  # "End protocol"
+            self.run.end()
+            self.message("protocol ended: " + self.run.protocol.name)
+            self.run = None
+            self._to_status()
+            return True
+        self._chosen = name
+        self._go(S_CONFIRM)  # a protocol is a new session: counters to zero, then the lot
+        return True
+
     def lot_text(self):
         return "".join(LOT_CHARS[i] for i in self._lot).strip()
 
@@ -690,9 +796,23 @@ class Ui:
             self._lot_pos = i + 1
             return True
         # OK on a blank (or the last) character: the lot is complete; the session starts.
-        self.new_session(self.lot_text())
         self._to_status()
-        self.message("new session")
+        if self.run is not None:
+            self.run.end()
+            self.run = None
+        if self._chosen is None:
+            self.new_session(self.lot_text())
+            self.message("new session")
+            return True
+        protocols = self.protocols
+        if protocols is None:
+            return False
+        try:
+            self.run = protocols.start(self._chosen, self.lot_text())
+        except (ValueError, OSError) as e:  # a stored protocol the limits now refuse, flash trouble
+            self.message("protocol refused: %s" % e)
+            return False
+        self.message("protocol: " + self.run.protocol.name)
         return True
 
     # ---- prime, service code -------------------------------------------------
@@ -772,10 +892,30 @@ class Ui:
         elif s == S_EDIT:
             self._draw_edit(fb)
         elif s == S_CONFIRM:
-            D.inverted(fb, "New session", 0)
+            D.inverted(fb, "New session" if self._chosen is None else self._chosen, 0)
             fb.text("counters to zero", 0, 16, 1)
             fb.text("#%d, %s" % (self.core.punctures, ml_text(self.core.delivered_nl())), 0, 28, 1)
             D.inverted(fb, "OK: yes BACK: no", 55)
+        elif s == S_PROTOCOLS:
+            D.inverted(fb, "Protocols", 0)
+            top = max(0, self._proto_cursor - _MENU_ROWS + 1)
+            for row in range(_MENU_ROWS):
+                i = top + row
+                if i >= len(self._proto_names):
+                    break
+                y = 10 + row * 9
+                c = 1
+                if i == self._proto_cursor:
+                    fb.fill_rect(0, y - 1, 128, 9, 1)
+                    c = 0
+                fb.text(self._proto_names[i][:D.LINE_CHARS], 0, y, c)
+        elif s == S_SKIP and self.run is not None:
+            st = self.run.status()
+            D.inverted(fb, "Skip zone?", 0)
+            fb.text(st["zone"], 0, 14, 1)
+            fb.text("%d of %d done" % (st["done"], st["planned"]), 0, 26, 1)
+            fb.text("(it is logged)", 0, 38, 1)
+            D.inverted(fb, "OK: skip BACK: no", 55)
         elif s == S_LOT:
             D.inverted(fb, "Product lot", 0)
             fb.text("optional; blank", 0, 12, 1)
@@ -857,9 +997,14 @@ class Ui:
         dose = dose_text(st.dose_nl)  # right-aligned, well clear of the depth
         x = D.big(fb, dose, 128 - 2 * D.CHAR_W - 1 - D.big_width(dose), 12)
         fb.text("uL", x + 1, 24, 1)
-        fb.text(fixed(st.speed_um_s, 1000, 0) + "mm/s", 0, 35, 1)
-        if st.mode == MODE_CONTINUOUS:
-            D.right(fb, fixed(st.shot_rate_mhz, 1000, 1) + "/s", 35)
+        run = self.run
+        z = run.status() if run is not None else None
+        if z is not None:  # the zone in place of the speed, its progress in place of the totals
+            fb.text("%d/%d %s" % (z["index"] + 1, z["count"], z["zone"]), 0, 35, 1)
+        else:
+            fb.text(fixed(st.speed_um_s, 1000, 0) + "mm/s", 0, 35, 1)
+            if st.mode == MODE_CONTINUOUS:
+                D.right(fb, fixed(st.shot_rate_mhz, 1000, 1) + "/s", 35)
         msg = D.wrap(self.banner())
         if len(msg) > 1:  # a long message takes two or three bottom lines
             n = min(len(msg), 3)
@@ -867,6 +1012,13 @@ class Ui:
             fb.fill_rect(0, top, 128, 64 - top, 1)
             for i in range(n):
                 fb.text(msg[i], 0, top + 1 + 9 * i, 0)
+            return
+        if z is not None:
+            fb.text("%d/%s" % (z["done"], str(z["planned"]) if z["planned"] else "-"), 0, 45, 1)
+            D.right(fb, used_of(z["used_nl"], z["cap_nl"]), 45)
+            if not msg:
+                msg = ["next: " + z["next_name"] if z["next_name"] else "last zone"]
+            D.inverted(fb, msg[0], 55)
             return
         fb.text("#%d" % core.punctures, 0, 45, 1)
         D.right(fb, "tot " + ml_text(core.delivered_nl()), 45)
@@ -910,6 +1062,8 @@ class Ui:
                 return "done" if core.primed else "needed"
             if item.key == A_CONFIRM:
                 return "needed" if core.unconfirmed else "done"
+            if item.key == A_PROTOCOL:
+                return "on" if self.run is not None else ">"
             return ">"
         return item.text(self._current(item))
 
