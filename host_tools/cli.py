@@ -78,7 +78,44 @@ def add_calibrate(sub):
     calibrate_tool.add_parser(sub)
 
 
-SUBCOMMANDS = (add_panel, add_logs, add_report, add_settings, add_calibrate)
+def add_protocol(sub):
+    """injector protocol validate|push|pull: treatment protocols (host_tools/protocol_tool.py)."""
+    from host_tools import protocol_tool
+
+    protocol_tool.add_parser(sub)
+
+
+def add_sim(sub):
+    """injector sim [--protocol FILE]: a whole simulated session (sim/protocol_run.py, sim/demo.py)."""
+    p = sub.add_parser(
+        "sim", help="a simulated session: a protocol zone by zone, with its log and report",
+        description="Runs a session on the simulator with the firmware's core. With --protocol "
+                    "FILE: the protocol zone by zone (the planned punctures; nappage zones held "
+                    "for their count; 'free' zones 10 punctures), the treatment log in DIR/log "
+                    "and the zone-by-zone report in DIR/report. Exit 0, 1 (cannot be simulated, "
+                    "e.g. no syringe holds the session cap) or 2 (a bad protocol file). Without "
+                    "--protocol: the demo session (sim/demo.py).")
+    p.add_argument("--protocol", type=Path, metavar="FILE", help="a protocol JSON file (protocols/)")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="output folder (default build/sim/protocol, or build/sim for the demo)")
+    p.add_argument("--seed", type=int, default=1, help="the machine model's noise seed")
+    p.set_defaults(run=run_sim)
+
+
+def run_sim(args):
+    import sim  # noqa: F401  (puts firmware/ on sys.path)
+
+    if args.protocol is None:
+        from sim import demo
+
+        demo.main(["--out", str(args.out or demo.OUT)])
+        return 0
+    from sim import protocol_run
+
+    return protocol_run.main(args.protocol, args.out or protocol_run.OUT, args.seed)
+
+
+SUBCOMMANDS = (add_panel, add_logs, add_report, add_settings, add_calibrate, add_protocol, add_sim)
 
 
 def build_parser():

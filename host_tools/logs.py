@@ -2,12 +2,19 @@
 
     injector logs pull --port PORT [--out DIR]   copy the device's :log folder to DIR/log
     injector logs show DIR                       sessions, totals and problems
-    injector logs export DIR --csv FILE          one row per record (puncture, session start/end)
+    injector logs export DIR --csv FILE          one row per record (puncture, session start/end,
+                                                 protocol, zone)
 
 The records and their layout are firmware/injcore/tlog.py's (one decoder for
 both). A damaged file never stops the decoding: bad CRCs and torn records
 are reported with their file and offset and skipped, the good records around
 them kept.
+
+A session run by a protocol (injcore.protocol.Run, logged through
+tlog.ProtocolLog) has .protocol (name, version, zone count) and .zones:
+zone index -> ZoneInfo (name, planned punctures, cap, skipped, ...) from its
+ZONE records; its punctures carry the zone index. zone_totals() sums the
+punctures per zone.
 """
 
 import csv
@@ -27,12 +34,47 @@ class LogError(Exception):
 
 
 @dataclass
+class ProtocolInfo:
+    name: str  # the first tlog.PROTOCOL_NAME_CHARS characters
+    version: int
+    zone_count: int
+    example: bool = False
+
+
+@dataclass
+class ZoneInfo:
+    """One protocol zone as the session's ZONE records tell it (the last record wins)."""
+    index: int
+    name: str
+    planned: int  # punctures; 0 = "free"
+    cap_nl: int
+    dose_set_nl: int
+    mode: int
+    skipped: bool = False
+    entered: int = 0  # Z_ENTER records (a zone gone back to is entered again)
+    done: bool = False  # a Z_DONE record: the run ended with this zone in its plan
+
+    @property
+    def planned_nl(self):
+        """Planned volume: planned punctures x the zone's dose (0 for a "free" zone)."""
+        return self.planned * self.dose_set_nl
+
+
+@dataclass
 class Session:
     number: int
     start: dict | None = None
     end: dict | None = None
     punctures: list = field(default_factory=list)  # PUNCTURE records, complete and cut
     gaps: list = field(default_factory=list)  # (after, before) numbers with none between
+    protocol: ProtocolInfo | None = None  # from its PROTOCOL record
+    zones: dict = field(default_factory=dict)  # zone index -> ZoneInfo
+    zone_events: list = field(default_factory=list)  # its ZONE records in log order
+
+    @property
+    def run_ended(self):
+        """The protocol run wrote its end (Z_DONE records)."""
+        return any(z.done for z in self.zones.values())
 
     @property
     def complete(self):
@@ -117,6 +159,21 @@ def sessions_of(records):
             s.start = r
         elif k == tlog.K_SESSION_END:
             s.end = r
+        elif k == tlog.K_PROTOCOL:
+            s.protocol = ProtocolInfo(r["name"], r["version"], r["zones"], bool(r["example"]))
+        elif k == tlog.K_ZONE:
+            s.zone_events.append(r)
+            i = r["index"]
+            z = s.zones.get(i)
+            if z is None:
+                z = s.zones[i] = ZoneInfo(i, r["name"], r["planned"], r["cap_nl"], r["dose_set_nl"],
+                                          r["mode"])
+            z.name, z.planned, z.cap_nl = r["name"], r["planned"], r["cap_nl"]
+            z.dose_set_nl, z.mode, z.skipped = r["dose_set_nl"], r["mode"], bool(r["skipped"])
+            if r["event"] == tlog.Z_ENTER:
+                z.entered += 1
+            elif r["event"] == tlog.Z_DONE:
+                z.done = True
         else:
             s.punctures.append(r)
     for s in sessions.values():
@@ -128,11 +185,23 @@ def sessions_of(records):
     return sessions
 
 
+def zone_totals(session):
+    """Per zone index (tlog.ZONE_NONE for punctures outside any zone): a dict with
+    complete (punctures), cut (cut by a fault) and delivered_nl (all its records)."""
+    out = {}
+    for p in session.punctures:
+        t = out.setdefault(p["zone"], {"complete": 0, "cut": 0, "delivered_nl": 0})
+        t["cut" if p["alarm"] else "complete"] += 1
+        t["delivered_nl"] += p["dose_nl"]
+    return out
+
+
 CSV_COLUMNS = ("kind", "session", "number", "zone", "t_ms", "mode", "depth_set_um", "depth_um",
                "dose_set_nl", "dose_nl", "force_mn", "alarm", "warning", "partial", "fault",
                "fault_name", "time_s", "syringe_ml", "syringe_id_um", "lot", "punctures",
                "delivered_nl", "primed_nl", "alarms", "partials", "lost", "lost_max",
-               "interrupted", "file", "offset")
+               "interrupted", "name", "version", "zones", "example", "index", "event", "skipped",
+               "planned", "cap_nl", "file", "offset")
 
 
 def csv_row(r):
@@ -144,6 +213,9 @@ def csv_row(r):
         row["force_mn"] = "invalid" if r["force_mn"] == tlog.FORCE_BAD else r["force_mn"]
         f = r["fault"]
         row["fault_name"] = FAULT_NAMES[f] if f and f < len(FAULT_NAMES) else ("" if not f else f)
+    elif r["kind"] == tlog.K_ZONE:
+        row["mode"] = MODE_NAMES[r["mode"]] if r["mode"] < len(MODE_NAMES) else r["mode"]
+        row["event"] = tlog.ZONE_EVENT_NAMES[r["event"]] or r["event"]
     return {c: row.get(c, "") for c in CSV_COLUMNS}
 
 
@@ -169,6 +241,11 @@ def summary_lines(decoded):
                      % (s.number, len(s.complete), len(s.punctures) - len(s.complete),
                         delivered / 1000, lot, state, s.lost_known,
                         " (+ up to %d)" % s.end["lost_max"] if s.end and s.end["lost_max"] else ""))
+        if s.protocol:
+            lines.append("  protocol %r v%d: %d zones, %d skipped%s" % (
+                s.protocol.name, s.protocol.version, s.protocol.zone_count,
+                sum(1 for z in s.zones.values() if z.skipped),
+                "" if s.run_ended else ", run not ended"))
     return lines
 
 

@@ -22,6 +22,24 @@ first 3 bits are the kind. Field widths (bits; "s" = two's complement):
                     delivered_nl 25, primed_nl 25, alarms 8, partials 8,
                     lost 12 (punctures known lost), lost_max 12 (more that
                     may be lost: see "Lost punctures")              158 bits
+  PROTOCOL (4)      example 1, session 16, version 16, zones 4 (zone count),
+                    name 17 x 7-bit ASCII (the protocol's first 17 chars of
+                    its up to 24; NUL-padded)                       156 bits
+  ZONE (5)          event 2 (Z_ENTER 0 / Z_SKIP 1 / Z_DONE 2, 3 unused),
+                    skipped 1 (the run's skipped flag of the zone when the
+                    record was written), mode 2, session 16, index 4,
+                    planned 14 (punctures; 0 = "free"), cap_nl 25 (the
+                    zone's cap), dose_set_nl 9 (in DOSE_UNIT_NL = 500 nL
+                    units: every allowed dose is a multiple), name 12 x
+                    7-bit ASCII                                     157 bits
+
+A protocol run (injcore.protocol.Run) in a session writes, through
+ProtocolLog below: one PROTOCOL record when it starts (and again if a new
+session opens while it runs), a ZONE Z_ENTER each time a zone becomes the
+current one (going back to a zone enters it again), a ZONE Z_SKIP when the
+operator skips one, and at the end of the run one ZONE Z_DONE per zone of the
+protocol carrying its final skipped flag (so the log names every zone, also
+those never reached). Punctures carry the index of their zone (`zone`).
 
 Values beyond a field saturate (never wrap), so a record is never wrong in
 a way that looks right. A puncture cut by a fault gets a PUNCTURE record
@@ -94,7 +112,17 @@ CRC_SEED = const(0x7106)  # "tlog": a CRC of the same bytes in another file type
 K_PUNCTURE = const(1)
 K_SESSION_START = const(2)
 K_SESSION_END = const(3)
-KIND_NAMES = ("", "puncture", "session_start", "session_end")
+K_PROTOCOL = const(4)
+K_ZONE = const(5)
+KIND_NAMES = ("", "puncture", "session_start", "session_end", "protocol", "zone")
+
+Z_ENTER = const(0)  # ZONE events
+Z_SKIP = const(1)
+Z_DONE = const(2)
+ZONE_EVENT_NAMES = ("enter", "skip", "done", "")
+PROTOCOL_NAME_CHARS = const(17)
+ZONE_NAME_CHARS = const(12)
+DOSE_UNIT_NL = const(500)
 
 NFILES = const(32)
 FILE_RECS = const(682)
@@ -116,6 +144,11 @@ _FIELDS = {
     K_SESSION_END: (("interrupted", 1, 0), ("session", 16, 0), ("time_s", 32, 0),
                     ("punctures", 16, 0), ("delivered_nl", 25, 0), ("primed_nl", 25, 0),
                     ("alarms", 8, 0), ("partials", 8, 0), ("lost", 12, 0), ("lost_max", 12, 0)),
+    K_PROTOCOL: (("example", 1, 0), ("session", 16, 0), ("version", 16, 0), ("zones", 4, 0))
+                + tuple(("name%d" % i, 7, 0) for i in range(PROTOCOL_NAME_CHARS)),
+    K_ZONE: (("event", 2, 0), ("skipped", 1, 0), ("mode", 2, 0), ("session", 16, 0),
+             ("index", 4, 0), ("planned", 14, 0), ("cap_nl", 25, 0), ("dose_set_nl", 9, 0))
+            + tuple(("name%d" % i, 7, 0) for i in range(ZONE_NAME_CHARS)),
 }
 
 
@@ -154,7 +187,9 @@ def encode(kind, values, buf=None):
     """The 24-byte record of `kind` from a dict of field values (missing ones are 0).
 
     Out-of-range values saturate. `lot` (a str) fills the lot characters of
-    a SESSION_START. Writes into `buf` (bytearray(24)) if given.
+    a SESSION_START, `name` the name characters of a PROTOCOL or ZONE (cut
+    to fit). A ZONE's dose_set_nl is given and returned in nL (stored in
+    DOSE_UNIT_NL units). Writes into `buf` (bytearray(24)) if given.
     """
     fields = _FIELDS[kind]
     if buf is None:
@@ -165,18 +200,22 @@ def encode(kind, values, buf=None):
     _put(buf, 0, 3, kind)
     pos = 3
     lot = values.get("lot")
+    text = values.get("name")
     for name, bits, signed in fields:
-        if lot is not None and name[:3] == "lot":
-            i = int(name[3:])
-            v = ord(lot[i]) if i < len(lot) else 0
+        if name[:3] == "lot" or name[:4] == "name":
+            t = lot if name[:3] == "lot" else text
+            i = int(name[3:] if name[:3] == "lot" else name[4:])
+            v = ord(t[i]) if t is not None and i < len(t) else 0
             if v and (v < 32 or v > 126):
-                v = 63  # '?': the lot is printable ASCII
+                v = 63  # '?': the text is printable ASCII
         else:
             v = values.get(name, 0)
             if v is True:
                 v = 1
             elif v is False or v is None:
                 v = 0
+            elif kind == K_ZONE and name == "dose_set_nl":
+                v = (v + DOSE_UNIT_NL // 2) // DOSE_UNIT_NL
         if signed:
             hi = (1 << (bits - 1)) - 1
             lo = -hi - 1
@@ -214,19 +253,24 @@ def decode(data, off=0):
     mv = memoryview(data)[off:off + PAYLOAD_BYTES]
     rec = {"kind": kind}
     pos = 3
-    lot = []
+    text = []
     for name, bits, signed in _FIELDS[kind]:
         v = _get(mv, pos, bits)
         pos += bits
         if signed and v >> (bits - 1):
             v -= 1 << bits
-        if name[:3] == "lot":
+        if name[:3] == "lot" or name[:4] == "name":
             if v:
-                lot.append(chr(v))
+                text.append(chr(v))
         else:
             rec[name] = v
     if kind == K_SESSION_START:
-        rec["lot"] = "".join(lot)
+        rec["lot"] = "".join(text)
+    elif kind == K_PROTOCOL:
+        rec["name"] = "".join(text)
+    elif kind == K_ZONE:
+        rec["name"] = "".join(text)
+        rec["dose_set_nl"] *= DOSE_UNIT_NL
     return rec
 
 
@@ -534,6 +578,31 @@ class Recorder:
     def _add(self, kind, values):
         return self.log.add(encode(kind, values, self._buf))
 
+    # ---- protocols (written through ProtocolLog) ------------------------------
+
+    def protocol(self, name, version, zones, example=False):
+        """A PROTOCOL record in the open session (one is opened, lot "", if none is)."""
+        if not self.session:
+            self._open("")
+        return self._add(K_PROTOCOL, {"session": self.session, "name": name[:PROTOCOL_NAME_CHARS],
+                                      "version": version, "zones": zones, "example": example})
+
+    def zone_event(self, index, event, zone, skipped=None):
+        """A ZONE record: `event` Z_ENTER / Z_SKIP / Z_DONE of zone number `index`.
+
+        zone: an injcore.protocol.Zone (name, mode, settings["dose_nl"],
+        planned, cap_nl). skipped: the run's flag for the zone (default:
+        event == Z_SKIP).
+        """
+        if not self.session:
+            self._open("")
+        if skipped is None:
+            skipped = event == Z_SKIP
+        return self._add(K_ZONE, {
+            "event": event, "skipped": skipped, "mode": zone.mode, "session": self.session,
+            "index": index, "planned": zone.planned, "cap_nl": zone.cap_nl,
+            "dose_set_nl": zone.settings.get("dose_nl", 0), "name": zone.name[:ZONE_NAME_CHARS]})
+
     # ---- each main-loop pass ------------------------------------------------
 
     def poll(self):
@@ -622,3 +691,67 @@ class Recorder:
             log.flush()
             return True
         return False
+
+
+class ProtocolLog:
+    """Writes a protocol run's records by watching it; main loop only, never the tick.
+
+    ProtocolLog(recorder, run): `run` is an injcore.protocol.Run (its
+    .protocol, .index, .skipped[i], .finished are read, nothing else; the
+    Run need not know the log). Call `poll()` on every main-loop pass,
+    before `recorder.poll()`, once the recorder's session is open and
+    run.start() was called:
+
+      first pass, or the recorder's session changed:  PROTOCOL (and the
+                      current zone is entered again in that session)
+      run.skipped[i] became true:                     ZONE Z_SKIP of zone i
+      run.index changed:                              ZONE Z_ENTER of the new zone
+      run.finished became true:                       ZONE Z_DONE of every zone
+                      (each with its final skipped flag); then nothing more
+
+    It also keeps recorder.zone = run.index (ZONE_NONE once finished), so the
+    punctures carry their zone whether or not the Run sets it. A change is
+    seen at the next pass: moving away from a zone and back to it between
+    two passes writes no records for it (the operator's button presses are
+    always separate passes on the device). The records go to the RAM buffer
+    like the punctures; recorder.service() flushes them when idle.
+    """
+
+    def __init__(self, recorder, run):
+        self.recorder = recorder
+        self.run = run
+        self._session = 0
+        self._index = -1
+        self._skipped = [False] * len(run.protocol.zones)
+        self.ended = False  # Z_DONE written
+
+    def poll(self):
+        if self.ended:
+            return
+        run = self.run
+        rec = self.recorder
+        p = run.protocol
+        zones = p.zones
+        if not self._session or rec.session != self._session:
+            rec.protocol(p.name, p.version, len(zones), getattr(p, "example", False))
+            self._session = rec.session
+            self._index = -1
+            for i in range(len(zones)):
+                self._skipped[i] = False
+        skipped = run.skipped
+        for i in range(len(zones)):
+            now = bool(skipped[i])
+            if now and not self._skipped[i]:
+                rec.zone_event(i, Z_SKIP, zones[i], True)
+            self._skipped[i] = now
+        if run.finished:
+            for i in range(len(zones)):
+                rec.zone_event(i, Z_DONE, zones[i], self._skipped[i])
+            rec.zone = ZONE_NONE
+            self.ended = True
+            return
+        i = run.index
+        if i != self._index:
+            rec.zone_event(i, Z_ENTER, zones[i], self._skipped[i])
+            self._index = i
+        rec.zone = i

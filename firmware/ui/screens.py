@@ -328,8 +328,8 @@ class Ui:
             self._alarm = False
         if self._msg and self.up_ms - self._msg_until >= 0:
             self._msg = ""
-        if self.run is not None:
-            self.run.poll()
+        if self.run is not None and self.protocols is not None:
+            self.protocols.poll(self.run)
         if self.screen == S_CAL_RUN and self.core.state == C.ST_READY and \
                 self.core.punctures - self._cal_p0 >= CAL_SHOTS:
             self._cal_shots_done()
@@ -744,11 +744,20 @@ class Ui:
         if run is None:
             return
         if run.finished:
-            run.end()
+            self._finish_run()
             self.message("protocol done: " + run.protocol.name)
-            self.run = None
         elif getattr(run, "message", ""):
             self.message(run.message)
+
+    def _finish_run(self):
+        """End the run: caps off; one last poll so the log gets its zone records."""
+        run = self.run
+        if run is None:
+            return
+        run.end()
+        if self.protocols is not None:
+            self.protocols.poll(run)
+        self.run = None
 
     def _protocols_key(self, b):
         names = self._proto_names
@@ -764,10 +773,10 @@ class Ui:
         if b != OK:
             return False
         name = names[self._proto_cursor]
-        if self.run is not None and self._proto_cursor == 0:  # "End protocol"
-            self.run.end()
-            self.message("protocol ended: " + self.run.protocol.name)
-            self.run = None
+        run = self.run
+        if run is not None and self._proto_cursor == 0:  # "End protocol"
+            self._finish_run()
+            self.message("protocol ended: " + run.protocol.name)
             self._to_status()
             return True
         self._chosen = name
@@ -798,8 +807,7 @@ class Ui:
         # OK on a blank (or the last) character: the lot is complete; the session starts.
         self._to_status()
         if self.run is not None:
-            self.run.end()
-            self.run = None
+            self._finish_run()
         if self._chosen is None:
             self.new_session(self.lot_text())
             self.message("new session")

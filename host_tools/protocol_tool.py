@@ -1,0 +1,371 @@
+"""`injector protocol validate|push|pull`: treatment protocols (firmware/injcore/protocol.py) on the host.
+
+    injector protocol validate FILE [--limits-from DIR | --port PORT]
+                                    [--needle-length-um N] [--session-cap-nl N]
+    injector protocol push FILE --port PORT
+    injector protocol pull --port PORT [--out DIR]
+
+validate checks a protocol file twice: against the published format,
+docs/protocol.schema.json (JSON Schema 2020-12, with integers that must be
+written as integers), and with the device's own rules, injcore.protocol.check,
+under the engineer's limits: the firmware's defaults (injcore.settings.Limits()),
+those stored on a device (--port) or in a folder holding settings.a / settings.b
+(--limits-from), then --needle-length-um / --session-cap-nl if given. Every
+problem is printed with its field path, one a line.
+
+push copies FILE to the device and has the device's own ProtocolStore save it
+(under the limits the device has stored), so the device validates it again,
+writes it atomically and refuses a 17th protocol. pull copies the device's
+protocols/ folder and decodes its records into plain JSON files.
+
+Exit codes: 0 valid / done; 2 invalid, refused, unreadable or an error.
+"""
+
+import json
+import sys
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import sim  # noqa: F401  (puts firmware/ on sys.path)
+from host_tools import settings_tool as ST  # noqa: E402
+from injcore import machine as M  # noqa: E402
+from injcore import protocol as P  # noqa: E402
+from injcore.fsio import DirFS  # noqa: E402
+from injcore.settings import Limits, SettingsError  # noqa: E402
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "docs" / "protocol.schema.json"
+PROTOCOL_DIR = "protocols"  # the device's folder (ProtocolStore's default dir)
+PUSH_NAME = "_protocol_push.json"  # the temporary file on the device during a push
+# The widest limits an engineer can set: every record a device may hold loads under them.
+WIDEST = Limits(needle_length_um=Limits.RANGES["needle_length_um"][1],
+                session_cap_nl=Limits.RANGES["session_cap_nl"][1])
+
+ToolError = ST.ToolError
+
+
+# ---- the schema ------------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def validator():
+    """A Draft 2020-12 validator of docs/protocol.schema.json whose "integer" is the device's:
+    a JSON number written without a fraction (1000.0 is refused, as injcore refuses a float)."""
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine(
+        "integer", lambda _, v: isinstance(v, int) and not isinstance(v, bool))
+    cls = jsonschema.validators.extend(base, type_checker=checker)
+    schema = json.loads(SCHEMA_PATH.read_text())
+    base.check_schema(schema)
+    return cls(schema)
+
+
+def field_path(parts):
+    """deque(["zones", 2, "depth_um"]) -> "zones[2].depth_um"; the whole document: "protocol"."""
+    out = ""
+    for p in parts:
+        out += "[%d]" % p if isinstance(p, int) else ("." if out else "") + str(p)
+    return out or "protocol"
+
+
+def _join(path, key):
+    return key if path == "protocol" else "%s.%s" % (path, key)
+
+
+def schema_problems(obj):
+    """Every problem the schema finds, "path: message", sorted by path."""
+    out = []
+    for e in validator().iter_errors(obj):
+        path = field_path(e.absolute_path)
+        if e.validator == "required":
+            missing = [k for k in e.validator_value if isinstance(e.instance, dict) and k not in e.instance]
+            for k in missing or [str(e.message)]:
+                out.append("%s: missing" % _join(path, k))
+        elif e.validator == "additionalProperties" and isinstance(e.instance, dict):
+            known = set(e.schema.get("properties", {}))
+            for k in sorted((k for k in e.instance if k not in known), key=repr):
+                out.append("%s: unknown key" % _join(path, k))
+        elif e.validator == "pattern":
+            out.append("%s: %r is not printable ASCII (space to ~) or is blank" % (path, e.instance))
+        elif e.validator == "oneOf":
+            out.append("%s: %r is not allowed; %s" % (path, e.instance, e.schema.get("description", e.message)))
+        else:
+            out.append("%s: %s" % (path, e.message))
+    return sorted(set(out), key=lambda s: (s.split(":")[0], s))
+
+
+# ---- reading and checking a file ----------------------------------------------------
+
+def read_document(path):
+    """(obj, problems): the file's JSON value, or None and why it cannot be read."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        return None, ["file: cannot read %s: %s" % (path, e.strerror or e)]
+    problems = []
+    if len(data) > P.MAX_FILE_BYTES:
+        problems.append("size: %d bytes is too large; allowed at most %d" % (len(data), P.MAX_FILE_BYTES))
+    try:
+        return json.loads(data.decode("utf-8")), problems
+    except UnicodeError:
+        return None, problems + ["json: not UTF-8 text"]
+    except ValueError as e:
+        return None, problems + ["json: not valid JSON (%s)" % e]
+
+
+def problems_of(obj, limits):
+    """[(source, "path: message")]: the schema's and the device's (injcore.protocol.check)."""
+    return ([("schema", p) for p in schema_problems(obj)]
+            + [("device", p) for p in P.check(obj, limits)])
+
+
+def limits_from(args):
+    """(Limits, where they came from) for validate; ToolError if they are not valid limits."""
+    where = "the firmware's defaults"
+    values = {name: getattr(Limits(), name) for name in Limits.RANGES}
+    if args.port or args.limits_from:
+        src = ST.Source(args.port, args.limits_from, not args.no_reset)
+        try:
+            payload, info, _ = src.load()
+        finally:
+            src.finish()
+        values.update(payload["limits"])
+        where = ("the defaults (no valid record on %s)" if info["defaults"]
+                 else "the record stored on %s") % src.where
+    overrides = []
+    for name in ("needle_length_um", "session_cap_nl"):
+        v = getattr(args, name)
+        if v is not None:
+            values[name] = v
+            overrides.append("--%s" % name.replace("_", "-"))
+    if overrides:
+        where += " with " + ", ".join(overrides)
+    lim = Limits(**values)
+    try:
+        lim.check()
+    except SettingsError as e:
+        raise ToolError("invalid limits: " + "; ".join(e.problems))
+    return lim, where
+
+
+def run_validate(args, out=None):
+    out = sys.stdout if out is None else out
+    lim, where = limits_from(args)
+    obj, problems = read_document(args.file)
+    found = [("file", p) for p in problems]
+    if obj is not None:
+        found += problems_of(obj, lim)
+    if found:
+        print("injector protocol: %s is invalid (%d problem%s; limits: needle %d um, session cap "
+              "%d nL, %s):" % (args.file, len(found), "" if len(found) == 1 else "s",
+                              lim.needle_length_um, lim.session_cap_nl, where), file=sys.stderr)
+        for source, p in found:
+            print("  %s  (%s)" % (p, source), file=sys.stderr)
+        return 2
+    proto = P.build(obj, lim)
+    print("%s: valid: %r version %d%s, %d zone%s, session cap %d nL (effective %d nL)" % (
+        args.file, proto.name, proto.version, " (an example)" if proto.example else "",
+        len(proto.zones), "" if len(proto.zones) == 1 else "s", proto.own_cap_nl,
+        proto.session_cap_nl), file=out)
+    print("  limits: needle %d um, session cap %d nL (%s)" % (
+        lim.needle_length_um, lim.session_cap_nl, where), file=out)
+    for z in proto.zones:
+        print("  %-12s %-7s depth %4d um  dose %6d nL  %s punctures  cap %d nL" % (
+            z.name, z.technique, z.settings["depth_um"], z.settings["dose_nl"],
+            z.planned or "free", z.cap_nl), file=out)
+    return 0
+
+
+# ---- push and pull -------------------------------------------------------------------
+
+DEVICE_SAVE = """
+import json, os
+from injcore.fsio import DirFS
+from injcore.store import Store
+from injcore.settings import Limits
+from injcore.protocol import ProtocolStore, ProtocolError
+try:
+    rec, info = Store(DirFS("/"), "%(settings)s").load()
+    lim = Limits(**rec["limits"])
+    with open("/%(tmp)s") as f:
+        text = f.read()
+    try:
+        pr = ProtocolStore(DirFS("/"), lim, "%(dir)s").save(text)
+        print("SAVED", json.dumps([pr.name, ProtocolStore.key(pr.name)]))
+    except ProtocolError as e:
+        print("REFUSED", json.dumps(e.problems))
+finally:
+    try:
+        os.remove("/%(tmp)s")
+    except OSError:
+        pass
+"""
+
+
+def push_command(local, snippet):
+    """The mpremote arguments of a push: copy the file, run the device's save, in one session."""
+    return ["fs", "cp", str(local), ":" + PUSH_NAME, "+", "exec", snippet]
+
+
+def push(src, path, out=None):
+    out = sys.stdout if out is None else out
+    port = src.port
+    obj, problems = read_document(path)
+    if obj is not None:
+        problems += schema_problems(obj)  # the device's own rules run on the device, its limits
+    if problems:
+        print("injector protocol: %s refused, nothing sent (%d problem%s):" % (
+            path, len(problems), "" if len(problems) == 1 else "s"), file=sys.stderr)
+        for p in problems:
+            print("  " + p, file=sys.stderr)
+        return 2
+    snippet = DEVICE_SAVE % {"settings": ST.STORE_NAME, "tmp": PUSH_NAME, "dir": PROTOCOL_DIR}
+    src.touched = True  # from here on main.py was interrupted: reset the board afterwards
+    proc = ST.mpremote(port, *push_command(Path(path), snippet))
+    for line in (proc.stdout or "").splitlines():
+        if line.startswith("SAVED "):
+            name, key = json.loads(line[len("SAVED "):])
+            print("saved to %s: %r as :%s/%s.a/.b" % (port, name, PROTOCOL_DIR, key), file=out)
+            return 0
+        if line.startswith("REFUSED "):
+            problems = json.loads(line[len("REFUSED "):])
+            print("injector protocol: the device refused %s (%d problem%s):" % (
+                path, len(problems), "" if len(problems) == 1 else "s"), file=sys.stderr)
+            for p in problems:
+                print("  " + p, file=sys.stderr)
+            return 2
+    if proc.returncode != 0:
+        raise ST._failed(proc, "mpremote could not save the protocol on %s" % port)
+    raise ToolError("the device did not confirm the save (is the firmware's injcore on it?): %s"
+                    % ST._last_line(proc))
+
+
+def pull_command(dest):
+    """The mpremote arguments that copy the device's protocols/ folder into dest/."""
+    return ["fs", "cp", "-r", ":" + PROTOCOL_DIR, str(dest) + "/"]
+
+
+def decode_dir(folder):
+    """(protocols, problems) of a copied protocols folder: [(file stem, dict)], [str].
+
+    Read with the firmware's ProtocolStore under the widest limits an engineer can
+    set, so every record a device may hold decodes; a damaged one is reported."""
+    fs = DirFS(str(folder))
+    store = P.ProtocolStore(fs, WIDEST, dir="")
+    found, problems, keys = [], [], set()
+    for name in store.names():
+        key = store.key(name)
+        keys.add(key)
+        try:
+            found.append((key, store.load(name).as_dict()))
+        except P.ProtocolError as e:
+            problems.append("%s: %s" % (key, "; ".join(e.problems)))
+    stems = sorted({f.rsplit(".", 1)[0] for f in fs.listdir("")
+                    if f.rsplit(".", 1)[-1] in P.S.SLOTS})
+    for stem in stems:
+        if stem not in keys:
+            problems.append("%s: no intact protocol record, skipped" % stem)
+    return found, problems
+
+
+def pull(src, out_dir, out=None):
+    out = sys.stdout if out is None else out
+    port = src.port
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory(prefix="injector-protocols-") as tmp:
+        src.touched = True
+        proc = ST.mpremote(port, *pull_command(tmp))
+        folder = Path(tmp) / PROTOCOL_DIR
+        if proc.returncode != 0 and not folder.is_dir():
+            if "No such file" in (proc.stderr or "") + (proc.stdout or ""):
+                print("no protocols on %s (no :%s folder)" % (port, PROTOCOL_DIR), file=out)
+                return 0
+            raise ST._failed(proc, "mpremote could not copy :%s from %s" % (PROTOCOL_DIR, port))
+        found, problems = decode_dir(folder) if folder.is_dir() else ([], [])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for key, obj in found:
+        target = out_dir / (key + ".json")
+        target.write_text(json.dumps(obj, indent=2) + "\n")
+        print("%s  %r version %d, %d zones" % (target, obj["name"], obj["version"],
+                                               len(obj["zones"])), file=out)
+    print("pulled %d protocol%s from %s to %s" % (len(found), "" if len(found) == 1 else "s",
+                                                  port, out_dir), file=out)
+    for p in problems:
+        print("injector protocol: " + p, file=sys.stderr)
+    return 2 if problems else 0
+
+
+# ---- the CLI ----------------------------------------------------------------------
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "protocol", help="validate a treatment protocol file; push it to or pull it from a device",
+        description="Treatment protocols (docs/protocols.md): JSON files checked against "
+                    "docs/protocol.schema.json and by the firmware's own injcore.protocol. "
+                    + ST.PORT_NOTE)
+    psub = p.add_subparsers(dest="protocol_command", title="actions", metavar="ACTION")
+    pv = psub.add_parser(
+        "validate", help="check a protocol file with the schema and the device's rules",
+        description="Check FILE against docs/protocol.schema.json and with injcore.protocol.check "
+                    "under the engineer's limits (the firmware's defaults, or those stored on a "
+                    "device or in a folder; the two options below override them). Prints every "
+                    "problem with its field path. Exit 0 valid, 2 invalid or unreadable. "
+                    + ST.PORT_NOTE)
+    pv.add_argument("file", type=Path, metavar="FILE")
+    g = pv.add_mutually_exclusive_group()
+    g.add_argument("--limits-from", type=Path, metavar="DIR",
+                   help="the limits of the record in DIR (settings.a / settings.b)")
+    g.add_argument("--port", metavar="PORT", help="the limits stored on this device (mpremote)")
+    pv.add_argument("--needle-length-um", type=int, metavar="N",
+                    help="the usable needle length, um (default %d)" % M.NEEDLE_LENGTH_UM)
+    pv.add_argument("--session-cap-nl", type=int, metavar="N",
+                    help="the engineer's session cap, nL (default %d)" % M.SESSION_CAP_NL)
+    pv.add_argument("--no-reset", action="store_true",
+                    help="with --port: leave the board at the REPL instead of resetting it")
+    pp = psub.add_parser(
+        "push", help="store a protocol on the device (the device validates it too)",
+        description="Check FILE with the schema, copy it to the device and have the device's "
+                    "ProtocolStore save it under the limits the device has stored: the device "
+                    "checks it again, writes it atomically into :%s/ and refuses a %dth protocol. "
+                    "Exit 0 saved, 2 refused or an error. %s" % (
+                        PROTOCOL_DIR, P.MAX_PROTOCOLS + 1, ST.PORT_NOTE))
+    pp.add_argument("file", type=Path, metavar="FILE")
+    pp.add_argument("--port", required=True, metavar="PORT",
+                    help="the device's serial port (mpremote connect PORT)")
+    pp.add_argument("--no-reset", action="store_true",
+                    help="leave the board at the REPL instead of resetting it")
+    pl = psub.add_parser(
+        "pull", help="copy the device's protocols into plain JSON files",
+        description="Copy the device's :%s/ folder and decode its records into DIR/<key>.json "
+                    "(files validate and push take). Exit 0, 2 if a record was damaged or an "
+                    "error. %s" % (PROTOCOL_DIR, ST.PORT_NOTE))
+    pl.add_argument("--port", required=True, metavar="PORT",
+                    help="the device's serial port (mpremote connect PORT)")
+    pl.add_argument("--out", type=Path, default=Path("build/protocols"), metavar="DIR",
+                    help="where to write the JSON files (default build/protocols)")
+    pl.add_argument("--no-reset", action="store_true",
+                    help="leave the board at the REPL instead of resetting it")
+    p.set_defaults(run=run, parser=p)
+
+
+def run(args):
+    cmd = args.protocol_command
+    if cmd is None:
+        args.parser.print_help(sys.stderr)
+        return 2
+    src = None
+    try:
+        if cmd == "validate":
+            return run_validate(args)
+        src = ST.Source(args.port, None, not args.no_reset)
+        code = push(src, args.file) if cmd == "push" else pull(src, args.out)
+    except (ToolError, OSError) as e:
+        print("injector protocol: %s" % e, file=sys.stderr)
+        code = 2
+        if src is not None and isinstance(e, ToolError):
+            src.touched = e.connected
+    if src is not None and not src.finish():
+        code = 2
+    return code
