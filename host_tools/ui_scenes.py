@@ -75,6 +75,38 @@ def _service(ui):
         _keys(ui, OK)
 
 
+# A small protocol for the protocol screens (injcore.protocol's format).
+PROTOCOL_JSON = ('{"format": 1, "name": "Face booster", "version": 1, "session_cap_nl": 1000000,'
+                 ' "zones": [{"name": "Malar L", "technique": "point", "depth_um": 1000,'
+                 ' "dose_nl": 20000, "speed_um_s": 20000, "rate_nl_s": 20000, "punctures": 25,'
+                 ' "cap_nl": 520000}, {"name": "Periorb L", "technique": "papule",'
+                 ' "depth_um": 800, "dose_nl": 10000, "speed_um_s": 20000, "rate_nl_s": 10000,'
+                 ' "punctures": 5, "cap_nl": 60000}]}')
+
+
+class _Stored:
+    """What ui.protocols.Protocols gives the interface, without a filesystem."""
+
+    def __init__(self, names):
+        self._names = names
+
+    def names(self):
+        return self._names
+
+    def poll(self, run):
+        run.poll()
+
+
+def _protocol_run(core, ui):
+    from injcore.protocol import Run, parse
+
+    run = Run(core, parse(PROTOCOL_JSON, core.limits))
+    run.start()
+    ui.protocols = _Stored(["Face booster", "Pain: low back"])
+    ui.run = run
+    return run
+
+
 def scene(name):
     """(core, ui) showing the scene `name`."""
     rig = Rig(needle_start_steps=0, plunger_start_steps=0)
@@ -137,6 +169,21 @@ def scene(name):
         _ready(core)
         _menu_at(ui, "New sess.")
         _keys(ui, OK, OK, UP, OK, UP, UP, OK, DOWN)
+    elif name == "status_protocol":
+        _ready(core)
+        run = _protocol_run(core, ui)
+        core.punctures += 12  # twelve shots of 20 uL in the first zone
+        core.delivered_steps = _steps_for(core, 240_000 + core.steps_to_nl(core.delivered_steps))
+        run.poll()
+    elif name == "protocols":
+        _ready(core)
+        ui.protocols = _Stored(["Face booster", "Nappage face", "Pain: low back"])
+        _menu_at(ui, "Protocol")
+        _keys(ui, OK, DOWN)
+    elif name == "skip":
+        _ready(core)
+        _protocol_run(core, ui)
+        _keys(ui, DOWN)
     elif name == "prime":
         _ready(core)
         _menu_at(ui, "Prime")
@@ -198,7 +245,7 @@ def scene(name):
 SCENES = ("status_unhomed", "status_ready", "status_nappage", "status_firing", "status_homing",
           "status_warning", "status_notice", "status_watchdog", "menu_home", "menu_end",
           "edit_depth", "edit_depth_max", "edit_dose", "edit_mode", "edit_syringe",
-          "confirm_session", "lot", "prime", "pin", "pin_wrong", "service", "edit_limit", "info",
+          "confirm_session", "lot", "status_protocol", "protocols", "skip", "prime", "pin", "pin_wrong", "service", "edit_limit", "info",
           "calibration", "cal_run", "cal_result", "backlash", "alarm_relief", "alarm_estop_held") + tuple(
               "alarm_%d" % code for code in range(1, len(C.FAULT_NAMES)))
 

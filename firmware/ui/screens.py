@@ -923,7 +923,7 @@ class Ui:
             fb.text(st["zone"], 0, 14, 1)
             fb.text("%d of %d done" % (st["done"], st["planned"]), 0, 26, 1)
             fb.text("(it is logged)", 0, 38, 1)
-            D.inverted(fb, "OK: skip BACK: no", 55)
+            D.inverted(fb, "OK:skip BACK:no", 55)
         elif s == S_LOT:
             D.inverted(fb, "Product lot", 0)
             fb.text("optional; blank", 0, 12, 1)
