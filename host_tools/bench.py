@@ -138,6 +138,36 @@ def micropython_ui():
     return int(rows.pop("heap")), float(rows.pop("ref")), {k: float(v) for k, v in rows.items()}
 
 
+HEAP_SCRIPT = """
+import gc
+def used():
+    gc.collect()
+    return gc.mem_alloc()
+base = used()
+prev = base
+for name in MODULES:
+    __import__(name)
+    now = used()
+    print(name, now - prev)
+    prev = now
+print("total", prev - base)
+"""
+# The firmware's pure modules, in import order (board/ needs machine: the fakes would count).
+HEAP_MODULES = ("injcore.core", "injcore.store", "injcore.persist", "injcore.tlog", "injcore.calib",
+                "injcore.protocol", "ui.screens", "ui.protocols")
+
+
+def micropython_module_heap():
+    """Heap each firmware module keeps after import on MicroPython (from source, collected)."""
+    from host_tools import mpy
+
+    out = mpy.run("MODULES = %r\n" % (HEAP_MODULES,) + HEAP_SCRIPT, {
+        ROOT / "firmware" / "injcore": "/lib/injcore",
+        ROOT / "firmware" / "ui": "/lib/ui",
+    })
+    return [(row.split()[0], int(row.split()[1])) for row in out.splitlines()]
+
+
 def compiled_size():
     """Compile with `make mpy`; returns {package: (files, bytes)} of build/mpy and the .py bytes."""
     subprocess.run(["make", "-s", "-o", ".venv/.installed", "mpy", "PY=%s" % sys.executable],
@@ -231,6 +261,9 @@ def main():
         line("tick, %s" % label, "%.2f us = %.1f reference iterations = ~%.0f us on an RP2040"
              % (us, iters, iters * RP2040_US_PER_REF_ITER))
 
+    print("== heap each firmware module keeps after import (MicroPython 1.27 wasm, from source)")
+    for name, n in micropython_module_heap():
+        line("  %s" % name, n, "bytes")
     heap, ref, draws = micropython_ui()
     print("== operator interface on MicroPython 1.27 (npm WebAssembly build)")
     line("heap used by importing ui.screens", heap, "bytes")
