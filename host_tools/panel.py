@@ -39,10 +39,17 @@ from board.app import DISPLAY_PERIOD_MS, FIRMWARE_VERSION  # noqa: E402
 from board.buttons import LONG_MS, Buttons  # noqa: E402
 from injcore import core as C  # noqa: E402
 from injcore import machine as M  # noqa: E402
+from injcore import tlog  # noqa: E402
+from injcore.protocol import ProtocolStore  # noqa: E402
 from injcore.settings import FIELDS, MODE_CONTINUOUS, MODE_NAMES, Limits  # noqa: E402
 from sim.session import Simulator  # noqa: E402
 from ui import keys as K  # noqa: E402
+from ui.protocols import Protocols  # noqa: E402
 from ui.screens import MODE_LABELS, SCREEN_NAMES, Ui  # noqa: E402
+
+from host_tools.simfs import SimFS  # noqa: E402
+
+PROTOCOLS_DIR = Path(__file__).resolve().parents[1] / "protocols"  # the shipped examples
 
 WIDTH = 128
 HEIGHT = 64
@@ -73,8 +80,17 @@ class Panel:
                 raise RuntimeError("homing failed: %s" % C.FAULT_NAMES[self.sim.core.fault])
             self.sim.load(1)
             self.sim.prime(800)
+        # The board's flash, in memory: the shipped example protocols (protocols/*.json)
+        # and the treatment log, as the device keeps them.
+        self.fs = SimFS()
+        store = ProtocolStore(self.fs, self.sim.core.limits)
+        for path in sorted(PROTOCOLS_DIR.glob("*.json")):
+            store.save(path.read_text())
+        self.recorder = tlog.Recorder(self.sim.core, tlog.Log(self.fs, "log"))
         self.ui = Ui(self.sim.core, version=FIRMWARE_VERSION,
-                     info=lambda: [("host", "sim panel")])
+                     info=lambda: [("host", "sim panel")],
+                     new_session=self.recorder.start_session,
+                     protocols=Protocols(self.sim.core, store, self.recorder))
         self.buttons = Buttons()
         # Per button, the window [start, end) of simulated ms in which it is down.
         self._down = [(0, 0)] * len(K.BUTTON_NAMES)
@@ -132,6 +148,8 @@ class Panel:
         snd = ui.take_sound()
         if snd != K.SND_NONE:
             self.sounds.append((now, SOUND_NAMES.get(snd, str(snd))))
+        self.recorder.poll()
+        self.recorder.service()
         if now - self._drawn_ms >= DISPLAY_PERIOD_MS:
             self._drawn_ms = now
             self.draws += 1

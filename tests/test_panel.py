@@ -8,6 +8,8 @@ here sleeps on the real clock.
 """
 
 import io
+
+from injcore import tlog
 import os
 import subprocess
 import sys
@@ -110,7 +112,7 @@ def test_screenshot_is_the_framebuffer_pixel_for_pixel(tmp_path):
 
 
 def test_other_example_scripts_pass(tmp_path):
-    for name in ("nappage.txt", "estop.txt"):
+    for name in ("nappage.txt", "estop.txt", "protocol.txt"):
         err = io.StringIO()
         code, runner = P.execute_script(SCRIPTS / name, tmp_path / name, stderr=err)
         assert code == 0, "%s: %s" % (name, err.getvalue())
@@ -119,6 +121,16 @@ def test_other_example_scripts_pass(tmp_path):
     code, runner = P.execute_script(SCRIPTS / "nappage.txt", tmp_path / "n2", stderr=io.StringIO())
     assert runner.panel.core.settings.mode == MODE_CONTINUOUS
     assert runner.panel.core.punctures == 6
+
+
+def test_the_panel_carries_the_shipped_protocols_and_logs_their_zones(tmp_path):
+    code, runner = P.execute_script(SCRIPTS / "protocol.txt", tmp_path, stderr=io.StringIO())
+    assert code == 0
+    ui = runner.panel.ui
+    assert ui.run is not None and ui.run.protocol.name == "Facial skin booster"
+    assert ui.run.index == 1 and ui.run.skipped[0] and ui.run.done[0] == 1
+    kinds = [r["kind"] for r in runner.panel.recorder.log.records()]
+    assert kinds[:2] == [tlog.K_SESSION_START, tlog.K_PROTOCOL]
 
 
 # ---- the device's buttons, on the simulated clock -----------------------------------
