@@ -90,7 +90,7 @@ class Panel:
         self.ui = Ui(self.sim.core, version=FIRMWARE_VERSION,
                      info=lambda: [("host", "sim panel")],
                      new_session=self.recorder.start_session,
-                     protocols=Protocols(self.sim.core, store, self.recorder))
+                     protocols=Protocols(self.sim.core, recorder=self.recorder, store=store))
         self.buttons = Buttons()
         # Per button, the window [start, end) of simulated ms in which it is down.
         self._down = [(0, 0)] * len(K.BUTTON_NAMES)

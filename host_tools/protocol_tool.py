@@ -35,7 +35,7 @@ from injcore.fsio import DirFS  # noqa: E402
 from injcore.settings import Limits, SettingsError  # noqa: E402
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "docs" / "protocol.schema.json"
-PROTOCOL_DIR = "protocols"  # the device's folder (ProtocolStore's default dir)
+PROTOCOL_DIR = P.DIR  # the device's folder
 PUSH_NAME = "_protocol_push.json"  # the temporary file on the device during a push
 # The widest limits an engineer can set: every record a device may hold loads under them.
 WIDEST = Limits(needle_length_um=Limits.RANGES["needle_length_um"][1],

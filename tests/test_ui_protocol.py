@@ -47,7 +47,7 @@ def rig():
     store.save(json.dumps(PROTOCOL))
     log = tlog.Log(fs, "log")
     recorder = tlog.Recorder(sim.core, log)
-    protocols = Protocols(sim.core, store, recorder)
+    protocols = Protocols(sim.core, recorder=recorder, store=store)
     ui = S.Ui(sim.core, "test", new_session=recorder.start_session, protocols=protocols)
 
     def main_loop():  # the board's order: interface, then the log

@@ -21,7 +21,6 @@ from injcore import persist, pio_word
 from injcore.fsio import DirFS
 from injcore.settings import SettingsError
 from injcore.store import Store
-from injcore.protocol import ProtocolStore
 from injcore.tlog import Log, Recorder
 from injcore.compat import const
 
@@ -46,7 +45,6 @@ DISPLAY_PERIOD_MS = const(50)  # at most 20 refreshes a second, only when change
 SAVE_PERIOD_MS = const(500)  # how often the main loop looks for settings to store
 STORE_NAME = "settings"  # settings.a / settings.b on the board's littlefs (injcore.store)
 LOG_DIR = "log"  # the treatment log's ring of files
-PROTOCOL_DIR = "protocols"  # at most 16 treatment protocols (injcore/protocol.py)
 # Catch-up bound per interrupt: never more ticks than the FIFO can hold.
 _MAX_TICKS_PER_IRQ = pio_word.FIFO_TICKS
 
@@ -144,8 +142,7 @@ class App:
             self.display = None
         self.late = 0  # interrupts that had to catch up (the FIFO lead absorbed them)
         self.irqs = 0
-        self.protocols = Protocols(self.core, ProtocolStore(self.store.fs, self.core.limits, PROTOCOL_DIR),
-                                   self.recorder)
+        self.protocols = Protocols(self.core, self.store.fs, self.recorder)
         self.ui = Ui(self.core, FIRMWARE_VERSION, self.info, pin, self.recorder.start_session,
                      self.protocols)
         if self.interrupted is not None:

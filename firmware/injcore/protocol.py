@@ -1,8 +1,8 @@
-"""Treatment protocols: a session planned zone by zone (issue 7).
+"""Treatment protocols: a session planned zone by zone.
 
-THE API SPEC TO IMPLEMENT (from the lead; the brief pointed here):
-
-## Shared API of firmware/injcore/protocol.py (owned by the "protocol core" helper)
+docs/protocols.md describes the format for people and docs/protocol.schema.json
+for the host's validator; this is the device's own check, its storage and
+the walk through a protocol during a session.
 
 Pure Python, integer units, runs unchanged on CPython and MicroPython (the device validates protocols with it). Imports only injcore modules (settings, machine, store, core constants), json, no machine.
 
@@ -33,7 +33,7 @@ Functions:
 - parse(text, limits) -> Protocol; raises ProtocolError (a ValueError with .problems, the list) on malformed JSON ("json: ...") or any problem. text may be str or bytes; longer than MAX_FILE_BYTES is refused.
 - class Protocol: .name, .version, .example, .session_cap_nl (the effective cap: min with limits.session_cap_nl), .own_cap_nl, .zones (list of Zone), .as_dict() (the JSON object back).
 - class Zone: .name, .technique, .mode, .settings (dict of injcore.settings fields for Core.configure: mode, depth_um, dose_nl, speed_um_s, rate_nl_s, shot_rate_mhz, suckback_nl), .planned (int; 0 = "free"), .cap_nl.
-- class ProtocolStore(fs, dir="protocols"): on injcore.fsio.DirFS / host_tools.simfs.SimFS. names() -> sorted protocol names; load(name) -> Protocol (validated against the limits given at construction: ProtocolStore(fs, limits, dir=...)); save(text_or_dict) -> Protocol (validates whole first; atomic: writes via injcore.store.Store so every protocol file has the store's header/CRC/two generations; refuses a 17th protocol with a message; replacing the same name is allowed); remove(name).
+- class ProtocolStore(fs, limits, dir=DIR): on injcore.fsio.DirFS / host_tools.simfs.SimFS. names() -> sorted protocol names; load(name) -> Protocol (validated against the limits given at construction: ProtocolStore(fs, limits, dir=...)); save(text_or_dict) -> Protocol (validates whole first; atomic: writes via injcore.store.Store so every protocol file has the store's header/CRC/two generations; refuses a 17th protocol with a message; replacing the same name is allowed); remove(name).
 - class Run(core, protocol, recorder=None): the operator's walk through a protocol on the device (main loop only, never the tick).
   .index (current zone), .zone (Zone), .done[i] (complete punctures in zone i), .used_nl[i] (volume delivered in zone i, from core.delivered_steps deltas via core.steps_to_nl), .skipped[i] (bool), .finished (bool)
   start(): applies zone 0; enter(i): core.configure(**zone.settings) and core.set_protocol_caps(protocol.session_cap_nl, zone.cap_nl - used_nl[i]); sets recorder.zone = i if a recorder is given; returns False with .message if the core refuses (busy).
@@ -42,7 +42,7 @@ Functions:
   status() -> dict: name, index, count, zone name, done, planned (0 free), used_nl, cap_nl, next_name (or ""), capped (bool: zone cap reached), session_used_nl, session_cap_nl.
 """
 
-# Interpretations and additions (the spec above stands; nothing of it changed):
+# Details the summary above leaves open:
 #  - A problem's path for a top-level value that is not an object is "protocol";
 #    a file over MAX_FILE_BYTES is "size", a JSON syntax error "json".
 #  - Unknown keys are reported in sorted order (MicroPython's dicts do not keep
@@ -67,6 +67,7 @@ from .settings import MODE_CONTINUOUS, MODE_SINGLE, Limits, Settings, SettingsEr
 
 FORMAT = const(1)
 MAX_PROTOCOLS = const(16)
+DIR = "protocols"  # where the device keeps them (ProtocolStore)
 MAX_ZONES = const(12)
 NAME_MAX = const(24)
 ZONE_NAME_MAX = const(12)
@@ -352,7 +353,7 @@ def _name_of(payload):
 class ProtocolStore:
     """Protocols as files DIR/KEY.a / DIR/KEY.b written by injcore.store.Store (H9, H10)."""
 
-    def __init__(self, fs, limits=None, dir="protocols"):
+    def __init__(self, fs, limits=None, dir=DIR):
         self.fs = fs
         self.limits = limits or Limits()
         while dir.endswith("/"):
