@@ -188,3 +188,16 @@ def test_deploy_to_a_missing_port_fails(tmp_path):
     r, _ = make_deploy(tmp_path / "no-such-tty", tmp_path / "mpy", MAIN=main)
     assert r.returncode != 0
     assert "no-such-tty" in r.stdout + r.stderr
+
+
+def test_the_freeze_manifest_lists_every_firmware_package():
+    """manifest.py (a frozen MicroPython build) names each package under firmware/."""
+    frozen = []
+    calls = {
+        "include": lambda path: None,
+        "package": lambda name, base_path=".": frozen.append((name, base_path)),
+    }
+    exec((ROOT / "manifest.py").read_text(), calls)
+    packages = sorted(p.parent.name for p in (ROOT / "firmware").glob("*/__init__.py"))
+    assert sorted(name for name, _ in frozen) == packages
+    assert all((ROOT / base / name / "__init__.py").exists() for name, base in frozen)
