@@ -642,6 +642,12 @@ def test_a_corrupt_newest_record_falls_back_to_the_older_one():
 # -- the treatment log (H9) ------------------------------------------------------------------
 
 
+def _power_cut():
+    """A power-on reset clears the watchdog's scratch registers."""
+    for reg in (A._WATCHDOG_SCRATCH0, A._WATCHDOG_SCRATCH1, A._WATCHDOG_SCRATCH2):
+        M.mem32[reg] = 0
+
+
 def _fake_puncture(core, number):
     """What the core leaves after a finished puncture (its tick is tested elsewhere)."""
     core.punctures = number
@@ -687,6 +693,7 @@ def test_a_session_cut_by_a_power_loss_is_reported_at_the_next_boot():
         _fake_puncture(core, n)
         rig.ms(3)
     assert rig.app.log.pending() == 0
+    _power_cut()
     rig2 = Rig(fs=fs)  # power back: the session has no end record
     info = rig2.app.interrupted
     assert info is not None and info["punctures"] == 3 and info["lost_max"] == 1
@@ -695,3 +702,27 @@ def test_a_session_cut_by_a_power_loss_is_reported_at_the_next_boot():
     rig2.press(pins.BTN_BACK)
     assert not rig2.app.ui.banner().startswith("session")
     assert Rig(fs=fs).app.interrupted is None  # reported once: the log now closes it
+
+
+@pytest.mark.hazard("H9")
+def test_after_a_watchdog_reset_the_lost_punctures_are_counted_exactly():
+    fs = SimFS()
+    rig = Rig(fs=fs)
+    core = rig.app.core
+    rig.ms(50)
+    core.state = C.ST_READY
+    for n in (1, 2, 3):
+        _fake_puncture(core, n)
+        rig.ms(3)
+    assert rig.app.log.pending() == 0
+    core.needle.start(core.plan_needle_approach, 0)  # moving: what follows stays in RAM
+    for n in (4, 5):
+        _fake_puncture(core, n)
+        rig.ms(3)
+    assert rig.app.log.pending() == 2
+    M.mem32[A._WATCHDOG_SCRATCH4] = A._WDT_ENABLE_MAGIC  # the watchdog bit: a hang
+    rig2 = Rig(fs=fs, reset_cause=M.WDT_RESET)
+    info = rig2.app.interrupted
+    assert rig2.app.reset_cause == C.RC_WATCHDOG
+    assert info["punctures"] == 3 and info["lost"] == 2 and info["lost_max"] == 0
+    assert "2 not logged" in info["text"]

@@ -55,6 +55,12 @@ _MAX_TICKS_PER_IRQ = pio_word.FIFO_TICKS
 # (machine.reset) writes another one.
 _WATCHDOG_SCRATCH0 = 0x4005800C
 _WATCHDOG_SCRATCH4 = 0x4005801C
+# SCRATCH1 holds (session << 16 | punctures) of the open log session, SCRATCH2
+# the same XOR a magic: they survive a watchdog or soft reset (not a power
+# cut), so the next boot knows exactly how many punctures the log missed.
+_WATCHDOG_SCRATCH1 = 0x40058010
+_WATCHDOG_SCRATCH2 = 0x40058014
+_SURVIVOR_MAGIC = 0x5EC7104D
 _BOOT_MAGIC = 0x1B7EC7ED
 _WDT_ENABLE_MAGIC = 0x6AB73121
 _WATCHDOG_CTRL = 0x40058000
@@ -128,7 +134,8 @@ class App:
         # The treatment log (injcore/tlog.py): records buffered in RAM, flushed while idle.
         self.log = Log(self.store.fs, LOG_DIR)
         self.recorder = Recorder(self.core, self.log)
-        self.interrupted = self.recorder.boot()  # a session a reset cut short, or None
+        self.interrupted = self.recorder.boot(self._survivor())  # a session a reset cut short, or None
+        self._survivor_word = -1
         self.buttons = Buttons()
         self.buzzer = Buzzer()
         self.display = None
@@ -238,6 +245,7 @@ class App:
         if clock.ticks_diff(now_ms, self._drawn_ms) >= DISPLAY_PERIOD_MS:
             self.draw(now_ms)
         self.recorder.poll()
+        self._keep_survivor()
         if self.flash_quiet and self.irqs != self._quiet_irqs:
             self.flash_quiet = False  # the timer has run since the write: the FIFOs are full again
         elif self.log.pending():
@@ -278,6 +286,24 @@ class App:
         self._saved = record
         self.saves += 1
         return True
+
+    def _survivor(self):
+        """(session, punctures) the previous run left in the scratch registers, or None."""
+        if self.reset_cause == C.RC_POWER_ON:
+            return None
+        mem = machine.mem32
+        word = mem[_WATCHDOG_SCRATCH1] & 0xFFFFFFFF
+        if mem[_WATCHDOG_SCRATCH2] & 0xFFFFFFFF != word ^ _SURVIVOR_MAGIC:
+            return None
+        return word >> 16, word & 0xFFFF
+
+    def _keep_survivor(self):
+        rec = self.recorder
+        word = (rec.session & 0xFFFF) << 16 | (self.core.punctures & 0xFFFF) if rec.session else 0
+        if word != self._survivor_word:
+            self._survivor_word = word
+            machine.mem32[_WATCHDOG_SCRATCH1] = word
+            machine.mem32[_WATCHDOG_SCRATCH2] = word ^ _SURVIVOR_MAGIC
 
     def _quiet(self):
         """A flash write follows: the next interrupt may find the FIFOs dry (not an overrun)."""
