@@ -726,3 +726,13 @@ def test_after_a_watchdog_reset_the_lost_punctures_are_counted_exactly():
     assert rig2.app.reset_cause == C.RC_WATCHDOG
     assert info["punctures"] == 3 and info["lost"] == 2 and info["lost_max"] == 0
     assert "2 not logged" in info["text"]
+
+
+@pytest.mark.hazard("H11")
+def test_a_new_service_code_is_stored_with_the_settings():
+    fs = SimFS()
+    rig = Rig(fs=fs)
+    rig.ms(50)
+    rig.app.ui.service_pin = (4, 3, 2, 1)  # what Service > New code sets
+    rig.ms(600)
+    assert Rig(fs=fs).app.ui.service_pin == (4, 3, 2, 1)

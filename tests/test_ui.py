@@ -178,7 +178,7 @@ def test_every_service_menu_path_leads_back_to_status(index):
     if S.SERVICE_MENU[index].key == S.A_CONFIRM:  # an action in place: a message, same menu
         assert ui.screen_name() == "service" and "already confirmed" in ui.banner()
     else:
-        assert ui.screen_name() in ("edit", "info", "calibration", "backlash")
+        assert ui.screen_name() in ("edit", "info", "calibration", "backlash", "pin")
         keys(ui, UP, DOWN, DOWN, BACK)
     assert ui.screen_name() == "service"
     keys(ui, BACK)
@@ -186,6 +186,7 @@ def test_every_service_menu_path_leads_back_to_status(index):
     keys(ui, BACK)
     assert ui.screen_name() == "status"
     assert vars(rig.core.limits) == limits
+    assert ui.service_pin == S.SERVICE_PIN  # New code left with BACK: unchanged
 
 
 def test_long_back_goes_straight_to_status():
@@ -503,3 +504,29 @@ def test_random_buttons_never_crash_strand_or_change_a_setting_without_ok(action
             assert kind == "key" and a == OK and b == PRESS
     assert way_back(rig, ui), ui.screen_name()
     draw(ui)
+
+
+@pytest.mark.hazard("H11")
+def test_the_engineer_changes_the_service_code():
+    rig, ui = fresh()
+    ui_scenes._service(ui)
+    ui_scenes._menu_at(ui, "New code")
+    keys(ui, OK)
+    assert ui.screen_name() == "pin"
+    # The screen starts on the code in use, 2-5-8-0: to 1-2-3-4.
+    for button, times in ((DOWN, 1), (DOWN, 3), (DOWN, 5), (UP, 4)):
+        for _ in range(times):
+            keys(ui, button)
+        keys(ui, OK)
+    assert ui.service_pin == (1, 2, 3, 4) and ui.screen_name() == "service"
+    keys(ui, BACK, BACK)
+    ui_scenes._service(ui)  # the old code (2580) no longer opens it
+    assert ui.screen_name() == "pin"
+    keys(ui, BACK)
+    ui_scenes._menu_at(ui, "Service")
+    keys(ui, OK)
+    for digit in (1, 2, 3, 4):
+        for _ in range(digit):
+            keys(ui, UP)
+        keys(ui, OK)
+    assert ui.screen_name() == "service"

@@ -98,6 +98,7 @@ A_INFO = const(6)
 A_BACKLASH = const(7)
 A_CONFIRM = const(8)
 A_PROTOCOL = const(9)
+A_NEW_PIN = const(10)
 
 MODE_LABELS = ("single", "nappage", "prime")  # what the operator reads for MODE_*
 
@@ -209,6 +210,7 @@ SERVICE_MENU = (
     Item("Backlash", _ACTION, A_BACKLASH),
     Item("Dev. info", _ACTION, A_INFO),
     Item("Confirm", _ACTION, A_CONFIRM),
+    Item("New code", _ACTION, A_NEW_PIN),
 )
 CAL_MASS = Item("Mass", _NUM, "mass_dmg", _LOCAL, "mg", 10, 1, 1, 1, 1_000_000)  # 0.1 mg
 CAL_DENSITY = Item("Density", _NUM, "density", _LOCAL, "mg/mL", 1, 0, 1, 500, 2000)
@@ -269,6 +271,7 @@ class Ui:
         self._pin_pos = 0
         self._pin_wrong = 0
         self._pin_locked_until = None
+        self._pin_setting = False  # the code screen sets a new code (Service > New code)
         self._prime_restore = None  # the mode to go back to after priming
         self._info_top = 0
         self._alarm = False
@@ -548,6 +551,7 @@ class Ui:
                 self.message("locked: wait %d s" % ((self._pin_locked_until - self._now + 999) // 1000))
                 return False
             self._pin_locked_until = None
+            self._pin_setting = False
             self._pin = [0, 0, 0, 0]
             self._pin_pos = 0
             self._go(S_PIN)
@@ -558,6 +562,12 @@ class Ui:
             return True
         if code == A_CALIB:
             self._go(S_CALIB)
+            return True
+        if code == A_NEW_PIN:  # the service code screen, setting instead of checking
+            self._pin = list(self.service_pin)
+            self._pin_pos = 0
+            self._pin_setting = True
+            self._go(S_PIN)
             return True
         if code == A_CONFIRM:
             if not core.unconfirmed:
@@ -854,7 +864,8 @@ class Ui:
             return True
         if b == BACK:
             if i == 0:
-                self._go(S_MENU)
+                self._go(S_SERVICE if self._pin_setting else S_MENU)
+                self._pin_setting = False
             else:
                 self._pin_pos = i - 1
             return True
@@ -862,6 +873,12 @@ class Ui:
             return False
         if i < 3:
             self._pin_pos = i + 1
+            return True
+        if self._pin_setting:  # the board stores it with the settings
+            self._pin_setting = False
+            self.service_pin = tuple(pin)
+            self._go(S_SERVICE)
+            self.message("new service code set")
             return True
         if tuple(pin) == self.service_pin:
             self._pin_wrong = 0
@@ -1113,7 +1130,7 @@ class Ui:
         D.inverted(fb, self.note or "BACK: done", 55)
 
     def _draw_pin(self, fb):
-        D.inverted(fb, "Service code", 0)
+        D.inverted(fb, "New service code" if self._pin_setting else "Service code", 0)
         x = 20
         for i in range(4):
             ch = str(self._pin[i]) if i <= self._pin_pos else "-"
