@@ -55,11 +55,14 @@ def _fault(core, code):
     core.fault = code
 
 
-def _menu_at(ui, label, menu=None):
-    """Open the main menu (or stay in the current one) and move to `label`."""
+def _menu_at(ui, label):
+    """Open the main menu (or stay in the current one) and move to `label`: up to
+    the top first, then down, so it never spins whatever line the menu opened on."""
     if ui.screen_name() == "status":
         _keys(ui, OK)
-    for i in range(len(ui.menu)):
+    for _ in range(len(ui.menu)):
+        _keys(ui, UP)
+    for _ in range(len(ui.menu)):
         if ui.menu[ui.cursor].label == label:
             return
         _keys(ui, DOWN)
@@ -69,7 +72,7 @@ def _menu_at(ui, label, menu=None):
 def _service(ui):
     _menu_at(ui, "Service")
     _keys(ui, OK)
-    for digit in (2, 5, 8, 0):  # the default service code
+    for digit in ui.service_pin:
         for _ in range(digit):
             _keys(ui, UP)
         _keys(ui, OK)

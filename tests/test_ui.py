@@ -520,13 +520,13 @@ def test_the_engineer_changes_the_service_code():
         keys(ui, OK)
     assert ui.service_pin == (1, 2, 3, 4) and ui.screen_name() == "service"
     keys(ui, BACK, BACK)
-    ui_scenes._service(ui)  # the old code (2580) no longer opens it
-    assert ui.screen_name() == "pin"
-    keys(ui, BACK)
     ui_scenes._menu_at(ui, "Service")
     keys(ui, OK)
-    for digit in (1, 2, 3, 4):
+    for digit in S.SERVICE_PIN:  # the old code no longer opens it
         for _ in range(digit):
             keys(ui, UP)
         keys(ui, OK)
+    assert ui.screen_name() == "pin" and ui.note == "wrong code"
+    keys(ui, BACK)
+    ui_scenes._service(ui)  # the new one does
     assert ui.screen_name() == "service"

@@ -10,6 +10,7 @@ import json
 import pytest
 
 from host_tools.simfs import SimFS
+from host_tools.ui_scenes import _menu_at
 from injcore import core as C
 from injcore import tlog
 from injcore.protocol import ProtocolStore
@@ -59,21 +60,8 @@ def rig():
     return sim, ui, log
 
 
-def goto(ui, label):
-    """From the status screen or a menu, to the menu line `label` (bounded: never spins)."""
-    if ui.screen_name() == "status":
-        keys(ui, OK)
-    for _ in range(len(ui.menu)):
-        keys(ui, UP)
-    for _ in range(len(ui.menu)):
-        if ui.menu[ui.cursor].label == label:
-            return
-        keys(ui, DOWN)
-    raise AssertionError("no menu line %r" % label)
-
-
 def start(ui):
-    goto(ui, "Protocol")
+    _menu_at(ui, "Protocol")
     keys(ui, OK)
     assert ui.screen_name() == "protocols" and ui._proto_names == ["Test three zones"]
     keys(ui, OK)  # the protocol: a new session ...
@@ -129,15 +117,15 @@ def test_a_protocol_is_walked_zone_by_zone_from_the_buttons(rig):
 def test_zone_values_are_locked_while_a_protocol_runs_and_ending_it_frees_them(rig):
     sim, ui, log = rig
     start(ui)
-    goto(ui, "Dose")
+    _menu_at(ui, "Dose")
     keys(ui, OK)
     assert ui.screen_name() == "menu" and ui.banner() == "set by the protocol"
-    goto(ui, "Protocol")
+    _menu_at(ui, "Protocol")
     keys(ui, OK)
     assert ui._proto_names[0] == "End protocol"
     keys(ui, OK)
     assert ui.run is None and sim.core.protocol_cap_nl == 0
-    goto(ui, "Dose")
+    _menu_at(ui, "Dose")
     keys(ui, OK)
     assert ui.screen_name() == "edit"
 
