@@ -6,7 +6,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -351,15 +350,21 @@ with open("boots.txt", "a") as f:
 """
 
 
-def _boots(flash, n, timeout=30):
-    deadline = time.monotonic() + timeout
+def _boots(board, flash, n, timeout=30):
+    """The lines of boots.txt once it has n, or as it stands after `timeout` s.
+
+    Waits on the board's "flash saved: ..." status lines (the write-back of its
+    flash to the host folder), never on the clock."""
     f = flash / "boots.txt"
-    while time.monotonic() < deadline:
+
+    def saved_boots(line):
+        return line.startswith("flash saved:") and "boots.txt" in line.split()
+
+    while True:
+        start = len(board.messages)  # before reading: a write-back after this is waited for
         lines = f.read_text().splitlines() if f.exists() else []
-        if len(lines) >= n:
+        if len(lines) >= n or board.wait_for_message(saved_boots, timeout, start) is None:
             return lines
-        time.sleep(0.1)
-    return f.read_text().splitlines() if f.exists() else []
 
 
 @pytest.mark.micropython
@@ -378,31 +383,32 @@ def test_push_and_show_over_the_virtual_board(tmp_path):
     full = record(dose_nl=30000)
     full["service_pin"] = "0123"
     full_json = write_json(tmp_path, full, "full.json")
-    with vboard.VirtualBoard(flash) as port:
-        assert _boots(flash, 1) == ["0 20000"]  # power-on: no record, the defaults
+    board = vboard.VirtualBoard(flash)
+    with board as port:
+        assert _boots(board, flash, 1) == ["0 20000"]  # power-on: no record, the defaults
         r = cli("settings", "push", write_json(tmp_path, {"settings": {"dose_nl": 25000}}),
                 "--port", port)
         assert r.returncode == 2 and "no valid record" in r.stderr  # partial onto defaults
         assert not (flash / "settings.a").exists()
-        assert len(_boots(flash, 2)) == 2  # reset even so (mpremote had stopped main.py)
+        assert len(_boots(board, flash, 2)) == 2  # reset even so (mpremote had stopped main.py)
         r = cli("settings", "push", full_json, "--port", port)
         assert r.returncode == 0, r.stderr
         assert "saved to %s: settings.a, generation 1" % port in r.stdout
-        assert _boots(flash, 3)[2] == "1 30000"  # the app booted with the new record
+        assert _boots(board, flash, 3)[2] == "1 30000"  # the app booted with the new record
         r = cli("settings", "show", "--port", port, "--json")
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout) == full
-        assert len(_boots(flash, 4)) == 4
+        assert len(_boots(board, flash, 4)) == 4
         r = cli("settings", "push", write_json(tmp_path, {"settings": {"dose_nl": 27000}}),
                 "--port", port)
         assert r.returncode == 0 and "settings.b, generation 2" in r.stdout, r.stderr
-        assert len(_boots(flash, 5)) == 5
+        assert len(_boots(board, flash, 5)) == 5
         r = cli("settings", "show", "--port", port)
         assert r.returncode == 0, r.stderr
         assert "record: settings.b, generation 2" in r.stdout
         assert re.search(r"dose_nl\s+27000 nL", r.stdout)
         # each action reset the board: the app booted again, with the new record once saved
-        boots = _boots(flash, 6)
+        boots = _boots(board, flash, 6)
     assert boots == ["0 20000", "0 20000", "1 30000", "1 30000", "2 27000", "2 27000"]
     # written by MicroPython's Store: the same bytes CPython's would write; no temp file left
     assert (flash / "settings.a").read_bytes() == S.pack(full, 1)

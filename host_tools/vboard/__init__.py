@@ -19,7 +19,8 @@ deployed main.py can import them; machine.reset() restarts the board.
 The bridge reports what boot.py and main.py did ("main.py: running",
 "main.py: ended", "main.py: interrupted (KeyboardInterrupt)", or
 "main.py raised ValueError: ..." followed by the traceback as "  | ..."
-lines) as status lines; they go to `log` and are kept in
+lines), and each write-back of the flash to the host folder ("flash saved:
+NAME ..."), as status lines; they go to `log` and are kept in
 `VirtualBoard.messages` (see wait_for_message).
 
 The byte-level bridge is vboard.mjs (Node); this module only owns the pty

@@ -769,6 +769,7 @@ async function workerThread() {
         syncedDirs.add(d);
       }
     }
+    const written = [];
     for (const r of files.keys()) {
       const data = mp.FS.readFile(FLASH + "/" + r);
       const old = synced.get(r);
@@ -778,7 +779,10 @@ async function workerThread() {
       fs.writeFileSync(tmp, data);
       fs.renameSync(tmp, h);
       synced.set(r, data);
+      written.push(r);
     }
+    // A status line a host can wait on instead of polling the folder.
+    if (written.length) log(`flash saved: ${written.join(" ")}`);
     for (const r of [...synced.keys()]) {
       if (files.has(r)) continue;
       try {
