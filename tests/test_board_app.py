@@ -648,6 +648,20 @@ def _power_cut():
         M.mem32[reg] = 0
 
 
+def _logged_session():
+    """A board whose log holds a session of three punctures, flushed: (fs, rig, core)."""
+    fs = SimFS()
+    rig = Rig(fs=fs)
+    core = rig.app.core
+    rig.ms(50)  # the load cell's first samples
+    core.state = C.ST_READY
+    for n in (1, 2, 3):
+        _fake_puncture(core, n)
+        rig.ms(3)
+    assert rig.app.log.pending() == 0
+    return fs, rig, core
+
+
 def _fake_puncture(core, number):
     """What the core leaves after a finished puncture (its tick is tested elsewhere)."""
     core.punctures = number
@@ -684,15 +698,7 @@ def test_puncture_records_are_flushed_from_the_main_loop_only_while_idle():
 
 @pytest.mark.hazard("H9")
 def test_a_session_cut_by_a_power_loss_is_reported_at_the_next_boot():
-    fs = SimFS()
-    rig = Rig(fs=fs)
-    core = rig.app.core
-    rig.ms(50)
-    core.state = C.ST_READY
-    for n in (1, 2, 3):
-        _fake_puncture(core, n)
-        rig.ms(3)
-    assert rig.app.log.pending() == 0
+    fs, rig, core = _logged_session()
     _power_cut()
     rig2 = Rig(fs=fs)  # power back: the session has no end record
     info = rig2.app.interrupted
@@ -706,15 +712,7 @@ def test_a_session_cut_by_a_power_loss_is_reported_at_the_next_boot():
 
 @pytest.mark.hazard("H9")
 def test_after_a_watchdog_reset_the_lost_punctures_are_counted_exactly():
-    fs = SimFS()
-    rig = Rig(fs=fs)
-    core = rig.app.core
-    rig.ms(50)
-    core.state = C.ST_READY
-    for n in (1, 2, 3):
-        _fake_puncture(core, n)
-        rig.ms(3)
-    assert rig.app.log.pending() == 0
+    fs, rig, core = _logged_session()
     core.needle.start(core.plan_needle_approach, 0)  # moving: what follows stays in RAM
     for n in (4, 5):
         _fake_puncture(core, n)

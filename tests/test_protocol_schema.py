@@ -6,8 +6,6 @@ import copy
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import jsonschema
@@ -16,27 +14,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from host_tools import protocol_tool as T
-from host_tools.cli import main
 from injcore import protocol as P
 from injcore import store as S
 from injcore.fsio import DirFS
 from injcore.settings import COARSE_DOSE_STEP_NL, FINE_DOSE_BELOW_NL, RANGES, Limits
 
+from host_cli import cli, run
+
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((ROOT / "docs" / "protocol.schema.json").read_text())
 ZONE = SCHEMA["$defs"]["zone"]
 EXAMPLES = sorted((ROOT / "protocols").glob("*.json"))
-
-
-def run(capsys, *args):
-    code = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "host_tools.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 
 def schema_ok(doc):

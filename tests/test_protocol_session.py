@@ -3,8 +3,6 @@ the decoder, the zone-by-zone report, and `injector sim --protocol` (sim/protoco
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,8 @@ from injcore.fsio import DirFS
 from injcore.settings import Limits
 from sim import protocol_run
 from sim.session import Simulator
+
+import host_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "protocols").glob("*.json"))
@@ -55,8 +55,7 @@ def mixed_file(tmp_path):
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "host_tools.cli", *args], capture_output=True,
-                          text=True, cwd=ROOT, timeout=300)
+    return host_cli.cli(*args, timeout=300)  # a whole protocol session in the simulator
 
 
 def table_rows(md):

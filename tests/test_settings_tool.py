@@ -4,34 +4,20 @@ calibrate_tool.py): the device's record (injcore.store) read and written with th
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from host_tools import calibrate_tool, settings_tool
-from host_tools.cli import main
 from injcore import calib
 from injcore import machine as M
 from injcore import store as S
 from injcore.fsio import DirFS
 from injcore.settings import Settings
 
+from host_cli import cli, run
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(capsys, *args):
-    """The CLI in this process: (exit code, stdout, stderr)."""
-    code = main([str(a) for a in args])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def cli(*args):
-    """The CLI as the user runs it (a separate process): CompletedProcess."""
-    return subprocess.run([sys.executable, "-m", "host_tools.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 
 def store(folder):

@@ -1,8 +1,6 @@
 """The treatment log (injcore.tlog), its host decoder (host_tools.logs) and report (H9)."""
 
 import csv
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +12,8 @@ from host_tools.simfs import PowerCut, SimFS
 from injcore import core as C
 from injcore import tlog
 from injcore.fsio import DirFS
+
+from host_cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -397,11 +397,6 @@ def test_long_burst_flushes_between_punctures_once_flush_at_wait(ready_sim):
 
 
 # ---- the CLI ----------------------------------------------------------------
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "host_tools.cli", *args], capture_output=True,
-                          text=True, cwd=ROOT, timeout=120)
-
 
 @pytest.mark.parametrize("args", [
     ("logs", "show", "{tmp}/missing"),
