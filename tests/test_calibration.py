@@ -8,6 +8,7 @@ scale shows, and the correction brings the next doses back to what is set.
 
 import pytest
 
+from host_tools import ui_scenes
 from injcore import core as C
 from injcore import machine as M
 from injcore.settings import SettingsError
@@ -22,16 +23,8 @@ def keys(ui, *buttons):
 
 
 def to_calibration(ui):
-    keys(ui, OK)
-    while ui.menu[ui.cursor].label != "Service":
-        keys(ui, DOWN)
-    keys(ui, OK)
-    for digit in S.SERVICE_PIN:
-        for _ in range(digit):
-            keys(ui, UP)
-        keys(ui, OK)
-    while ui.menu[ui.cursor].label != "Calibrate":
-        keys(ui, DOWN)
+    ui_scenes._service(ui)
+    ui_scenes._menu_at(ui, "Calibrate")
     keys(ui, OK)
     assert ui.screen_name() == "calibration"
 

@@ -297,7 +297,6 @@ class Core:
         # Short moves that bring an axis from where homing stopped to exactly zero.
         self.plan_settle = [Plan("settle %d" % d, 2).set(d, M.NEEDLE_HOME_SLOW_UM_S * ns // 1000, na)
                             for d in range(_SETTLE_MAX_STEPS + 1)]
-        self._plunger_limit_steps = M.um_to_plunger_steps(M.PLUNGER_TRAVEL_UM) - self.backlash_steps
         self._home_stuck_n = M.um_to_needle_steps(M.HOME_STUCK_UM)
         self._release_n = M.um_to_needle_steps(M.SWITCH_RELEASE_UM)
         self._release_p = M.um_to_plunger_steps(M.SWITCH_RELEASE_UM)
@@ -371,12 +370,16 @@ class Core:
         new = Limits(**values)
         new.check()
         self.settings.changed(new)  # raises, naming the setting the new limits would exceed
-        old = self.limits
-        self.limits = new
+        self._reconfigure("limits", new)
+
+    def _reconfigure(self, name, value):
+        """Set attribute `name` and re-plan; if the core refuses, the old value stays."""
+        old = getattr(self, name)
+        setattr(self, name, value)
         try:
             self.configure()
         except SettingsError:
-            self.limits = old
+            setattr(self, name, old)
             raise
 
     def dose_area(self, s):
@@ -386,13 +389,7 @@ class Core:
     def set_protocol_caps(self, session_cap_nl=0, zone_left_nl=-1):
         """A protocol's caps: its session cap (0: none; the engineer's still applies
         when smaller) and what the current zone may still receive (-1: no zone cap)."""
-        old = self.protocol_cap_nl
-        self.protocol_cap_nl = session_cap_nl
-        try:
-            self.configure()  # the session cap in steps; refused while moving
-        except SettingsError:
-            self.protocol_cap_nl = old
-            raise
+        self._reconfigure("protocol_cap_nl", session_cap_nl)  # the cap in steps; refused while moving
         if zone_left_nl < 0:
             self._zone_end_steps = -1
         else:
@@ -406,13 +403,7 @@ class Core:
         if not isinstance(dose_factor_ppm, int) or not lo <= dose_factor_ppm <= hi:
             raise SettingsError(["dose_factor_ppm: %r is out of range; allowed %d..%d ppm: "
                                  "check the syringe and the scale" % (dose_factor_ppm, lo, hi)])
-        old = self.dose_factor_ppm
-        self.dose_factor_ppm = dose_factor_ppm
-        try:
-            self.configure()
-        except SettingsError:
-            self.dose_factor_ppm = old
-            raise
+        self._reconfigure("dose_factor_ppm", dose_factor_ppm)
 
     def _plan_cycle(self, s, ps):
         area = self.dose_area(s)
@@ -480,9 +471,7 @@ class Core:
         hi = M.um_to_plunger_steps(M.BACKLASH_MAX_UM)
         if not isinstance(steps, int) or not 0 <= steps <= hi:
             raise SettingsError(["backlash_steps: %r is out of range; allowed 0..%d" % (steps, hi)])
-        self.backlash_steps = steps
-        self._plunger_limit_steps = M.um_to_plunger_steps(M.PLUNGER_TRAVEL_UM) - steps
-        self.configure()
+        self._reconfigure("backlash_steps", steps)
 
     def _measure_tick(self, force):
         p = self.plunger

@@ -24,6 +24,7 @@ from injcore import core as C
 from injcore import machine as M
 from injcore.calib import gravimetric, weighed_nl
 from injcore.compat import const
+from injcore.persist import pin_digits
 from injcore.store import DEFAULT_SERVICE_PIN
 from injcore.settings import (
     COARSE_DOSE_STEP_NL,
@@ -71,7 +72,7 @@ CAL_SHOTS = const(10)
 
 # The service code: four digits entered with UP/DOWN and OK. Three wrong codes
 # lock the entry for PIN_LOCK_MS.
-SERVICE_PIN = tuple(ord(c) - 48 for c in DEFAULT_SERVICE_PIN)  # until a stored one loads
+SERVICE_PIN = pin_digits(DEFAULT_SERVICE_PIN)  # until a stored one loads
 PIN_TRIES = const(3)
 PIN_LOCK_MS = const(60_000)
 MESSAGE_MS = const(3000)  # how long a one-off message stays
