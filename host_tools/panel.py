@@ -143,7 +143,7 @@ class Panel:
         ev = b.get()
         while ev is not None:
             self.events.append((now, K.BUTTON_NAMES[ev[0]], K.EVENT_NAMES[ev[1]]))
-            ui.button(ev[0], ev[1], now)
+            ui.button(ev[0], ev[1])  # polled above, as on the board
             ev = b.get()
         snd = ui.take_sound()
         if snd != K.SND_NONE:
@@ -153,7 +153,7 @@ class Panel:
         if now - self._drawn_ms >= DISPLAY_PERIOD_MS:
             self._drawn_ms = now
             self.draws += 1
-            ui.draw(self._fb, now)
+            ui.draw(self._fb)
             if self._work != self._shown:  # the board sends only a changed frame
                 self._shown[:] = self._work
                 self.frames_sent += 1

@@ -225,7 +225,7 @@ class App:
         b.sample(b.pressed_mask(self.inputs.gpio), now_ms)
         ev = b.get()
         while ev is not None:
-            ui.button(ev[0], ev[1], now_ms)
+            ui.button(ev[0], ev[1])  # polled above: no second poll per event
             ev = b.get()
         sound = ui.take_sound()
         if sound == keys.SND_CLICK:
@@ -326,7 +326,7 @@ class App:
         sent = self._sent
         if d is None or sent is None:
             return
-        self.ui.draw(d.fb, now_ms)
+        self.ui.draw(d.fb)  # service() polled the interface this pass
         if d.buf == sent:
             return
         sent[:] = d.buf
