@@ -269,9 +269,7 @@ class App:
         the axes idle, so the next interrupt does not count it as an overrun.
         """
         core = self.core
-        if core.unconfirmed or core.state not in (C.ST_UNHOMED, C.ST_READY, C.ST_FAULT):
-            return False
-        if core.needle.phase or core.plunger.phase:
+        if core.unconfirmed or not core.at_rest():
             return False
         record = persist.snapshot(core, self.ui.service_pin)
         if record == self._saved:

@@ -73,6 +73,8 @@ ST_LOAD = const(9)
 ST_FAULT = const(10)
 ST_RELIEF = const(11)  # after a fault: plunger backs off, needle withdraws, then ST_FAULT
 ST_MEASURE = const(12)  # plunger backlash measurement (service menu)
+# Nothing is moving or about to move: settings, limits and calibration change only here.
+IDLE_STATES = (ST_UNHOMED, ST_READY, ST_FAULT)
 STATE_NAMES = ("unhomed", "homing", "ready", "advance", "inject", "suck-back",
                "retract", "wait", "prime", "load", "fault", "relieving", "measuring")
 
@@ -306,7 +308,7 @@ class Core:
         """Apply operator settings; raises SettingsError and keeps the old ones if any is wrong."""
         self._configuring = True  # the tick starts no move while this is set
         try:
-            if getattr(self, "state", ST_UNHOMED) not in (ST_UNHOMED, ST_READY, ST_FAULT):
+            if getattr(self, "state", ST_UNHOMED) not in IDLE_STATES:
                 raise SettingsError(["settings change only while the injector is idle"])
             new = self.settings.changed(self.limits, **changes)
             spare = self._plans[1 - self._active]
@@ -355,7 +357,7 @@ class Core:
         Refused while the current operator settings would exceed the new
         limits (H11): the operator values are lowered first, never silently.
         """
-        if self.state not in (ST_UNHOMED, ST_READY, ST_FAULT):
+        if self.state not in IDLE_STATES:
             raise SettingsError(["limits change only while the injector is idle"])
         values = {}
         for name in Limits.RANGES:
@@ -382,6 +384,14 @@ class Core:
             setattr(self, name, old)
             raise
 
+    def axes_idle(self):
+        """Neither axis has a move under way (the last steps may still be in the FIFOs)."""
+        return not self.needle.phase and not self.plunger.phase
+
+    def at_rest(self):
+        """Idle and not moving: when the board may write flash (main loop)."""
+        return self.state in IDLE_STATES and self.axes_idle()
+
     def dose_area(self, s):
         """The barrel area volumes are counted with: the table's, times the calibration."""
         return s.syringe()[0] * self.dose_factor_ppm // M.DOSE_FACTOR_ONE_PPM
@@ -397,7 +407,7 @@ class Core:
 
     def set_calibration(self, dose_factor_ppm):
         """Apply a gravimetric dose correction (delivered / counted, in ppm); SettingsError if refused."""
-        if self.state not in (ST_UNHOMED, ST_READY, ST_FAULT):
+        if self.state not in IDLE_STATES:
             raise SettingsError(["calibration changes only while the injector is idle"])
         lo, hi = M.DOSE_FACTOR_MIN_PPM, M.DOSE_FACTOR_MAX_PPM
         if not isinstance(dose_factor_ppm, int) or not lo <= dose_factor_ppm <= hi:
@@ -466,7 +476,7 @@ class Core:
 
     def set_backlash(self, steps):
         """Use `steps` of backlash for the compensation (a measurement's result)."""
-        if self.state not in (ST_UNHOMED, ST_READY, ST_FAULT):
+        if self.state not in IDLE_STATES:
             raise SettingsError(["backlash changes only while the injector is idle"])
         hi = M.um_to_plunger_steps(M.BACKLASH_MAX_UM)
         if not isinstance(steps, int) or not 0 <= steps <= hi:

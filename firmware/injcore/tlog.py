@@ -684,10 +684,7 @@ class Recorder:
         if not n:
             return False
         core = self.core
-        if core.needle.phase or core.plunger.phase:
-            return False
-        st = core.state
-        if st == C.ST_READY or st == C.ST_UNHOMED or st == C.ST_FAULT or (st == C.ST_WAIT and n >= FLUSH_AT):
+        if core.at_rest() or (core.state == C.ST_WAIT and n >= FLUSH_AT and core.axes_idle()):
             log.flush()
             return True
         return False
