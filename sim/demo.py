@@ -5,8 +5,6 @@ import time
 from pathlib import Path
 
 from injcore import core as C
-from injcore import tlog
-from injcore.fsio import DirFS
 from injcore.settings import MODE_CONTINUOUS, MODE_SINGLE
 
 from .session import Simulator
@@ -17,13 +15,7 @@ OUT = Path("build/sim")
 def run_demo(single_shots=8, burst_ms=3000, seed=1, log_dir=None):
     """The demo session; with `log_dir`, the firmware's treatment log is written there."""
     sim = Simulator(seed=seed)
-    recorder = None
-    if log_dir is not None:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        for old in log_dir.glob("*" + tlog.NAME_SUFFIX):
-            old.unlink()  # a new demo, a new log
-        recorder = tlog.Recorder(sim.core, tlog.Log(DirFS(str(log_dir)), ""))
-        sim.main_loop.append(lambda: (recorder.poll(), recorder.service()))
+    recorder = sim.attach_log(log_dir) if log_dir is not None else None
     if not sim.home():
         raise SystemExit("homing failed: %s" % C.FAULT_NAMES[sim.core.fault])
     sim.load(size_ml=1)

@@ -38,7 +38,6 @@ from injcore import core as C
 from injcore import machine as M
 from injcore import protocol as P
 from injcore import tlog
-from injcore.fsio import DirFS
 from injcore.settings import MODE_CONTINUOUS, Limits
 
 from .session import Simulator
@@ -165,16 +164,12 @@ def run_protocol(protocol, out=OUT, seed=1, lot=LOT):
     out = Path(out)
     syringe = choose_syringe(protocol.session_cap_nl)
     log_dir = out / "log"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    for old in log_dir.glob("*" + tlog.NAME_SUFFIX):
-        old.unlink()  # a new session, a new log
     sim = Simulator(seed=seed, trace=False)
     if not sim.home():
         raise SimError("homing failed: %s" % C.FAULT_NAMES[sim.core.fault])
     sim.load(size_ml=syringe)
-    recorder = tlog.Recorder(sim.core, tlog.Log(DirFS(str(log_dir)), ""))
+    recorder = sim.attach_log(log_dir)
     session = recorder.start_session(lot)
-    sim.main_loop.append(lambda: (recorder.poll(), recorder.service()))
     sim.prime(PRIME_MS)
     run = P.Run(sim.core, protocol, recorder)
     if not run.start():

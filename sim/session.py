@@ -55,6 +55,19 @@ class Simulator:
         self._prev_state = self.core.state
         self.main_loop = []  # callables run after every tick, like the board's main loop
 
+    def attach_log(self, log_dir):
+        """Write the firmware's treatment log to a fresh `log_dir`, polled like the
+        board's main loop polls it; returns the tlog.Recorder."""
+        from injcore import tlog
+        from injcore.fsio import DirFS
+
+        log_dir.mkdir(parents=True, exist_ok=True)
+        for old in log_dir.glob("*" + tlog.NAME_SUFFIX):
+            old.unlink()  # a new run, a new log
+        recorder = tlog.Recorder(self.core, tlog.Log(DirFS(str(log_dir)), ""))
+        self.main_loop.append(lambda: (recorder.poll(), recorder.service()))
+        return recorder
+
     # ---- time ----------------------------------------------------------------
 
     def step(self):
