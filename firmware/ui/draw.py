@@ -72,6 +72,18 @@ def center(fb, s, y, c=1):
     fb.text(s, (128 - len(s) * CHAR_W) // 2, y, c)
 
 
+def list_row(fb, row, text, value="", selected=False):
+    """Line `row` of a list under a title bar, inverted when selected; `value` right-aligned."""
+    y = 10 + row * 9
+    c = 1
+    if selected:
+        fb.fill_rect(0, y - 1, 128, 9, 1)
+        c = 0
+    fb.text(text, 0, y, c)
+    if value:
+        right(fb, value, y, c)
+
+
 def bar(fb, x, y, w, h, part, whole):
     """A frame w x h filled in proportion part/whole (clamped to 0..1)."""
     fb.rect(x, y, w, h, 1)

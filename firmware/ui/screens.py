@@ -929,12 +929,7 @@ class Ui:
                 i = top + row
                 if i >= len(self._proto_names):
                     break
-                y = 10 + row * 9
-                c = 1
-                if i == self._proto_cursor:
-                    fb.fill_rect(0, y - 1, 128, 9, 1)
-                    c = 0
-                fb.text(self._proto_names[i][:D.LINE_CHARS], 0, y, c)
+                D.list_row(fb, row, self._proto_names[i][:D.LINE_CHARS], "", i == self._proto_cursor)
         elif s == S_SKIP and self.run is not None:
             st = self.run.status()
             D.inverted(fb, "Skip zone?", 0)
@@ -1068,13 +1063,7 @@ class Ui:
             if i >= len(self.menu):
                 break
             item = self.menu[i]
-            y = 10 + row * 9
-            c = 1
-            if i == self.cursor:
-                fb.fill_rect(0, y - 1, 128, 9, 1)
-                c = 0
-            fb.text(item.label, 0, y, c)
-            D.right(fb, self.item_value(item), y, c)
+            D.list_row(fb, row, item.label, self.item_value(item), i == self.cursor)
         if self._msg:  # over the last line, for MESSAGE_MS
             D.inverted(fb, self._msg, 64 - 9)
 
