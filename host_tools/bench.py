@@ -1,18 +1,32 @@
 """`make bench`: figures for the closing note, printed, never asserted.
 
-- simulator speed: simulated seconds per wall second, 1000-puncture session (CPython)
-- heap bytes allocated per tick on real MicroPython: idle, ready, continuous
-- time per tick on CPython and on MicroPython, each also in reference-loop
-  iterations (10,000 x `x = x + 1` in a function, timed in the same run);
-  x 4.75 us gives an estimate for the RP2040.
-- the operator interface on MicroPython: heap to import it, time to draw a
-  screen into the framebuf (main loop, at most 20 a second), in reference
-  iterations like the tick
 - compiled firmware: bytes of build/mpy (mpy-cross -march=armv6m), per package
+- the emulated Pico (RP2040 at 125 MHz, deterministic: host_tools/chip/, the
+  MicroPython 1.28 image from RP2040_DIR; one line says why where it cannot run).
+  The device's own figures, measured in emulated cycles:
+  * one scripted session through main.py (host_tools/chip/session.py): the whole
+    timer interrupt per core state (mean, worst, count over 500 us, count), the
+    CPU share left to the main loop, main-loop passes and display frames per
+    second, the longest main-loop pass, overruns, watchdog feeds and longest gap;
+  * the heap: free after boot, and what each firmware module takes when imported
+    from ROMFS (host_tools/chip/figures.py);
+  * free heap after 500 punctures in one nappage burst at the highest shot rate
+    the core accepts, with the treatment log (records on flash, pending, dropped).
 - the virtual board: `make deploy` time, and the board self-test's heap figures
   (heap used by importing the core, by importing and booting board.app, and
   gc.mem_free after boot, which means nothing there: the WebAssembly heap is
   whatever the bridge gives it)
+- simulator speed: simulated seconds per wall second, 1000-puncture session (CPython)
+- time per tick on CPython and, heap per tick and time per tick, on MicroPython's
+  WebAssembly build, each also in reference-loop iterations (10,000 x `x = x + 1`
+  in a function, timed in the same run). x 4.75 us per iteration gives an
+  ESTIMATE for the RP2040, from the WebAssembly interpreter running the core's
+  Python as bytecode (host_tools/mpy.portable_source strips the
+  @micropython.viper the device compiles the hot path with): superseded by the
+  emulated Pico's figures, kept to compare runtimes.
+- the operator interface on MicroPython's WebAssembly build: heap to import it,
+  time to draw a screen into the framebuf (main loop, at most 20 a second), in
+  reference iterations like the tick (the same kind of estimate)
 """
 
 import subprocess
@@ -196,7 +210,8 @@ def virtual_board_selftest():
                 t0 = time.monotonic()
                 r = subprocess.run(
                     ["make", "-s", "-o", ".venv/.installed", "deploy", "PORT=%s" % port,
-                     "PY=%s" % sys.executable, "MPY_DIR=%s" % (Path(tmp) / "mpy")],
+                     "PY=%s" % sys.executable, "MPY_DIR=%s" % (Path(tmp) / "mpy"),
+                     "MPY_NATIVE=0"],  # no native emitter on the WebAssembly board: viper blanked
                     cwd=ROOT, capture_output=True, text=True, timeout=300)
                 deploy_s = time.monotonic() - t0
                 if r.returncode != 0:
@@ -216,12 +231,128 @@ def virtual_board_selftest():
     return deploy_s, fields, lines
 
 
+CHIP_PUNCTURES = 500
+
+
+def _irq_line(name, f):
+    line(name, "mean %.1f us, worst %.1f us, %d over 500 us, %d interrupts"
+         % (f["mean_us"], f["max_us"], f["over_500us"], f["n"]))
+
+
+def chip_session():
+    """One Session.run through main.py on the emulated Pico, printed."""
+    from host_tools.chip import figures as F
+
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-chip-") as tmp:
+        f = F.session_figures(tmp)
+    wall = time.monotonic() - t0
+    irq, wd = f["irq"], f["watchdog"]
+    print("-- one scripted session through main.py (home, load, prime, %d single punctures, "
+          "a nappage burst, E-stop)" % f["punctures"])
+    for state, name, b in irq["states"]:
+        _irq_line("  timer interrupt, state %d %s" % (state, name), b)
+    _irq_line("  timer interrupt, every state", irq)
+    line("  CPU left to the main loop (1 - timer/span cycles)", "%.1f" % irq["main_share_pct"], "%")
+    line("  main-loop passes", "%.0f per s (%d in %.2f s emulated)"
+         % (f["passes_per_s"], f["passes"], f["seconds"]))
+    line("  display frames sent", "%.1f per s (%d)" % (f["frames_per_s"], f["frames"]))
+    line("  longest main-loop pass", "%.1f ms" % (f["pass_us_max"] / 1000))
+    line("  overruns", f["overruns"])
+    line("  late timer interrupts (caught up)", f["late"])
+    line("  watchdog", "%d feeds, longest gap %.1f ms, %d expired"
+         % (wd["feeds"], wd["gap_max_us"] / 1000, wd["expired"]))
+    line("  free heap after main.py's boot", f["free_at_boot"], "bytes")
+    line("  free heap at the end (collected)", f["free_after"], "bytes")
+    line("  wall time", "%.1f s (%.1f x emulated time)" % (wall, wall / f["seconds"]))
+
+
+def chip_heap(top=10):
+    """Free heap after boot and each module's heap, on a chip without main.py, printed."""
+    from host_tools.chip import figures as F
+
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-chip-") as tmp:
+        boot, mods = F.boot_heap_figures(tmp)
+    print("-- heap (REPL of a fresh chip, main.py not run; modules run from ROMFS)")
+    line("  free heap after boot", "%d bytes of %d" % (boot["free"], boot["size"]))
+    ranked = sorted(mods["modules"].items(), key=lambda kv: -kv[1])
+    line("  heap each module takes on import, top %d" % top, "")
+    for name, n in ranked[:top]:
+        line("    %s" % name, n, "bytes")
+    line("    the other %d modules" % len(ranked[top:]), sum(n for _, n in ranked[top:]), "bytes")
+    line("  all %d firmware modules" % len(ranked), mods["total"], "bytes")
+    line("  free heap with every module imported", mods["free_after"], "bytes")
+    for name, err in mods["errors"].items():
+        line("  import failed: %s" % name, err)
+    line("  wall time", "%.1f" % (time.monotonic() - t0), "s")
+
+
+def chip_punctures(n=CHIP_PUNCTURES):
+    """Free heap after n punctures in one nappage burst with the treatment log, printed."""
+    from host_tools.chip import figures as F
+    from injcore.settings import MODE_NAMES
+
+    with tempfile.TemporaryDirectory(prefix="bench-chip-") as tmp:
+        f = F.puncture_heap(tmp, punctures=n)
+    s, core, irq = f["settings"], f["core"], f["irq"]
+    print("-- %d punctures in one nappage burst, with the treatment log" % n)
+    line("  settings", "%s, %d um deep, %d nL a shot, %d mL syringe, %d mHz"
+         % (MODE_NAMES[s["mode"]], s["depth_um"], s["dose_nl"], s["syringe_ml"],
+            s["shot_rate_mhz"]))
+    if f["cycle_ticks"]:
+        line("    the highest rate the core accepts", "one puncture takes %d ms: 1,000,000 // %d"
+             " = %d mHz, in steps of 100" % (f["cycle_ticks"], f["cycle_ticks"],
+                                              1_000_000 // f["cycle_ticks"]))
+    line("  needle excursions (machine model)", "%d in %.1f s emulated (%.2f per s)"
+         % (f["excursions"], f["burst_ms"] / 1000, f["excursions"] / (f["burst_ms"] / 1000)))
+    line("  punctures the core counted", "%d (delivered %d nL)"
+         % (core["punctures"], core["delivered_nl"]))
+    line("  free heap after main.py's boot", f["free_at_boot"], "bytes")
+    line("  free heap after the punctures (collected)", f["free_after"], "bytes")
+    line("  treatment log: records on flash", "%d in %d file(s)" % (f["logged"], core["files"]))
+    line("  treatment log: records pending in RAM", core["pending"])
+    line("  treatment log: records dropped (RAM buffer full)", core["dropped"])
+    line("  treatment log: punctures the main loop missed", core["missed"])
+    if core["errno"]:
+        line("  treatment log: last flush error", "errno %d" % core["errno"])
+    line("  flash erases / programs",
+         "%s / %s" % (f["flash"].get("erases"), f["flash"].get("programs")))
+    _irq_line("  timer interrupt, burst and flush", irq)
+    for state, name, b in irq["states"]:
+        _irq_line("    state %d %s" % (state, name), b)
+    line("  CPU left to the main loop", "%.1f" % irq["main_share_pct"], "%")
+    line("  longest main-loop pass (since boot)", "%.1f ms" % (core["pass_us_max"] / 1000))
+    line("  overruns / late interrupts", "%d / %d" % (core["overruns"], core["late"]))
+    line("  watchdog", "%d feeds, longest gap %.1f ms, %d expired"
+         % (f["watchdog"]["feeds"], f["watchdog"]["gap_max_us"] / 1000, f["watchdog"]["expired"]))
+    line("  wall time", "%.1f" % f["wall_s"], "s")
+
+
+def chip_figures():
+    from host_tools.chip import missing
+
+    print("== the emulated Pico (RP2040 at 125 MHz, deterministic)")
+    why = missing()
+    if why:
+        print("  " + why)  # "emulated Pico skipped: ..., set RP2040_DIR ..."
+        return
+    for part in (chip_session, chip_heap, chip_punctures):
+        try:
+            part()
+        except Exception as e:  # a figure, never an assertion: say why it is missing
+            line("  %s: not measured" % part.__name__, "%s: %s" % (type(e).__name__, str(e)[-500:]))
+
+
 def main():
+    t_bench = time.monotonic()
     sizes, source = compiled_size()
     print("== compiled firmware (mpy-cross -march=armv6m, build/mpy)")
     for pkg, (n, b) in sizes.items():
         line("  %s" % pkg, "%d bytes in %d modules" % (b, n))
     line("  total", "%d bytes (%d bytes of source)" % (sum(b for _, b in sizes.values()), source))
+
+    chip_figures()
 
     print("== virtual board: make deploy + board self-test (MicroPython 1.27 WebAssembly)")
     try:
@@ -253,24 +384,30 @@ def main():
         line("tick, %s" % label, "%.2f us = %.1f reference iterations" % (us, us / (ref / 10000)))
 
     ref, ticks = micropython_tick()
-    print("== tick on MicroPython 1.27 (npm WebAssembly build)")
+    print("== tick on MicroPython 1.27 (npm WebAssembly build): an ESTIMATE for the RP2040,")
+    print("   from the WebAssembly interpreter running the core's Python as bytecode (without")
+    print("   the viper compilation the device uses); superseded by the emulated Pico above")
     line("reference loop (10,000 x x=x+1)", ref, "us")
     for label, (per_tick, worst, us) in ticks.items():
         iters = us / (ref / 10000)
         line("heap per tick, %s" % label, "%.1f bytes (worst tick %d)" % (per_tick, worst))
-        line("tick, %s" % label, "%.2f us = %.1f reference iterations = ~%.0f us on an RP2040"
-             % (us, iters, iters * RP2040_US_PER_REF_ITER))
+        line("tick, %s" % label, "%.2f us = %.1f reference iterations = ~%.0f us on an RP2040 "
+             "(estimate)" % (us, iters, iters * RP2040_US_PER_REF_ITER))
 
-    print("== heap each firmware module keeps after import (MicroPython 1.27 wasm, from source)")
+    print("== heap each firmware module keeps after import (MicroPython 1.27 wasm, from source;")
+    print("   the emulated Pico's per-module figures above are the device's)")
     for name, n in micropython_module_heap():
         line("  %s" % name, n, "bytes")
     heap, ref, draws = micropython_ui()
-    print("== operator interface on MicroPython 1.27 (npm WebAssembly build)")
+    print("== operator interface on MicroPython 1.27 (npm WebAssembly build): the draw times")
+    print("   are an ESTIMATE for the RP2040 from the WebAssembly interpreter, like the tick's")
     line("heap used by importing ui.screens", heap, "bytes")
     for name, us in draws.items():
         iters = us / (ref / 10000)
-        line("draw %s" % name, "%.0f us = %.0f reference iterations = ~%.1f ms on an RP2040"
-             % (us, iters, iters * RP2040_US_PER_REF_ITER / 1000))
+        line("draw %s" % name, "%.0f us = %.0f reference iterations = ~%.1f ms on an RP2040 "
+             "(estimate)" % (us, iters, iters * RP2040_US_PER_REF_ITER / 1000))
+    print("== bench")
+    line("wall time of the whole bench", "%.0f" % (time.monotonic() - t_bench), "s")
 
 
 if __name__ == "__main__":

@@ -530,23 +530,28 @@ def _recording_port(start_steps=0):
             self.moves = []
 
         def attach(self, axis):
-            """Watch `axis` (whose port this is): its position and every start()."""
+            """Watch `axis` (whose port this is): its position and every move it starts."""
             self.axis = axis
-            start = axis.start
-
-            def spy(plan, direction):
-                if self.recording:
-                    self.moves.append(Move(len(self.tick_words), plan, direction))
-                start(plan, direction)
-
-            axis.start = spy
+            self.seen_moves = axis.moves
             return self
 
         def put(self, seg):
             super().put(seg)
+            ax = self.axis
+            if ax.moves != self.seen_moves:
+                # A move started since the last put: before this tick's steps were
+                # taken (its steps are in these words) or after (in the next tick's).
+                if self.recording:
+                    if (ax.moves - self.seen_moves) & 0x3FFFFFFF != 1:
+                        raise AssertionError("%s: two moves started between ticks" % ax.name)
+                    plan, direction = ax.started()
+                    at = len(self.tick_words) + (0 if ax.ticked == ax.moves else 1)
+                    self.moves.append(Move(at, plan, direction))
+                self.seen_moves = ax.moves
             if self.recording:
                 self.tick_words.append((seg[0], seg[1]))  # copied: seg is reused
-                self.axis_pos.append(self.axis.pos)  # Axis.tick adds the steps after put()
+                n = ax.last_n  # the tick has moved pos already: where it was before
+                self.axis_pos.append(ax.pos - n if seg[0] & 1 else ax.pos + n)
 
         def emitted(self):
             """Signed steps sent since the port started, as board.pio_step.read_count

@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -34,3 +35,30 @@ def ready_sim(sim):
     sim.load(1)
     sim.prime(800)
     return sim
+
+
+# The emulated Pico tier (tests/test_chip.py, host_tools/chip): its tests carry
+# @pytest.mark.chip. Where RP2040_DIR lacks the MicroPython image or the boot ROM
+# (or node/rp2040js are missing) they are skipped, all under the one line that
+# host_tools.chip.missing() gives; with INJECTOR_REQUIRE_CHIP=1 (CI) that same
+# line fails them instead, so a CI run cannot pass without the chip tier.
+REQUIRE_CHIP = "INJECTOR_REQUIRE_CHIP"
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "chip: runs on the emulated Pico (host_tools/chip); skipped with one line when "
+        "RP2040_DIR lacks its files, a failure when INJECTOR_REQUIRE_CHIP=1")
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("chip") is None:
+        return
+    from host_tools.chip import missing
+
+    why = missing()
+    if why is None:
+        return
+    if os.environ.get(REQUIRE_CHIP) == "1":
+        pytest.fail("%s=1 but %s" % (REQUIRE_CHIP, why), pytrace=False)
+    pytest.skip(why)

@@ -43,7 +43,7 @@ class LivePio:
 
     # step_gen side
     def put(self, seg):
-        words = list(seg)
+        words = [seg] if isinstance(seg, int) else list(seg)  # TXF writes one word
         assert len(self.fifo) + len(words) <= pw.FIFO_WORDS, "put() would block in the interrupt"
         self.fifo.extend(words)
 
@@ -91,12 +91,15 @@ class Rig:
             self.app.core.unconfirmed = False
         self.timer = M.timers()[-1]
         self.live = {}
-        for name in ("needle", "plunger"):
+        for name, gen, count in (("needle", pins.SM_NEEDLE_GEN, pins.SM_NEEDLE_COUNT),
+                                 ("plunger", pins.SM_PLUNGER_GEN, pins.SM_PLUNGER_COUNT)):
             port = getattr(self.app, name)
             live = LivePio(port.gen)
             port.gen = live
             port.count = live  # read_count: exec(in y) then get()
             live.exec = self._exec_both(live)
+            fake_rp2.bind(gen, live)  # the interrupt reads and writes the PIO's registers
+            fake_rp2.bind(count, live)
             self.live[name] = live
         self.start = {"needle": needle_start, "plunger": plunger_start}
         self.syringe = False
@@ -109,7 +112,7 @@ class Rig:
         ex = LivePio.exec
 
         def exec_(op):
-            if op == pio_step._EXEC_IN_Y:
+            if op == pio_step.EXEC_IN_Y:
                 return None  # the counter publishes on request; get() reads it
             return ex(live, op)
         return exec_
@@ -347,10 +350,9 @@ class Pio:
         self.count = 0
         self.on = 1
 
-    def put(self, seg):
-        for k in range(2):
-            self.ring[(self.head + self.n) & 7] = seg[k]
-            self.n += 1
+    def put(self, word):  # a write to the TX FIFO register
+        self.ring[(self.head + self.n) & 7] = word
+        self.n += 1
 
     def tx_fifo(self):
         return self.n
@@ -398,14 +400,16 @@ class QuietPin:
 a = A.App()
 a.needle_driver._en = QuietPin()
 a.plunger_driver._en = QuietPin()
-for port in (a.needle, a.plunger):
+import rp2
+
+for port, gen, count in ((a.needle, 0, 1), (a.plunger, 2, 3)):
     p = Pio()
     port.gen = p
     port.count = p
+    rp2.bind(gen, p)  # the interrupt works on the PIO's registers
+    rp2.bind(count, p)
 gens = (a.needle.gen, a.plunger.gen)
 
-
-import rp2
 hx = rp2.StateMachine(4)
 
 

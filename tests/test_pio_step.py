@@ -300,8 +300,8 @@ def test_pio_bodies_see_only_pio_names():
 
 
 def test_exec_opcodes():
-    assert ps._EXEC_IN_Y == fake_rp2.asm_pio_encode("in_(y, 32)", 0)
-    assert ps._EXEC_IN_Y == adafruit_pioasm.assemble("in y, 32")[0]
+    assert ps.EXEC_IN_Y == fake_rp2.asm_pio_encode("in_(y, 32)", 0)
+    assert ps.EXEC_IN_Y == adafruit_pioasm.assemble("in y, 32")[0]
     with pytest.raises(TypeError):
         fake_rp2.asm_pio_encode("jmp(0)", 0)  # not available, as in MicroPython
     # Forced on step_gen (1 side-set bit, no opt) an instruction also drives STEP low.

@@ -433,12 +433,12 @@ def test_pull_from_a_missing_port_is_one_line(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
 
-PROTOCOL_CORE = ("__init__", "compat", "machine", "settings", "store", "fsio", "protocol")
+PROTOCOL_CORE = ("__init__", "compat", "machine", "settings", "store", "fsio", "protocol", "tick")
 
 
 @pytest.mark.micropython
 def test_push_and_pull_over_the_virtual_board(tmp_path):
-    from host_tools import vboard
+    from host_tools import mpy, vboard
 
     if not vboard.available():
         pytest.fail("node or the MicroPython npm package is missing: run `make test`")
@@ -446,7 +446,7 @@ def test_push_and_pull_over_the_virtual_board(tmp_path):
     lib = flash / "lib" / "injcore"
     lib.mkdir(parents=True)
     for name in PROTOCOL_CORE:
-        shutil.copy(ROOT / "firmware" / "injcore" / (name + ".py"), lib)
+        mpy.portable_copy(ROOT / "firmware" / "injcore" / (name + ".py"), lib / (name + ".py"))
     rec = S.defaults()  # the device's engineer: a 2.5 mm usable needle
     rec["limits"]["needle_length_um"] = 2500
     S.Store(DirFS(str(flash)), "settings").save(rec)

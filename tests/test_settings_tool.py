@@ -3,12 +3,11 @@ calibrate_tool.py): the device's record (injcore.store) read and written with th
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
-from host_tools import calibrate_tool, settings_tool
+from host_tools import calibrate_tool, mpy, settings_tool
 from injcore import calib
 from injcore import machine as M
 from injcore import store as S
@@ -323,7 +322,7 @@ def test_help_warns_that_mpremote_interrupts_main_py():
 
 # ---- end to end on the virtual board ------------------------------------------------
 
-CORE_FILES = ("__init__", "compat", "machine", "settings", "store", "fsio")  # what the Store needs
+CORE_FILES = ("__init__", "compat", "machine", "settings", "store", "fsio", "tick")  # what the Store needs
 
 # Reports the record the app would boot with, then ends: the virtual board writes its
 # flash back to the host folder when the board is idle, not while main.py runs.
@@ -364,7 +363,7 @@ def test_push_and_show_over_the_virtual_board(tmp_path):
     lib = flash / "lib" / "injcore"
     lib.mkdir(parents=True)
     for name in CORE_FILES:
-        shutil.copy(ROOT / "firmware" / "injcore" / (name + ".py"), lib)
+        mpy.portable_copy(ROOT / "firmware" / "injcore" / (name + ".py"), lib / (name + ".py"))
     (flash / "main.py").write_text(BOOT_MAIN)  # a main loop that reports the record it booted with
     full = record(dose_nl=30000)
     full["service_pin"] = "0123"

@@ -18,13 +18,14 @@ import machine
 
 from injcore import core as C
 from injcore import persist, pio_word
+from injcore.axis import WORDS
 from injcore.fsio import DirFS
 from injcore.settings import SettingsError
 from injcore.store import Store
 from injcore.tlog import Log, Recorder
 from injcore.compat import const
 
-from . import clock, pins, pio_step
+from . import clock, irq, pins, pio_step
 from ui import keys
 from ui.protocols import Protocols
 from ui.screens import Ui
@@ -32,6 +33,7 @@ from ui.screens import Ui
 from .buttons import Buttons
 from .buzzer import ALARM, CLICK, REFUSE, WARNING, Buzzer
 from .hx711 import Hx711
+from . import ports
 from .ports import ROOM_LEVEL, AxisPort, Inputs, Outputs
 from .ssd1306 import Ssd1306
 from .tmc2209 import Tmc2209
@@ -45,8 +47,6 @@ DISPLAY_PERIOD_MS = const(50)  # at most 20 refreshes a second, only when change
 SAVE_PERIOD_MS = const(500)  # how often the main loop looks for settings to store
 STORE_NAME = "settings"  # settings.a / settings.b on the board's littlefs (injcore.store)
 LOG_DIR = "log"  # the treatment log's ring of files
-# Catch-up bound per interrupt: never more ticks than the FIFO can hold.
-_MAX_TICKS_PER_IRQ = pio_word.FIFO_TICKS
 
 # RP2040 watchdog scratch registers. SCRATCH0 is ours: the SDK never touches
 # it and only a power-on or a hardware reset clears it, so a value left by
@@ -108,10 +108,15 @@ class App:
         pg, pc = pio_step.start_axis(pins.SM_PLUNGER_GEN, pins.SM_PLUNGER_COUNT,
                                      machine.Pin(pins.PLUNGER_STEP), machine.Pin(pins.PLUNGER_DIR),
                                      sys_hz, run=False)
-        self.needle = AxisPort(ng, nc, pio_step.pc_of(machine.mem32, pins.SM_NEEDLE_GEN))
-        self.plunger = AxisPort(pg, pc, pio_step.pc_of(machine.mem32, pins.SM_PLUNGER_GEN))
+        # The board array: what the timer interrupt (board/irq.py) works with
+        # besides the core's own state.
+        b = self.board = irq.new_board()
+        self.needle = AxisPort(ng, nc, pio_step.pc_of(machine.mem32, pins.SM_NEEDLE_GEN), b,
+                               irq.B_HALTS_N)
+        self.plunger = AxisPort(pg, pc, pio_step.pc_of(machine.mem32, pins.SM_PLUNGER_GEN), b,
+                                irq.B_HALTS_P)
         pio_step.run_together(machine.mem32, (pins.SM_NEEDLE_GEN, pins.SM_PLUNGER_GEN))
-        self.hx711 = Hx711()
+        self.hx711 = Hx711(board=b)
         self.hx711.start()
         self.inputs = Inputs(machine.mem32, self.hx711)
         self.outputs = Outputs(self.needle_driver, self.plunger_driver)
@@ -129,14 +134,13 @@ class App:
         self._save_ms = clock.ticks_ms()
         self.saves = 0
         self.save_errors = 0
-        self.flash_quiet = False  # a flash write is under way: an empty FIFO is not an overrun
-        self._quiet_irqs = 0
         # The treatment log (injcore/tlog.py): records buffered in RAM, flushed while idle.
         self.log = Log(self.store.fs, LOG_DIR)
         self.recorder = Recorder(self.core, self.log)
         self.interrupted = self.recorder.boot(self._survivor())  # a session a reset cut short, or None
         self._survivor_word = -1
         self.buttons = Buttons()
+        self._attach_interrupt()
         self.buzzer = Buzzer()
         self.display = None
         try:
@@ -147,8 +151,6 @@ class App:
         except OSError as e:  # no display answers: run without one, say so on the console
             print("board: display not found at 0x%02x (%s); running without it" % (pins.OLED_ADDR, e))
             self.display = None
-        self.late = 0  # interrupts that had to catch up (the FIFO lead absorbed them)
-        self.irqs = 0
         self.protocols = Protocols(self.core, self.store.fs, self.recorder)
         self.ui = Ui(self.core, FIRMWARE_VERSION, self.info, pin, self.recorder.start_session,
                      self.protocols)
@@ -156,6 +158,9 @@ class App:
             self.ui.sticky(self.interrupted["text"])
         self._sent = bytearray(len(self.display.buf)) if self.display else None  # the frame on the glass
         self.frames = 0  # frames sent to the display
+        self.passes = 0  # main-loop passes
+        self._btn_tail = 0  # button changes replayed (board/irq.py logs them)
+        self.pass_us_max = 0
         self._drawn_ms = clock.ticks_ms()
         self._alarm_seen = C.ALARM_NONE
         self._ticks_fed = 0
@@ -165,34 +170,59 @@ class App:
 
     # ---- the 1 kHz interrupt --------------------------------------------------
 
-    def on_timer(self, _timer):
-        """Top both FIFOs up to the lead: the PIO's consumption is the motion clock.
-
-        Normally one tick per interrupt; after a late interrupt, the missed
-        ticks (the lead kept the motors fed meanwhile). A FIFO found empty
-        means the motors were starved: a tick overrun, counted in the core.
-        Hard interrupt: no allocation.
-        """
-        gn = self.needle.gen
-        gp = self.plunger.gen
+    def _attach_interrupt(self):
+        """Fill the board array and hand the interrupt its arrays (board/irq.py)."""
+        b = self.board
+        b[irq.B_SM_NGEN] = pins.SM_NEEDLE_GEN
+        b[irq.B_SM_NCOUNT] = pins.SM_NEEDLE_COUNT
+        b[irq.B_SM_PGEN] = pins.SM_PLUNGER_GEN
+        b[irq.B_SM_PCOUNT] = pins.SM_PLUNGER_COUNT
+        for sm in (pins.SM_NEEDLE_GEN, pins.SM_NEEDLE_COUNT, pins.SM_PLUNGER_GEN, pins.SM_PLUNGER_COUNT):
+            if sm >> 2:
+                raise ValueError("the axes' state machines must be on PIO0 (0-3)")
+        b[irq.B_ENTRY_N] = self.needle.entry_pc
+        b[irq.B_ENTRY_P] = self.plunger.entry_pc
+        b[irq.B_COUNT_BIAS] = pio_step.COUNT_BIAS
+        b[irq.B_EXEC_IN_Y] = pio_step.EXEC_IN_Y
+        b[irq.B_EXEC_PULL] = pio_step.EXEC_PULL_NOBLOCK
+        b[irq.B_EXEC_JMP] = pio_step.EXEC_JMP
+        b[irq.B_EXEC_OSR_NULL] = pio_step.EXEC_MOV_OSR_NULL
+        b[irq.B_TICKS_MAX] = pio_word.FIFO_TICKS  # never more ticks than the FIFO can hold
+        b[irq.B_ROOM] = ROOM_LEVEL
+        first = self.buttons.pin_nos[0]
+        if self.buttons.pin_nos != tuple(range(first, first + 4)):
+            raise ValueError("the four operator buttons must be consecutive GPIOs (UP, DOWN, OK, BACK)")
+        b[irq.B_BTN_SHIFT] = first
+        # A button held at boot is the buttons' first level: locked out until released.
+        self._btn_level = b[irq.B_BTN_LAST] = self.buttons.pressed_mask(machine.mem32[ports.SIO_GPIO_IN])
         core = self.core
-        running = self.irqs  # the first interrupt fills an empty FIFO: not late
-        self.irqs = (running + 1) & 0x3FFFFFFF  # a small int forever: no allocation
-        if running and gn.tx_fifo() == 0 and not self.flash_quiet:
-            core.overruns += 1
-        n = 0
-        while n < _MAX_TICKS_PER_IRQ and gn.tx_fifo() <= ROOM_LEVEL and gp.tx_fifo() <= ROOM_LEVEL:
-            core.tick(clock.ticks_us())
-            n += 1
-        if n > 1 and running:
-            self.late = (self.late + 1) & 0x3FFFFFFF
+        irq.attach(core.S, core.ramps, WORDS, b, self.outputs.drivers)
+
+    @staticmethod
+    def on_timer(timer):
+        """The hard 1 kHz interrupt: board/irq.py's on_timer (no allocation)."""
+        irq.on_timer(timer)
+
+    # Counters the interrupt keeps in the board array
+    irqs = property(lambda self: self.board[irq.B_IRQS])
+    late = property(lambda self: self.board[irq.B_LATE])  # interrupts that had to catch up
+
+    def _set_quiet(self, on):
+        self.board[irq.B_QUIET] = 1 if on else 0
+
+    # A flash write is under way: an empty FIFO is not an overrun.
+    flash_quiet = property(lambda self: bool(self.board[irq.B_QUIET]), _set_quiet)
 
     def start(self):
         """Start the watchdog and the timer (after boot has built everything)."""
         self.wdt = machine.WDT(timeout=self._wdt_timeout_ms)
-        self.timer = machine.Timer(-1, mode=machine.Timer.PERIODIC, freq=1000,
-                                   callback=self.on_timer, hard=True)
+        self.timer = machine.Timer(-1)
+        self._arm_timer()
         return self
+
+    def _arm_timer(self):
+        self.timer.init(  # pyright: ignore[reportOptionalMemberAccess]
+            mode=machine.Timer.PERIODIC, freq=1000, callback=irq.on_timer, hard=True)
 
     def stop(self):
         """Timer off, drivers off, state machines and watchdog stopped.
@@ -221,8 +251,9 @@ class App:
         core = self.core
         ui = self.ui
         b = self.buttons
+        self.passes += 1
         ui.poll(now_ms)
-        b.sample(b.pressed_mask(self.inputs.gpio), now_ms)
+        self._replay_buttons(now_ms)
         ev = b.get()
         while ev is not None:
             ui.button(ev[0], ev[1])  # polled above: no second poll per event
@@ -232,7 +263,7 @@ class App:
             self.buzzer.play(CLICK)
         elif sound == keys.SND_REFUSE:
             self.buzzer.play(REFUSE)
-        level = self.outputs.alarm_level  # set by the core through its alarm port
+        level = core.alarm  # set by the tick
         if level != self._alarm_seen:
             self._alarm_seen = level
             self.buzzer.stop()
@@ -246,12 +277,13 @@ class App:
             self.draw(now_ms)
         self.recorder.poll()
         self._keep_survivor()
-        if self.flash_quiet and self.irqs != self._quiet_irqs:
-            self.flash_quiet = False  # the timer has run since the write: the FIFOs are full again
-        elif self.log.pending():
-            self._quiet()
-            if not self.recorder.service():  # flushes only with both axes idle
-                self.flash_quiet = False
+        if self.log.pending():
+            if self.core.at_rest():  # flushes only with both axes idle
+                self._quiet()
+                try:
+                    self.recorder.service()
+                finally:
+                    self._resume()
         elif clock.ticks_diff(now_ms, self._save_ms) >= SAVE_PERIOD_MS:
             self._save_ms = now_ms
             self.persist()
@@ -260,6 +292,28 @@ class App:
         if core.checked != self._ticks_fed and self.wdt is not None:
             self._ticks_fed = core.checked
             self.wdt.feed()
+
+    def _replay_buttons(self, now_ms):
+        """Feed the buttons the changes the interrupt logged since the last pass, each at its time.
+
+        Before each change the level it replaces is sampled once more just
+        before it, so the debounce sees how long that level held, as if the
+        main loop had sampled every millisecond.
+        """
+        board = self.board
+        b = self.buttons
+        ticks = self.core.ticks
+        head = board[irq.B_BTN_HEAD]
+        if (head - self._btn_tail) & 0x3FFFFFFF > irq.BTN_LOG_SIZE:  # the log ran over: lost changes
+            self._btn_tail = (head - irq.BTN_LOG_SIZE) & 0x3FFFFFFF
+        while self._btn_tail != head:
+            at = irq.B_BTN_LOG + 2 * (self._btn_tail & (irq.BTN_LOG_SIZE - 1))
+            t_ms = clock.ticks_add(now_ms, -((ticks - board[at + 1]) & 0x3FFFFFFF))
+            b.sample(self._btn_level, clock.ticks_add(t_ms, -1))
+            self._btn_level = board[at]
+            b.sample(self._btn_level, t_ms)
+            self._btn_tail = (self._btn_tail + 1) & 0x3FFFFFFF
+        b.sample(self._btn_level, now_ms)
 
     def persist(self):
         """Store the settings if they changed, only while both axes are idle (H9).
@@ -281,6 +335,8 @@ class App:
             self.save_errors += 1
             self.ui.message("settings not stored: %s" % e)
             return False
+        finally:
+            self._resume()
         self._saved = record
         self.saves += 1
         return True
@@ -304,9 +360,22 @@ class App:
             machine.mem32[_WATCHDOG_SCRATCH2] = word ^ _SURVIVOR_MAGIC
 
     def _quiet(self):
-        """A flash write follows: the next interrupt may find the FIFOs dry (not an overrun)."""
+        """A flash write follows (axes idle): pause the timer until _resume().
+
+        Writing the flash stops every interrupt for tens of ms. A timer left
+        running would then call the interrupt once per missed period in one
+        burst; paused, it is simply restarted. Meanwhile the FIFOs run dry,
+        which with the axes idle is harmless: B_QUIET tells the interrupt not
+        to count that as an overrun, and it refills them two ticks per
+        interrupt until they have their lead again (irq.on_timer).
+        """
         self.flash_quiet = True
-        self._quiet_irqs = self.irqs
+        if self.timer is not None:
+            self.timer.deinit()
+
+    def _resume(self):
+        if self.timer is not None:
+            self._arm_timer()
 
     def info(self):
         """Board figures for the device-info screen."""
@@ -335,14 +404,23 @@ class App:
         """The main loop, forever."""
         gc.collect()
         while True:
+            t0 = clock.ticks_us()
             self.service(clock.ticks_ms())
+            took = clock.ticks_diff(clock.ticks_us(), t0)
+            if took > self.pass_us_max:
+                self.pass_us_max = took  # the longest pass: how late a button can be seen
             machine.idle()
+
+
+current = None  # the running App, for an engineer at the REPL after Ctrl-C
 
 
 def boot(**kw):
     """Build everything and start the timer; returns the running App."""
+    global current
     app = App(**kw)
     gc.collect()
+    current = app
     return app.start()
 
 

@@ -27,6 +27,7 @@ import time
 import rp2
 from machine import Pin
 
+from board import irq as board_irq  # not `irq`: a PIO name too
 from board import pins as _pins  # not `pins`: the PIO names below include one
 from injcore.compat import const
 
@@ -39,8 +40,8 @@ if TYPE_CHECKING:  # the PIO names asm_pio injects, for type checkers only
 
 PIO_HZ = 1_000_000  # 1 us per PIO cycle (see the module docstring)
 SAMPLE_HZ = 80  # RATE pin high on the usual boards
-RAW_MAX = const(0x7FFFFF)  # the 24-bit extremes: the input is out of range
-RAW_MIN = const(-0x800000)
+RAW_MAX = board_irq.HX_RAW_MAX  # the 24-bit extremes: the input is out of range
+RAW_MIN = board_irq.HX_RAW_MIN
 STALE_TICKS = const(50)  # polls without a sample before `disconnected` (50 ms at 1 kHz)
 
 # Calibration placeholders until the rig is calibrated (issue 6): a 5 kg,
@@ -50,9 +51,6 @@ DEFAULT_OFFSET = 0
 DEFAULT_SCALE_NUM = 10  # mN per count = SCALE_NUM / SCALE_DEN
 DEFAULT_SCALE_DEN = 876
 
-_AGE_MAX = const(1 << 20)  # age_ticks stops here (about 17 minutes at 1 kHz)
-_COUNT_MASK = const(0x3FFFFFFF)  # samples wraps below 2**30: always a small int
-_SIGN = const(0x800000)
 _SMALL = const(1 << 30)  # products below this stay MicroPython small ints
 _POWER_DOWN_US = const(100)  # SCK high > 60 us powers down; low again resets the chip
 
@@ -83,29 +81,49 @@ def hx711_read():
     wrap()
 
 
+def _field(i):
+    """An Hx711 attribute that is the board array's field i."""
+
+    def put(self, v):
+        self.board[i] = v
+
+    return property(lambda self: self.board[i], put)
+
+
 class Hx711:
     """One HX711 read by a PIO state machine; GPIO numbers and SM id from pins.py.
 
-    Attributes for the safety monitor (plain ints and bools, cheap to read):
-    `raw` (latest signed 24-bit reading), `samples` (count, wraps below
-    2**30), `age_ticks` (polls since the last sample; starts at its cap, so a
-    cell that never answered reads as disconnected), and the properties
-    `disconnected` (no sample for more than STALE_TICKS polls) and
-    `saturated` (raw at a 24-bit extreme).
+    Its state lives in the board array (board/irq.py, B_HX_*), where the
+    timer interrupt keeps it current; `board` is that array (a new one when
+    not given). Attributes for the safety monitor and the main loop (plain
+    ints and bools, cheap to read): `raw` (latest signed 24-bit reading),
+    `samples` (count, wraps below 2**30), `age_ticks` (polls since the last
+    sample; starts at its cap, so a cell that never answered reads as
+    disconnected), and the properties `disconnected` (no sample for more than
+    STALE_TICKS polls) and `saturated` (raw at a 24-bit extreme).
     """
 
     def __init__(self, dout_pin_no=_pins.HX711_DOUT, sck_pin_no=_pins.HX711_SCK,
-                 sm_id=_pins.SM_HX711):
+                 sm_id=_pins.SM_HX711, board=None):
+        if sm_id >> 2 != 1:
+            raise ValueError("the HX711 reader runs on PIO1 (state machines 4-7)")
         self._dout_no = dout_pin_no
         self._sck_no = sck_pin_no
         self._sm_id = sm_id
         self._sm = None
-        self.raw = 0
-        self.samples = 0
-        self.age_ticks = _AGE_MAX
-        self.offset = DEFAULT_OFFSET
-        self.scale_num = DEFAULT_SCALE_NUM
-        self.scale_den = DEFAULT_SCALE_DEN
+        b = self.board = board if board is not None else board_irq.new_board()
+        b[board_irq.B_SM_HX] = sm_id & 3
+        b[board_irq.B_HX_STALE] = STALE_TICKS
+        b[board_irq.B_HX_OFFSET] = DEFAULT_OFFSET
+        b[board_irq.B_HX_NUM] = DEFAULT_SCALE_NUM
+        b[board_irq.B_HX_DEN] = DEFAULT_SCALE_DEN
+
+    raw = _field(board_irq.B_HX_RAW)
+    samples = _field(board_irq.B_HX_SAMPLES)
+    age_ticks = _field(board_irq.B_HX_AGE)
+    offset = _field(board_irq.B_HX_OFFSET)
+    scale_num = _field(board_irq.B_HX_NUM)
+    scale_den = _field(board_irq.B_HX_DEN)
 
     def start(self):
         """Reset the chip and start the state machine. Call once, before the tick runs.
@@ -130,23 +148,15 @@ class Hx711:
             self._sm.active(0)
 
     def poll(self):
-        """Drain the RX FIFO into `raw`. From the 1 kHz hard IRQ: no allocation.
+        """Drain the RX FIFO into `raw` (board_irq.hx_poll; the timer interrupt calls it itself).
 
         Returns True if a new sample arrived. The FIFO holds 4 words (50 ms);
         when it is full the PIO waits with SCK low, so nothing breaks, and the
         latest word is the one kept.
         """
-        sm = self._sm
-        if sm is None or not sm.rx_fifo():
-            if self.age_ticks < _AGE_MAX:
-                self.age_ticks += 1
-            return False
-        while sm.rx_fifo():
-            word = sm.get() & 0xFFFFFF
-            self.raw = word - ((word & _SIGN) << 1)  # 24-bit two's complement
-            self.samples = (self.samples + 1) & _COUNT_MASK
-        self.age_ticks = 0
-        return True
+        before = self.samples
+        board_irq.hx_poll(self.board)
+        return self.samples != before
 
     @property
     def disconnected(self):
@@ -178,12 +188,5 @@ class Hx711:
         self.offset = self.raw
 
     def force_mn(self):
-        """Force on the cell in millinewtons (integer, floor). No allocation.
-
-        d * num // den computed as (d // den) * num + (d % den) * num // den,
-        which is exact and keeps every intermediate below 2**30.
-        """
-        d = self.raw - self.offset
-        den = self.scale_den
-        num = self.scale_num
-        return (d // den) * num + (d % den) * num // den
+        """Force on the cell in millinewtons (integer, floor; board_irq.hx_mn). No allocation."""
+        return board_irq.hx_mn(self.board, self.raw)

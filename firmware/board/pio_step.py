@@ -52,7 +52,7 @@ if TYPE_CHECKING:  # the PIO names asm_pio injects, for type checkers only
     from rp2.asm_pio import *  # noqa: F403
 
 COUNT_BIAS = const(1 << 29)  # step_count value at start: +-2**29 steps stay small ints
-_EXEC_IN_Y = const(0x4040)  # in_(y, 32) for StateMachine.exec: autopush sends it
+EXEC_IN_Y = const(0x4040)  # in_(y, 32) for StateMachine.exec: autopush sends it
 # step_gen opcodes for StateMachine.exec, prebuilt so halt() allocates nothing
 # (a string would be assembled at run time). Side-set bit 12 is 0: STEP low.
 EXEC_PULL_NOBLOCK = const(0x8080)  # pull(noblock).side(0): takes one word out of the FIFO
@@ -196,5 +196,5 @@ def read_count(count):
     """
     while count.rx_fifo():
         count.get()
-    count.exec(_EXEC_IN_Y)
+    count.exec(EXEC_IN_Y)
     return count.get() - COUNT_BIAS

@@ -8,7 +8,7 @@ from injcore import core as C
 from injcore.compat import const
 from injcore.pio_word import FIFO_WORDS
 
-from . import pins
+from . import irq, pins
 from . import pio_step
 
 SIO_GPIO_IN = const(0xD0000004)  # all GPIO input levels in one read
@@ -20,11 +20,16 @@ ROOM_LEVEL = FIFO_WORDS - 2
 class AxisPort:
     """One axis: step_gen fed with the tick's words, step_count read back."""
 
-    def __init__(self, gen, count, entry_pc):
+    def __init__(self, gen, count, entry_pc, board=None, halts_field=irq.B_HALTS_N):
         self.gen = gen
         self.count = count
         self.entry_pc = entry_pc
-        self.halts = 0
+        self.board = board if board is not None else irq.new_board()
+        self._halts = halts_field  # the interrupt counts its halts there
+
+    @property
+    def halts(self):
+        return self.board[self._halts]
 
     def put(self, seg):
         # The timer tops the FIFO up only while it has room, so this never blocks.
@@ -35,7 +40,7 @@ class AxisPort:
 
     def halt(self):
         pio_step.halt_axis(self.gen, self.entry_pc)
-        self.halts += 1
+        self.board[self._halts] += 1
 
     def level(self):
         """Words waiting in the TX FIFO."""
@@ -63,21 +68,35 @@ def switch_layout():
 
 
 class Inputs:
-    """Switches from one GPIO read; force from the HX711 reader."""
+    """Switches from one GPIO read; force from the HX711 reader.
+
+    The timer interrupt reads them itself (board/irq.py, with the layout put
+    into the board array here); these methods are the core's input port for
+    a Core.tick() called outside it.
+    """
 
     def __init__(self, mem32, hx711):
         self.mem32 = mem32
         self.hx711 = hx711
         self.shift, self.invert = switch_layout()
         self.mask = (1 << 7) - 1
-        self.gpio = 0  # the last GPIO word, for the main loop (buttons)
         self.needle_diag = 1 << pins.NEEDLE_DIAG
         self.plunger_diag = 1 << pins.PLUNGER_DIAG
         self.diag_mask = self.needle_diag | self.plunger_diag
+        b = self.board = hx711.board
+        b[irq.B_SW_SHIFT] = self.shift
+        b[irq.B_SW_INVERT] = self.invert
+        b[irq.B_DIAG_N] = self.needle_diag
+        b[irq.B_DIAG_P] = self.plunger_diag
+
+    @property
+    def gpio(self):
+        """The last GPIO word, for the main loop (buttons)."""
+        return self.board[irq.B_GPIO]
 
     def switches(self):
         g = self.mem32[SIO_GPIO_IN]
-        self.gpio = g
+        self.board[irq.B_GPIO] = g
         sw = ((g >> self.shift) ^ self.invert) & self.mask
         if g & self.diag_mask:  # a stall flag: rare, so the common path pays one test
             if g & self.needle_diag:
@@ -87,11 +106,7 @@ class Inputs:
         return sw
 
     def force_mn(self):
-        hx = self.hx711
-        hx.poll()
-        if hx.disconnected or hx.saturated:
-            return C.FORCE_INVALID
-        return hx.force_mn()
+        return irq.hx_poll(self.board)
 
 
 class Outputs:
@@ -104,6 +119,7 @@ class Outputs:
         self.alarm_level = 0  # the main loop turns it into sound and screen
 
     def drivers(self, on):
+        """EN of both (the interrupt calls it with 0/1 when the tick changes them)."""
         self.needle.enable(on)
         self.plunger.enable(on)
 

@@ -1,98 +1,137 @@
-"""Runs planned moves on one axis, one tick at a time, without allocating.
+"""One axis: a view of its block in the tick's state array, and the PIO word tables.
 
-Each tick an axis takes the next step count from its move (ramp array or
-cruise accumulator), turns it into the two PIO words for that tick through
-tables built once at import, and hands them to its port. Position is kept in
-microsteps from the axis's zero (set by homing).
+The stepping itself is injcore/tick.py's (axis_tick, start, stop): each tick
+takes the next step count from the running move (ramp array or cruise
+accumulator) and turns it into the two PIO words for that tick through the
+tables built here once at import. Position is kept in microsteps from the
+axis's zero (set by homing).
+
+`Axis` is how the rest of the code sees one: the core makes two over its
+state array, and a test or tool can make one on its own (`Axis(name, port)`),
+which then has private arrays and puts its words to the port on each tick().
 """
+
+# pyright: reportOptionalSubscript=false, reportOptionalCall=false
 
 from array import array
 
 from . import machine as M
 from . import pio_word
-from .compat import const
+from . import tick as T
+from .planner import RAMP_TICKS_MAX
 
-IDLE = const(0)
-ACCEL = const(1)
-CRUISE = const(2)
-DECEL = const(3)
-
-FORWARD = const(1)
-BACKWARD = const(0)
-
-
-def _tables():
-    steps = array("I", bytes(4 * (M.MAX_STEPS_PER_TICK + 1)))
-    pads = array("I", bytes(4 * (M.MAX_STEPS_PER_TICK + 1)))
-    for n in range(M.MAX_STEPS_PER_TICK + 1):
-        steps[n], pads[n] = pio_word.tick_words(n)
-    return steps, pads
+IDLE = T.IDLE
+ACCEL = T.ACCEL
+CRUISE = T.CRUISE
+DECEL = T.DECEL
+FORWARD = T.FORWARD
+BACKWARD = T.BACKWARD
 
 
-_NO_RAMP = array("H")  # an idle axis's ramp arrays
+def _words():
+    """Step words for 0..MAX_STEPS_PER_TICK steps, then the pad words (direction-less)."""
+    n_max = M.MAX_STEPS_PER_TICK
+    words = array("I", bytes(8 * (n_max + 1)))
+    for n in range(n_max + 1):
+        words[n], words[n_max + 1 + n] = pio_word.tick_words(n)
+    return words
 
-# Direction-less words per step count; the tick ORs the direction bit in.
-STEP_WORDS, PAD_WORDS = _tables()
+
+# The tick ORs the direction bit into them.
+WORDS = _words()
+PAD_AT = M.MAX_STEPS_PER_TICK + 1  # index of the pad words in WORDS
+STEP_WORDS = memoryview(WORDS)[:PAD_AT]
+PAD_WORDS = memoryview(WORDS)[PAD_AT:]
+
+
+def new_state():
+    """A zeroed state array for the tick, with the word table's layout filled in."""
+    s = array("i", bytes(4 * T.SIZE))
+    s[T.PAD_WORDS] = PAD_AT
+    s[T.NA + T.A_LAST_DIR] = -1
+    s[T.PA + T.A_LAST_DIR] = -1
+    s[T.NA + T.A_DIR] = FORWARD
+    s[T.PA + T.A_DIR] = FORWARD
+    return s
 
 
 class Axis:
-    def __init__(self, name, port):
+    def __init__(self, name, port, s=None, at=T.NA, ramps=None):
         self.name = name
         self.port = port  # put(words), emitted(), halt(): see core.py
-        self.origin = 0  # port's emitted count at this axis's zero
+        self.at = at  # the axis's block in S
         self.seg = array("I", [STEP_WORDS[0], PAD_WORDS[0]])
-        self.pos = 0  # commanded position, microsteps from zero
-        self.phase = IDLE
-        self.dirbit = FORWARD
-        self.sign = 1
-        self.last_dir = -1  # direction of the last move that stepped; -1 unknown
-        self.steps = 0  # steps the current move has made (unsigned)
-        self.last_n = 0  # steps in the latest tick (unsigned)
-        # the running move, copied out of its Plan so the tick reads locals only
-        self._ramp_up = _NO_RAMP
-        self._ramp_down = _NO_RAMP
-        self._i = 0
-        self._k = 0
-        self._cruise_left = 0
-        self._q = 0
-        self._r = 0
-        self._den = 1
-        self._acc = 0
+        self.own = s is None  # on its own: private arrays, words put by tick()
+        if s is None:
+            s = new_state()
+            ramps = array("H", bytes(4 * RAMP_TICKS_MAX))
+        self.s = s
+        self.ramps = ramps
+        self.plan_at = None  # row -> Plan, for tools (the core sets it); an own axis keeps its plan
+        self._own_plan = None
+
+    def _get(self, field):
+        return self.s[self.at + field]
+
+    def _set_pos(self, v):
+        self.s[self.at + T.A_POS] = v
+
+    def _set_origin(self, v):
+        self.s[self.at + T.A_ORIGIN] = v
+
+    pos = property(lambda self: self._get(T.A_POS), _set_pos)
+    origin = property(lambda self: self._get(T.A_ORIGIN), _set_origin)
+    phase = property(lambda self: self._get(T.A_PHASE))
+    dirbit = property(lambda self: self._get(T.A_DIR))
+    last_dir = property(lambda self: self._get(T.A_LAST_DIR))
+    steps = property(lambda self: self._get(T.A_STEPS))
+    last_n = property(lambda self: self._get(T.A_LAST_N))
+
+    @property
+    def sign(self):
+        return 1 if self._get(T.A_DIR) == FORWARD else -1
+
+    @property
+    def busy(self):
+        return self._get(T.A_PHASE) != IDLE
 
     def start(self, plan, direction):
         """Begin a planned move (outside the hot path of a steady tick)."""
-        self._ramp_up = plan.accel
-        self._ramp_down = plan.decel
-        self._k = plan.ramp_ticks
-        self._cruise_left = plan.cruise_ticks
-        self._q = plan.cruise_q
-        self._r = plan.cruise_r
-        self._den = plan.cruise_den
-        self._acc = plan.cruise_acc0
-        self._i = 0
-        self.steps = 0
-        self.dirbit = direction
-        self.sign = 1 if direction == FORWARD else -1
-        self.phase = ACCEL if plan.distance else IDLE
-        if plan.distance:
-            self.last_dir = direction
+        s = self.s
+        if plan.table is not s:  # a plan of its own: copy it into this axis's row
+            row = T.PL_PRIME
+            plan.write_row(s, row, 0)
+            k = plan.ramp_ticks_max
+            for i in range(k):
+                self.ramps[i] = plan.accel[i]
+                self.ramps[k + i] = plan.decel[i]
+            self._own_plan = plan
+        else:
+            row = plan.row
+        T.start(s, self.at, row, direction)
+
+    @property
+    def moves(self):
+        """How many moves this axis has started (wraps below 2**30)."""
+        return self._get(T.A_MOVES)
+
+    @property
+    def ticked(self):
+        """`moves` when the axis last stepped (a move started later steps from the next tick)."""
+        return self._get(T.A_TICKED)
+
+    def started(self):
+        """(plan, direction) of the latest move started, for tools that record moves."""
+        plan = self._own_plan if self.own else self.plan_at(self._get(T.A_ROW))
+        return plan, self._get(T.A_DIR)
 
     def stop(self):
         """Decelerate to a stop along the move's own ramp (switch found, trigger released)."""
-        ph = self.phase
-        if ph == ACCEL:
-            if self._i == 0:  # not a step made yet
-                self.phase = IDLE
-                return
-            self._i = self._k - self._i  # the decel tick whose speed matches
-            self.phase = DECEL
-        elif ph == CRUISE:
-            self._i = 0
-            self.phase = DECEL
+        T.stop(self.s, self.at)
 
     def halt(self):
-        """Stop generating steps now (faults): words already queued are dropped too."""
-        self.phase = IDLE
+        """Stop generating steps now: words already queued are dropped too."""
+        self.s[self.at + T.A_PHASE] = IDLE
         self.port.halt()
 
     def rezero(self, steps):
@@ -104,46 +143,15 @@ class Axis:
         """Steps the motor has actually been sent, in this axis's frame."""
         return self.port.emitted() - self.origin
 
-    @property
-    def busy(self):
-        return self.phase != IDLE
+    def words(self):
+        """This tick's two words, as put to the port."""
+        seg = self.seg
+        seg[0] = self._get(T.A_WORD)
+        seg[1] = self._get(T.A_WORD2)
+        return seg
 
     def tick(self):
-        """Emit this tick's words; return the step count (unsigned)."""
-        ph = self.phase
-        n = 0
-        if ph == CRUISE:
-            n = self._q
-            acc = self._acc + self._r
-            if acc >= self._den:
-                acc -= self._den
-                n += 1
-            self._acc = acc
-            self._cruise_left -= 1
-            if self._cruise_left <= 0:
-                self._i = 0
-                self.phase = DECEL
-        elif ph == ACCEL:
-            i = self._i
-            n = self._ramp_up[i]
-            i += 1
-            if i >= self._k:
-                i = 0
-                self.phase = CRUISE if self._cruise_left > 0 else DECEL
-            self._i = i
-        elif ph == DECEL:
-            i = self._i
-            n = self._ramp_down[i]
-            i += 1
-            if i >= self._k:
-                self.phase = IDLE
-            self._i = i
-        seg = self.seg
-        d = self.dirbit
-        seg[0] = STEP_WORDS[n] | d
-        seg[1] = PAD_WORDS[n] | d
-        self.port.put(seg)
-        self.steps += n
-        self.pos += n * self.sign
-        self.last_n = n
+        """Step an axis of its own: emit this tick's words; return the step count."""
+        n = T.axis_tick(self.s, self.at, self.ramps, WORDS)
+        self.port.put(self.words())
         return n

@@ -19,6 +19,7 @@ only reads an array or adds two integers (see axis.py).
 
 from array import array
 
+from . import tick as T
 from .compat import const
 
 TICKS_PER_S = const(1000)
@@ -30,15 +31,28 @@ class PlanError(ValueError):
 
 
 class Plan:
-    """One planned move, reusable: `set()` overwrites it in place."""
+    """One planned move, reusable: `set()` overwrites it in place.
 
-    def __init__(self, name, ramp_ticks_max=RAMP_TICKS_MAX):
+    A plan of the core lives in the tick's arrays: `table` is the state
+    array and `row` the S index of its row (injcore/tick.py, R_*), its ramps
+    sit in `ramps` from `ramp_at`. A plan on its own (tests, tools) keeps
+    its ramps in arrays of its own.
+    """
+
+    def __init__(self, name, ramp_ticks_max=RAMP_TICKS_MAX, table=None, row=0, ramps=None,
+                 ramp_at=0):
         self.name = name
         # Short slow moves (homing's settle) need a tick or two of ramp: sizing
         # their arrays to that saves ~0.7 KB of heap per plan.
         self.ramp_ticks_max = ramp_ticks_max
-        self.accel = array("H", bytes(2 * ramp_ticks_max))  # steps per accel tick
-        self.decel = array("H", bytes(2 * ramp_ticks_max))  # steps per decel tick
+        self.table = table
+        self.row = row
+        if ramps is None:  # steps per accel tick, then steps per decel tick
+            self._ramps = array("H", bytes(4 * ramp_ticks_max))
+            self._at = 0
+        else:
+            self._ramps = ramps
+            self._at = ramp_at
         self.distance = 0  # microsteps, >= 0; the direction is given when started
         self.ramp_ticks = 0  # K
         self.cruise_ticks = 0  # C
@@ -48,6 +62,17 @@ class Plan:
         self.cruise_acc0 = 0  # accumulator at the start of the cruise
         self.vmax_sps = 0
         self.amax_sps2 = 0
+
+    @property
+    def accel(self):
+        """Steps per acceleration tick (a copy; the first ramp_ticks count)."""
+        return self._ramps[self._at:self._at + self.ramp_ticks_max]
+
+    @property
+    def decel(self):
+        """Steps per deceleration tick (a copy)."""
+        a = self._at + self.ramp_ticks_max
+        return self._ramps[a:a + self.ramp_ticks_max]
 
     @property
     def ticks(self):
@@ -63,23 +88,26 @@ class Plan:
         self.amax_sps2 = amax_sps2
         if distance == 0:
             self.ramp_ticks = self.cruise_ticks = 0
-            return self
+            return self._publish()
         n, k = fewest_ticks(distance, vmax_sps, amax_sps2)
         if k > self.ramp_ticks_max:
             raise PlanError("%s: ramp of %d ticks exceeds %d" % (self.name, k, self.ramp_ticks_max))
         d = distance
         den = 2 * k * (n - k)
+        up = self._ramps
+        at = self._at
+        down = at + self.ramp_ticks_max
         prev = 0
         for i in range(1, k + 1):  # accel ramp, floor of D i^2 / den
             p = d * i * i // den
-            self.accel[i - 1] = p - prev
+            up[at + i - 1] = p - prev
             prev = p
         # decel: p = D - ceil(D (N-k)^2 / den) at ticks N-K .. N
         prev = d - _ceil_div(d * k * k, den)
         for j in range(k):
             rest = k - 1 - j  # N - tick
             p = d - _ceil_div(d * rest * rest, den)
-            self.decel[j] = p - prev
+            up[down + j] = p - prev
             prev = p
         # cruise: p(k) = floor(D (2k - K) / (2 (N - K))): add 2D per tick.
         self.ramp_ticks = k
@@ -88,7 +116,27 @@ class Plan:
         self.cruise_q = 2 * d // self.cruise_den
         self.cruise_r = 2 * d % self.cruise_den
         self.cruise_acc0 = d * k % self.cruise_den
+        return self._publish()
+
+    def _publish(self):
+        """Write the plan into its row of the tick's table (a plan on its own has none)."""
+        t = self.table
+        if t is not None:
+            self.write_row(t, self.row, self._at)
         return self
+
+    def write_row(self, t, row, ramp_at):
+        """The plan as the tick reads it, at S[row], its ramps at `ramp_at`."""
+        t[row + T.R_DIST] = self.distance
+        t[row + T.R_K] = self.ramp_ticks
+        t[row + T.R_CRUISE] = self.cruise_ticks
+        t[row + T.R_Q] = self.cruise_q
+        t[row + T.R_R] = self.cruise_r
+        t[row + T.R_DEN] = self.cruise_den
+        t[row + T.R_ACC0] = self.cruise_acc0
+        t[row + T.R_UP] = ramp_at
+        t[row + T.R_DOWN] = ramp_at + self.ramp_ticks_max
+        t[row + T.R_TICKS] = self.ticks
 
 
 def _ceil_div(a, b):

@@ -8,9 +8,7 @@ change is refused with one message per field and the old settings stay.
 from . import machine as M
 from .compat import const
 
-MODE_SINGLE = const(0)
-MODE_CONTINUOUS = const(1)
-MODE_PRIME = const(2)
+from .tick import MODE_CONTINUOUS, MODE_PRIME, MODE_SINGLE  # noqa: F401  (the tick's codes)
 MODE_NAMES = ("single", "continuous", "prime")
 
 NEEDLE_COUNTS = (1, 3, 5, 9)

@@ -19,4 +19,5 @@ def install():
     for name, mod in (("machine", machine), ("rp2", rp2), ("framebuf", framebuf)):
         if sys.modules.setdefault(name, mod) is not mod:
             raise ImportError("sys.modules[{!r}] is not the host fake".format(name))
+    rp2._install_views()
     return machine, rp2, framebuf

@@ -55,6 +55,7 @@ DEEPSLEEP_RESET = 4  # not on the rp2 port
 SOFT_RESET = 5  # not on the rp2 port
 
 WDT_MAX_MS = 8388  # RP2040: the watchdog counter's range
+SIO_BASE = 0xD0000000
 SIO_GPIO_IN = 0xD0000004
 SIO_GPIO_OUT = 0xD0000010
 _GPIO_COUNT = 30
@@ -376,6 +377,34 @@ class _Mem:
 mem8 = _Mem(1)
 mem16 = _Mem(2)
 mem32 = _Mem(4)
+
+
+# -- register views (what a viper `ptr32(address)` sees, on the fakes) ----------
+
+
+class _SioView:
+    """SIO as words from 0xD0000000: GPIO_IN (word 1) reads the fake pins."""
+
+    def __getitem__(self, i):
+        if i == 1:
+            return gpio_in()
+        return 0
+
+    def __setitem__(self, i, value):
+        log.append(("sio_write", i, value))
+
+
+_views = {SIO_BASE: _SioView()}
+
+
+def add_view(base, view):
+    """Make `view` (index -> 32-bit word) the registers of the block at `base`."""
+    _views[base] = view
+
+
+def mem32_view(base):
+    """The registers of the block at `base` as words (board/irq.py's ptr32 off the device)."""
+    return _views[base]
 
 
 # -- Timer ----------------------------------------------------------------------

@@ -429,8 +429,116 @@ log = []  # every StateMachine call of every machine, in order: (id, name, ...)
 def reset():
     """Forget every state machine, loaded program and logged call (call between tests)."""
     _machines.clear()
+    _bound.clear()
     PIO._blocks.clear()
     log.clear()
+
+
+# -- the PIO blocks' registers, as a viper `ptr32(0x50200000)` sees them ----------
+# Word indexes (RP2040 datasheet 3.7): CTRL 0, FSTAT 1, FLEVEL 3, TXF0-3 4-7,
+# RXF0-3 8-11, SMn_INSTR 54 + 6n. Each state machine's part is played by its
+# StateMachine fake, or by whatever a test bound in its place (bind()).
+
+_bound = {}  # state machine id -> the object that plays it
+
+
+def bind(sm_id, obj):
+    """Let `obj` (put/get/tx_fifo/rx_fifo/exec/active/restart) play state machine sm_id's registers."""
+    _bound[sm_id] = obj
+
+
+class _Absent:
+    """A state machine nobody made: empty FIFOs, stopped."""
+
+    def active(self, value=None):
+        return False
+
+    def rx_fifo(self):
+        return 0
+
+    def tx_fifo(self):
+        return 0
+
+    def get(self):
+        return 0
+
+    def put(self, value):
+        pass
+
+    def exec(self, instr):
+        pass
+
+    def restart(self):
+        pass
+
+
+_ABSENT = _Absent()
+
+
+def _sm(sm_id):
+    # No allocation (the interrupt's allocation tests run through here on MicroPython).
+    obj = _bound.get(sm_id)
+    if obj is None:
+        obj = _machines.get(sm_id)
+    return _ABSENT if obj is None else obj
+
+
+class _PioView:
+    def __init__(self, block):
+        self.block = block
+
+    def __getitem__(self, i):
+        first = 4 * self.block
+        word = 0
+        k = 0
+        if i == 0:  # CTRL: the enable bits
+            while k < 4:
+                if _sm(first + k).active():
+                    word |= 1 << k
+                k += 1
+        elif i == 1:  # FSTAT
+            while k < 4:
+                sm = _sm(first + k)
+                if not sm.rx_fifo():
+                    word |= 1 << (8 + k)
+                if not sm.tx_fifo():
+                    word |= 1 << (24 + k)
+                k += 1
+        elif i == 3:  # FLEVEL
+            while k < 4:
+                sm = _sm(first + k)
+                word |= (sm.tx_fifo() & 15) << (8 * k) | (sm.rx_fifo() & 15) << (8 * k + 4)
+                k += 1
+        elif 8 <= i < 12:  # RXF: what get() gives; an empty FIFO reads 0
+            sm = _sm(first + i - 8)
+            if sm.rx_fifo() or not isinstance(sm, StateMachine):
+                word = sm.get()
+        return word
+
+    def __setitem__(self, i, value):
+        first = 4 * self.block
+        if i == 0:  # CTRL: enable bits 0-3, restart bits 4-7 (self-clearing)
+            k = 0
+            while k < 4:
+                sm = _sm(first + k)
+                on = value >> k & 1
+                if on != (1 if sm.active() else 0):
+                    sm.active(on)
+                if value >> (4 + k) & 1:
+                    sm.restart()
+                k += 1
+        elif 4 <= i < 8:
+            _sm(first + i - 4).put(value)
+        elif 54 <= i < 78 and (i - 54) % 6 == 0:
+            _sm(first + (i - 54) // 6).exec(value)
+
+
+def _install_views():
+    import machine
+
+    if hasattr(machine, "add_view"):  # the host fake (on a board this module is not used)
+        machine.add_view(0x50200000, _PioView(0))
+        machine.add_view(0x50300000, _PioView(1))
 
 
 class StateMachine:
@@ -545,3 +653,9 @@ class StateMachine:
 
     def irq(self, handler=None, trigger=0, hard=False):
         self._record(("irq", {"handler": handler, "trigger": trigger, "hard": hard}))
+
+
+try:  # in a MicroPython with the fakes on its path (the virtual board), machine is the fake too
+    _install_views()
+except ImportError:  # CPython before fakes.install() put machine in sys.modules: it calls this
+    pass
