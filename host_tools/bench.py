@@ -242,14 +242,16 @@ def _irq_line(name, f):
 def chip_session():
     """One Session.run through main.py on the emulated Pico, printed."""
     from host_tools.chip import figures as F
+    from host_tools.chip.session import BURST_MS, SINGLE_PUNCTURES
 
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-chip-") as tmp:
         f = F.session_figures(tmp)
     wall = time.monotonic() - t0
     irq, wd = f["irq"], f["watchdog"]
-    print("-- one scripted session through main.py (home, load, prime, %d single punctures, "
-          "a nappage burst, E-stop)" % f["punctures"])
+    print("-- one scripted session through main.py: home, load, prime, %d single punctures, "
+          "a %.1f s nappage burst, E-stop (%d punctures)"
+          % (SINGLE_PUNCTURES, BURST_MS / 1000, f["punctures"]))
     for state, name, b in irq["states"]:
         _irq_line("  timer interrupt, state %d %s" % (state, name), b)
     _irq_line("  timer interrupt, every state", irq)
@@ -291,14 +293,14 @@ def chip_heap(top=10):
 def chip_punctures(n=CHIP_PUNCTURES):
     """Free heap after n punctures in one nappage burst with the treatment log, printed."""
     from host_tools.chip import figures as F
-    from injcore.settings import MODE_NAMES
+    from ui.screens import MODE_LABELS  # what the operator reads: single, nappage, prime
 
     with tempfile.TemporaryDirectory(prefix="bench-chip-") as tmp:
         f = F.puncture_heap(tmp, punctures=n)
     s, core, irq = f["settings"], f["core"], f["irq"]
     print("-- %d punctures in one nappage burst, with the treatment log" % n)
     line("  settings", "%s, %d um deep, %d nL a shot, %d mL syringe, %d mHz"
-         % (MODE_NAMES[s["mode"]], s["depth_um"], s["dose_nl"], s["syringe_ml"],
+         % (MODE_LABELS[s["mode"]], s["depth_um"], s["dose_nl"], s["syringe_ml"],
             s["shot_rate_mhz"]))
     if f["cycle_ticks"]:
         line("    the highest rate the core accepts", "one puncture takes %d ms: 1,000,000 // %d"
