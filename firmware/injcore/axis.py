@@ -84,7 +84,6 @@ class Axis:
     phase = property(lambda self: self._get(T.A_PHASE))
     dirbit = property(lambda self: self._get(T.A_DIR))
     last_dir = property(lambda self: self._get(T.A_LAST_DIR))
-    steps = property(lambda self: self._get(T.A_STEPS))
     last_n = property(lambda self: self._get(T.A_LAST_N))
 
     @property

@@ -136,7 +136,6 @@ class Plan:
         t[row + T.R_ACC0] = self.cruise_acc0
         t[row + T.R_UP] = ramp_at
         t[row + T.R_DOWN] = ramp_at + self.ramp_ticks_max
-        t[row + T.R_TICKS] = self.ticks
 
 
 def _ceil_div(a, b):

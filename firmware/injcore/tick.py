@@ -237,33 +237,32 @@ RECORD_SIZE = const(5)
 
 # Axis blocks
 NA = const(112)  # the needle
-PA = const(133)  # the plunger
-AXIS_SIZE = const(21)
+PA = const(132)  # the plunger
+AXIS_SIZE = const(20)
 A_POS = const(0)  # commanded position, microsteps from zero
 A_ORIGIN = const(1)  # the port's count at this axis's zero
 A_PHASE = const(2)
 A_DIR = const(3)  # FORWARD / BACKWARD: the direction bit of the words
 A_LAST_DIR = const(4)  # direction of the last move that stepped; -1 unknown
-A_STEPS = const(5)  # steps the current move has made
-A_LAST_N = const(6)  # steps in the latest tick
-A_I = const(7)  # tick within the ramp
-A_K = const(8)  # ramp ticks
-A_CRUISE = const(9)  # cruise ticks left
-A_Q = const(10)
-A_R = const(11)
-A_DEN = const(12)
-A_ACC = const(13)
-A_UP = const(14)  # ramps index of the accel ramp
-A_DOWN = const(15)
-A_WORD = const(16)  # this tick's two PIO words
-A_WORD2 = const(17)
-A_ROW = const(18)  # the plan row of the latest move started
-A_MOVES = const(19)  # moves started (wraps below 2**30): tools see each start
-A_TICKED = const(20)  # A_MOVES when the axis last ticked: a later start steps from the next tick
+A_LAST_N = const(5)  # steps in the latest tick
+A_I = const(6)  # tick within the ramp
+A_K = const(7)  # ramp ticks
+A_CRUISE = const(8)  # cruise ticks left
+A_Q = const(9)
+A_R = const(10)
+A_DEN = const(11)
+A_ACC = const(12)
+A_UP = const(13)  # ramps index of the accel ramp
+A_DOWN = const(14)
+A_WORD = const(15)  # this tick's two PIO words
+A_WORD2 = const(16)
+A_ROW = const(17)  # the plan row of the latest move started
+A_MOVES = const(18)  # moves started (wraps below 2**30): tools see each start
+A_TICKED = const(19)  # A_MOVES when the axis last ticked: a later start steps from the next tick
 
-# Plan rows: ROW_SIZE integers from a plan's S index
+# Plan rows: ROW_SIZE integers from a plan's S index (its length in ticks is Plan.ticks)
 ROWS = const(160)
-ROW_SIZE = const(10)
+ROW_SIZE = const(9)
 R_DIST = const(0)
 R_K = const(1)
 R_CRUISE = const(2)
@@ -273,23 +272,22 @@ R_DEN = const(5)
 R_ACC0 = const(6)
 R_UP = const(7)
 R_DOWN = const(8)
-R_TICKS = const(9)
 
 # The rows, in order: the machine's fixed moves, then the two cycle sets, then settles.
 PL_NEEDLE_SEEK = const(160)
-PL_NEEDLE_BACKOFF = const(170)
-PL_NEEDLE_APPROACH = const(180)
-PL_PLUNGER_SEEK = const(190)
-PL_PLUNGER_BACKOFF = const(200)
-PL_PLUNGER_APPROACH = const(210)
-PL_PRIME = const(220)
-PL_BL_PRELOAD = const(230)
-PL_BL_PROBE = const(240)
-PL_RELIEF = const(250)
-PL_CYCLE0 = const(260)  # SET0's five rows
-PL_CYCLE1 = const(310)  # SET1's
-PL_SETTLE = const(360)  # + ROW_SIZE * d: the move of d steps to zero, d = 0..SETTLE_MAX_STEPS
-SIZE = const(610)
+PL_NEEDLE_BACKOFF = const(169)
+PL_NEEDLE_APPROACH = const(178)
+PL_PLUNGER_SEEK = const(187)
+PL_PLUNGER_BACKOFF = const(196)
+PL_PLUNGER_APPROACH = const(205)
+PL_PRIME = const(214)
+PL_BL_PRELOAD = const(223)
+PL_BL_PROBE = const(232)
+PL_RELIEF = const(241)
+PL_CYCLE0 = const(250)  # SET0's five rows
+PL_CYCLE1 = const(295)  # SET1's
+PL_SETTLE = const(340)  # + ROW_SIZE * d: the move of d steps to zero, d = 0..SETTLE_MAX_STEPS
+SIZE = const(565)
 
 
 # ---- one axis ----------------------------------------------------------------------
@@ -308,7 +306,6 @@ def start(sbuf, ax: int, row: int, direction: int):
     s[ax + A_UP] = s[row + R_UP]
     s[ax + A_DOWN] = s[row + R_DOWN]
     s[ax + A_I] = 0
-    s[ax + A_STEPS] = 0
     s[ax + A_DIR] = direction
     s[ax + A_ROW] = row
     s[ax + A_MOVES] = (s[ax + A_MOVES] + 1) & 0x3FFFFFFF
@@ -374,7 +371,6 @@ def axis_tick(sbuf, ax: int, rbuf, wbuf) -> int:
     d = s[ax + A_DIR]
     s[ax + A_WORD] = w[n] | d
     s[ax + A_WORD2] = w[s[PAD_WORDS] + n] | d
-    s[ax + A_STEPS] += n
     if d:
         s[ax + A_POS] += n
     else:

@@ -190,7 +190,6 @@ def module_heap(chip, modules=None):
 
 # ---- timing figures of a session through main.py (host_tools/chip/session.py) ----------
 
-BOOT_TEXT = "OK opens the menu"  # main.py's line once the App is up: the main loop starts after it
 _FREE_AT_BOOT = r"(\d+) bytes free"
 
 
@@ -198,8 +197,10 @@ def free_at_boot(uart_text):
     """The free heap main.py prints once the App is built (after a collection), or None."""
     import re
 
+    from host_tools.chip import session
+
     for ln in uart_text.splitlines():
-        m = re.search(_FREE_AT_BOOT, ln) if BOOT_TEXT in ln else None
+        m = re.search(_FREE_AT_BOOT, ln) if session.BOOT_TEXT in ln else None
         if m:
             return int(m.group(1))
     return None
@@ -261,56 +262,6 @@ def irq_figures(status, clk_hz=None):
             if irq["span_cycles"] else None}
 
 
-def _session_class():
-    from host_tools.chip.session import Session
-
-    class TimedSession(Session):
-        """Session.run, also noting when main.py's main loop started (emulated ms)."""
-
-        main_ms = None
-
-        def run(self):
-            if not self.chip.wait_uart(BOOT_TEXT, 10_000):
-                raise RuntimeError("main.py did not start: " + self.chip.uart())
-            self.main_ms = self.chip.status()["t_ms"]
-            return super().run()
-
-        def prime(self):
-            """Home, load a syringe and prime it from the buttons, exactly as Session.run does,
-            then back to the status screen: the injector ready to fire."""
-            c = self.chip
-            if not c.wait_uart(BOOT_TEXT, 10_000):
-                raise RuntimeError("main.py did not start: " + c.uart())
-            self.main_ms = c.status()["t_ms"]
-            c.run_ms(200)
-            self.watch_core_state()
-            c.reset_stats()
-            self.mark("boot")
-            self.press("ok")
-            self.mark("menu")
-            self.press("ok")
-            self.wait_idle(500)
-            self.mark("homed")
-            self.press("ok")
-            self.menu_to("Load syr.")
-            self.press("ok")
-            self.wait_idle()
-            c.set(syringe=True)
-            self.mark("loaded")
-            self.press("ok")
-            self.menu_to("Prime")
-            self.press("ok")
-            c.set(trigger=True)
-            c.run_ms(400)
-            c.set(trigger=False)
-            self.wait_idle()
-            self.mark("primed")
-            self.press("back")
-            self.press("back")
-
-    return TimedSession
-
-
 def session_figures(work_dir):
     """One scripted session through main.py (session.Session.run) on a fresh chip.
 
@@ -321,10 +272,10 @@ def session_figures(work_dir):
     "punctures" (the core's), "report" (Session.run's report)}.
     """
     from host_tools.chip import Chip
-    from host_tools.chip.session import settings_files
+    from host_tools.chip.session import Session, settings_files
 
     with Chip.with_firmware(work_dir, files=settings_files()) as chip:
-        run = _session_class()(chip)
+        run = Session(chip)
         rep = run.run()
         boot_free = free_at_boot(chip.uart())
     st, core = rep["status"], rep["core"]
@@ -375,7 +326,7 @@ def puncture_heap(work_dir, punctures=500, chunk_ms=2000, settings=None, quiet_m
     import time
 
     from host_tools.chip import Chip
-    from host_tools.chip.session import settings_files
+    from host_tools.chip.session import Session, settings_files
 
     t0 = time.monotonic()
     if settings is None:
@@ -385,7 +336,7 @@ def puncture_heap(work_dir, punctures=500, chunk_ms=2000, settings=None, quiet_m
     else:
         cycle = None
     with Chip.with_firmware(work_dir, files=settings_files(**settings)) as chip:
-        run = _session_class()(chip)
+        run = Session(chip)
         run.prime()
         boot_free = free_at_boot(chip.uart())
         chip.reset_stats()

@@ -20,6 +20,7 @@ from host_tools.chip import CLK_HZ, Chip
 SETTINGS = dict(shot_rate_mhz=1500)
 SINGLE_PUNCTURES = 2
 BURST_MS = 1500
+BOOT_TEXT = "OK opens the menu"  # main.py's line once the App is up: the main loop starts after it
 PRESS_MS = 50  # a quick operator press (debounce 20 ms); the interrupt logs it, however long a pass
 
 
@@ -55,6 +56,7 @@ class Session:
         self.marks = []  # (name, t_ms, frame index)
         self.menu = menu_labels()
         self.cursor = 0  # where the main menu's cursor is
+        self.main_ms = None  # emulated ms when main.py's main loop started (boot())
 
     def mark(self, name):
         """Note the step: (name, emulated ms, frames sent so far, needle excursions so far)."""
@@ -105,14 +107,21 @@ class Session:
         self.state_addr = found[0]
         self.chip.watch_state(self.state_addr + 4 * T.STATE)
 
-    def run(self):
+    def boot(self):
+        """Wait for main.py's banner (main_ms: when its main loop started), then settle."""
         c = self.chip
-        if not c.wait_uart("OK opens the menu", 10_000):
+        if not c.wait_uart(BOOT_TEXT, 10_000):
             raise RuntimeError("main.py did not start: " + c.uart())
+        self.main_ms = c.status()["t_ms"]
         c.run_ms(200)
         self.watch_core_state()
         c.reset_stats()
         self.mark("boot")
+
+    def prime(self):
+        """Boot, home, load a syringe and prime it from the buttons; back on the status screen."""
+        c = self.chip
+        self.boot()
         # Home: OK opens the menu on Home, OK homes.
         self.press("ok")
         self.mark("menu")
@@ -137,6 +146,11 @@ class Session:
         self.mark("primed")
         self.press("back")
         self.press("back")
+
+    def run(self):
+        """The whole script; the report (see report())."""
+        c = self.chip
+        self.prime()
         # Single punctures, one trigger press each.
         for _ in range(SINGLE_PUNCTURES):
             self.press("trigger")
