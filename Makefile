@@ -36,7 +36,7 @@ MPREMOTE := $(PY) -m mpremote
 # `make firmware MICROPY_DIR=...`: the MicroPython image for the board.
 include mk/firmware.mk
 
-.PHONY: help setup sim panel test soak bench mpy deploy repl typecheck hazards safety-report golden clean
+.PHONY: help setup sim panel test soak bench mpy deploy repl typecheck hazards safety-report golden consts clean
 
 help:
 	@echo "make sim    - run the demo session in the simulator (table + build/sim/session.png)"
@@ -54,6 +54,7 @@ help:
 	@echo "make typecheck - pyright on firmware/ against the MicroPython rp2 stubs"
 	@echo "make safety-report - run the fault-injection matrix, write docs/safety-matrix.md"
 	@echo "make golden - rewrite the screenshots in tests/golden/ after a deliberate change to the screens (review them)"
+	@echo "make consts - rewrite the hot-path modules' constant blocks from injcore/codes.py (and the layout)"
 	@echo "make hazards - regenerate docs/hazards.md (hazard, mitigation, tests) from docs/hazards.toml and the tests"
 
 $(PY_STAMP): pyproject.toml
@@ -117,6 +118,11 @@ repl: $(PY_STAMP)
 
 typecheck: $(PY_STAMP)
 	$(PY) -m host_tools.typecheck
+
+# The constants each viper module carries (viper inlines only its own module's
+# consts), written from their one definition; `make test` fails while one is stale.
+consts: $(PY_STAMP)
+	$(PY) -m host_tools.consts
 
 # docs/hazards.md from docs/hazards.toml and the tests' @pytest.mark.hazard
 # markers (collected, not run); `make test` fails while it is stale.

@@ -133,7 +133,7 @@ class Hasher:
 
 
 def run_session():
-    from injcore import core as C
+    from injcore import codes as C
     from injcore import rig as R
 
     rig = R.Rig()
@@ -156,7 +156,7 @@ def run_session():
 
 def measure_alloc(rig):
     """Bytes allocated over IDLE_TICKS ready ticks and BURST_TICKS ticks of nappage."""
-    from injcore import core as C
+    from injcore import codes as C
     from injcore import rig as R
 
     if not MICROPYTHON:
@@ -190,11 +190,11 @@ def main():
     firmware, board = firmware_id()
     out("start firmware=%s board=%s" % (firmware, board))
     base = heap_alloc()
-    from injcore import core as C
+    from injcore import core
     from injcore import rig as _rig  # noqa: F401  (its heap is part of the core figure)
 
     core_heap = heap_alloc()
-    out("core %s core_heap=%s" % (getattr(C, "__file__", "?"),
+    out("core %s core_heap=%s" % (getattr(core, "__file__", "?"),
                                   "n/a" if base is None else core_heap - base))
     boot = app_figures(base)
     if boot is None and MICROPYTHON:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import sim  # noqa: F401  (puts firmware/ on sys.path)
 from injcore import tlog  # noqa: E402
-from injcore.core import FAULT_NAMES  # noqa: E402
+from injcore.codes import FAULT_NAMES  # noqa: E402
 from injcore.settings import MODE_NAMES  # noqa: E402
 
 

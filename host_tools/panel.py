@@ -37,7 +37,7 @@ import framebuf  # noqa: E402  (the host fake, installed above)
 # The board's own cadence: at most one draw per DISPLAY_PERIOD_MS, sent only when changed.
 from board.app import DISPLAY_PERIOD_MS, FIRMWARE_VERSION  # noqa: E402
 from board.buttons import LONG_MS, Buttons  # noqa: E402
-from injcore import core as C  # noqa: E402
+from injcore import codes as C  # noqa: E402
 from injcore import machine as M  # noqa: E402
 from injcore import tlog  # noqa: E402
 from injcore.protocol import ProtocolStore  # noqa: E402
@@ -724,7 +724,7 @@ def next_step(panel):
         return "No syringe: Enter (menu), Down to Load syr., Enter: the plunger goes back; then s"
     if not core.primed:
         return "Prime: Enter (menu), Up/Down to Prime, Enter; t holds the trigger a second, t, Esc"
-    if s in (C.ST_ADVANCE, C.ST_INJECT, C.ST_SUCKBACK, C.ST_RETRACT, C.ST_WAIT):
+    if s in C.PUNCTURE:
         return "Firing..."
     if core.settings.mode == MODE_CONTINUOUS:
         return "Nappage: t holds the trigger (punctures repeat), t releases; menu (Enter) > Mode"

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from host_tools import logs
 from injcore import tlog  # noqa: E402  (logs put firmware/ on sys.path)
-from injcore.core import FAULT_NAMES  # noqa: E402
+from injcore.codes import FAULT_NAMES  # noqa: E402
 from injcore.settings import MODE_NAMES  # noqa: E402
 
 

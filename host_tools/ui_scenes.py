@@ -9,7 +9,7 @@ MicroPython framebuf, pixel for pixel. Runs on MicroPython: no f-strings
 beyond its subset, no CPython-only modules.
 """
 
-from injcore import core as C
+from injcore import codes as C
 from injcore.rig import Rig
 from injcore.settings import MODE_CONTINUOUS
 from ui.keys import DOWN, OK, PRESS, UP

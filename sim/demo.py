@@ -4,7 +4,7 @@ import argparse
 import time
 from pathlib import Path
 
-from injcore import core as C
+from injcore import codes as C
 from injcore.settings import MODE_CONTINUOUS, MODE_SINGLE
 
 from .session import Simulator

@@ -44,7 +44,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Optional
 
-from injcore import core as C
+from injcore import codes as C
 from injcore import machine as M
 from injcore import pio_word
 from injcore.settings import MODE_CONTINUOUS, MODE_PRIME, MODE_SINGLE, Settings
@@ -307,7 +307,7 @@ class Run:
 
     def settled_fault(self):
         c = self.sim.core
-        return c.state == C.ST_FAULT and not c._recovery and self.quiet()
+        return c.state == C.ST_FAULT and not c.recovery_pending and self.quiet()
 
     def motion(self):
         m = self.m
@@ -346,7 +346,7 @@ def _armed(run):
 
 def _pressure(run):
     c = run.sim.core
-    return (run.m._hx711_mn > c._occlusion_mn
+    return (run.m._hx711_mn > c.occlusion_mn
             and c.state not in (C.ST_UNHOMED, C.ST_RELIEF, C.ST_FAULT))
 
 
@@ -430,7 +430,7 @@ def _overrun(sim):
 
 def _overrun_seen(run):
     c = run.core
-    return c.overruns != c._overruns_seen
+    return c.overrun_pending
 
 
 FAULTS = {f.name: f for f in (
@@ -917,7 +917,7 @@ def _run_empty(f, phase):
             cell.notes.append("last dose %.2f uL in full" % (p.dose_nl / 1000))
     elif phase == "prime":
         cell.applicable = True
-        over = core.fluid_steps - core._usable_steps
+        over = -core.plunger_limit_left()
         cell.notes.append("prime stopped %d steps %s the dead space" % (
             abs(over), "into" if over > 0 else "before"))
         if over > 2 * M.PLUNGER_STEPS_PER_FULL_STEP:
@@ -1016,7 +1016,7 @@ def _run_trigger(f, phase):
             cell.outcome = "release stops the prime"
         else:
             run.run_until(lambda r: core.state == C.ST_READY and r.quiet(), 20_000)
-            over = core.fluid_steps - core._usable_steps
+            over = -core.plunger_limit_left()
             cell.notes.append("a stuck trigger primes to the dead space (%+d steps)" % over)
             if core.state != C.ST_READY or over > 2 * M.PLUNGER_STEPS_PER_FULL_STEP:
                 cell.fail("prime did not stop at the dead space (%+d steps)" % over)
@@ -1028,7 +1028,7 @@ def _run_trigger(f, phase):
             run.step(hold)
             m.trigger = False
             released_state = core.state
-            running = core.state in (C.ST_ADVANCE, C.ST_INJECT, C.ST_SUCKBACK, C.ST_RETRACT)
+            running = core.state in C.PUNCTURING
             started0 = core.punctures + (1 if running else 0)  # the one under way finishes
             run.run_until(lambda r: core.state == C.ST_READY and r.quiet(), 5000)
             run.step(1000)

@@ -8,7 +8,7 @@ import math
 import random
 from collections import deque
 
-from injcore import core as C
+from injcore import codes as C
 from injcore import machine as M
 from injcore import pio_word
 

@@ -34,7 +34,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from injcore import core as C
+from injcore import codes as C
 from injcore import machine as M
 from injcore import protocol as P
 from injcore import tlog

@@ -2,7 +2,8 @@
 
 from dataclasses import dataclass, field
 
-from injcore import core as C
+from injcore import codes as C
+from injcore.core import Core
 from injcore import machine as M
 from injcore.settings import MODE_NAMES, Settings
 
@@ -44,7 +45,7 @@ class Simulator:
     def __init__(self, settings=None, seed=1, trace=True, machine=None):
         self.machine = machine or Machine(seed=seed)
         m = self.machine
-        self.core = C.Core(m.needle_axis, m.plunger_axis, m, m, settings=settings)
+        self.core = Core(m.needle_axis, m.plunger_axis, m, m, settings=settings)
         self.now_us = 0
         self.tracing = trace
         self.trace = Trace()
@@ -127,7 +128,7 @@ class Simulator:
         """
         m = self.machine
         m.board_reset()
-        self.core = C.Core(m.needle_axis, m.plunger_axis, m, m, settings=settings,
+        self.core = Core(m.needle_axis, m.plunger_axis, m, m, settings=settings,
                            reset_cause=reset_cause)
         self._seen = 0
         self._prev_state = self.core.state

@@ -26,7 +26,7 @@ fake_machine, fake_rp2, fake_framebuf = fakes.install()
 
 from board import app as A  # noqa: E402
 from board import pins, pio_step, ports  # noqa: E402
-from injcore import core as C  # noqa: E402
+from injcore import codes as C  # noqa: E402
 from injcore import pio_word as pw  # noqa: E402
 
 M = fake_machine
@@ -338,7 +338,7 @@ from array import array
 machine.set_input(16, 0)  # E-stop released (normally closed)
 from board import app as A
 from board import pio_step
-from injcore import core as C
+from injcore import codes as C
 
 
 class Pio:
@@ -558,7 +558,7 @@ def test_no_stored_settings_means_defaults_and_no_injection_until_confirmed():
     rig.ms(100)
     assert rig.app.ui.banner() == C.NOTICE_NAMES[C.N_UNCONFIRMED]
     core.state, core.homed, core.primed = C.ST_READY, True, True
-    assert not core._can_fire() and core.notice == C.N_UNCONFIRMED
+    assert not core.can_fire() and core.notice == C.N_UNCONFIRMED
     rig.ms(1000)
     assert rig.app.saves == 0 and not fs.exists("settings.a")  # defaults are not stored unconfirmed
     _service(rig, "Confirm")

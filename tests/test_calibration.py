@@ -9,7 +9,7 @@ scale shows, and the correction brings the next doses back to what is set.
 import pytest
 
 from host_tools import ui_scenes
-from injcore import core as C
+from injcore import codes as C
 from injcore import machine as M
 from injcore.settings import SettingsError
 from sim.session import Simulator

@@ -34,7 +34,7 @@ from soak import examples  # noqa: E402
 
 ps = bench.load_pio_step()
 
-from injcore import core as C  # noqa: E402
+from injcore import codes as C  # noqa: E402
 from injcore import machine as M  # noqa: E402
 from injcore import pio_word as pw  # noqa: E402
 from injcore.planner import Plan  # noqa: E402

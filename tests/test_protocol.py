@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from host_tools.simfs import PowerCut, SimFS
-from injcore import core as C
+from injcore import codes as C
 from injcore import protocol as P
 from injcore.settings import MODE_CONTINUOUS, MODE_SINGLE, Limits
 

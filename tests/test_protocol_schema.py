@@ -433,7 +433,7 @@ def test_pull_from_a_missing_port_is_one_line(tmp_path):
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
 
 
-PROTOCOL_CORE = ("__init__", "compat", "machine", "settings", "store", "fsio", "protocol", "tick")
+PROTOCOL_CORE = ("__init__", "compat", "machine", "settings", "store", "fsio", "protocol", "codes")
 
 
 @pytest.mark.micropython

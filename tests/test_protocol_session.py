@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from host_tools import logs, mpy, report
-from injcore import core as C
+from injcore import codes as C
 from injcore import protocol as P
 from injcore import tlog
 from injcore.fsio import DirFS

@@ -6,7 +6,7 @@ every phase; these tests look closely at what happens after some of them.
 
 import pytest
 
-from injcore import core as C
+from injcore import codes as C
 from injcore import machine as M
 from injcore.settings import Limits
 
@@ -14,7 +14,7 @@ MN_PER_N = 1000
 
 
 def occlusion_limit_n(sim):
-    return sim.core._occlusion_mn / MN_PER_N
+    return sim.core.occlusion_mn / MN_PER_N
 
 
 @pytest.mark.hazard("H4", "H6")

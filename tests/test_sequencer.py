@@ -5,7 +5,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from soak import examples
 
-from injcore import core as C
+from injcore import codes as C
 from injcore import machine as M
 from sim.session import Simulator
 

@@ -322,7 +322,7 @@ def test_help_warns_that_mpremote_interrupts_main_py():
 
 # ---- end to end on the virtual board ------------------------------------------------
 
-CORE_FILES = ("__init__", "compat", "machine", "settings", "store", "fsio", "tick")  # what the Store needs
+CORE_FILES = ("__init__", "compat", "machine", "settings", "store", "fsio", "codes")  # what the Store needs
 
 # Reports the record the app would boot with, then ends: the virtual board writes its
 # flash back to the host folder when the board is idle, not while main.py runs.

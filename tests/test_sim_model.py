@@ -1,6 +1,6 @@
 """The simulator's physical models behave as the core's tests assume."""
 
-from injcore import core as C
+from injcore import codes as C
 from injcore import machine as M
 from injcore import pio_word
 from sim.session import Simulator

@@ -55,7 +55,7 @@ from hypothesis.stateful import (
 )
 from soak import SCALE, examples
 
-from injcore import core as C
+from injcore import codes as C
 from injcore import machine as M
 from injcore.settings import FINE_DOSE_BELOW_NL, Limits, SettingsError
 from sim.machine import PLUNGER_UM_PER_STEP
@@ -65,10 +65,10 @@ ROOT = Path(__file__).resolve().parents[1]
 STATS_FILE = ROOT / "build" / "stateful_stats.json"
 
 DEPTH_TOL_UM = 50  # the needle's depth tolerance (H2)
-IDLE = (C.ST_UNHOMED, C.ST_READY, C.ST_FAULT)  # configure() is allowed, nothing is commanded
+IDLE = C.IDLE  # configure() is allowed, nothing is commanded
 MOVING = frozenset((C.ST_HOMING, C.ST_LOAD, C.ST_ADVANCE, C.ST_INJECT, C.ST_SUCKBACK,
                     C.ST_RETRACT, C.ST_WAIT, C.ST_PRIME, C.ST_RELIEF))
-PUNCTURE = frozenset((C.ST_ADVANCE, C.ST_INJECT, C.ST_SUCKBACK, C.ST_RETRACT))
+PUNCTURE = frozenset(C.PUNCTURING)
 # End-of-tick states of the last ticks to look back on when a motor moves: the words
 # of tick k run in tick k + LEAD_TICKS, and the state that started them ended tick k - 1.
 LOOKBACK = 6
@@ -444,10 +444,10 @@ class InjectorMachine(RuleBasedStateMachine):
         changes = {"syringe_ml": size}
         if size == M.CUSTOM_SYRINGE:
             changes["syringe_id_um"] = custom_id
-        area0 = self.core._area_cmm2
+        area0 = self.core.area_cmm2
         if not self._configure(changes):
             return  # refused (busy, or too fast a rate for this bore): the operator keeps it out
-        if self.core._area_cmm2 != area0 and self.session_nl + self.cut_pushed_nl:
+        if self.core.area_cmm2 != area0 and self.session_nl + self.cut_pushed_nl:
             self.session_swaps += 1
         m.insert_syringe(size or 1)
         self.syringe = (size, custom_id)
@@ -507,8 +507,8 @@ class InjectorMachine(RuleBasedStateMachine):
 
     def _snapshot(self):
         c = self.core
-        return (c.settings.as_dict(), c.plans(), c._needle_limit_steps, c._cap_steps,
-                c._occlusion_mn, c.volume_left_nl())
+        return (c.settings.as_dict(), c.plans(), c.needle_limit_steps, c.cap_steps,
+                c.occlusion_mn, c.volume_left_nl())
 
     def _configure(self, changes):
         """configure(); True if taken. A refusal must leave everything as it was."""

@@ -23,7 +23,7 @@ from host_tools import fakes  # noqa: E402
 from host_tools import mpy  # noqa: E402
 from host_tools import ui_scenes  # noqa: E402
 from host_tools.screenshot import read_png, write_png  # noqa: E402
-from injcore import core as C  # noqa: E402
+from injcore import codes as C  # noqa: E402
 from injcore.rig import Rig  # noqa: E402
 from injcore.settings import MODE_CONTINUOUS, MODE_PRIME, MODE_SINGLE  # noqa: E402
 from ui import screens as S  # noqa: E402

@@ -11,7 +11,7 @@ import pytest
 
 from host_tools.simfs import SimFS
 from host_tools.ui_scenes import _menu_at
-from injcore import core as C
+from injcore import codes as C
 from injcore import tlog
 from injcore.protocol import ProtocolStore
 from sim.session import Simulator

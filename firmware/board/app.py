@@ -16,7 +16,8 @@ import gc
 
 import machine
 
-from injcore import core as C
+from injcore import codes as C
+from injcore.core import Core
 from injcore import persist, pio_word
 from injcore.axis import WORDS
 from injcore.fsio import DirFS
@@ -120,7 +121,7 @@ class App:
         self.hx711.start()
         self.inputs = Inputs(machine.mem32, self.hx711)
         self.outputs = Outputs(self.needle_driver, self.plunger_driver)
-        self.core = C.Core(self.needle, self.plunger, self.inputs, self.outputs,
+        self.core = Core(self.needle, self.plunger, self.inputs, self.outputs,
                            settings=settings, limits=limits, reset_cause=self.reset_cause)
         # Stored settings, limits and calibration (H9): the newest valid generation,
         # or the defaults, which inject nothing until an engineer confirms them.

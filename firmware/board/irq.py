@@ -24,6 +24,12 @@ import machine as _machine  # only ptr32 below uses it, off the device
 from injcore import tick as T
 from injcore.compat import const, micropython
 
+# ---- constants written by `make consts` from codes.py: do not edit ----
+SW_NEEDLE_STALL = const(128)
+SW_PLUNGER_STALL = const(256)
+FORCE_INVALID = const(-536870912)
+# ---- end of the written constants ----
+
 # RP2040 registers (datasheet 2.3.1, 3.7), as word indexes from their block
 SIO_BASE = const(0xD0000000)
 _SIO_GPIO_IN = const(1)
@@ -96,9 +102,6 @@ _HX_AGE_MAX = const(1 << 20)
 HX_RAW_MAX = const(0x7FFFFF)  # the 24-bit extremes: the input is out of range
 HX_RAW_MIN = const(-0x800000)
 _COUNT_MASK = const(0x3FFFFFFF)
-FORCE_INVALID = const(-0x20000000)  # injcore.tick.FORCE_INVALID (checked at import below)
-_SW_NEEDLE_STALL = const(128)  # injcore.tick's SW_* (checked at import below)
-_SW_PLUNGER_STALL = const(256)
 _READ_POLLS = const(16)  # FSTAT polls for a counter's word (it arrives within a PIO cycle or two)
 
 # Set by attach(): the arrays and the drivers' EN switch the interrupt works on.
@@ -107,11 +110,6 @@ _R = None
 _W = None
 _B = None
 _drivers = None
-
-
-if (FORCE_INVALID, _SW_NEEDLE_STALL, _SW_PLUNGER_STALL) != (
-        T.FORCE_INVALID, T.SW_NEEDLE_STALL, T.SW_PLUNGER_STALL):
-    raise ImportError("board/irq.py's copies of injcore.tick's codes differ")
 
 
 def ptr32(x):
@@ -267,9 +265,9 @@ def on_timer(_timer):
         b[B_GPIO] = g
         sw = ((g >> b[B_SW_SHIFT]) ^ b[B_SW_INVERT]) & 127
         if g & b[B_DIAG_N]:
-            sw |= _SW_NEEDLE_STALL
+            sw |= SW_NEEDLE_STALL
         if g & b[B_DIAG_P]:
-            sw |= _SW_PLUNGER_STALL
+            sw |= SW_PLUNGER_STALL
         s[in_sw] = sw
         # The buttons' changes, logged with their tick: the main loop replays
         # them, so a press shorter than its longest pass is never lost.

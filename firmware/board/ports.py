@@ -4,7 +4,7 @@ Everything the tick calls here allocates nothing and stays on small ints: it
 runs in a hard timer interrupt. See injcore/core.py for the port contract.
 """
 
-from injcore import core as C
+from injcore import codes as C
 from injcore.compat import const
 from injcore.pio_word import FIFO_WORDS
 

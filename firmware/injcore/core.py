@@ -42,56 +42,11 @@ from .compat import const
 from .planner import RAMP_TICKS_MAX, Plan
 from .settings import MODE_CONTINUOUS, Limits, Settings, SettingsError
 
-from .tick import (  # noqa: F401  (the codes, where the rest of the firmware reads them)
-    ALARM_FAULT, ALARM_NONE, ALARM_WARNING, F_ESTOP, F_LOAD_CELL, F_NEEDLE_HOME_NOT_FOUND,
-    F_NEEDLE_HOME_STUCK, F_NEEDLE_LOST_STEPS, F_NEEDLE_SOFT_LIMIT, F_NEEDLE_STALL, F_NONE,
-    F_OCCLUSION, F_PLUNGER_FRONT_LIMIT, F_PLUNGER_HOME_NOT_FOUND, F_PLUNGER_LOST_STEPS,
-    F_PLUNGER_REAR_STUCK, F_PLUNGER_STALL, F_SYRINGE_REMOVED, F_TICK_OVERRUN, FORCE_INVALID,
-    N_BACKLASH_FAILED, N_BUSY, N_NO_SYRINGE, N_NONE, N_NOT_HOMED, N_NOT_PRIMED, N_SESSION_CAP,
-    N_SYRINGE_LOW, N_UNCONFIRMED, N_WATCHDOG_RESET, N_ZONE_CAP, P_DEPTH_STEPS, P_DOSE_STEPS,
-    P_MODE, P_NUMBER, P_TICKS, ST_ADVANCE, ST_FAULT, ST_HOMING, ST_INJECT, ST_LOAD, ST_MEASURE,
-    ST_PRIME, ST_READY, ST_RELIEF, ST_RETRACT, ST_SUCKBACK, ST_UNHOMED, ST_WAIT,
-    SW_ESTOP, SW_NEEDLE_HOME, SW_NEEDLE_STALL, SW_PEDAL, SW_PLUNGER_FRONT, SW_PLUNGER_REAR,
-    SW_PLUNGER_STALL, SW_SYRINGE, SW_TRIGGER, W_NEAR_EMPTY, W_NONE,
+from .codes import (
+    ALARM_NONE, ALARM_WARNING, F_NONE, IDLE, N_BUSY, REC_NONE, SW_FIRE, N_NO_SYRINGE, N_NONE, N_NOT_HOMED,
+    N_NOT_PRIMED, N_WATCHDOG_RESET, RC_POWER_ON, RC_WATCHDOG, RECORD_SIZE, ST_FAULT, ST_LOAD,
+    ST_MEASURE, ST_READY, ST_UNHOMED, SW_SYRINGE,
 )
-
-_WINDOW = T.WINDOW  # ticks of steps that may be queued between the core and the motor
-WARNING_NAMES = ("", "syringe nearly empty")
-
-# Nothing is moving or about to move: settings, limits and calibration change only here.
-IDLE_STATES = (ST_UNHOMED, ST_READY, ST_FAULT)
-STATE_NAMES = ("unhomed", "homing", "ready", "advance", "inject", "suck-back",
-               "retract", "wait", "prime", "load", "fault", "relieving", "measuring")
-
-FAULT_NAMES = ("none", "emergency stop", "needle home switch not found",
-               "plunger rear switch not found", "plunger front limit reached",
-               "needle past its soft limit", "occlusion: pressure too high",
-               "load cell disconnected or saturated", "needle lost steps",
-               "plunger lost steps", "needle driver stalled", "plunger driver stalled",
-               "needle home switch stuck closed", "plunger rear switch stuck closed",
-               "control loop overrun", "syringe removed during a shot")
-# What the operator should do, per fault (the display shows it with the name)
-FAULT_ACTIONS = ("", "release the stop, then OK", "check the needle axis, then OK",
-                 "check the plunger axis, then OK", "check the syringe, then OK",
-                 "check depth settings, then OK", "check needle and line, then OK",
-                 "check the load cell, then OK", "check the needle axis, then OK",
-                 "check the plunger axis, then OK", "check the needle axis, then OK",
-                 "check the plunger axis, then OK", "check the home switch, then OK",
-                 "check the rear switch, then OK", "OK; report if it repeats",
-                 "reseat the syringe, then OK")
-
-NOTICE_NAMES = ("", "home first", "no syringe", "prime first", "not enough left for a dose", "busy",
-                "restarted by the watchdog: home first", "session volume cap reached",
-                "backlash not found: check the syringe",
-                "stored settings lost: defaults; an engineer must confirm them",
-                "zone volume cap reached: go to the next zone")
-
-# Why the controller (re)started, as the board reads it
-RC_POWER_ON = const(0)
-RC_WATCHDOG = const(1)
-RC_SOFT = const(2)  # soft reset (Ctrl-D, machine.soft_reset)
-RC_HARD = const(3)  # reset pin / machine.reset()
-RESET_NAMES = ("power-on", "watchdog", "soft reset", "hard reset")
 
 # The ramps array: the fixed moves, the two cycle sets, then the short settle moves.
 _STATIC_RAMPS = 10 * 2 * RAMP_TICKS_MAX
@@ -196,14 +151,13 @@ class Core:
     # No valid stored settings at boot: the defaults run, but nothing is
     # injected until an engineer confirms them (H9, service menu).
     unconfirmed = _flag(T.UNCONFIRMED)
-    _recovery = property(lambda self: self.S[T.RECOVERY])
-    _overruns_seen = property(lambda self: self.S[T.OVERRUNS_SEEN])
-    _depth_reached = property(lambda self: self.S[T.DEPTH_REACHED])
-    _usable_steps = property(lambda self: self.S[T.USABLE])
-    _cap_steps = property(lambda self: self.S[T.CAP_STEPS])
-    _needle_limit_steps = property(lambda self: self.S[T.NEEDLE_LIMIT])
-    _occlusion_mn = property(lambda self: self.S[T.OCCLUSION_MN])
-    _relief_mn = property(lambda self: self.S[T.RELIEF_MN])
+    recovery_pending = property(lambda self: self.S[T.RECOVERY] != REC_NONE)  # a fault's recovery waits
+    overrun_pending = property(lambda self: self.S[T.OVERRUNS] != self.S[T.OVERRUNS_SEEN])
+    depth_reached_steps = property(lambda self: self.S[T.DEPTH_REACHED])  # this puncture's, so far
+    cap_steps = property(lambda self: self.S[T.CAP_STEPS])  # the session cap in plunger steps
+    needle_limit_steps = property(lambda self: self.S[T.NEEDLE_LIMIT])  # deepest allowed (H2)
+    occlusion_mn = property(lambda self: self.S[T.OCCLUSION_MN])  # the force that trips H4
+    area_cmm2 = property(lambda self: self._area_cmm2)  # the barrel area doses are counted with
 
     def __init__(self, needle_port, plunger_port, inputs, outputs, settings=None, limits=None,
                  reset_cause=RC_POWER_ON):
@@ -213,7 +167,7 @@ class Core:
         self.ramps = array("H", bytes(2 * _RAMPS))
         self.needle = Axis("needle", needle_port, s, T.NA, self.ramps)
         self.plunger = Axis("plunger", plunger_port, s, T.PA, self.ramps)
-        self.last_puncture = _Record(s, T.LAST, T.RECORD_SIZE)
+        self.last_puncture = _Record(s, T.LAST, RECORD_SIZE)
         self.limits = limits or Limits()
         self.limits.check()
         self.settings = Settings()
@@ -226,7 +180,7 @@ class Core:
         s[T.BL_MEASURED] = -1
         s[T.ZONE_END] = -1
         s[T.HOME_STEP] = T.H_DONE
-        s[T.FIRE_PREV] = T.SW_FIRE  # a trigger held at boot must be released first (H3)
+        s[T.FIRE_PREV] = SW_FIRE  # a trigger held at boot must be released first (H3)
         s[T.ACTIVE_SET] = T.SET0
         ramp_at = _STATIC_RAMPS
         self._plans = (_PlanSet(s, self.ramps, T.SET0, T.PL_CYCLE0, ramp_at),
@@ -317,7 +271,7 @@ class Core:
         s = self.S
         s[T.CONFIGURING] = 1  # the tick starts no move while this is set
         try:
-            if self.state not in IDLE_STATES:
+            if self.state not in IDLE:
                 raise SettingsError(["settings change only while the injector is idle"])
             new = self.settings.changed(self.limits, **changes)
             spare = self._plans[1 - self._active]
@@ -364,7 +318,7 @@ class Core:
         Refused while the current operator settings would exceed the new
         limits (H11): the operator values are lowered first, never silently.
         """
-        if self.state not in IDLE_STATES:
+        if self.state not in IDLE:
             raise SettingsError(["limits change only while the injector is idle"])
         values = {}
         for name in Limits.RANGES:
@@ -397,7 +351,7 @@ class Core:
 
     def at_rest(self):
         """Idle and not moving: when the board may write flash (main loop)."""
-        return self.state in IDLE_STATES and self.axes_idle()
+        return self.state in IDLE and self.axes_idle()
 
     def dose_area(self, s):
         """The barrel area volumes are counted with: the table's, times the calibration."""
@@ -414,7 +368,7 @@ class Core:
 
     def set_calibration(self, dose_factor_ppm):
         """Apply a gravimetric dose correction (delivered / counted, in ppm); SettingsError if refused."""
-        if self.state not in IDLE_STATES:
+        if self.state not in IDLE:
             raise SettingsError(["calibration changes only while the injector is idle"])
         lo, hi = M.DOSE_FACTOR_MIN_PPM, M.DOSE_FACTOR_MAX_PPM
         if not isinstance(dose_factor_ppm, int) or not lo <= dose_factor_ppm <= hi:
@@ -491,7 +445,7 @@ class Core:
 
     def set_backlash(self, steps):
         """Use `steps` of backlash for the compensation (a measurement's result)."""
-        if self.state not in IDLE_STATES:
+        if self.state not in IDLE:
             raise SettingsError(["backlash changes only while the injector is idle"])
         hi = M.um_to_plunger_steps(M.BACKLASH_MAX_UM)
         if not isinstance(steps, int) or not 0 <= steps <= hi:
@@ -510,8 +464,8 @@ class Core:
             s = self.S
             s[T.STATE] = ST_UNHOMED
             s[T.FAULT] = F_NONE
-            s[T.RECOVERY] = T.REC_NONE
-            s[T.FIRE_PREV] = T.SW_FIRE  # a held trigger fires nothing until pressed again
+            s[T.RECOVERY] = REC_NONE
+            s[T.FIRE_PREV] = SW_FIRE  # a held trigger fires nothing until pressed again
             s[T.OUT_ALARM] = ALARM_WARNING if self.warning else ALARM_NONE
             self._sync_outputs()
             return True
@@ -542,7 +496,8 @@ class Core:
         """Fluid steps the syringe can still give before its dead space (kept current by configure)."""
         return self.S[T.USABLE] - self.S[T.FLUID_STEPS]
 
-    def _can_fire(self):
+    def can_fire(self):
+        """May a puncture start now? If not, `notice` says why."""
         return bool(T.can_fire(self.S))
 
     def plans(self):

@@ -8,7 +8,8 @@ switches that position closes, the syringe, the trigger and the load cell.
 For the full physical model see sim/machine.py.
 """
 
-from injcore import core as C
+from injcore import codes as C
+from injcore.core import Core
 from injcore import machine as M
 
 
@@ -94,7 +95,7 @@ class Rig:
         self.plunger = AxisPort(plunger_start_steps)
         self.inputs = Inputs(self.needle, self.plunger)
         self.outputs = Outputs()
-        self.core = C.Core(self.needle, self.plunger, self.inputs, self.outputs, settings=settings)
+        self.core = Core(self.needle, self.plunger, self.inputs, self.outputs, settings=settings)
         self.now_us = 0
 
     def run(self, ms, until=None):

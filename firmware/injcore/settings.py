@@ -8,8 +8,7 @@ change is refused with one message per field and the old settings stay.
 from . import machine as M
 from .compat import const
 
-from .tick import MODE_CONTINUOUS, MODE_PRIME, MODE_SINGLE  # noqa: F401  (the tick's codes)
-MODE_NAMES = ("single", "continuous", "prime")
+from .codes import MODE_CONTINUOUS, MODE_NAMES, MODE_PRIME, MODE_SINGLE  # noqa: F401  (settings.MODE_*: the modes' one place is codes.py)
 
 NEEDLE_COUNTS = (1, 3, 5, 9)
 

@@ -32,30 +32,25 @@ put after that (the axis ticks that ran after the fault).
 
 from .compat import const, micropython, ptr16, ptr32
 
-# ---- codes ---------------------------------------------------------------------
+# ---- codes ----
 
-# Switch bits of IN_SW (1 = closed / pressed / stall flagged)
+# ---- constants written by `make consts` from codes.py: do not edit ----
 SW_NEEDLE_HOME = const(1)
 SW_PLUNGER_REAR = const(2)
 SW_PLUNGER_FRONT = const(4)
 SW_SYRINGE = const(8)
-SW_TRIGGER = const(16)
-SW_PEDAL = const(32)
 SW_ESTOP = const(64)
-SW_NEEDLE_STALL = const(128)  # TMC2209 DIAG: stall or driver error
-SW_PLUNGER_STALL = const(256)
+SW_NEEDLE_STALL = const(128)
 SW_STALLS = const(384)
-SW_FIRE = const(48)  # SW_TRIGGER | SW_PEDAL: either fires
-
-FORCE_INVALID = const(-0x20000000)  # IN_FORCE of a disconnected or saturated load cell
-
+SW_FIRE = const(48)
+FORCE_INVALID = const(-536870912)
 ALARM_NONE = const(0)
 ALARM_WARNING = const(1)
 ALARM_FAULT = const(2)
-
 W_NONE = const(0)
 W_NEAR_EMPTY = const(1)
-
+MODE_CONTINUOUS = const(1)
+MODE_PRIME = const(2)
 ST_UNHOMED = const(0)
 ST_HOMING = const(1)
 ST_READY = const(2)
@@ -67,9 +62,15 @@ ST_WAIT = const(7)
 ST_PRIME = const(8)
 ST_LOAD = const(9)
 ST_FAULT = const(10)
-ST_RELIEF = const(11)  # after a fault: plunger backs off, needle withdraws, then ST_FAULT
-ST_MEASURE = const(12)  # plunger backlash measurement (service menu)
-
+ST_RELIEF = const(11)
+ST_MEASURE = const(12)
+PUNCTURING_MASK = const(120)
+PUNCTURE_MASK = const(248)
+DELIVERING_MASK = const(4408)
+HOMING_MASK = const(514)
+REC_NONE = const(0)
+REC_RELIEF = const(1)
+REC_NEEDLE = const(2)
 F_NONE = const(0)
 F_ESTOP = const(1)
 F_NEEDLE_HOME_NOT_FOUND = const(2)
@@ -86,27 +87,21 @@ F_NEEDLE_HOME_STUCK = const(12)
 F_PLUNGER_REAR_STUCK = const(13)
 F_TICK_OVERRUN = const(14)
 F_SYRINGE_REMOVED = const(15)
-
 N_NONE = const(0)
-N_NOT_HOMED = const(1)
 N_NO_SYRINGE = const(2)
 N_NOT_PRIMED = const(3)
 N_SYRINGE_LOW = const(4)
 N_BUSY = const(5)
-N_WATCHDOG_RESET = const(6)
 N_SESSION_CAP = const(7)
 N_BACKLASH_FAILED = const(8)
 N_UNCONFIRMED = const(9)
 N_ZONE_CAP = const(10)
-
-MODE_SINGLE = const(0)  # settings.py's modes, as the tick sees them
-MODE_CONTINUOUS = const(1)
-MODE_PRIME = const(2)
-
-# Recovery after a fault
-REC_NONE = const(0)
-REC_RELIEF = const(1)  # plunger backs off until the pressure is down, then the needle withdraws
-REC_NEEDLE = const(2)  # the needle withdraws; the plunger stays
+P_NUMBER = const(0)
+P_DEPTH_STEPS = const(1)
+P_DOSE_STEPS = const(2)
+P_TICKS = const(3)
+P_MODE = const(4)
+# ---- end of the written constants ----
 
 # Homing steps
 H_NEEDLE_SEEK = const(0)
@@ -228,12 +223,6 @@ C_SUCKBACK = const(11)
 NRING = const(88)  # 8 ticks of needle steps
 PRING = const(96)
 LAST = const(104)  # the last puncture's record: P_* fields
-P_NUMBER = const(0)
-P_DEPTH_STEPS = const(1)  # deepest needle position reached, microsteps from home
-P_DOSE_STEPS = const(2)  # net plunger fluid steps over the puncture
-P_TICKS = const(3)  # duration
-P_MODE = const(4)
-RECORD_SIZE = const(5)
 
 # Axis blocks
 NA = const(112)  # the needle
@@ -440,8 +429,7 @@ def tick(sbuf, rbuf, wbuf):
                     code = F_PLUNGER_REAR_STUCK
                 elif sw & SW_PLUNGER_FRONT:
                     code = F_PLUNGER_FRONT_LIMIT
-                elif (sw & SW_SYRINGE) == 0 and (state == ST_PRIME or state == ST_MEASURE or (
-                        state >= ST_ADVANCE and state <= ST_SUCKBACK)):
+                elif (sw & SW_SYRINGE) == 0 and (1 << state) & DELIVERING_MASK:
                     code = F_SYRINGE_REMOVED  # H7: never a partial dose without an alarm
         if code:
             _fault(sbuf, code)
@@ -488,11 +476,11 @@ def tick(sbuf, rbuf, wbuf):
     if state == ST_READY:
         if pressed:
             _on_press(sbuf)
-    elif state >= ST_ADVANCE and state <= ST_WAIT:
+    elif (1 << state) & PUNCTURE_MASK:
         _puncture_tick(sbuf, fire)
     elif state == ST_PRIME:
         _prime_tick(sbuf, fire)
-    elif state == ST_HOMING or state == ST_LOAD:
+    elif (1 << state) & HOMING_MASK:
         _homing_tick(sbuf, sw)
     elif state == ST_RELIEF:
         _relief_tick(sbuf, sw, force)
@@ -543,7 +531,7 @@ def after_halt(sbuf):
     s[COMP_LEFT] = 0
     was = s[FAULT_WAS]
     code = s[FAULT]
-    if was >= ST_ADVANCE and was <= ST_RETRACT:
+    if (1 << was) & PUNCTURING_MASK:
         # A puncture cut short still delivered what the plunger pushed: it
         # counts toward the session (H1) though it makes no puncture record.
         cut = s[FLUID_STEPS] - s[PUNCTURE_FLUID0]

@@ -99,7 +99,7 @@ Everything here is integer code that runs unchanged on MicroPython.
 
 import struct
 
-from . import core as C
+from . import codes as C
 from . import machine as M
 from .compat import const
 from .settings import MODE_CONTINUOUS
@@ -615,7 +615,7 @@ class Recorder:
                 self._finished()
             self._seen = n
             self._in = False
-        if C.ST_ADVANCE <= st <= C.ST_RETRACT:
+        if st in C.PUNCTURING:
             if not self._in:
                 self._in = True
                 self._peak = 0
@@ -662,7 +662,7 @@ class Recorder:
         core = self.core
         s = core.settings
         steps = core.delivered_steps - self._d0
-        depth = getattr(core, "_depth_reached", 0)
+        depth = core.depth_reached_steps
         if self._depth_max > depth:
             depth = self._depth_max
         self._alarms += 1

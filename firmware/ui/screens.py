@@ -20,7 +20,7 @@ Rules the screens keep:
   the status screen.
 """
 
-from injcore import core as C
+from injcore import codes as C
 from injcore import machine as M
 from injcore.calib import gravimetric, weighed_nl
 from injcore.compat import const
@@ -217,7 +217,6 @@ CAL_MASS = Item("Mass", _NUM, "mass_dmg", _LOCAL, "mg", 10, 1, 1, 1, 1_000_000) 
 CAL_DENSITY = Item("Density", _NUM, "density", _LOCAL, "mg/mL", 1, 0, 1, 500, 2000)
 _MENU_ROWS = const(6)  # lines under the title
 _INFO_ROWS = const(5)  # lines under the title, above the footer
-_FIRING = (C.ST_ADVANCE, C.ST_INJECT, C.ST_SUCKBACK, C.ST_RETRACT, C.ST_WAIT)
 
 
 def explain(problem):
@@ -972,7 +971,7 @@ class Ui:
     def state_text(self):
         core = self.core
         s = core.state
-        if s in _FIRING:
+        if s in C.PUNCTURE:
             return "FIRING"
         if s == C.ST_UNHOMED:
             return "UNHOMED"

@@ -243,7 +243,7 @@ def irq_figures(status, clk_hz=None):
     125 MHz by default).
     """
     from host_tools.chip import CLK_HZ
-    from injcore.core import STATE_NAMES
+    from injcore.codes import STATE_NAMES
 
     per_us = (clk_hz or CLK_HZ) / 1e6
     irq = status["irq"]
