@@ -128,7 +128,7 @@ class App:
         self.store = Store(fs if fs is not None else DirFS("/"), STORE_NAME)
         payload, self.load_info = self.store.load()
         pin, self.load_problems = persist.restore(self.core, payload)
-        self.core.unconfirmed = self.load_info["defaults"]
+        self.core.require_confirmation(self.load_info["defaults"])
         # A record that needed a migration or was partly refused is stored again.
         clean = not (self.load_info["migrated_from"] or self.load_problems or self.load_info["defaults"])
         self._saved = persist.snapshot(self.core, pin) if clean else None

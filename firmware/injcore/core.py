@@ -43,7 +43,7 @@ from .planner import RAMP_TICKS_MAX, Plan
 from .settings import MODE_CONTINUOUS, Limits, Settings, SettingsError
 
 from .codes import (
-    ALARM_NONE, ALARM_WARNING, F_NONE, IDLE, N_BUSY, REC_NONE, SW_FIRE, N_NO_SYRINGE, N_NONE, N_NOT_HOMED,
+    ALARM_NONE, ALARM_WARNING, F_NONE, IDLE, N_BUSY, N_UNCONFIRMED, REC_NONE, SW_FIRE, N_NO_SYRINGE, N_NONE, N_NOT_HOMED,
     N_NOT_PRIMED, N_WATCHDOG_RESET, RC_POWER_ON, RC_WATCHDOG, RECORD_SIZE, ST_FAULT, ST_LOAD,
     ST_MEASURE, ST_READY, ST_UNHOMED, SW_SYRINGE,
 )
@@ -470,6 +470,24 @@ class Core:
             self._sync_outputs()
             return True
         return False
+
+    def clear_notice(self):
+        """The operator has read the notice (BACK): clear it while nothing runs."""
+        if self.state == ST_READY or self.state == ST_UNHOMED:
+            self.notice = N_NONE
+
+    def require_confirmation(self, needed):
+        """Stored settings were lost (H9): nothing is injected until an engineer confirms."""
+        self.unconfirmed = bool(needed)
+
+    def confirm_settings(self):
+        """The engineer confirms the settings in use; False if nothing awaited confirmation."""
+        if not self.unconfirmed:
+            return False
+        self.unconfirmed = False
+        if self.notice == N_UNCONFIRMED:
+            self.notice = N_NONE
+        return True
 
     def new_session(self):
         self.punctures = 0

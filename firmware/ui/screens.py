@@ -459,8 +459,7 @@ class Ui:
             return True
         if b == BACK:
             had = core.notice or self._msg or self._sticky
-            if core.state == C.ST_READY or core.state == C.ST_UNHOMED:
-                core.notice = C.N_NONE
+            core.clear_notice()
             self._msg = ""
             self._sticky = ""
             return bool(had)
@@ -570,12 +569,9 @@ class Ui:
             self._go(S_PIN)
             return True
         if code == A_CONFIRM:
-            if not core.unconfirmed:
+            if not core.confirm_settings():
                 self.message("settings already confirmed")
                 return False
-            core.unconfirmed = False
-            if core.notice == C.N_UNCONFIRMED:
-                core.notice = C.N_NONE
             self.message("settings confirmed")
             return True
         if code == A_BACKLASH:
