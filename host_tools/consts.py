@@ -24,9 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 FIRMWARE = ROOT / "firmware"
 
 # Where each constant is defined, as importable modules (firmware/ on the path)
-SOURCES = ("injcore.codes",)
+SOURCES = ("injcore.codes", "injcore.layout")
 # The modules that carry a written block
-HOT = ("injcore/tick.py", "board/irq.py")
+HOT = ("injcore/tick.py", "injcore/motion.py", "injcore/monitor.py", "injcore/homing.py",
+       "injcore/puncture.py", "injcore/backlash.py", "board/irq.py")
 
 
 BEGIN = "# ---- constants written by `make consts` from %s: do not edit ----"

@@ -667,7 +667,7 @@ def puncture_streams(**settings):
 
     def run(ticks, until):
         for _ in range(ticks):
-            core.tick(0)
+            core.tick()
             if until(core):
                 return
         state = C.STATE_NAMES[core.state]
@@ -681,7 +681,7 @@ def puncture_streams(**settings):
     inputs.syringe = True
     core.configure(mode=S.MODE_PRIME)
     inputs.trigger = True
-    core.tick(0)
+    core.tick()
     inputs.trigger = False  # releasing stops the prime along its ramp
     run(1000, ready)
     if not core.primed:
@@ -690,7 +690,7 @@ def puncture_streams(**settings):
     for record in (False, True):
         needle.recording = plunger.recording = record
         inputs.trigger = True
-        core.tick(0)  # the press
+        core.tick()  # the press
         inputs.trigger = False
         run(10_000, ready)
     needle.recording = plunger.recording = False

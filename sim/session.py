@@ -3,6 +3,7 @@
 from dataclasses import dataclass, field
 
 from injcore import codes as C
+from injcore import layout as L
 from injcore.core import Core
 from injcore import machine as M
 from injcore.settings import MODE_NAMES, Settings
@@ -74,7 +75,7 @@ class Simulator:
     def step(self):
         core, m = self.core, self.machine
         self.now_us += M.TICK_US
-        core.tick(self.now_us)
+        core.tick()
         m.step(M.TICK_US)
         state = core.state
         if state == C.ST_ADVANCE and self._prev_state != C.ST_ADVANCE:
@@ -158,16 +159,16 @@ class Simulator:
         s = core.settings
         self._seen = core.punctures
         self.punctures.append(Puncture(
-            number=rec[C.P_NUMBER],
-            mode=MODE_NAMES[rec[C.P_MODE]],
+            number=rec[L.P_NUMBER],
+            mode=MODE_NAMES[rec[L.P_MODE]],
             depth_set_um=s.depth_um,
             depth_reached_um=m.needle_depth_max_um,
-            depth_core_um=rec[C.P_DEPTH_STEPS] * NEEDLE_UM_PER_STEP - M.NEEDLE_HOME_OFFSET_UM,
+            depth_core_um=rec[L.P_DEPTH_STEPS] * NEEDLE_UM_PER_STEP - M.NEEDLE_HOME_OFFSET_UM,
             dose_set_nl=s.dose_nl,
-            dose_steps=rec[C.P_DOSE_STEPS],
-            dose_nl=core.steps_to_nl(rec[C.P_DOSE_STEPS]),
+            dose_steps=rec[L.P_DOSE_STEPS],
+            dose_nl=core.steps_to_nl(rec[L.P_DOSE_STEPS]),
             outflow_nl=(m.fluid.delivered_ul - self._outflow0) * 1000,
-            duration_ms=rec[C.P_TICKS],
+            duration_ms=rec[L.P_TICKS],
             start_ms=self._start_ms,
         ))
 

@@ -35,6 +35,7 @@ from soak import examples  # noqa: E402
 ps = bench.load_pio_step()
 
 from injcore import codes as C  # noqa: E402
+from injcore import layout as L  # noqa: E402
 from injcore import machine as M  # noqa: E402
 from injcore import pio_word as pw  # noqa: E402
 from injcore.planner import Plan  # noqa: E402
@@ -614,7 +615,7 @@ def test_puncture_streams_are_one_full_puncture_of_the_core():
     bl = core.backlash_steps
     assert plunger.moves[0].distance == plans.dose_steps + plans.sb_steps + bl
     assert plunger.moves[1].distance == plans.sb_steps + bl
-    assert plunger.net == plans.dose_steps == core.last_puncture[C.P_DOSE_STEPS]
+    assert plunger.net == plans.dose_steps == core.last_puncture[L.P_DOSE_STEPS]
     assert plans.dose_steps == M.plunger_steps_for_nl(bench.PUNCTURE["dose_nl"], M.SYRINGES[1][0])
     # Each move starts in the tick after the previous one's last tick.
     assert plunger.moves[0].tick == needle.moves[0].end

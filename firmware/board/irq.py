@@ -21,13 +21,27 @@ from array import array
 
 import machine as _machine  # only ptr32 below uses it, off the device
 
-from injcore import tick as T
+from injcore.monitor import after_halt
+from injcore.tick import tick
 from injcore.compat import const, micropython
 
-# ---- constants written by `make consts` from codes.py: do not edit ----
+# ---- constants written by `make consts` from codes.py, layout.py: do not edit ----
 SW_NEEDLE_STALL = const(128)
 SW_PLUNGER_STALL = const(256)
 FORCE_INVALID = const(-536870912)
+IN_SW = const(0)
+IN_FORCE = const(1)
+IN_NCOUNT = const(2)
+IN_PCOUNT = const(3)
+OUT_PUT = const(4)
+OUT_HALT = const(5)
+OUT_DRIVERS = const(6)
+OVERRUNS = const(8)
+TICKS = const(15)
+A_WORD = const(15)
+A_WORD2 = const(16)
+NA = const(111)
+PA = const(131)
 # ---- end of the written constants ----
 
 # RP2040 registers (datasheet 2.3.1, 3.7), as word indexes from their block
@@ -83,20 +97,7 @@ B_BTN_LAST = const(34)  # their pressed mask as last logged
 B_BTN_HEAD = const(35)  # changes logged so far (wraps below 2**30)
 B_BTN_LOG = const(36)  # BTN_LOG_SIZE entries of (pressed mask, core tick of the change)
 BTN_LOG_SIZE = const(8)
-# The S slots the interrupt uses (injcore/tick.py's layout, copied in by attach():
-# viper inlines only this module's constants, and a module attribute is a look-up)
-B_IN_SW = const(52)
-B_IN_FORCE = const(53)
-B_IN_NCOUNT = const(54)
-B_IN_PCOUNT = const(55)
-B_OUT_HALT = const(56)
-B_OUT_PUT = const(57)
-B_OUT_DRIVERS = const(58)
-B_OVERRUNS = const(59)
-B_TICKS = const(60)
-B_NWORD = const(61)
-B_PWORD = const(62)
-B_SIZE = const(64)
+B_SIZE = const(B_BTN_LOG + 2 * BTN_LOG_SIZE)
 
 _HX_AGE_MAX = const(1 << 20)
 HX_RAW_MAX = const(0x7FFFFF)  # the 24-bit extremes: the input is out of range
@@ -129,11 +130,6 @@ def new_board():
 def attach(s, ramps, words, b, drivers):
     """Give the interrupt its arrays and the drivers' EN switch (a callable, on change only)."""
     global _S, _R, _W, _B, _drivers
-    for field, slot in ((B_IN_SW, T.IN_SW), (B_IN_FORCE, T.IN_FORCE), (B_IN_NCOUNT, T.IN_NCOUNT),
-                        (B_IN_PCOUNT, T.IN_PCOUNT), (B_OUT_HALT, T.OUT_HALT), (B_OUT_PUT, T.OUT_PUT),
-                        (B_OUT_DRIVERS, T.OUT_DRIVERS), (B_OVERRUNS, T.OVERRUNS), (B_TICKS, T.TICKS),
-                        (B_NWORD, T.NA + T.A_WORD), (B_PWORD, T.PA + T.A_WORD)):
-        b[field] = slot
     _S, _R, _W, _B, _drivers = s, ramps, words, b, drivers
 
 
@@ -237,14 +233,6 @@ def on_timer(_timer):
     b = ptr32(bbuf)
     pio = ptr32(PIO0_BASE)
     sio = ptr32(SIO_BASE)
-    in_sw = b[B_IN_SW]
-    in_force = b[B_IN_FORCE]
-    in_ncount = b[B_IN_NCOUNT]
-    in_pcount = b[B_IN_PCOUNT]
-    out_halt = b[B_OUT_HALT]
-    out_put = b[B_OUT_PUT]
-    word = b[B_NWORD]
-    pword = b[B_PWORD]
     ngen = b[B_SM_NGEN]
     pgen = b[B_SM_PGEN]
     nshift = 8 * ngen
@@ -254,7 +242,7 @@ def on_timer(_timer):
     b[B_IRQS] = (running + 1) & _COUNT_MASK
     lev = pio[_PIO_FLEVEL]
     if running and ((lev >> nshift) & 0xF) == 0 and b[B_QUIET] == 0:
-        s[b[B_OVERRUNS]] += 1
+        s[OVERRUNS] += 1
     n = 0
     n_max = b[B_TICKS_MAX]
     quiet = b[B_QUIET]
@@ -268,7 +256,7 @@ def on_timer(_timer):
             sw |= SW_NEEDLE_STALL
         if g & b[B_DIAG_P]:
             sw |= SW_PLUNGER_STALL
-        s[in_sw] = sw
+        s[IN_SW] = sw
         # The buttons' changes, logged with their tick: the main loop replays
         # them, so a press shorter than its longest pass is never lost.
         btn = ((g >> b[B_BTN_SHIFT]) ^ 15) & 15
@@ -277,28 +265,28 @@ def on_timer(_timer):
             head = b[B_BTN_HEAD]
             at = B_BTN_LOG + 2 * (head & (BTN_LOG_SIZE - 1))
             b[at] = btn
-            b[at + 1] = s[b[B_TICKS]]
+            b[at + 1] = s[TICKS]
             b[B_BTN_HEAD] = (head + 1) & _COUNT_MASK
-        s[in_force] = int(hx_poll(bbuf))
-        s[in_ncount] = int(read_count(bbuf, b[B_SM_NCOUNT]))
-        s[in_pcount] = int(read_count(bbuf, b[B_SM_PCOUNT]))
-        T.tick(sbuf, rbuf, wbuf)
-        if s[out_halt]:
+        s[IN_FORCE] = int(hx_poll(bbuf))
+        s[IN_NCOUNT] = int(read_count(bbuf, b[B_SM_NCOUNT]))
+        s[IN_PCOUNT] = int(read_count(bbuf, b[B_SM_PCOUNT]))
+        tick(sbuf, rbuf, wbuf)
+        if s[OUT_HALT]:
             halt_axis(bbuf, ngen, b[B_ENTRY_N])
             halt_axis(bbuf, pgen, b[B_ENTRY_P])
             b[B_HALTS_N] += 1
             b[B_HALTS_P] += 1
-            s[in_ncount] = int(read_count(bbuf, b[B_SM_NCOUNT]))
-            s[in_pcount] = int(read_count(bbuf, b[B_SM_PCOUNT]))
-            T.after_halt(sbuf)
-        put = s[out_put]
+            s[IN_NCOUNT] = int(read_count(bbuf, b[B_SM_NCOUNT]))
+            s[IN_PCOUNT] = int(read_count(bbuf, b[B_SM_PCOUNT]))
+            after_halt(sbuf)
+        put = s[OUT_PUT]
         if put & 1:
-            pio[_PIO_TXF0 + ngen] = s[word]
-            pio[_PIO_TXF0 + ngen] = s[word + 1]
+            pio[_PIO_TXF0 + ngen] = s[NA + A_WORD]
+            pio[_PIO_TXF0 + ngen] = s[NA + A_WORD2]
         if put & 2:
-            pio[_PIO_TXF0 + pgen] = s[pword]
-            pio[_PIO_TXF0 + pgen] = s[pword + 1]
-        on = s[b[B_OUT_DRIVERS]]
+            pio[_PIO_TXF0 + pgen] = s[PA + A_WORD]
+            pio[_PIO_TXF0 + pgen] = s[PA + A_WORD2]
+        on = s[OUT_DRIVERS]
         if on != b[B_DRIVERS]:
             b[B_DRIVERS] = on
             _drivers(on)

@@ -1,6 +1,6 @@
 """One axis: a view of its block in the tick's state array, and the PIO word tables.
 
-The stepping itself is injcore/tick.py's (axis_tick, start, stop): each tick
+The stepping itself is injcore/motion.py's (axis_tick, start, stop): each tick
 takes the next step count from the running move (ramp array or cruise
 accumulator) and turns it into the two PIO words for that tick through the
 tables built here once at import. Position is kept in microsteps from the
@@ -17,15 +17,16 @@ from array import array
 
 from . import machine as M
 from . import pio_word
-from . import tick as T
+from . import layout as L
+from . import motion
 from .planner import RAMP_TICKS_MAX
 
-IDLE = T.IDLE
-ACCEL = T.ACCEL
-CRUISE = T.CRUISE
-DECEL = T.DECEL
-FORWARD = T.FORWARD
-BACKWARD = T.BACKWARD
+IDLE = L.IDLE
+ACCEL = L.ACCEL
+CRUISE = L.CRUISE
+DECEL = L.DECEL
+FORWARD = L.FORWARD
+BACKWARD = L.BACKWARD
 
 
 def _words():
@@ -46,17 +47,17 @@ PAD_WORDS = memoryview(WORDS)[PAD_AT:]
 
 def new_state():
     """A zeroed state array for the tick, with the word table's layout filled in."""
-    s = array("i", bytes(4 * T.SIZE))
-    s[T.PAD_WORDS] = PAD_AT
-    s[T.NA + T.A_LAST_DIR] = -1
-    s[T.PA + T.A_LAST_DIR] = -1
-    s[T.NA + T.A_DIR] = FORWARD
-    s[T.PA + T.A_DIR] = FORWARD
+    s = array("i", bytes(4 * L.SIZE))
+    s[L.PAD_WORDS] = PAD_AT
+    s[L.NA + L.A_LAST_DIR] = -1
+    s[L.PA + L.A_LAST_DIR] = -1
+    s[L.NA + L.A_DIR] = FORWARD
+    s[L.PA + L.A_DIR] = FORWARD
     return s
 
 
 class Axis:
-    def __init__(self, name, port, s=None, at=T.NA, ramps=None):
+    def __init__(self, name, port, s=None, at=L.NA, ramps=None):
         self.name = name
         self.port = port  # put(words), emitted(), halt(): see core.py
         self.at = at  # the axis's block in S
@@ -74,31 +75,31 @@ class Axis:
         return self.s[self.at + field]
 
     def _set_pos(self, v):
-        self.s[self.at + T.A_POS] = v
+        self.s[self.at + L.A_POS] = v
 
     def _set_origin(self, v):
-        self.s[self.at + T.A_ORIGIN] = v
+        self.s[self.at + L.A_ORIGIN] = v
 
-    pos = property(lambda self: self._get(T.A_POS), _set_pos)
-    origin = property(lambda self: self._get(T.A_ORIGIN), _set_origin)
-    phase = property(lambda self: self._get(T.A_PHASE))
-    dirbit = property(lambda self: self._get(T.A_DIR))
-    last_dir = property(lambda self: self._get(T.A_LAST_DIR))
-    last_n = property(lambda self: self._get(T.A_LAST_N))
+    pos = property(lambda self: self._get(L.A_POS), _set_pos)
+    origin = property(lambda self: self._get(L.A_ORIGIN), _set_origin)
+    phase = property(lambda self: self._get(L.A_PHASE))
+    dirbit = property(lambda self: self._get(L.A_DIR))
+    last_dir = property(lambda self: self._get(L.A_LAST_DIR))
+    last_n = property(lambda self: self._get(L.A_LAST_N))
 
     @property
     def sign(self):
-        return 1 if self._get(T.A_DIR) == FORWARD else -1
+        return 1 if self._get(L.A_DIR) == FORWARD else -1
 
     @property
     def busy(self):
-        return self._get(T.A_PHASE) != IDLE
+        return self._get(L.A_PHASE) != IDLE
 
     def start(self, plan, direction):
         """Begin a planned move (outside the hot path of a steady tick)."""
         s = self.s
         if plan.table is not s:  # a plan of its own: copy it into this axis's row
-            row = T.PL_PRIME
+            row = L.PL_PRIME
             plan.write_row(s, row, 0)
             k = plan.ramp_ticks_max
             for i in range(k):
@@ -107,30 +108,30 @@ class Axis:
             self._own_plan = plan
         else:
             row = plan.row
-        T.start(s, self.at, row, direction)
+        motion.start(s, self.at, row, direction)
 
     @property
     def moves(self):
         """How many moves this axis has started (wraps below 2**30)."""
-        return self._get(T.A_MOVES)
+        return self._get(L.A_MOVES)
 
     @property
     def ticked(self):
         """`moves` when the axis last stepped (a move started later steps from the next tick)."""
-        return self._get(T.A_TICKED)
+        return self._get(L.A_TICKED)
 
     def started(self):
         """(plan, direction) of the latest move started, for tools that record moves."""
-        plan = self._own_plan if self.own else self.plan_at(self._get(T.A_ROW))
-        return plan, self._get(T.A_DIR)
+        plan = self._own_plan if self.own else self.plan_at(self._get(L.A_ROW))
+        return plan, self._get(L.A_DIR)
 
     def stop(self):
         """Decelerate to a stop along the move's own ramp (switch found, trigger released)."""
-        T.stop(self.s, self.at)
+        motion.stop(self.s, self.at)
 
     def halt(self):
         """Stop generating steps now: words already queued are dropped too."""
-        self.s[self.at + T.A_PHASE] = IDLE
+        self.s[self.at + L.A_PHASE] = IDLE
         self.port.halt()
 
     def rezero(self, steps):
@@ -145,12 +146,12 @@ class Axis:
     def words(self):
         """This tick's two words, as put to the port."""
         seg = self.seg
-        seg[0] = self._get(T.A_WORD)
-        seg[1] = self._get(T.A_WORD2)
+        seg[0] = self._get(L.A_WORD)
+        seg[1] = self._get(L.A_WORD2)
         return seg
 
     def tick(self):
         """Step an axis of its own: emit this tick's words; return the step count."""
-        n = T.axis_tick(self.s, self.at, self.ramps, WORDS)
+        n = motion.axis_tick(self.s, self.at, self.ramps, WORDS)
         self.port.put(self.words())
         return n

@@ -7,6 +7,20 @@ correction is the ratio, applied to the barrel area volumes are counted with
 """
 
 from . import machine as M
+from .settings import SettingsError
+
+
+def dose_area(settings, factor_ppm):
+    """The barrel area volumes are counted with: the syringe table's, times the calibration."""
+    return settings.syringe()[0] * factor_ppm // M.DOSE_FACTOR_ONE_PPM
+
+
+def check_factor(factor_ppm):
+    """A dose correction (delivered / counted, ppm) the core may apply; SettingsError if not."""
+    lo, hi = M.DOSE_FACTOR_MIN_PPM, M.DOSE_FACTOR_MAX_PPM
+    if not isinstance(factor_ppm, int) or not lo <= factor_ppm <= hi:
+        raise SettingsError(["dose_factor_ppm: %r is out of range; allowed %d..%d ppm: "
+                             "check the syringe and the scale" % (factor_ppm, lo, hi)])
 
 
 def weighed_nl(mass_dmg, density_mg_per_ml):

@@ -82,6 +82,9 @@ DELIVERING_MASK = const((1 << ST_ADVANCE) | (1 << ST_INJECT) | (1 << ST_SUCKBACK
                         | (1 << ST_PRIME) | (1 << ST_MEASURE))
 # Homing both axes, or the plunger alone to load a syringe.
 HOMING_MASK = const((1 << ST_HOMING) | (1 << ST_LOAD))
+# A fault here starts no recovery: the axes' positions are not yet known, or
+# the recovery itself failed.
+NO_RECOVERY_MASK = const((1 << ST_UNHOMED) | HOMING_MASK | (1 << ST_RELIEF))
 
 
 def states_in(mask):
@@ -164,15 +167,6 @@ NOTICE_NAMES = ("", "home first", "no syringe", "prime first", "not enough left 
                 "backlash not found: check the syringe",
                 "stored settings lost: defaults; an engineer must confirm them",
                 "zone volume cap reached: go to the next zone")
-
-# ---- the last puncture's record (Core.last_puncture): its fields -----------------------------
-
-P_NUMBER = const(0)
-P_DEPTH_STEPS = const(1)  # deepest needle position reached, microsteps from home
-P_DOSE_STEPS = const(2)  # net plunger fluid steps over the puncture
-P_TICKS = const(3)  # duration
-P_MODE = const(4)
-RECORD_SIZE = const(5)
 
 # ---- why the controller (re)started, as the board reads it -----------------------------------
 

@@ -1,9 +1,25 @@
-"""The control core: planning, the operator's actions, and the face of the tick.
+"""The control core: the one face of the injector's control, and its dispatcher.
 
-The tick itself, which runs every millisecond, is injcore/tick.py: it works on
-the state array `Core.S`, which this class plans into and reads through
-properties (state, fault, punctures, ...). The board's interrupt
-(board/irq.py) calls it with the registers read into S's port block; the
+`Core` is what the board, the simulator, the interface and the tools talk
+to: settings and limits (configure, set_limits), the operator's actions
+(start_homing, start_load, acknowledge, new_session), the service routines
+(start_backlash, set_backlash, set_calibration) and the figures (punctures,
+delivered_nl, volume_left_nl, ...). It plans; the work is in its rooms:
+
+    codes.py      the codes and their names; the fault table; groups of states
+    layout.py     the tick's state array `S`, field by field
+    tick.py       the 1 kHz tick and the safety monitor's checks
+    motion.py     stepping an axis; plunger moves with backlash take-up
+    monitor.py    a fault's stop and recovery (relief, needle withdrawal)
+    homing.py     homing's table of steps, its moves, its tick
+    puncture.py   the puncture's table of steps, its planning and cycle time,
+                  prime, the firing gate, the near-empty warning
+    backlash.py   measuring the plunger's backlash
+    calib.py      the gravimetric dose correction
+
+The tick works on the state array `Core.S`, which Core plans into and reads
+through properties (state, fault, punctures, ...). The board's interrupt
+(board/irq.py) runs it with the registers read into S's port block; the
 simulator, the tests and the rig call `Core.tick()`, which does the same
 through the ports below.
 
@@ -18,7 +34,6 @@ both provide them):
     outputs          .drivers(on)     enable both stepper drivers (EN is active low on the board)
                      .alarm(level)    ALARM_NONE / ALARM_WARNING / ALARM_FAULT (display, buzzer)
 
-The safety monitor (hazards H1-H8, H12) runs inside every tick: see tick.tick.
 A fault stops step generation (queued words flushed), disables the drivers
 and latches until the operator acknowledges; then homing is needed again.
 
@@ -35,51 +50,25 @@ tick. The tick allocates nothing: no objects, floats, strings or exceptions.
 
 from array import array
 
+from . import backlash, calib, homing, monitor, puncture
+from . import layout as T
 from . import machine as M
-from . import tick as T
-from .axis import FORWARD, WORDS, Axis, new_state
-from .compat import const
-from .planner import RAMP_TICKS_MAX, Plan
-from .settings import MODE_CONTINUOUS, Limits, Settings, SettingsError
-
+from .axis import WORDS, Axis, new_state
 from .codes import (
-    ALARM_NONE, ALARM_WARNING, F_NONE, IDLE, N_BUSY, N_UNCONFIRMED, REC_NONE, SW_FIRE, N_NO_SYRINGE, N_NONE, N_NOT_HOMED,
-    N_NOT_PRIMED, N_WATCHDOG_RESET, RC_POWER_ON, RC_WATCHDOG, RECORD_SIZE, ST_FAULT, ST_LOAD,
-    ST_MEASURE, ST_READY, ST_UNHOMED, SW_SYRINGE,
+    ALARM_NONE, ALARM_WARNING, F_NONE, IDLE, N_BUSY, N_NONE, N_NOT_HOMED, N_UNCONFIRMED,
+    N_WATCHDOG_RESET, RC_POWER_ON, RC_WATCHDOG, REC_NONE, ST_FAULT, ST_LOAD, ST_READY, ST_UNHOMED,
+    SW_FIRE,
 )
+from .planner import RAMP_TICKS_MAX, Plan
+from .settings import Limits, Settings, SettingsError
+from .tick import after_halt, tick
+from .puncture import can_fire, update_warning
 
-# The ramps array: the fixed moves, the two cycle sets, then the short settle moves.
+# The ramps array: the fixed moves, the two plan sets, then the short settle moves.
 _STATIC_RAMPS = 10 * 2 * RAMP_TICKS_MAX
-_CYCLE_RAMPS = 5 * 2 * RAMP_TICKS_MAX
 _SETTLE_RAMP = 2  # ramp ticks a settle move needs at most
-_RAMPS = _STATIC_RAMPS + 2 * _CYCLE_RAMPS + (T.SETTLE_MAX_STEPS + 1) * 2 * _SETTLE_RAMP
-
-
-class _PlanSet:
-    """The moves of one puncture cycle for one set of settings, at S[base]."""
-
-    def __init__(self, s, ramps, base, rows, ramp_at):
-        self.s = s
-        self.base = base
-
-        def plan(name, i):
-            row = rows + i * T.ROW_SIZE
-            s[base + T.C_NEEDLE_IN + i] = row
-            return Plan(name, table=s, row=row, ramps=ramps, ramp_at=ramp_at + i * 2 * RAMP_TICKS_MAX)
-
-        self.needle_in = plan("needle in", 0)
-        self.needle_out = plan("needle out", 1)
-        # Inject pushes dose + suck-back and suck-back draws suck-back back, so
-        # every puncture nets exactly the dose whatever came before it.
-        self.inject_fwd = plan("inject", 2)  # plunger last moved forward
-        self.inject_rev = plan("inject after reversal", 3)  # + backlash take-up
-        self.suckback = plan("suck-back", 4)  # + backlash take-up
-
-    depth_steps = property(lambda self: self.s[self.base + T.C_DEPTH])
-    dose_steps = property(lambda self: self.s[self.base + T.C_DOSE])
-    sb_steps = property(lambda self: self.s[self.base + T.C_SB])
-    cycle_ticks = property(lambda self: self.s[self.base + T.C_CYCLE])
-    period_ticks = property(lambda self: self.s[self.base + T.C_PERIOD])
+_RAMPS = (_STATIC_RAMPS + 2 * puncture.SET_RAMPS
+          + (T.SETTLE_MAX_STEPS + 1) * 2 * _SETTLE_RAMP)
 
 
 def _slot(i):
@@ -126,7 +115,7 @@ def _flag(i):
 
 
 class Core:
-    # The tick's state, by name (injcore/tick.py owns the layout)
+    # The tick's state, by name (layout.py)
     state = _slot(T.STATE)
     fault = _slot(T.FAULT)
     fault_tick = _slot(T.FAULT_TICK)  # core.ticks when the latest fault was detected
@@ -167,24 +156,22 @@ class Core:
         self.ramps = array("H", bytes(2 * _RAMPS))
         self.needle = Axis("needle", needle_port, s, T.NA, self.ramps)
         self.plunger = Axis("plunger", plunger_port, s, T.PA, self.ramps)
-        self.last_puncture = _Record(s, T.LAST, RECORD_SIZE)
+        self.last_puncture = _Record(s, T.LAST, T.RECORD_SIZE)
         self.limits = limits or Limits()
         self.limits.check()
         self.settings = Settings()
         self.dose_factor_ppm = M.DOSE_FACTOR_ONE_PPM  # gravimetric calibration (set_calibration)
         self.protocol_cap_nl = 0  # a protocol's session cap, below the engineer's; 0: none
-        s[T.BACKLASH] = M.um_to_plunger_steps(M.PLUNGER_BACKLASH_UM)
         s[T.LOST_TOL] = M.LOST_STEPS_TOL
-        s[T.BL_SETTLE_TICKS] = M.BACKLASH_SETTLE_MS * 1000 // M.TICK_US
-        s[T.BL_DETECT_MN] = M.BACKLASH_DETECT_MN
-        s[T.BL_MEASURED] = -1
         s[T.ZONE_END] = -1
-        s[T.HOME_STEP] = T.H_DONE
         s[T.FIRE_PREV] = SW_FIRE  # a trigger held at boot must be released first (H3)
         s[T.ACTIVE_SET] = T.SET0
+        monitor.load(s)
+        homing.load(s)
+        puncture.load(s)
         ramp_at = _STATIC_RAMPS
-        self._plans = (_PlanSet(s, self.ramps, T.SET0, T.PL_CYCLE0, ramp_at),
-                       _PlanSet(s, self.ramps, T.SET1, T.PL_CYCLE1, ramp_at + _CYCLE_RAMPS))
+        self._plans = (puncture.PlanSet(s, self.ramps, T.SET0, T.PL_CYCLE0, ramp_at),
+                       puncture.PlanSet(s, self.ramps, T.SET1, T.PL_CYCLE1, ramp_at + puncture.SET_RAMPS))
         self._area_cmm2, self._capacity_nl, self._dead_nl = self.settings.syringe()
         self._area_nominal = self._area_cmm2
         self._plan_static()
@@ -198,51 +185,21 @@ class Core:
 
     # ---- planning (main loop; may allocate) --------------------------------
 
-    def _plan(self, name, row, ramp_at, ramp_ticks_max=RAMP_TICKS_MAX):
+    def new_plan(self, name, row, ramp_at, ramp_ticks_max=RAMP_TICKS_MAX):
+        """A move planned into S's row `row`, its ramps at `ramp_at` (the rooms plan with it)."""
         return Plan(name, ramp_ticks_max, table=self.S, row=row, ramps=self.ramps, ramp_at=ramp_at)
 
     def _plan_static(self):
         """Moves that depend only on the machine: homing, priming, relief, backlash, settling."""
-        ns = M.NEEDLE_STEPS_PER_MM
-        ps = M.PLUNGER_STEPS_PER_MM
-        na = M.um_to_needle_steps(M.NEEDLE_ACCEL_UM_S2)
-        pa = M.um_to_plunger_steps(M.PLUNGER_ACCEL_UM_S2)
-        nb = M.um_to_needle_steps(M.NEEDLE_HOME_BACKOFF_UM)
-        pb = M.um_to_plunger_steps(M.PLUNGER_HOME_BACKOFF_UM)
-        bs = M.um_to_plunger_steps(M.BACKLASH_PROBE_SPEED_UM_S)
         at = iter(range(0, _STATIC_RAMPS, 2 * RAMP_TICKS_MAX))
-        self.plan_needle_seek = self._plan("needle seek", T.PL_NEEDLE_SEEK, next(at)).set(
-            M.um_to_needle_steps(M.NEEDLE_TRAVEL_UM + M.HOME_MARGIN_UM),
-            M.NEEDLE_HOME_FAST_UM_S * ns // 1000, na)
-        self.plan_needle_backoff = self._plan("needle back-off", T.PL_NEEDLE_BACKOFF, next(at)).set(
-            nb, M.NEEDLE_HOME_FAST_UM_S * ns // 1000, na)
-        self.plan_needle_approach = self._plan("needle approach", T.PL_NEEDLE_APPROACH, next(at)).set(
-            2 * nb, M.NEEDLE_HOME_SLOW_UM_S * ns // 1000, na)
-        self.plan_plunger_seek = self._plan("plunger seek", T.PL_PLUNGER_SEEK, next(at)).set(
-            M.um_to_plunger_steps(M.PLUNGER_TRAVEL_UM + M.HOME_MARGIN_UM),
-            M.PLUNGER_HOME_FAST_UM_S * ps // 1000, pa)
-        self.plan_plunger_backoff = self._plan("plunger back-off", T.PL_PLUNGER_BACKOFF, next(at)).set(
-            pb, M.PLUNGER_HOME_FAST_UM_S * ps // 1000, pa)
-        self.plan_plunger_approach = self._plan("plunger approach", T.PL_PLUNGER_APPROACH, next(at)).set(
-            2 * pb, M.PLUNGER_HOME_SLOW_UM_S * ps // 1000, pa)
-        self.plan_prime = self._plan("prime", T.PL_PRIME, next(at))
-        self.plan_bl_preload = self._plan("backlash preload", T.PL_BL_PRELOAD, next(at)).set(
-            M.um_to_plunger_steps(M.BACKLASH_PRELOAD_UM), bs, pa)
-        self.plan_bl_probe = self._plan("backlash probe", T.PL_BL_PROBE, next(at)).set(
-            M.um_to_plunger_steps(M.BACKLASH_PROBE_UM), bs, pa)
-        self.plan_relief = self._plan("relief", T.PL_RELIEF, next(at)).set(
-            M.um_to_plunger_steps(M.RELIEF_MAX_UM), M.RELIEF_SPEED_UM_S * ps // 1000, pa)
-        # Short moves that bring an axis from where homing stopped to exactly zero.
-        base = _STATIC_RAMPS + 2 * _CYCLE_RAMPS
-        self.plan_settle = [self._plan("settle %d" % d, T.PL_SETTLE + d * T.ROW_SIZE,
-                                       base + d * 2 * _SETTLE_RAMP, _SETTLE_RAMP).set(
-                                           d, M.NEEDLE_HOME_SLOW_UM_S * ns // 1000, na)
-                            for d in range(T.SETTLE_MAX_STEPS + 1)]
-        s = self.S
-        s[T.HOME_STUCK_N] = M.um_to_needle_steps(M.HOME_STUCK_UM)
-        s[T.RELEASE_N] = M.um_to_needle_steps(M.SWITCH_RELEASE_UM)
-        s[T.RELEASE_P] = M.um_to_plunger_steps(M.SWITCH_RELEASE_UM)
-        s[T.HOME_STUCK_P] = M.um_to_plunger_steps(M.HOME_STUCK_UM)
+        (self.plan_needle_seek, self.plan_needle_backoff, self.plan_needle_approach,
+         self.plan_plunger_seek, self.plan_plunger_backoff,
+         self.plan_plunger_approach) = homing.plan(self, at)
+        self.plan_prime = self.new_plan("prime", T.PL_PRIME, next(at))  # its speed: configure()
+        self.plan_bl_preload, self.plan_bl_probe = backlash.plan(self, at)
+        self.plan_relief = monitor.plan(self, at)
+        self.plan_settle = homing.plan_settles(self, _STATIC_RAMPS + 2 * puncture.SET_RAMPS,
+                                               _SETTLE_RAMP)
 
     def plan_at(self, row):
         """The Plan whose row in S is `row` (tools that record the moves; not the tick)."""
@@ -251,7 +208,7 @@ class Core:
                  self.plan_plunger_approach, self.plan_bl_preload, self.plan_bl_probe,
                  self.plan_relief] + self.plan_settle
         for ps in self._plans:
-            plans += [ps.needle_in, ps.needle_out, ps.inject_fwd, ps.inject_rev, ps.suckback]
+            plans += ps.plans()
         for p in plans:
             if p.row == row:
                 return p
@@ -275,13 +232,7 @@ class Core:
                 raise SettingsError(["settings change only while the injector is idle"])
             new = self.settings.changed(self.limits, **changes)
             spare = self._plans[1 - self._active]
-            self._plan_cycle(new, spare)
-            if new.mode == MODE_CONTINUOUS and spare.cycle_ticks > spare.period_ticks:
-                best = 1_000_000 // spare.cycle_ticks  # mHz
-                raise SettingsError([
-                    "shot_rate_mhz: %d is faster than one puncture with this depth, dose and "
-                    "speeds takes (%d ms); allowed 500..%d mHz" % (
-                        new.shot_rate_mhz, spare.cycle_ticks, best)])
+            puncture.plan_cycle(self, new, spare)  # raises if the machine cannot
             self.settings = new
             area0 = self._area_cmm2
             self._area_nominal, self._capacity_nl, self._dead_nl = new.syringe()
@@ -307,7 +258,7 @@ class Core:
             # stays trapped in the line is then a microlitre or two at most.
             s[T.RELIEF_MN] = occlusion_mn // 4
             s[T.ACTIVE_SET] = spare.base
-            T.update_warning(s)
+            update_warning(s)
             self._sync_outputs()
         finally:
             s[T.CONFIGURING] = 0
@@ -353,9 +304,9 @@ class Core:
         """Idle and not moving: when the board may write flash (main loop)."""
         return self.state in IDLE and self.axes_idle()
 
-    def dose_area(self, s):
-        """The barrel area volumes are counted with: the table's, times the calibration."""
-        return s.syringe()[0] * self.dose_factor_ppm // M.DOSE_FACTOR_ONE_PPM
+    def dose_area(self, settings):
+        """The barrel area volumes are counted with (calib.dose_area)."""
+        return calib.dose_area(settings, self.dose_factor_ppm)
 
     def set_protocol_caps(self, session_cap_nl=0, zone_left_nl=-1):
         """A protocol's caps: its session cap (0: none; the engineer's still applies
@@ -370,39 +321,8 @@ class Core:
         """Apply a gravimetric dose correction (delivered / counted, in ppm); SettingsError if refused."""
         if self.state not in IDLE:
             raise SettingsError(["calibration changes only while the injector is idle"])
-        lo, hi = M.DOSE_FACTOR_MIN_PPM, M.DOSE_FACTOR_MAX_PPM
-        if not isinstance(dose_factor_ppm, int) or not lo <= dose_factor_ppm <= hi:
-            raise SettingsError(["dose_factor_ppm: %r is out of range; allowed %d..%d ppm: "
-                                 "check the syringe and the scale" % (dose_factor_ppm, lo, hi)])
+        calib.check_factor(dose_factor_ppm)
         self._reconfigure("dose_factor_ppm", dose_factor_ppm)
-
-    def _plan_cycle(self, st, ps):
-        area = self.dose_area(st)
-        needle_a = M.um_to_needle_steps(M.NEEDLE_ACCEL_UM_S2)
-        plunger_a = M.um_to_plunger_steps(M.PLUNGER_ACCEL_UM_S2)
-        depth = M.um_to_needle_steps(M.NEEDLE_HOME_OFFSET_UM + st.depth_um)
-        dose = M.plunger_steps_for_nl(st.dose_nl, area)
-        sb = M.plunger_steps_for_nl(st.suckback_nl, area)
-        rate = M.plunger_steps_for_nl(st.rate_nl_s, area)
-        rate_max = M.um_to_plunger_steps(M.PLUNGER_MAX_SPEED_UM_S)
-        if rate > rate_max:
-            raise SettingsError(["rate_nl_s: %d needs the plunger faster than %d um/s with this syringe"
-                                 % (st.rate_nl_s, M.PLUNGER_MAX_SPEED_UM_S)])
-        ps.needle_in.set(depth, M.um_to_needle_steps(st.speed_um_s), needle_a)
-        ps.needle_out.set(depth, M.um_to_needle_steps(M.NEEDLE_MAX_SPEED_UM_S), needle_a)
-        bl = self.backlash_steps
-        ps.inject_fwd.set(dose + sb, rate, plunger_a)
-        ps.inject_rev.set(dose + sb + bl, rate, plunger_a)
-        ps.suckback.set(sb + bl if sb else 0, rate, plunger_a)
-        s, b = self.S, ps.base
-        s[b + T.C_DEPTH] = depth
-        s[b + T.C_DOSE] = dose
-        s[b + T.C_SB] = sb
-        s[b + T.C_CYCLE] = (ps.needle_in.ticks + ps.inject_rev.ticks + ps.suckback.ticks
-                            + ps.needle_out.ticks)
-        s[b + T.C_PERIOD] = st.shot_period_us() // M.TICK_US
-        s[b + T.C_MODE] = st.mode
-        s[b + T.C_NEAR_EMPTY] = M.NEAR_EMPTY_DOSES * (dose + sb)
 
     # ---- operator actions (main loop) ---------------------------------------
 
@@ -410,7 +330,7 @@ class Core:
         """Home both axes; the only way out of power-up, a reset or a fault (H3)."""
         if self.state not in (ST_UNHOMED, ST_READY):
             return False
-        T.begin_homing(self.S, 0)
+        homing.begin_homing(self.S, 0)
         self._sync_outputs()
         return True
 
@@ -419,37 +339,20 @@ class Core:
         if self.state != ST_READY:
             self.notice = N_NOT_HOMED if self.state == ST_UNHOMED else N_BUSY
             return False
-        T.begin_homing(self.S, 1)
+        homing.begin_homing(self.S, 1)
         self.state = ST_LOAD
         self._sync_outputs()
         return True
 
     def start_backlash(self):
         """Measure the plunger's backlash (homed, primed, into a cup); False if refused."""
-        if self.state != ST_READY or not self.homed:
-            self.notice = N_NOT_HOMED if not self.homed else N_BUSY
-            return False
-        if not self.switches & SW_SYRINGE:
-            self.notice = N_NO_SYRINGE
-            return False
-        if not self.primed:
-            self.notice = N_NOT_PRIMED
-            return False
-        s = self.S
-        self.notice = N_NONE
-        s[T.BL_MEASURED] = -1
-        s[T.BL_PHASE] = T.BL_PRELOAD
-        T.plunger_start(s, T.PL_BL_PRELOAD, FORWARD)
-        self.state = ST_MEASURE
-        return True
+        return backlash.start(self)
 
     def set_backlash(self, steps):
         """Use `steps` of backlash for the compensation (a measurement's result)."""
         if self.state not in IDLE:
             raise SettingsError(["backlash changes only while the injector is idle"])
-        hi = M.um_to_plunger_steps(M.BACKLASH_MAX_UM)
-        if not isinstance(steps, int) or not 0 <= steps <= hi:
-            raise SettingsError(["backlash_steps: %r is out of range; allowed 0..%d" % (steps, hi)])
+        backlash.check(steps)
         old = self.S[T.BACKLASH]
         self.S[T.BACKLASH] = steps
         try:
@@ -516,14 +419,14 @@ class Core:
 
     def can_fire(self):
         """May a puncture start now? If not, `notice` says why."""
-        return bool(T.can_fire(self.S))
+        return bool(can_fire(self.S))
 
     def plans(self):
         return self._plans[self._active]
 
     # ---- the tick, where no interrupt runs it (simulator, tests, rig) -------------
 
-    def tick(self, now_us=0):
+    def tick(self):
         """One control tick through the ports: what the board's interrupt does in registers."""
         s = self.S
         s[T.IN_SW] = self.inputs.switches()
@@ -532,13 +435,13 @@ class Core:
         plunger = self.plunger
         s[T.IN_NCOUNT] = needle.port.emitted()
         s[T.IN_PCOUNT] = plunger.port.emitted()
-        T.tick(s, self.ramps, WORDS)
+        tick(s, self.ramps, WORDS)
         if s[T.OUT_HALT]:
             needle.port.halt()
             plunger.port.halt()
             s[T.IN_NCOUNT] = needle.port.emitted()
             s[T.IN_PCOUNT] = plunger.port.emitted()
-            T.after_halt(s)
+            after_halt(s)
         put = s[T.OUT_PUT]
         if put & 1:
             needle.port.put(needle.words())

@@ -19,7 +19,7 @@ only reads an array or adds two integers (see axis.py).
 
 from array import array
 
-from . import tick as T
+from . import layout as L
 from .compat import const
 
 TICKS_PER_S = const(1000)
@@ -127,15 +127,15 @@ class Plan:
 
     def write_row(self, t, row, ramp_at):
         """The plan as the tick reads it, at S[row], its ramps at `ramp_at`."""
-        t[row + T.R_DIST] = self.distance
-        t[row + T.R_K] = self.ramp_ticks
-        t[row + T.R_CRUISE] = self.cruise_ticks
-        t[row + T.R_Q] = self.cruise_q
-        t[row + T.R_R] = self.cruise_r
-        t[row + T.R_DEN] = self.cruise_den
-        t[row + T.R_ACC0] = self.cruise_acc0
-        t[row + T.R_UP] = ramp_at
-        t[row + T.R_DOWN] = ramp_at + self.ramp_ticks_max
+        t[row + L.R_DIST] = self.distance
+        t[row + L.R_K] = self.ramp_ticks
+        t[row + L.R_CRUISE] = self.cruise_ticks
+        t[row + L.R_Q] = self.cruise_q
+        t[row + L.R_R] = self.cruise_r
+        t[row + L.R_DEN] = self.cruise_den
+        t[row + L.R_ACC0] = self.cruise_acc0
+        t[row + L.R_UP] = ramp_at
+        t[row + L.R_DOWN] = ramp_at + self.ramp_ticks_max
 
 
 def _ceil_div(a, b):

@@ -103,7 +103,7 @@ class Rig:
         core = self.core
         for i in range(ms):
             self.now_us = (self.now_us + M.TICK_US) & 0x3FFFFFFF  # like ticks_us: a small int
-            core.tick(self.now_us)
+            core.tick()
             if until is not None and until(core):
                 return i + 1
         return ms
@@ -209,10 +209,10 @@ def measure_ticks(rig, ticks, heap=None):
         t = (t + 1000) & 0x3FFFFFFF
         rig.now_us = t
         if heap is None:
-            core.tick(t)
+            core.tick()
         else:
             a = heap()
-            core.tick(t)
+            core.tick()
             d = heap() - a
             total += d
             if d > worst:

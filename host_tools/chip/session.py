@@ -95,17 +95,17 @@ class Session:
 
     def watch_core_state(self):
         """Find the core's state array in the chip's RAM; count interrupts per core state."""
-        from injcore import tick as T
+        from injcore import layout as L
         from injcore.rig import Rig
 
         s = Rig().core.S  # the configuration slots the board's core holds too
-        slots = (T.PAD_WORDS, T.LOST_TOL, T.BL_DETECT_MN, T.BL_SETTLE_TICKS, T.HOME_STUCK_N,
-                 T.RELEASE_P, T.HOME_STUCK_P)
+        slots = (L.PAD_WORDS, L.LOST_TOL, L.BL_DETECT_MN, L.BL_SETTLE_TICKS, L.HOME_STUCK_N,
+                 L.RELEASE_P, L.HOME_STUCK_P)
         found = self.chip.find_words({4 * i: s[i] for i in slots})
         if len(found) != 1:
             raise RuntimeError("the core's state array: %d candidates in RAM" % len(found))
         self.state_addr = found[0]
-        self.chip.watch_state(self.state_addr + 4 * T.STATE)
+        self.chip.watch_state(self.state_addr + 4 * L.STATE)
 
     def boot(self):
         """Wait for main.py's banner (main_ms: when its main loop started), then settle."""
