@@ -26,7 +26,7 @@ FIRMWARE = ROOT / "firmware"
 # Where each constant is defined, as importable modules (firmware/ on the path)
 SOURCES = ("injcore.codes", "injcore.layout")
 # The modules that carry a written block
-HOT = ("injcore/tick.py", "injcore/motion.py", "injcore/monitor.py", "injcore/homing.py",
+HOT = ("injcore/core.py", "injcore/axis.py", "injcore/planner.py", "injcore/tick.py", "injcore/motion.py", "injcore/monitor.py", "injcore/homing.py",
        "injcore/puncture.py", "injcore/backlash.py", "board/irq.py")
 
 
@@ -64,13 +64,21 @@ def _names_used(text):
 def block_for(text, own_module):
     """The constant block for a hot-path module's text (its block excluded)."""
     body = _BLOCK.sub("", text)
-    used = _names_used(body)
+    imported = {a.asname or a.name for node in ast.parse(body).body
+                if isinstance(node, ast.ImportFrom) for a in node.names}
+    used = _names_used(body) - imported  # a name the module imports is not written twice
+    own = {tg.id for node in ast.parse(body).body if isinstance(node, ast.Assign)
+           for tg in node.targets if isinstance(tg, ast.Name)}
     lines = []
     sources = []
     for module in SOURCES:
         if module == own_module:
             continue
         picked = [(n, v) for n, v in defined_consts(module).items() if n in used]
+        clash = sorted(n for n, _ in picked if n in own)
+        if clash:
+            raise SystemExit("%s defines %s itself, and %s defines it too: rename one"
+                             % (own_module, ", ".join(clash), module))
         if picked:
             sources.append(module.split(".")[-1] + ".py")
             lines += ["%s = const(%d)" % (n, v) for n, v in picked]

@@ -711,7 +711,7 @@ _PLANNER_STREAMS = None
 
 def _make_planner_streams():
     axis, _, M, planner, _, _ = _injcore()
-    FWD, BACK = axis.FORWARD, axis.BACKWARD
+    from injcore.layout import BACKWARD as BACK, FORWARD as FWD
     Plan = planner.Plan
     needle_v = M.um_to_needle_steps(M.NEEDLE_MAX_SPEED_UM_S)
     needle_a = M.um_to_needle_steps(M.NEEDLE_ACCEL_UM_S2)

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from injcore import machine as M
 from injcore import pio_word
-from injcore.axis import BACKWARD, FORWARD, IDLE, Axis, STEP_WORDS
+from injcore.axis import STEP_WORDS, Axis
+from injcore.layout import BACKWARD, FORWARD, IDLE
 from injcore.planner import Plan
 
 NEEDLE_V = M.um_to_needle_steps(M.NEEDLE_MAX_SPEED_UM_S)

@@ -82,6 +82,7 @@ C_NEEDLE_OUT = const(8)
 C_INJECT_FWD = const(9)
 C_INJECT_REV = const(10)
 C_SUCKBACK = const(11)
+SET_MOVES = const(5)
 LAST = const(106)
 P_NUMBER = const(0)
 P_DEPTH_STEPS = const(1)
@@ -133,6 +134,8 @@ def load(s):
     if len(STEPS) >= PUNCTURE_STEPS_MAX:
         raise ValueError("puncture.STEPS has %d rows; layout.PUNCTURE_STEPS_MAX is %d (one for the end)"
                          % (len(STEPS), PUNCTURE_STEPS_MAX))
+    if len(MOVES) != SET_MOVES:
+        raise ValueError("puncture.MOVES has %d moves; layout.SET_MOVES is %d" % (len(MOVES), SET_MOVES))
     for i in range(PUNCTURE_STEPS, PUNCTURE_END):
         s[i] = 0
     for i, row in enumerate(STEPS):
