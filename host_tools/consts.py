@@ -25,10 +25,13 @@ FIRMWARE = ROOT / "firmware"
 
 # Where each constant is defined, as importable modules (firmware/ on the path)
 SOURCES = ("injcore.codes", "injcore.layout")
-# The modules that carry a written block
-HOT = ("injcore/core.py", "injcore/axis.py", "injcore/planner.py", "injcore/tick.py", "injcore/motion.py", "injcore/monitor.py", "injcore/homing.py",
-       "injcore/puncture.py", "injcore/backlash.py", "board/irq.py")
-
+# The modules that carry a written block: the viper hot path, and the
+# Python-side modules that index S (so layout.py is never imported on the device)
+HOT = (
+    "injcore/tick.py", "injcore/motion.py", "injcore/monitor.py", "injcore/homing.py",
+    "injcore/puncture.py", "injcore/backlash.py", "board/irq.py",
+    "injcore/core.py", "injcore/axis.py", "injcore/planner.py",
+)
 
 BEGIN = "# ---- constants written by `make consts` from %s: do not edit ----"
 END = "# ---- end of the written constants ----"

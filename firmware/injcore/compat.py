@@ -2,7 +2,7 @@
 
 const: MicroPython's compile-time constants; on CPython the value itself.
 
-micropython: the hot path (injcore/tick.py, board/irq.py) is written under
+micropython: the hot path (injcore/tick.py and its rooms, board/irq.py) is written under
 `@micropython.viper`, which the RP2040's MicroPython compiles to machine code.
 On CPython that decorator is the identity, so the same source runs as plain
 Python (the simulator, the tests). ptr32/ptr16 are viper's casts; inside a

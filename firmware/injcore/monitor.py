@@ -67,6 +67,11 @@ PL_RELIEF = const(352)
 # ---- end of the written constants ----
 
 
+# Relief's two phases (RELIEF_PHASE)
+RELIEF_PLUNGER = const(0)  # the plunger backs off until the pressure is down
+RELIEF_NEEDLE = const(1)  # the needle withdraws
+
+
 def load(s):
     """Write the fault table's recovery column into S (once, at start)."""
     if len(FAULTS) > FAULT_COUNT:
@@ -146,10 +151,10 @@ def start_recovery(sbuf):
     s[RELIEF_BY_COUNT] = 1 if rec == REC_NEEDLE_BY_COUNT else 0
     if rec == REC_RELIEF:
         plunger_start(sbuf, PL_RELIEF, BACKWARD)
-        s[RELIEF_PHASE] = 0
+        s[RELIEF_PHASE] = RELIEF_PLUNGER
     else:
         start(sbuf, NA, PL_NEEDLE_SEEK, BACKWARD)
-        s[RELIEF_PHASE] = 1
+        s[RELIEF_PHASE] = RELIEF_NEEDLE
     s[RECOVERY] = REC_NONE
     s[STATE] = ST_RELIEF
 
@@ -158,13 +163,13 @@ def start_recovery(sbuf):
 def relief_tick(sbuf, sw: int, force: int):
     """Plunger back until the pressure is down, then the needle out to home."""
     s = ptr32(sbuf)
-    if s[RELIEF_PHASE] == 0:
+    if s[RELIEF_PHASE] == RELIEF_PLUNGER:
         if s[PA + A_PHASE] != IDLE:
             if force < s[RELIEF_MN]:
                 stop(sbuf, PA)
             return
         start(sbuf, NA, PL_NEEDLE_SEEK, BACKWARD)
-        s[RELIEF_PHASE] = 1
+        s[RELIEF_PHASE] = RELIEF_NEEDLE
         return
     if s[NA + A_PHASE] != IDLE:
         if s[NA + A_POS] <= 0 or (sw & SW_NEEDLE_HOME and s[RELIEF_BY_COUNT] == 0):

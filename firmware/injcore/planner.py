@@ -45,7 +45,7 @@ class Plan:
     """One planned move, reusable: `set()` overwrites it in place.
 
     A plan of the core lives in the tick's arrays: `table` is the state
-    array and `row` the S index of its row (injcore/tick.py, R_*), its ramps
+    array and `row` the S index of its row (injcore/layout.py, R_*), its ramps
     sit in `ramps` from `ramp_at`. A plan on its own (tests, tools) keeps
     its ramps in arrays of its own.
     """
