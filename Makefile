@@ -70,7 +70,7 @@ $(NODE_STAMP): package.json package-lock.json
 setup: $(PY_STAMP) $(NODE_STAMP)
 
 sim: $(PY_STAMP)
-	$(PY) -m sim --out build/sim
+	$(PY) -m host_tools.cli sim --out build/sim
 
 # The front panel on the simulator (host_tools/panel.py). Needs setup, not just
 # the venv: the display's font is read off the npm MicroPython once (build/font8x8.bin).

@@ -293,15 +293,16 @@ def chip_heap(top=10):
 def chip_punctures(n=CHIP_PUNCTURES):
     """Free heap after n punctures in one nappage burst with the treatment log, printed."""
     from host_tools.chip import figures as F
+    from injcore import machine as M
     from ui.screens import MODE_LABELS  # what the operator reads: single, nappage, prime
 
     with tempfile.TemporaryDirectory(prefix="bench-chip-") as tmp:
         f = F.puncture_heap(tmp, punctures=n)
     s, core, irq = f["settings"], f["core"], f["irq"]
     print("-- %d punctures in one nappage burst, with the treatment log" % n)
-    line("  settings", "%s, %d um deep, %d nL a shot, %d mL syringe, %d mHz"
-         % (MODE_LABELS[s["mode"]], s["depth_um"], s["dose_nl"], s["syringe_ml"],
-            s["shot_rate_mhz"]))
+    line("  settings", "%s, %d um deep, %d nL a shot, %s syringe, %d mHz"
+         % (MODE_LABELS[s["mode"]], s["depth_um"], s["dose_nl"],
+            M.SYRINGES[s["syringe_model"]][M.SYR_NAME], s["shot_rate_mhz"]))
     if f["cycle_ticks"]:
         line("    the highest rate the core accepts", "one puncture takes %d ms: 1,000,000 // %d"
              " = %d mHz, in steps of 100" % (f["cycle_ticks"], f["cycle_ticks"],

@@ -6,7 +6,7 @@
 The operator fires doses into a cup; the device counted X uL, the scale says
 M mg. The computation is the firmware's (injcore.calib.gravimetric, the same
 as the device's menu), with the dose factor and syringe area of the stored
-record (injcore.store: calibration.dose_factor_ppm; settings.syringe_ml /
+record (injcore.store: calibration.dose_factor_ppm; settings.syringe_model /
 syringe_id_um through Settings.syringe()). --apply stores the new factor the
 way `injector settings push` does (validated, then Store.save on the folder or
 on the device itself). Without --port/--dir the firmware's defaults are used
@@ -114,8 +114,9 @@ def _run(args, src):
         where = ("%s: no valid record, the defaults" % src.where if info["defaults"] else
                  "%s: %s.%s, generation %d" % (src.where, T.STORE_NAME, info["slot"], info["generation"]))
     s = payload["settings"]
-    syringe = ("custom, inner diameter %s mm" % _ul(s["syringe_id_um"]) if s["syringe_ml"] == 0
-               else "%d mL" % s["syringe_ml"])
+    model = s["syringe_model"]
+    syringe = ("custom, inner diameter %s mm" % _ul(s["syringe_id_um"])
+               if model == M.CUSTOM_SYRINGE else M.SYRINGES[model][M.SYR_NAME])
     factor, area, measured, (new, before, after) = compute(
         payload, args.counted_ul, args.mass_mg, args.density)
     print("record:   %s" % where)

@@ -86,33 +86,32 @@ def add_protocol(sub):
 
 
 def add_sim(sub):
-    """injector sim [--protocol FILE]: a whole simulated session (sim/protocol_run.py, sim/demo.py)."""
+    """injector sim [--protocol FILE]: a whole simulated session (host_tools/sim_tool.py)."""
     p = sub.add_parser(
-        "sim", help="a simulated session: a protocol zone by zone, with its log and report",
-        description="Runs a session on the simulator with the firmware's core. With --protocol "
+        "sim", help="a simulated session (the demo, or a protocol by zones), its log and report",
+        description="Runs a session on the simulator with the firmware's core, then reads the "
+                    "treatment log it wrote and writes the report. Without --protocol: the demo "
+                    "session (what `make sim` runs): its punctures as a table, the log in DIR/log, "
+                    "the report in DIR/report and the plot DIR/session.png. With --protocol "
                     "FILE: the protocol zone by zone (the planned punctures; nappage zones held "
                     "for their count; 'free' zones 10 punctures), the treatment log in DIR/log "
                     "and the zone-by-zone report in DIR/report. Exit 0, 1 (cannot be simulated, "
-                    "e.g. no syringe holds the session cap) or 2 (a bad protocol file). Without "
-                    "--protocol: the demo session (sim/demo.py).")
+                    "e.g. no syringe holds the session cap) or 2 (a bad protocol file).")
     p.add_argument("--protocol", type=Path, metavar="FILE", help="a protocol JSON file (protocols/)")
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="output folder (default build/sim/protocol, or build/sim for the demo)")
     p.add_argument("--seed", type=int, default=1, help="the machine model's noise seed")
+    p.add_argument("--shots", type=int, default=8, help="the demo's single-mode punctures")
+    p.add_argument("--burst-ms", type=int, default=3000,
+                   help="how long the demo holds the trigger in continuous mode")
+    p.add_argument("--no-plot", action="store_true", help="the demo without its session.png")
     p.set_defaults(run=run_sim)
 
 
 def run_sim(args):
-    import sim  # noqa: F401  (puts firmware/ on sys.path)
+    from host_tools import sim_tool  # the simulator and the firmware: only now
 
-    if args.protocol is None:
-        from sim import demo
-
-        demo.main(["--out", str(args.out or demo.OUT)])
-        return 0
-    from sim import protocol_run
-
-    return protocol_run.main(args.protocol, args.out or protocol_run.OUT, args.seed)
+    return sim_tool.run(args)
 
 
 SUBCOMMANDS = (add_panel, add_logs, add_report, add_settings, add_calibrate, add_protocol, add_sim)

@@ -24,9 +24,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import sim  # noqa: F401  (puts firmware/ on sys.path)
+from injcore import machine as M  # noqa: E402
 from injcore import tlog  # noqa: E402
 from injcore.codes import FAULT_NAMES  # noqa: E402
 from injcore.settings import MODE_NAMES  # noqa: E402
+
+
+def syringe_text(start):
+    """The syringe of a SESSION_START record: its model's name from the table, or the bore."""
+    model = start["syringe_model"]
+    if model == M.CUSTOM_SYRINGE:
+        return "custom, inner diameter %.2f mm" % (start["syringe_id_um"] / 1000)
+    if model in M.SYRINGES:
+        return M.SYRINGES[model][M.SYR_NAME]
+    return "model %d (not in this syringe table)" % model  # a log of another firmware
 
 
 class LogError(Exception):
@@ -198,7 +209,7 @@ def zone_totals(session):
 
 CSV_COLUMNS = ("kind", "session", "number", "zone", "t_ms", "mode", "depth_set_um", "depth_um",
                "dose_set_nl", "dose_nl", "force_mn", "alarm", "warning", "partial", "fault",
-               "fault_name", "time_s", "syringe_ml", "syringe_id_um", "lot", "punctures",
+               "fault_name", "time_s", "syringe_model", "syringe_id_um", "lot", "punctures",
                "delivered_nl", "primed_nl", "alarms", "partials", "lost", "lost_max",
                "interrupted", "name", "version", "zones", "example", "index", "event", "skipped",
                "planned", "cap_nl", "file", "offset")

@@ -243,15 +243,16 @@ class Panel:
     def syringe_out(self):
         self.machine.remove_syringe()
 
-    def syringe_in(self, size_ml=None):
-        """Seat a full syringe of size_ml (default: the size set, or 1 mL for a custom one)."""
-        if size_ml is None:
-            size_ml = self.core.settings.syringe_ml
-            if size_ml not in M.SYRINGES:
-                size_ml = 1
-        if size_ml not in M.SYRINGES:
-            raise ValueError("no %r mL syringe; sizes: %s" % (size_ml, syringe_sizes()))
-        self.machine.insert_syringe(size_ml)
+    def syringe_in(self, model=None):
+        """Seat a full syringe of `model`, an id of machine.SYRINGES (default: the model set,
+        or model 1 for a custom one)."""
+        if model is None:
+            model = self.core.settings.syringe_model
+            if model not in M.SYRINGES:
+                model = 1
+        if model not in M.SYRINGES:
+            raise ValueError(no_model(model))
+        self.machine.insert_syringe(model)
 
     # ---- outputs ------------------------------------------------------------------
 
@@ -331,8 +332,10 @@ def button_number(button):
     raise ValueError("no button %r; buttons: %s" % (button, " ".join(K.BUTTON_NAMES)))
 
 
-def syringe_sizes():
-    return ", ".join(str(s) for s in sorted(M.SYRINGES))
+def no_model(model):
+    """Why `model` cannot be seated: the models there are."""
+    return "no syringe model %r; models: %s" % (model, ", ".join(
+        "%d (%s)" % (m, M.SYRINGES[m][M.SYR_NAME]) for m in sorted(M.SYRINGES)))
 
 
 def condition(name, kind=None):
@@ -365,7 +368,7 @@ One command a line; '#' starts a comment. Durations are ms (2000, 2000ms) or s (
   trigger on|off              hold / release the trigger
   pedal on|off
   estop on|off                the emergency stop
-  syringe out | syringe in [ML]
+  syringe out | syringe in [MODEL]   MODEL: a syringe model id (default: the one set)
   wait MS
   wait-until [state|screen] NAME [TIMEOUT]   default timeout 60 s
   shot NAME                   write OUT/NAME.png (the display, 4x)
@@ -468,16 +471,16 @@ def parse_line(line):
         need(1, 1, cmd + " on|off")
         return cmd, (parse_on_off(args[0], cmd),)
     if cmd == "syringe":
-        need(1, 2, "syringe out | syringe in [ML]")
+        need(1, 2, "syringe out | syringe in [MODEL]")
         what = args[0].lower()
         if what == "out" and len(args) == 1:
             return "syringe-out", ()
         if what == "in":
-            size = parse_int(args[1], "syringe size") if len(args) > 1 else None
-            if size is not None and size not in M.SYRINGES:
-                raise ScriptError("no %d mL syringe; sizes: %s" % (size, syringe_sizes()))
-            return "syringe-in", (size,)
-        raise ScriptError("usage: syringe out | syringe in [ML]")
+            model = parse_int(args[1], "syringe model") if len(args) > 1 else None
+            if model is not None and model not in M.SYRINGES:
+                raise ScriptError(no_model(model))
+            return "syringe-in", (model,)
+        raise ScriptError("usage: syringe out | syringe in [MODEL]")
     if cmd == "wait":
         need(1, 1, "wait MS")
         return cmd, (parse_ms(args[0]),)

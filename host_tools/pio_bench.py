@@ -642,7 +642,7 @@ PUNCTURE = {  # the recorded puncture: settings fields
     "dose_nl": 10_000,
     "rate_nl_s": 50_000,
     "suckback_nl": 500,
-    "syringe_ml": 1,
+    "syringe_model": 1,
 }
 
 
@@ -826,6 +826,7 @@ def measure():
     ps = load_pio_step()
     from injcore import axis as axis_mod
     from injcore import pio_word as pw
+    from injcore.machine import TICK_US
 
     figures = []
     # The program's peak: back-to-back max-count words with timing 0.
@@ -851,7 +852,7 @@ def measure():
     figures.append(("tick_contract_max_rate", rate, "steps/s"))
     # What injcore.axis can emit: its word tables stop at machine.MAX_STEPS_PER_TICK.
     table_max = max(pw.decode(w)[1] for w in axis_mod.STEP_WORDS)
-    figures.append(("axis_table_max_rate", table_max * (1_000_000 // pw.TICK_US), "steps/s"))
+    figures.append(("axis_table_max_rate", table_max * (1_000_000 // TICK_US), "steps/s"))
     figures.append(("step_pulse_high", min(highs), "cycles"))
     figures.append(("step_pulse_high_ns", min(highs) * 1_000_000_000 // pw.PIO_HZ, "ns"))
 
@@ -875,7 +876,7 @@ def measure():
         planned_max[s.axis] = max(planned_max.get(s.axis, 0), s.max_tick_steps())
     for axis_name in sorted(planned_max):
         figures.append(("{}_planned_max_rate".format(axis_name),
-                        planned_max[axis_name] * (1_000_000 // pw.TICK_US), "steps/s"))
+                        planned_max[axis_name] * (1_000_000 // TICK_US), "steps/s"))
     figures.append(("planner_streams", len(streams), "streams"))
     figures.append(("edge_timing_error_max", worst, "cycles"))
     figures.append(("steps_checked", n_edges, "steps"))

@@ -47,10 +47,7 @@ def summary(session):
     cut = [p for p in s.punctures if p["alarm"]]
     delivered = end.get("delivered_nl") if end else None
     logged = sum(p["dose_nl"] for p in s.punctures)
-    syringe = "?"
-    if start:
-        syringe = ("custom, inner diameter %.2f mm" % (start["syringe_id_um"] / 1000)
-                   if start["syringe_ml"] == 0 else "%d mL" % start["syringe_ml"])
+    syringe = logs.syringe_text(start) if start else "?"
     faults = sorted({FAULT_NAMES[p["fault"]] if p["fault"] < len(FAULT_NAMES) else str(p["fault"])
                      for p in cut})
     if not end:

@@ -1,4 +1,4 @@
-"""`injector settings show|push`: the device's stored record (injcore.store, schema 2) on the host.
+"""`injector settings show|push`: the device's stored record (injcore.store) on the host.
 
     injector settings show (--port PORT | --dir DIR) [--json]
     injector settings push FILE (--port PORT | --dir DIR) [--onto-defaults]
@@ -30,7 +30,7 @@ import sim  # noqa: F401  (puts firmware/ on sys.path)
 from injcore import machine as M  # noqa: E402
 from injcore import store as S  # noqa: E402
 from injcore.fsio import DirFS  # noqa: E402
-from injcore.settings import FIELDS, MODE_NAMES, RANGES, Limits  # noqa: E402
+from injcore.settings import FIELDS, MODE_NAMES, RANGES, Limits, is_int  # noqa: E402
 
 STORE_NAME = "settings"  # firmware/board/app.py STORE_NAME: /settings.a, /settings.b on the flash
 SLOT_FILES = tuple("%s.%s" % (STORE_NAME, s) for s in S.SLOTS)
@@ -252,10 +252,6 @@ def is_full(change):
                for k, fields in SECTIONS.items())
 
 
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def core_problems(payload):
     """What the core refuses at boot although the store accepts it (persist.restore applies the
     calibration through Core.set_calibration / set_backlash, which check these ranges)."""
@@ -265,12 +261,12 @@ def core_problems(payload):
     problems = []
     f = cal.get("dose_factor_ppm")
     lo, hi = M.DOSE_FACTOR_MIN_PPM, M.DOSE_FACTOR_MAX_PPM
-    if _is_int(f) and not lo <= f <= hi:
+    if is_int(f) and not lo <= f <= hi:
         problems.append("calibration.dose_factor_ppm: %d is out of range; allowed %d..%d ppm "
                         "(the core refuses it at boot)" % (f, lo, hi))
     b = cal.get("backlash_steps")
     hi = M.um_to_plunger_steps(M.BACKLASH_MAX_UM)
-    if _is_int(b) and not 0 <= b <= hi:
+    if is_int(b) and not 0 <= b <= hi:
         problems.append("calibration.backlash_steps: %d is out of range; allowed 0..%d steps "
                         "(the core refuses it at boot)" % (b, hi))
     return problems
@@ -329,8 +325,10 @@ def write_record(src, current, info, merged, full, onto_defaults=False, out=None
 def _unit_note(name, v):
     if name == "mode":
         return "%s (%d)" % (MODE_NAMES[v], v)
-    if name == "syringe_ml":
-        return "custom (0): inner diameter syringe_id_um" if v == M.CUSTOM_SYRINGE else "%d mL" % v
+    if name == "syringe_model":
+        if v == M.CUSTOM_SYRINGE:
+            return "custom (0): inner diameter syringe_id_um"
+        return "%s (%d)" % (M.SYRINGES[v][M.SYR_NAME], v)
     if name == "needle_count":
         return "%d needle%s" % (v, "" if v == 1 else "s")
     unit = RANGES[name][3]
@@ -365,7 +363,7 @@ def describe(payload, info, where, copied=None):
     for name in FIELDS:
         v = s[name]
         note = _unit_note(name, v)
-        if name == "syringe_id_um" and s["syringe_ml"] != M.CUSTOM_SYRINGE:
+        if name == "syringe_id_um" and s["syringe_model"] != M.CUSTOM_SYRINGE:
             note += "  (unused: not a custom syringe)"
         lines.append("  %-17s %s" % (name, note))
     lines.append("limits:")

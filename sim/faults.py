@@ -37,26 +37,24 @@ host_tools/safety_report.py writes the whole matrix to docs/safety-matrix.md;
 tests/test_safety_matrix.py fails when any cell misses its target.
 """
 
-import ast
 import pickle
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Callable, Optional
 
 from injcore import codes as C
 from injcore import machine as M
 from injcore import pio_word
+from injcore.machine import WDT_TIMEOUT_MS
 from injcore.settings import MODE_CONTINUOUS, MODE_PRIME, MODE_SINGLE, Settings
+from injcore.tick import WINDOW  # ticks of steps the core allows to be still queued
 
 from .machine import PLUNGER_UM_PER_STEP
 from .session import Simulator
 
-ROOT = Path(__file__).resolve().parents[1]
-
 # Realistic settings: 1.5 mm deep, 10 uL a shot with 0.5 uL suck-back, 1 mL syringe.
 SETTINGS = dict(mode=MODE_SINGLE, depth_um=1500, dose_nl=10_000, speed_um_s=20_000,
-                rate_nl_s=50_000, suckback_nl=500, shot_rate_mhz=2000, syringe_ml=1)
+                rate_nl_s=50_000, suckback_nl=500, shot_rate_mhz=2000, syringe_model=1)
 
 PHASES = ("idle", "homing", "advance", "inject", "suck-back", "retract", "prime", "load")
 PHASE_STATE = {"idle": C.ST_READY, "homing": C.ST_HOMING, "advance": C.ST_ADVANCE,
@@ -68,29 +66,14 @@ PHASE_OFFSET_MS = {"idle": 20, "homing": 200, "advance": 80, "inject": 100, "suc
                    "retract": 12, "prime": 100, "load": 30}
 PRIME_HOLD_MS = 1500  # the trigger stays held this long after a fault injected while priming
 
-ONE_STEP_UL = M.nl_for_plunger_steps(1, M.SYRINGES[1][0]) / 1000  # 5 nL: "zero" volume
+# One plunger step of the 1 mL syringe, 5 nL: "zero" volume
+ONE_STEP_UL = M.nl_for_plunger_steps(1, M.SYRINGES[1][M.SYR_AREA_CMM2]) / 1000
 BOLUS_MAX_UL = 2.0  # H4
 DEPTH_ERROR_UM = 50  # H2
 DETECT_MAX_TICKS = 1  # H4/H6: within one control tick of the reading
 STOP_MAX_TICKS = 1
 HANG_DETECT_MAX_MS = 500  # H8
 QUIET_MS = 50  # an undetected fault: the machine must sit still this long at the end
-WINDOW_TICKS = 5  # core._WINDOW: ticks of steps the core allows to be still queued
-
-
-def _board_const(name, path="firmware/board/app.py"):
-    """A const() of the board layer, read from its source (it imports `machine`)."""
-    for node in ast.parse((ROOT / path).read_text()).body:
-        targets = getattr(node, "targets", ())
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in targets):
-            v = node.value
-            if isinstance(v, ast.Call):
-                v = v.args[0]
-            return ast.literal_eval(v)
-    raise LookupError("%s not found in %s" % (name, path))
-
-
-WDT_TIMEOUT_MS = _board_const("WDT_TIMEOUT_MS")
 
 
 # ---- a fresh simulator in a known state, fast ---------------------------------------------
@@ -751,14 +734,14 @@ def _run_stop(f, phase):
 def _check_lost_steps(f, run, cell):
     """H5 with the FIFO window: the core may not tell queued steps from lost ones.
 
-    Steps of the last WINDOW_TICKS ticks may still be queued on the board
+    Steps of the last WINDOW ticks may still be queued on the board
     (LEAD_TICKS..FIFO_TICKS and the word running); the simulator keeps exactly
     LEAD_TICKS. So a deficit may grow to one full step plus the steps of the
-    WINDOW_TICKS - LEAD_TICKS ticks beyond the lead, plus the tick that is
+    WINDOW - LEAD_TICKS ticks beyond the lead, plus the tick that is
     being read, before the core can be sure of it.
     """
     vmax = run.vmax[f.axis]
-    margin = M.LOST_STEPS_TOL + (WINDOW_TICKS - pio_word.LEAD_TICKS + 1) * vmax
+    margin = M.LOST_STEPS_TOL + (WINDOW - pio_word.LEAD_TICKS + 1) * vmax
     deficit = run.deficit_at_detect
     um = deficit * (1000 / (M.NEEDLE_STEPS_PER_MM if f.axis == 0 else M.PLUNGER_STEPS_PER_MM))
     cell.notes.append("%d usteps (%.1f um) short when caught, allowed %d" % (deficit, um, margin))
@@ -901,7 +884,7 @@ def _run_empty(f, phase):
     run.run_until(lambda r: core.state == C.ST_READY and r.quiet(), 2000)
     if phase == "load":
         m.insert_syringe(1)
-        core.configure(syringe_ml=1)
+        core.configure(syringe_model=1)
         run.step(10)
     if phase in PUNCTURE_PHASES:
         cell.applicable = True
@@ -992,7 +975,7 @@ def _run_trigger(f, phase):
         run.run_until(lambda r: core.state in (C.ST_READY, C.ST_FAULT), 30_000)
         if phase == "load":
             m.insert_syringe(1)
-            core.configure(syringe_ml=1, mode=MODE_PRIME)
+            core.configure(syringe_model=1, mode=MODE_PRIME)
         face = m.face_um
         run.step(600)
         if m.face_um != face:

@@ -150,7 +150,7 @@ class Machine:
         self.face_um = self.plunger_axis.motor_steps * PLUNGER_UM_PER_STEP
         self.fluid = Fluid()
         self.syringe_present = False
-        self.syringe_area_mm2 = M.SYRINGES[1][0] / 100
+        self.syringe_area_mm2 = M.SYRINGES[1][M.SYR_AREA_CMM2] / 100
         self.syringe_face0_um = 0.0  # face position at which the syringe is full
         self.trigger = False
         self.pedal = False
@@ -257,10 +257,11 @@ class Machine:
             noise = self.rng.gauss(0.0, self.load_noise_n) if self.load_noise_n else 0.0
             self._hx711_mn = int(round((self.force_n + noise) * 1000))
 
-    def insert_syringe(self, size_ml=1):
-        """A full syringe seated with its plunger against the pusher at the rear switch."""
+    def insert_syringe(self, model=1):
+        """A full syringe of `model` (an id of machine.SYRINGES) seated with its plunger against
+        the pusher at the rear switch."""
         self.syringe_present = True
-        self.syringe_area_mm2 = M.SYRINGES[size_ml][0] / 100
+        self.syringe_area_mm2 = M.SYRINGES[model][M.SYR_AREA_CMM2] / 100
         self.fluid = Fluid()
 
     def remove_syringe(self):

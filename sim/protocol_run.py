@@ -1,18 +1,18 @@
-"""A whole protocol session in the simulator: `injector sim --protocol FILE [--out DIR] [--seed N]`.
+"""A whole protocol session in the simulator (`injector sim --protocol`, host_tools/sim_tool.py).
 
-What it does, like an operator with the device:
-  1. parse FILE with injcore.protocol.parse under the default engineer
-     Limits (a refused file: its problems, exit 2);
-  2. home; load the smallest syringe (1, 3, 5, 10 mL) whose usable volume
-     (capacity less dead space) holds the protocol's effective session cap
-     plus the priming (PRIME_MS at the prime rate); one syringe, never a
-     change mid-session; if even 10 mL is too small: say so, exit 1;
-  3. a tlog.Recorder writes the firmware's treatment log to DIR/log (a new
+load_protocol(FILE) parses a file with injcore.protocol.parse under the
+default engineer Limits (ProtocolError: its problems). run_protocol does,
+like an operator with the device:
+  1. home; load the syringe model of machine.SYRINGES with the least usable
+     volume (capacity less dead space) that holds the protocol's effective
+     session cap plus the priming (PRIME_MS at the prime rate); one syringe,
+     never a change mid-session; if none is large enough: SimError;
+  2. a tlog.Recorder writes the firmware's treatment log to log_dir (a new
      log each run); the session starts (lot SIM), the syringe is primed;
-  4. an injcore.protocol.Run starts, logged by a tlog.ProtocolLog; the main
+  3. an injcore.protocol.Run starts, logged by a tlog.ProtocolLog; the main
      loop after every tick: run.poll(), protocol_log.poll(),
      recorder.poll(), recorder.service();
-  5. per zone:
+  4. per zone:
        point / papule (single mode): one trigger press a puncture, 200 ms
            between them (the operator moves the handpiece), until the zone's
            planned count is done or the core refuses a shot (its notice:
@@ -22,15 +22,13 @@ What it does, like an operator with the device:
            count is reached or the core stops firing (a cap);
        "free" zones: FREE_PUNCTURES (10) punctures, the same way;
      then the next zone (run.next()); after the last, run.end();
-  6. the session ends, the log is decoded (host_tools.logs) and the report
-     written to DIR/report (host_tools.report: summary.md with the zone by
-     zone planned-vs-delivered table, plan.png and the usual charts).
+  5. the session ends; the Result says what ran and where the log is. Reading
+     the log and writing the report is the host tools' part (sim_tool).
 
-Exit codes: 0 done, 1 the session cannot be simulated (no syringe large
-enough, homing failed), 2 a bad protocol file.
+SimError: the session cannot be simulated (no syringe large enough, homing
+failed, a zone refused).
 """
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,8 +40,6 @@ from injcore.settings import MODE_CONTINUOUS, Limits
 
 from .session import Simulator
 
-OUT = Path("build/sim/protocol")
-SYRINGE_SIZES = (1, 3, 5, 10)
 PRIME_MS = 1500
 FREE_PUNCTURES = 10  # punctures fired in a "free" zone
 MOVE_MS = 200  # between two single shots: the operator moves the handpiece
@@ -52,7 +48,7 @@ LOT = "SIM"
 
 
 class SimError(Exception):
-    """The session cannot be simulated (exit 1); the message says why."""
+    """The session cannot be simulated; the message says why (`injector sim` exits 1)."""
 
 
 @dataclass
@@ -74,31 +70,39 @@ class Result:
     sim: Simulator
     run: object
     recorder: object
-    syringe_ml: int
+    syringe_model: int  # an id of machine.SYRINGES
     session: int
     log_dir: Path
-    report_dir: Path
     zones: list = field(default_factory=list)  # ZoneResult
-    decoded: object = None
-    report_files: list = field(default_factory=list)
 
 
 def prime_nl():
     return M.PRIME_RATE_NL_S * PRIME_MS // 1000
 
 
+def usable_nl(model):
+    """What a full syringe of `model` gives before its dead space."""
+    e = M.SYRINGES[model]
+    return e[M.SYR_CAPACITY_NL] - e[M.SYR_DEAD_NL]
+
+
+def models_by_volume():
+    """The models of machine.SYRINGES, the least usable volume first (ties: the lower id)."""
+    return sorted(M.SYRINGES, key=lambda model: (usable_nl(model), model))
+
+
 def choose_syringe(cap_nl):
-    """The smallest syringe whose usable volume holds cap_nl plus the priming; SimError if none."""
+    """The model with the least usable volume that holds cap_nl plus the priming, else SimError."""
     need = cap_nl + prime_nl()
-    for ml in SYRINGE_SIZES:
-        _, capacity, dead = M.SYRINGES[ml]
-        if capacity - dead >= need:
-            return ml
-    ml = SYRINGE_SIZES[-1]
-    _, capacity, dead = M.SYRINGES[ml]
+    models = models_by_volume()
+    for model in models:
+        if usable_nl(model) >= need:
+            return model
+    largest = models[-1]
     raise SimError("no syringe holds the session cap of %.1f uL plus %.1f uL of priming: the largest "
-                   "(%d mL) gives %.1f uL; one syringe a simulated session" % (
-                       cap_nl / 1000, prime_nl() / 1000, ml, (capacity - dead) / 1000))
+                   "(%s) gives %.1f uL; one syringe a simulated session" % (
+                       cap_nl / 1000, prime_nl() / 1000, M.SYRINGES[largest][M.SYR_NAME],
+                       usable_nl(largest) / 1000))
 
 
 def load_protocol(path, limits=None):
@@ -157,17 +161,15 @@ def _nappage_zone(sim, run, i, z, zone):
     z.stop = reason
 
 
-def run_protocol(protocol, out=OUT, seed=1, lot=LOT):
-    """Simulate the whole session of `protocol` (an injcore.protocol.Protocol); a Result."""
-    from host_tools import logs, report  # the engineer's tools, on the log the firmware wrote
-
-    out = Path(out)
+def run_protocol(protocol, log_dir, seed=1, lot=LOT):
+    """Simulate the whole session of `protocol` (an injcore.protocol.Protocol), its treatment
+    log written to `log_dir`; a Result."""
+    log_dir = Path(log_dir)
     syringe = choose_syringe(protocol.session_cap_nl)
-    log_dir = out / "log"
     sim = Simulator(seed=seed, trace=False)
     if not sim.home():
         raise SimError("homing failed: %s" % C.FAULT_NAMES[sim.core.fault])
-    sim.load(size_ml=syringe)
+    sim.load(model=syringe)
     recorder = sim.attach_log(log_dir)
     session = recorder.start_session(lot)
     sim.prime(PRIME_MS)
@@ -176,7 +178,7 @@ def run_protocol(protocol, out=OUT, seed=1, lot=LOT):
         raise SimError("the protocol's first zone was refused: %s" % run.message)
     plog = tlog.ProtocolLog(recorder, run)
     sim.main_loop.insert(0, lambda: (run.poll(), plog.poll()))
-    res = Result(protocol, sim, run, recorder, syringe, session, log_dir, out / "report")
+    res = Result(protocol, sim, run, recorder, syringe, session, log_dir)
     n = len(protocol.zones)
     for i, zone in enumerate(protocol.zones):
         assert run.index == i
@@ -196,44 +198,4 @@ def run_protocol(protocol, out=OUT, seed=1, lot=LOT):
         sim.run_ms(5)
     plog.poll()
     recorder.end_session()
-    res.decoded = logs.read_dir(log_dir)
-    res.report_files = report.write_report(res.decoded, session, res.report_dir)
     return res
-
-
-def print_summary(res, file=None):
-    file = file or sys.stdout
-    p = res.protocol
-    print("protocol %r v%d: %d zones, %d mL syringe, session cap %.1f uL" % (
-        p.name, p.version, len(p.zones), res.syringe_ml, p.session_cap_nl / 1000), file=file)
-    for z in res.zones:
-        planned = z.planned or "free (%d)" % FREE_PUNCTURES
-        print("  %2d %-12s %-8s %4d / %-10s %9.3f uL  %s" % (
-            z.index + 1, z.name, z.technique, z.done, planned, z.used_nl / 1000, z.stop), file=file)
-    core = res.sim.core
-    print("delivered %.3f uL in %d punctures; primed %.3f uL; simulated %.1f s" % (
-        core.delivered_nl() / 1000, core.punctures, core.primed_nl() / 1000, res.sim.now_us / 1e6),
-        file=file)
-    print("treatment log: %s (%d records); report: %s" % (
-        res.log_dir, len(res.decoded.records), res.report_dir), file=file)
-
-
-def main(path, out=OUT, seed=1):
-    """The CLI's body: exit code 0 / 1 / 2 (messages on stderr, no traceback)."""
-    try:
-        protocol = load_protocol(path)
-    except P.ProtocolError as e:
-        print("injector sim: %s is not a valid protocol:" % path, file=sys.stderr)
-        for line in e.problems:
-            print("  " + line, file=sys.stderr)
-        return 2
-    except OSError as e:
-        print("injector sim: cannot read %s: %s" % (path, e.strerror or e), file=sys.stderr)
-        return 2
-    try:
-        res = run_protocol(protocol, out, seed)
-    except SimError as e:
-        print("injector sim: %s" % e, file=sys.stderr)
-        return 1
-    print_summary(res)
-    return 0

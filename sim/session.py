@@ -185,16 +185,17 @@ class Simulator:
         self.settle()
         return self.core.state == C.ST_READY
 
-    def load(self, size_ml=1, timeout_ms=30_000):
-        """Plunger back to the rear switch, then seat a full syringe."""
+    def load(self, model=1, timeout_ms=30_000):
+        """Plunger back to the rear switch, then seat a full syringe of `model` (an id of
+        machine.SYRINGES)."""
         self.machine.remove_syringe()
         self.run_ms(5)
         if not self.core.start_load():
             raise RuntimeError("load refused in state %s" % self.state)
         self.run_until(lambda s: s.core.state in (C.ST_READY, C.ST_FAULT), timeout_ms)
         self.settle()
-        self.machine.insert_syringe(size_ml)
-        self.configure(syringe_ml=size_ml)
+        self.machine.insert_syringe(model)
+        self.configure(syringe_model=model)
 
     def configure(self, **changes):
         self.core.configure(**changes)

@@ -111,7 +111,8 @@ def test_the_core_range_checks_the_factor():
             sim.core.set_calibration(bad)
     assert sim.core.dose_factor_ppm == M.DOSE_FACTOR_ONE_PPM
     sim.core.set_calibration(1_050_000)
-    assert sim.core.steps_to_nl(100_000) > 1.04 * M.nl_for_plunger_steps(100_000, M.SYRINGES[1][0])
+    area = M.SYRINGES[1][M.SYR_AREA_CMM2]
+    assert sim.core.steps_to_nl(100_000) > 1.04 * M.nl_for_plunger_steps(100_000, area)
     sim.core.state = C.ST_ADVANCE
     with pytest.raises(SettingsError):
         sim.core.set_calibration(1_000_000)

@@ -57,7 +57,7 @@ def test_a_session_through_main_py_on_the_chip(tmp_path):
     # Depth and dose measured from the pins equal the settings.
     s = Settings()
     depth_steps = M.um_to_needle_steps(M.NEEDLE_HOME_OFFSET_UM + s.depth_um)
-    dose_steps = M.plunger_steps_for_nl(s.dose_nl, M.SYRINGES[s.syringe_ml][0])
+    dose_steps = M.plunger_steps_for_nl(s.dose_nl, M.SYRINGES[s.syringe_model][M.SYR_AREA_CMM2])
     assert (core["depth_steps"], core["dose_steps"]) == (depth_steps, dose_steps)
     after_homing = [m[3] for m in marks if m[0] == "loaded"][0]
     shots = rep["punctures"][after_homing:]

@@ -1,5 +1,6 @@
 """The house rules a change can break without a test of its own failing."""
 
+import ast
 import re
 from pathlib import Path
 
@@ -41,4 +42,29 @@ def test_nothing_outside_the_core_reads_its_private_fields():
             for n, line in enumerate(path.read_text().splitlines(), 1):
                 if _PRIVATE.search(line.split("#", 1)[0]):
                     offenders.append("%s:%d: %s" % (path.relative_to(ROOT), n, line.strip()))
+    assert not offenders, "\n".join(offenders)
+
+
+# The simulator only simulates: reading its log and writing reports is the host tools' part
+# (host_tools/sim_tool.py), so host_tools may import sim but never the other way round.
+def _imported_modules(tree):
+    """Every module name an import statement or an import_module/__import__ call names."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield node.lineno, [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            yield node.lineno, [node.module or ""]
+        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+              and getattr(node.func, "attr", getattr(node.func, "id", None)) in ("import_module",
+                                                                                  "__import__")):
+            yield node.lineno, [str(node.args[0].value)]
+
+
+def test_the_simulator_imports_nothing_from_host_tools():
+    offenders = []
+    for path in sorted((ROOT / "sim").rglob("*.py")):
+        for lineno, names in _imported_modules(ast.parse(path.read_text())):
+            if any(n == "host_tools" or n.startswith("host_tools.") for n in names):
+                offenders.append("%s:%d imports %s" % (path.relative_to(ROOT), lineno,
+                                                       ", ".join(names)))
     assert not offenders, "\n".join(offenders)

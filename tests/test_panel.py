@@ -216,7 +216,7 @@ BAD_LINES = [
     ("wait-until nowhere 100", "no state or screen"),
     ("trigger sideways", "trigger takes on or off"),
     ("pedal maybe", "pedal takes on or off"),
-    ("syringe in 7", "no 7 mL syringe"),
+    ("syringe in 7", "no syringe model 7"),
     ("syringe sideways", "usage: syringe out"),
     ("shot ../escape", "letters, digits"),
     ("expect setting depth 1000", "no setting 'depth'"),

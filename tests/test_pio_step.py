@@ -616,7 +616,8 @@ def test_puncture_streams_are_one_full_puncture_of_the_core():
     assert plunger.moves[0].distance == plans.dose_steps + plans.sb_steps + bl
     assert plunger.moves[1].distance == plans.sb_steps + bl
     assert plunger.net == plans.dose_steps == core.last_puncture[L.P_DOSE_STEPS]
-    assert plans.dose_steps == M.plunger_steps_for_nl(bench.PUNCTURE["dose_nl"], M.SYRINGES[1][0])
+    area = M.SYRINGES[1][M.SYR_AREA_CMM2]
+    assert plans.dose_steps == M.plunger_steps_for_nl(bench.PUNCTURE["dose_nl"], area)
     # Each move starts in the tick after the previous one's last tick.
     assert plunger.moves[0].tick == needle.moves[0].end
     assert plunger.moves[1].tick == plunger.moves[0].end

@@ -1,5 +1,6 @@
 """A protocol session end to end: Run, the log's PROTOCOL / ZONE records (tlog.ProtocolLog),
-the decoder, the zone-by-zone report, and `injector sim --protocol` (sim/protocol_run.py)."""
+the decoder, the zone-by-zone report, and `injector sim --protocol` (sim/protocol_run.py,
+host_tools/sim_tool.py)."""
 
 import json
 import re
@@ -7,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from host_tools import logs, mpy, report
+from host_tools import logs, mpy, report, sim_tool
 from injcore import codes as C
+from injcore import machine as M
 from injcore import protocol as P
 from injcore import tlog
 from injcore.fsio import DirFS
@@ -156,12 +158,12 @@ def test_simulated_protocol_session_delivers_the_plan_zone_by_zone(tmp_path, pat
     if path == "mixed":
         path = mixed_file(tmp_path)
     protocol = protocol_run.load_protocol(path)
-    res = protocol_run.run_protocol(protocol, tmp_path / "out")
+    res = sim_tool.run_protocol(protocol, tmp_path / "out")
     s, rows = check_session(res)
-    usable = {ml: c - d for ml, (_, c, d) in protocol_run.M.SYRINGES.items()}
-    assert usable[res.syringe_ml] >= protocol.session_cap_nl + protocol_run.prime_nl()
-    assert all(usable[ml] < protocol.session_cap_nl + protocol_run.prime_nl()
-               for ml in protocol_run.SYRINGE_SIZES if ml < res.syringe_ml)  # the smallest that holds it
+    usable = {m: e[M.SYR_CAPACITY_NL] - e[M.SYR_DEAD_NL] for m, e in M.SYRINGES.items()}
+    assert usable[res.syringe_model] >= protocol.session_cap_nl + protocol_run.prime_nl()
+    assert all(usable[m] < protocol.session_cap_nl + protocol_run.prime_nl()  # the smallest
+               for m in M.SYRINGES if usable[m] < usable[res.syringe_model])  # that holds it
     for i, z in enumerate(protocol.zones):
         r = res.zones[i]
         if i in CAPPED and path.name == "mixed.json":
@@ -173,7 +175,7 @@ def test_simulated_protocol_session_delivers_the_plan_zone_by_zone(tmp_path, pat
 
 
 def test_zone_cap_that_stops_firing_is_reported(tmp_path):
-    res = protocol_run.run_protocol(protocol_run.load_protocol(mixed_file(tmp_path)), tmp_path / "out")
+    res = sim_tool.run_protocol(protocol_run.load_protocol(mixed_file(tmp_path)), tmp_path / "out")
     s, rows = check_session(res)
     md = (res.report_dir / "summary.md").read_text()
     assert "%d stopped by their cap" % len(CAPPED) in md

@@ -183,7 +183,7 @@ def test_counters_add_up(ready_sim):
        speed=st.integers(5, 50).map(lambda x: x * 1000),
        rate=st.integers(2, 100).map(lambda x: x * 1000),
        sb=st.integers(0, 20).map(lambda x: x * 100),
-       syringe=st.sampled_from([1, 3, 5, 10]))
+       syringe=st.sampled_from(sorted(M.SYRINGES)))
 def test_every_puncture_reaches_depth_and_dose(depth, dose, speed, rate, sb, syringe):
     sim = Simulator(trace=False)
     sim.home()

@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from injcore import machine as M
 from injcore.settings import RANGES, FIELDS, Limits, Settings, SettingsError
 from sim.session import Simulator
 
@@ -32,7 +33,7 @@ def test_defaults_are_valid():
     ("shot_rate_mhz", 10_100, "500..10000"),
     ("suckback_nl", 2100, "0..2000"),
     ("suckback_nl", -100, "0..2000"),
-    ("syringe_ml", 2, "1/3/5/10"),
+    ("syringe_model", 2, "/".join(str(m) for m in sorted(M.SYRINGES))),
     ("needle_count", 2, "1, 3, 5, 9"),
     ("mode", 7, "single"),
 ])
@@ -50,7 +51,7 @@ def test_out_of_range_names_field_value_and_range(field, value, expect):
 @pytest.mark.parametrize("field", FIELDS)
 def test_wrong_types_refused(field, value):
     with pytest.raises(SettingsError) as e:
-        Settings().changed(LIMITS, syringe_ml=0, **{field: value}) if field != "syringe_ml" \
+        Settings().changed(LIMITS, syringe_model=0, **{field: value}) if field != "syringe_model" \
             else Settings().changed(LIMITS, **{field: value})
     assert field + ":" in str(e.value)
 
@@ -72,9 +73,25 @@ def test_every_bad_field_is_reported():
 def test_custom_syringe_diameter_checked_only_when_custom():
     Settings().changed(LIMITS, syringe_id_um=1)  # ignored for a 1 mL syringe
     with pytest.raises(SettingsError, match="syringe_id_um"):
-        Settings().changed(LIMITS, syringe_ml=0, syringe_id_um=1)
-    s = Settings().changed(LIMITS, syringe_ml=0, syringe_id_um=4700)
+        Settings().changed(LIMITS, syringe_model=0, syringe_id_um=1)
+    s = Settings().changed(LIMITS, syringe_model=0, syringe_id_um=4700)
     assert s.syringe()[0] == 1735  # pi/4 x 4.7^2 mm^2 = 17.35 mm^2
+
+
+def test_every_syringe_model_fits_the_log_the_menu_and_its_own_figures():
+    """A new model in machine.SYRINGES is checked here; the tests running syringes iterate it."""
+    from injcore import tlog
+
+    id_bits = {name: bits for name, bits, _ in tlog._FIELDS[tlog.K_SESSION_START]}["syringe_model"]
+    names = [e[M.SYR_NAME] for e in M.SYRINGES.values()]
+    assert len(set(names)) == len(names)  # the menu tells them apart
+    for model, e in M.SYRINGES.items():
+        assert model != M.CUSTOM_SYRINGE and 0 < model < 1 << id_bits, model
+        assert 0 < len(e[M.SYR_NAME]) <= 8 and all(" " <= c <= "~" for c in e[M.SYR_NAME]), e
+        assert 0 < e[M.SYR_NOMINAL_UL] * 1000 <= e[M.SYR_CAPACITY_NL], e
+        assert 0 <= e[M.SYR_DEAD_NL] < e[M.SYR_CAPACITY_NL] and e[M.SYR_AREA_CMM2] > 0, e
+        figures = (e[M.SYR_AREA_CMM2], e[M.SYR_CAPACITY_NL], e[M.SYR_DEAD_NL])
+        assert Settings().changed(LIMITS, syringe_model=model).syringe() == figures
 
 
 @pytest.mark.hazard("H2", "H11")
@@ -116,7 +133,7 @@ def test_settings_refused_while_moving(ready_sim):
 @given(field=st.sampled_from(sorted(RANGES)), value=st.integers(-10**7, 10**7))
 def test_any_integer_is_accepted_only_inside_its_range(field, value):
     lo, hi, step, _unit = RANGES[field]
-    extra = {"syringe_ml": 0} if field == "syringe_id_um" else {}
+    extra = {"syringe_model": 0} if field == "syringe_id_um" else {}
     if field == "depth_um":
         hi = min(hi, LIMITS.needle_length_um)
     if field == "dose_nl" and value >= 10_000:

@@ -120,7 +120,7 @@ def test_show_says_when_a_record_was_migrated(capsys, tmp_path):
 def test_push_full_then_show_round_trip(capsys, tmp_path):
     d = tmp_path / "empty"
     d.mkdir()
-    p = record(dose_nl=50000, depth_um=2500, mode=1, syringe_ml=0, syringe_id_um=8000,
+    p = record(dose_nl=50000, depth_um=2500, mode=1, syringe_model=0, syringe_id_um=8000,
                needle_count=5)
     p["limits"]["session_cap_nl"] = 2_000_000
     p["calibration"] = {"dose_factor_ppm": 1_010_000, "backlash_steps": 10}
@@ -176,8 +176,9 @@ BAD = [  # (change, the field the message must name)
     ({"settings": {"dose_nl": 25000.0}}, "settings.dose_nl: 25000.0 is not an integer"),
     ({"settings": {"depth_um": 4100}}, "settings.depth_um: 4100 is out of range"),
     ({"settings": {"mode": 7}}, "settings.mode: 7 is not a mode"),
-    ({"settings": {"syringe_ml": 2}}, "settings.syringe_ml: 2 is not a syringe"),
-    ({"settings": {"syringe_ml": 0, "syringe_id_um": 5}}, "settings.syringe_id_um: 5 is out of range"),
+    ({"settings": {"syringe_model": 2}}, "settings.syringe_model: 2 is not a syringe"),
+    ({"settings": {"syringe_model": 0, "syringe_id_um": 5}},
+     "settings.syringe_id_um: 5 is out of range"),
     ({"settings": {"needle_count": 2}}, "settings.needle_count: 2 is not allowed"),
     ({"settings": {"speed_um_s": True}}, "settings.speed_um_s: True is not an integer"),
     ({"settings": {"dose_ul": 25}}, "settings.dose_ul: unknown setting"),
@@ -232,7 +233,7 @@ def test_merge_keeps_the_sections_it_is_not_given():
 def test_calibrate_uses_the_stored_factor_and_syringe(capsys, tmp_path):
     d = tmp_path / "dev"
     d.mkdir()
-    p = record(syringe_ml=0, syringe_id_um=8000)
+    p = record(syringe_model=0, syringe_id_um=8000)
     p["calibration"]["dose_factor_ppm"] = 990_000
     store(d).save(p)
     files = snapshot(d)
@@ -255,7 +256,8 @@ def test_calibrate_apply_writes_the_factor_like_push(capsys, dev):
     code, out, err = run(capsys, "calibrate", "--counted-ul", "100", "--mass-mg", "101",
                          "--density", "1010", "--dir", dev, "--apply")
     assert code == 0, err
-    new = calib.gravimetric(100_000, calib.weighed_nl(1010, 1010), 1_000_000, M.SYRINGES[1][0])[0]
+    area = M.SYRINGES[1][M.SYR_AREA_CMM2]
+    new = calib.gravimetric(100_000, calib.weighed_nl(1010, 1010), 1_000_000, area)[0]
     assert new == 1_000_000 * 100_000 // 100_000  # 101 mg at 1010 mg/mL is 100 uL: no change
     code, out, err = run(capsys, "calibrate", "--counted-ul", "100", "--mass-mg", "97",
                          "--dir", dev, "--apply")
@@ -263,7 +265,7 @@ def test_calibrate_apply_writes_the_factor_like_push(capsys, dev):
     after, info = store(dev).load()
     want = json.loads(json.dumps(before))
     want["calibration"]["dose_factor_ppm"] = calib.gravimetric(
-        100_000, calib.weighed_nl(970, M.WATER_MG_PER_ML), 1_000_000, M.SYRINGES[1][0])[0]
+        100_000, calib.weighed_nl(970, M.WATER_MG_PER_ML), 1_000_000, area)[0]
     assert after == want and info["generation"] == 3
     assert "calibration.dose_factor_ppm: 1000000 -> %d" % want["calibration"]["dose_factor_ppm"] in out
 

@@ -115,7 +115,7 @@ INVALID = st.sampled_from([
     ("shot_rate_mhz", 400), ("shot_rate_mhz", 10_100), ("shot_rate_mhz", 2050),
     ("suckback_nl", -100), ("suckback_nl", 2100), ("suckback_nl", 150),
     ("mode", -1), ("mode", 3), ("mode", "single"), ("mode", 1.0), ("mode", False),
-    ("syringe_ml", 2), ("syringe_ml", 20), ("syringe_ml", -1), ("syringe_ml", "1"),
+    ("syringe_model", 2), ("syringe_model", 20), ("syringe_model", -1), ("syringe_model", "1"),
     ("syringe_id_um", 1990), ("syringe_id_um", 30_010), ("syringe_id_um", 2005),
     ("needle_count", 0), ("needle_count", 2), ("needle_count", 10),
     ("volume_nl", 1000),
@@ -157,7 +157,7 @@ class InjectorMachine(RuleBasedStateMachine):
                 occlusion=st.sampled_from([M.OCCLUSION_KPA, 1000, 150]),
                 seed=st.integers(0, 7), held=st.booleans(),
                 quick=st.sampled_from([True, True, True, False]),
-                size=st.sampled_from([1, 3, 5, 10]))
+                size=st.sampled_from(sorted(M.SYRINGES)))
     def boot(self, cap, needle, occlusion, seed, held, quick, size):
         """Power-up (the trigger perhaps held), or, quick, a machine already homed, loaded with a
         full syringe and primed. The engineer's limits: a session cap small enough to reach."""
@@ -441,7 +441,7 @@ class InjectorMachine(RuleBasedStateMachine):
         m = self.m
         if m.syringe_present or m.plunger_axis.motor_steps * PLUNGER_UM_PER_STEP > 50:
             return
-        changes = {"syringe_ml": size}
+        changes = {"syringe_model": size}
         if size == M.CUSTOM_SYRINGE:
             changes["syringe_id_um"] = custom_id
         area0 = self.core.area_cmm2
@@ -454,7 +454,7 @@ class InjectorMachine(RuleBasedStateMachine):
         if size == M.CUSTOM_SYRINGE:
             m.syringe_area_mm2 = M.area_cmm2_from_diameter(custom_id) / 100
 
-    @rule(size=st.sampled_from([1, 3, 5, 10, M.CUSTOM_SYRINGE]),
+    @rule(size=st.sampled_from(sorted(M.SYRINGES) + [M.CUSTOM_SYRINGE]),
           custom_id=_steps(CUSTOM_IDS_UM[0], CUSTOM_IDS_UM[1], 10))
     def syringe(self, size, custom_id):
         """Pull the syringe out (whenever: mid-shot too), or seat one of that size."""
@@ -544,7 +544,7 @@ class InjectorMachine(RuleBasedStateMachine):
             value = self.limits.needle_length_um + 100
         changes = dict(changes)
         if field == "syringe_id_um":
-            changes["syringe_ml"] = M.CUSTOM_SYRINGE  # the bore counts only for a custom syringe
+            changes["syringe_model"] = M.CUSTOM_SYRINGE  # the bore counts only for a custom syringe
         changes[field] = value
         before = self._snapshot()
         with pytest.raises(SettingsError):

@@ -152,7 +152,7 @@ def test_both_corrupt_gives_defaults_flagged():
         "problems": {"a": "missing", "b": "missing"}})
 
 
-def _header(body, schema=2, generation=1, length=None):
+def _header(body, schema=S.SCHEMA_VERSION, generation=1, length=None):
     head = struct.pack("<4sHII", S.MAGIC, schema, generation, len(body) if length is None else length)
     return head + struct.pack("<I", zlib.crc32(body, zlib.crc32(head))) + body
 
@@ -229,11 +229,39 @@ def test_migration_v1_to_v2():
     want["calibration"] = dict(S.CALIBRATION_DEFAULTS)
     assert got == want
     assert info["migrated_from"] == 1 and info["generation"] == 9 and info["slot"] == "a"
-    # saving keeps the migration: generation 10, schema 2, the v1 file kept as the older one
+    # saving keeps the migration: generation 10, the current schema, the v1 file kept as the
+    # older one
     assert S.Store(fs, NAME).save(got) == ("b", 10)
     got2, info2 = S.Store(fs, NAME).load()
     assert got2 == want and info2["migrated_from"] is None
-    assert struct.unpack("<H", fs.read_bytes(NAME + ".b")[4:6]) == (2,)
+    assert struct.unpack("<H", fs.read_bytes(NAME + ".b")[4:6]) == (S.SCHEMA_VERSION,)
+
+
+@pytest.mark.hazard("H9")
+@pytest.mark.parametrize("model", [3, 0])
+def test_schema_2_syringe_ml_is_read_as_the_syringe_model(model):
+    """Schema 2 named the syringe setting syringe_ml; its value is the model id, unchanged."""
+    old = payload(4)
+    del old["settings"]["syringe_model"]
+    old["settings"]["syringe_ml"] = model
+    fs = SimFS()
+    fs.write_bytes(NAME + ".a", S.pack(old, 5, schema=2))
+    got, info = S.Store(fs, NAME).load()
+    want = payload(4)
+    want["settings"]["syringe_model"] = model
+    assert got == want and info["migrated_from"] == 2
+
+
+@pytest.mark.hazard("H9")
+def test_schema_1_syringe_ml_survives_both_migrations():
+    flat = v1_payload()
+    del flat["syringe_model"]
+    flat["syringe_ml"] = 10
+    fs = SimFS()
+    fs.write_bytes(NAME + ".a", S.pack(flat, 2, schema=1))
+    got, info = S.Store(fs, NAME).load()
+    assert got["settings"]["syringe_model"] == 10 and "syringe_ml" not in got["settings"]
+    assert info["migrated_from"] == 1 and S.validate(got) == []
 
 
 def test_missing_calibration_keys_get_defaults():
@@ -250,7 +278,8 @@ def test_newer_schema_is_refused_and_reported():
     fs.write_bytes(NAME + ".b", S.pack(payload(2), 2, schema=S.SCHEMA_VERSION + 1))
     got, info = S.Store(fs, NAME).load()
     assert got == payload(1) and info["slot"] == "a"
-    assert info["problems"]["b"] == "schema 3 is newer than this firmware's 2"
+    assert info["problems"]["b"] == "schema %d is newer than this firmware's %d" % (
+        S.SCHEMA_VERSION + 1, S.SCHEMA_VERSION)
     fs.remove(NAME + ".a")
     got, info = S.Store(fs, NAME).load()
     assert info["defaults"] and "newer" in info["problems"]["b"]

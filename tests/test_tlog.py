@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PUNCTURE = {"mode": 1, "alarm": 1, "warning": 1, "partial": 1, "zone": 7, "session": 65535,
             "number": 40000, "t_ms": (1 << 24) - 1, "fault": 15, "depth_set_um": 6000,
             "depth_um": -1000, "dose_set_nl": 200_000, "dose_nl": -12345, "force_mn": 65534}
-START = {"syringe_ml": 10, "session": 12, "time_s": 0xFFFFFFFF, "syringe_id_um": 30000,
+START = {"syringe_model": 10, "session": 12, "time_s": 0xFFFFFFFF, "syringe_id_um": 30000,
          "lot": "LOT-2024/a_Z"}
 END = {"interrupted": 1, "session": 12, "time_s": 1_700_000_000, "punctures": 20000,
        "delivered_nl": 20_000_000, "primed_nl": 10_000_000, "alarms": 255, "partials": 3,
@@ -314,7 +314,7 @@ def test_simulated_session_through_log_csv_and_report(ready_sim, tmp_path):
     dec = logs.read_dir(tmp_path)
     assert not dec.problems
     s = dec.sessions[1]
-    assert s.start["lot"] == "AB123" and s.start["syringe_ml"] == 1
+    assert s.start["lot"] == "AB123" and s.start["syringe_model"] == 1
     assert [p["number"] for p in s.punctures] == [1, 2, 3, 4, 4, 5]
     cut = s.punctures[3]
     assert cut["alarm"] and cut["partial"] and cut["fault"] == C.F_ESTOP and cut["zone"] == 2
@@ -517,10 +517,9 @@ def test_ring_on_micropython_files_and_add_allocates_nothing():
 
 @pytest.mark.hazard("H9")
 def test_make_sim_writes_the_firmwares_log_and_a_report(tmp_path, capsys):
-    from host_tools import logs
-    from sim import demo
+    from host_tools import cli, logs
 
-    demo.main(["--out", str(tmp_path), "--shots", "3", "--burst-ms", "1000", "--no-plot"])
+    cli.main(["sim", "--out", str(tmp_path), "--shots", "3", "--burst-ms", "1000", "--no-plot"])
     decoded = logs.read_dir(tmp_path / "log")
     session = decoded.sessions[1]
     assert len(session.punctures) >= 3 + 2  # the single shots and a nappage burst

@@ -21,6 +21,7 @@ from injcore.core import Core
 from injcore import persist, pio_word
 from injcore.axis import WORDS
 from injcore.fsio import DirFS
+from injcore.machine import WDT_TIMEOUT_MS
 from injcore.settings import SettingsError
 from injcore.store import Store
 from injcore.tlog import Log, Recorder
@@ -41,9 +42,6 @@ from .tmc2209 import Tmc2209
 
 FIRMWARE_VERSION = "0.4.0"
 
-# A hang is caught within 400 ms (H8 asks 500). The main loop blocks at most
-# ~25 ms (a display write); flash writes happen only while idle and are short.
-WDT_TIMEOUT_MS = const(400)
 DISPLAY_PERIOD_MS = const(50)  # at most 20 refreshes a second, only when changed
 SAVE_PERIOD_MS = const(500)  # how often the main loop looks for settings to store
 STORE_NAME = "settings"  # settings.a / settings.b on the board's littlefs (injcore.store)

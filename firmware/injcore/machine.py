@@ -8,6 +8,9 @@ _cmm2 hundredths of a square millimetre, _mn millinewtons.
 from .compat import const
 
 TICK_US = const(1000)  # the control loop runs at 1 kHz
+# A hang is caught within 400 ms (H8 asks 500). The main loop blocks at most
+# ~25 ms (a display write); flash writes happen only while idle and are short.
+WDT_TIMEOUT_MS = const(400)
 
 # Needle axis (depth): 2 mm lead, 200 full steps/rev, 1/16 microstepping.
 NEEDLE_STEPS_PER_MM = const(1600)  # 0.625 um per microstep
@@ -47,14 +50,24 @@ PRIME_RATE_NL_S = const(10_000)  # prime pushes slowly to purge air
 # Homing gives up after the full travel plus this margin (hazard H12).
 HOME_MARGIN_UM = const(2000)
 
-# Syringes: nominal size in mL -> (inner cross-section in 0.01 mm^2, capacity nL,
-# dead space nL). BD Plastipak figures; the 3 mL dead space is not in the
-# reference table and is taken as the 5 mL one.
+# Syringe models, keyed by the model id that the settings (syringe_model), the
+# treatment log and stored records carry. The first ids equal the sizes in mL
+# they were keyed by before there were models, so old records stay valid; a
+# new model takes an unused id up to 31 (the log keeps 5 bits); 0 is
+# CUSTOM_SYRINGE. Each entry, read by the SYR_* indexes: name (what the menu
+# and reports show, at most 8 characters), nominal size uL, inner
+# cross-section 0.01 mm^2, capacity nL, dead space nL. BD Plastipak figures;
+# the 3 mL dead space is not in the reference table and is taken as the 5 mL one.
+SYR_NAME = const(0)
+SYR_NOMINAL_UL = const(1)
+SYR_AREA_CMM2 = const(2)
+SYR_CAPACITY_NL = const(3)
+SYR_DEAD_NL = const(4)
 SYRINGES = {
-    1: (1734, 1_000_000, 70_000),
-    3: (5789, 3_000_000, 75_000),
-    5: (11290, 5_000_000, 75_000),
-    10: (16350, 10_000_000, 100_000),
+    1: ("1 mL", 1000, 1734, 1_000_000, 70_000),
+    3: ("3 mL", 3000, 5789, 3_000_000, 75_000),
+    5: ("5 mL", 5000, 11290, 5_000_000, 75_000),
+    10: ("10 mL", 10_000, 16350, 10_000_000, 100_000),
 }
 # Gravimetric calibration: what a syringe really delivers per counted volume,
 # in ppm. Beyond +-20 % the syringe or the scale is wrong, not the table.
@@ -62,7 +75,7 @@ DOSE_FACTOR_ONE_PPM = const(1_000_000)
 DOSE_FACTOR_MIN_PPM = const(800_000)
 DOSE_FACTOR_MAX_PPM = const(1_200_000)
 WATER_MG_PER_ML = const(998)  # at 20 C: the default density for a gravimetric calibration
-CUSTOM_SYRINGE = const(0)  # syringe code for a custom inner diameter
+CUSTOM_SYRINGE = const(0)  # the syringe model id of a custom inner diameter
 CUSTOM_ID_MIN_UM = const(2000)
 CUSTOM_ID_MAX_UM = const(30000)
 CUSTOM_CAPACITY_NL = const(1_000_000)  # what a custom syringe is assumed to hold

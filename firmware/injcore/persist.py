@@ -1,8 +1,8 @@
 """What the device keeps across power cuts, between the core and the store (H9).
 
-snapshot(core, pin) is the record (injcore.store's schema 2) of what is in use
-now; restore(core, payload) applies a loaded record through the core's own
-validation and returns the service code. The board saves a snapshot whenever
+snapshot(core, pin) is the record (injcore.store's current schema) of what is
+in use now; restore(core, payload) applies a loaded record through the core's
+own validation and returns the service code. The board saves a snapshot whenever
 it differs from the last one saved, and only while both axes are idle.
 """
 

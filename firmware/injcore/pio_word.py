@@ -19,11 +19,13 @@ These constants are the cycle counts of the PIO program in
 firmware/board/pio_step.py; the PIO emulator test proves they match.
 """
 
+from . import machine as M
 from .compat import const
 
 PIO_HZ = const(125_000_000)
-TICK_US = const(1000)
-TICK_CYCLES = const(125_000)  # PIO cycles in one control tick
+# PIO cycles in one control tick. Not a const(): MicroPython folds only its own
+# module's constants, and the tick's length is the machine's (machine.TICK_US).
+TICK_CYCLES = PIO_HZ // 1_000_000 * M.TICK_US
 
 HEADER = const(5)  # cycles from pull to the first rising edge
 STEP_FIXED = const(18)  # cycles of a step period beyond the timing field

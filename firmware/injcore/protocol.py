@@ -63,7 +63,8 @@ import json
 
 from . import store as S
 from .compat import const
-from .settings import MODE_CONTINUOUS, MODE_SINGLE, Limits, Settings, SettingsError, problems_in
+from .settings import (MODE_CONTINUOUS, MODE_SINGLE, Limits, Settings, SettingsError, is_int,
+                       problems_in)
 
 FORMAT = const(1)
 MAX_PROTOCOLS = const(16)
@@ -96,10 +97,6 @@ class ProtocolError(ValueError):
         self.problems = problems
 
 
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _text_problem(v, lo, hi):
     """Why v is not 1..hi printable ASCII characters, or None."""
     if not isinstance(v, str):
@@ -122,7 +119,7 @@ def _unknown(obj, known, prefix):
 
 def _effective_cap(obj, limits):
     own = obj.get("session_cap_nl")
-    if _is_int(own) and own > 0:
+    if is_int(own) and own > 0:
         return min(own, limits.session_cap_nl)
     return limits.session_cap_nl
 
@@ -208,7 +205,7 @@ def _check(obj, limits):
     problems = []
     if "format" not in obj:
         problems.append("format: missing")
-    elif not _is_int(obj["format"]) or obj["format"] != FORMAT:
+    elif not is_int(obj["format"]) or obj["format"] != FORMAT:
         problems.append("format: %r is not a format this firmware reads (%d)" % (obj["format"], FORMAT))
     if "name" not in obj:
         problems.append("name: missing")
@@ -220,7 +217,7 @@ def _check(obj, limits):
         problems.append("version: missing")
     else:
         v = obj["version"]
-        if not _is_int(v) or not 1 <= v <= VERSION_MAX:
+        if not is_int(v) or not 1 <= v <= VERSION_MAX:
             problems.append("version: %r is not allowed; an integer 1..%d" % (v, VERSION_MAX))
     if "example" in obj and not isinstance(obj["example"], bool):
         problems.append("example: %r is not true or false" % (obj["example"],))
@@ -232,7 +229,7 @@ def _check(obj, limits):
         problems.append("session_cap_nl: missing")
     else:
         c = obj["session_cap_nl"]
-        if not _is_int(c) or c <= 0:
+        if not is_int(c) or c <= 0:
             problems.append("session_cap_nl: %r is not allowed; an integer nL above 0" % (c,))
     cap = _effective_cap(obj, limits)
     if "zones" not in obj:

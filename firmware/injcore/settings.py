@@ -33,7 +33,7 @@ FIELDS = (
     "rate_nl_s",
     "shot_rate_mhz",
     "suckback_nl",
-    "syringe_ml",
+    "syringe_model",
     "syringe_id_um",
     "needle_count",
 )
@@ -73,7 +73,7 @@ class Limits:
         for name in ("needle_length_um", "session_cap_nl", "occlusion_kpa"):
             lo, hi, unit = Limits.RANGES[name]
             v = getattr(self, name)
-            if not _is_int(v) or not lo <= v <= hi:
+            if not is_int(v) or not lo <= v <= hi:
                 problems.append("%s: %r is out of range; allowed %d..%d %s" % (name, v, lo, hi, unit))
         if problems:
             raise SettingsError(problems)
@@ -90,8 +90,8 @@ class Settings:
         self.rate_nl_s = 50_000
         self.shot_rate_mhz = 2000
         self.suckback_nl = 500
-        self.syringe_ml = 1
-        self.syringe_id_um = 4700  # used only with a custom syringe (code 0)
+        self.syringe_model = 1  # an id of machine.SYRINGES, or CUSTOM_SYRINGE
+        self.syringe_id_um = 4700  # used only with a custom syringe (model 0)
         self.needle_count = 1
         for name in values:
             setattr(self, name, values[name])
@@ -115,20 +115,22 @@ class Settings:
     # Derived figures the planner needs, computed once per change, never in the tick.
     def syringe(self):
         """(area_cmm2, capacity_nl, dead_nl) of the syringe in use."""
-        if self.syringe_ml == M.CUSTOM_SYRINGE:
+        if self.syringe_model == M.CUSTOM_SYRINGE:
             return M.area_cmm2_from_diameter(self.syringe_id_um), M.CUSTOM_CAPACITY_NL, M.CUSTOM_DEAD_NL
-        return M.SYRINGES[self.syringe_ml]
+        e = M.SYRINGES[self.syringe_model]
+        return e[M.SYR_AREA_CMM2], e[M.SYR_CAPACITY_NL], e[M.SYR_DEAD_NL]
 
     def shot_period_us(self):
         return 1_000_000_000 // self.shot_rate_mhz
 
 
-def _is_int(value):
+def is_int(value):
+    """An integer and not a bool (True == 1 in Python): how stored and typed values are checked."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _range_problem(name, value, lo, hi, step, unit, note=""):
-    if not _is_int(value):
+    if not is_int(value):
         return "%s: %r is not an integer; allowed %d..%d %s%s" % (name, value, lo, hi, unit, note)
     if not lo <= value <= hi or (value - lo) % step:
         return "%s: %d is out of range; allowed %d..%d %s in steps of %d%s" % (
@@ -155,27 +157,26 @@ def problems_in(values, limits):
 
     lo, hi, step, unit = RANGES["dose_nl"]
     dose = values["dose_nl"]
-    if _is_int(dose) and dose >= FINE_DOSE_BELOW_NL:
+    if is_int(dose) and dose >= FINE_DOSE_BELOW_NL:
         step = COARSE_DOSE_STEP_NL
     add(_range_problem("dose_nl", dose, lo, hi, step, unit,
                        " (0.5 uL steps below 10 uL, 1 uL steps above)"))
 
     mode = values["mode"]
-    if not _is_int(mode) or not 0 <= mode < len(MODE_NAMES):
+    if not is_int(mode) or not 0 <= mode < len(MODE_NAMES):
         add("mode: %r is not a mode; allowed %s" % (mode, ", ".join(
             "%d=%s" % (i, n) for i, n in enumerate(MODE_NAMES))))
 
-    syringe = values["syringe_ml"]
-    sizes = sorted(M.SYRINGES)
-    if not _is_int(syringe) or (syringe not in M.SYRINGES and syringe != M.CUSTOM_SYRINGE):
-        add("syringe_ml: %r is not a syringe; allowed %s mL or 0 for a custom inner diameter"
-            % (syringe, "/".join(str(s) for s in sizes)))
+    syringe = values["syringe_model"]
+    if not is_int(syringe) or (syringe not in M.SYRINGES and syringe != M.CUSTOM_SYRINGE):
+        add("syringe_model: %r is not a syringe model; allowed %s or 0 for a custom inner diameter"
+            % (syringe, "/".join(str(m) for m in sorted(M.SYRINGES))))
     elif syringe == M.CUSTOM_SYRINGE:
         lo, hi, step, unit = RANGES["syringe_id_um"]
         add(_range_problem("syringe_id_um", values["syringe_id_um"], lo, hi, step, unit))
 
     count = values["needle_count"]
-    if not _is_int(count) or count not in NEEDLE_COUNTS:
+    if not is_int(count) or count not in NEEDLE_COUNTS:
         add("needle_count: %r is not allowed; allowed %s" % (
             count, ", ".join(str(n) for n in NEEDLE_COUNTS)))
     return problems

@@ -18,7 +18,7 @@ atomic on littlefs and POSIX). `Store.load` never raises: it returns the
 newest valid record, migrated up to SCHEMA_VERSION, or the defaults, with an
 info dict saying which.
 
-The device stores (schema 2):
+The device stores (schema 3):
 
     {"settings":    Settings.as_dict(),
      "limits":      {"needle_length_um", "session_cap_nl", "occlusion_kpa"},
@@ -26,15 +26,17 @@ The device stores (schema 2):
      "service_pin": "NNNN"}  (4 digits, a string so "0123" keeps its zero)
 
 Schema 1 kept settings, limits and the PIN in one flat dict (no calibration);
-MIGRATIONS[1] lifts it to 2. Runs in the main loop while idle: it may allocate,
-but it must not import machine.
+MIGRATIONS[1] lifts it to 2. Schema 2 named the syringe setting syringe_ml; the
+model ids kept its values (sizes in mL then), so MIGRATIONS[2] only renames it
+syringe_model. Runs in the main loop while idle: it may allocate, but it must
+not import machine.
 """
 
 import json
 import struct
 
 from . import machine as M
-from .settings import FIELDS, Limits, Settings, SettingsError, problems_in
+from .settings import FIELDS, Limits, Settings, SettingsError, is_int, problems_in
 
 try:
     from binascii import crc32 as _native_crc32  # CPython; the rp2 port usually lacks it
@@ -42,7 +44,7 @@ except ImportError:  # pragma: no cover - device builds without binascii.crc32
     _native_crc32 = None
 
 MAGIC = b"INJS"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 HEADER = "<4sHIII"  # magic, schema, generation, length, crc
 HEADER_SIZE = 18
 MAX_PAYLOAD = 8192  # a record is well under 1 KiB; bigger files are not read
@@ -143,24 +145,35 @@ def defaults():
     }
 
 
+# Settings renamed by schema 3: their name now -> their name in schemas 1 and 2.
+_NAMES_BEFORE_3 = {"syringe_model": "syringe_ml"}
+
+
 def _v1_to_v2(old):
     """Schema 1: one flat dict of settings, limits and service_pin -> nested schema 2."""
     d = defaults()
     new = {"settings": {}, "limits": {}, "calibration": d["calibration"],
            "service_pin": old.get("service_pin", DEFAULT_SERVICE_PIN)}
     for name in FIELDS:
-        new["settings"][name] = old.get(name, d["settings"][name])
+        was = _NAMES_BEFORE_3.get(name, name)  # schema 2 keeps the old name; _v2_to_v3 renames
+        new["settings"][was] = old.get(was, d["settings"][name])
     for name in LIMIT_FIELDS:
         new["limits"][name] = old.get(name, d["limits"][name])
     return new
 
 
+def _v2_to_v3(old):
+    """Schema 2 -> 3: the renamed settings under their new names, values unchanged."""
+    s = old.get("settings") if isinstance(old, dict) else None
+    if isinstance(s, dict):
+        for now, was in _NAMES_BEFORE_3.items():
+            if was in s:
+                s[now] = s.pop(was)
+    return old
+
+
 # old schema version -> function giving the payload of the next version
-MIGRATIONS = {1: _v1_to_v2}
-
-
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def normalize(payload):
@@ -174,7 +187,7 @@ def normalize(payload):
 
 
 def validate(payload):
-    """Every problem of a schema-2 payload, one message each; [] if it may be applied."""
+    """Every problem of a payload of SCHEMA_VERSION, one message each; [] if it may be applied."""
     if not isinstance(payload, dict):
         return ["payload: not a dict"]
     problems = []
@@ -225,7 +238,7 @@ def validate(payload):
             problems.append("calibration: not a dict")
         else:
             for n in sorted(cal):
-                if not _is_int(cal[n]):
+                if not is_int(cal[n]):
                     problems.append("calibration.%s: %r is not an integer" % (n, cal[n]))
 
     pin = payload.get("service_pin")

@@ -15,8 +15,9 @@ first 3 bits are the kind. Field widths (bits; "s" = two's complement):
                     dose_set_nl 18, dose_nl 19s (from counted plunger steps),
                     force_mn 16 (peak; FORCE_BAD = 0xFFFF: the load cell was
                     invalid; saturates at 0xFFFE)                  157 bits
-  SESSION_START (2) syringe_ml 5 (0 = custom), session 16, time_s 32 (the
-                    device clock, 0 when it has none), syringe_id_um 15,
+  SESSION_START (2) syringe_model 5 (a machine.SYRINGES id, 0 = custom; the
+                    bits older logs named syringe_ml), session 16, time_s 32
+                    (the device clock, 0 when it has none), syringe_id_um 15,
                     lot 12 x 7-bit ASCII (NUL-padded)               155 bits
   SESSION_END (3)   interrupted 1, session 16, time_s 32, punctures 16,
                     delivered_nl 25, primed_nl 25, alarms 8, partials 8,
@@ -139,7 +140,7 @@ _FIELDS = {
                  ("zone", 8, 0), ("session", 16, 0), ("number", 16, 0), ("t_ms", 24, 0),
                  ("fault", 5, 0), ("depth_set_um", 13, 0), ("depth_um", 14, 1),
                  ("dose_set_nl", 18, 0), ("dose_nl", 19, 1), ("force_mn", 16, 0)),
-    K_SESSION_START: (("syringe_ml", 5, 0), ("session", 16, 0), ("time_s", 32, 0),
+    K_SESSION_START: (("syringe_model", 5, 0), ("session", 16, 0), ("time_s", 32, 0),
                       ("syringe_id_um", 15, 0)) + tuple(("lot%d" % i, 7, 0) for i in range(LOT_CHARS)),
     K_SESSION_END: (("interrupted", 1, 0), ("session", 16, 0), ("time_s", 32, 0),
                     ("punctures", 16, 0), ("delivered_nl", 25, 0), ("primed_nl", 25, 0),
@@ -559,7 +560,7 @@ class Recorder:
         self._dropped0 = self.log.dropped
         self.missed = 0
         self._add(K_SESSION_START, {
-            "session": self.session, "time_s": self.clock(), "syringe_ml": s.syringe_ml,
+            "session": self.session, "time_s": self.clock(), "syringe_model": s.syringe_model,
             "syringe_id_um": s.syringe_id_um, "lot": lot[:LOT_CHARS]})
 
     def end_session(self):

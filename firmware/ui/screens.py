@@ -180,8 +180,8 @@ def _limit(label, field, unit, scale, decimals, step):
 def _syringe_item():
     sizes = sorted(M.SYRINGES)
     codes = tuple(sizes) + (M.CUSTOM_SYRINGE,)
-    names = tuple("%d mL" % s for s in sizes) + ("custom",)
-    return Item("Syringe", _CHOICE, "syringe_ml", choices=codes, names=names)
+    names = tuple(M.SYRINGES[s][M.SYR_NAME] for s in sizes) + ("custom",)
+    return Item("Syringe", _CHOICE, "syringe_model", choices=codes, names=names)
 
 
 MAIN_MENU = (  # in the order of a session: home, load, prime, set, fire

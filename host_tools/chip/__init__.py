@@ -78,7 +78,7 @@ def machine_model(**changes):
         plunger_travel_steps=M.um_to_plunger_steps(M.PLUNGER_TRAVEL_UM),
         backlash_steps=M.um_to_plunger_steps(M.PLUNGER_BACKLASH_UM),
         um_per_plunger_step=1000 / M.PLUNGER_STEPS_PER_MM,
-        syringe_area_mm2=M.SYRINGES[1][0] / 100,
+        syringe_area_mm2=M.SYRINGES[1][M.SYR_AREA_CMM2] / 100,
         # The line: needle resistance and compliance as in sim/machine.py (Fluid).
         line_r=2.0, line_c=0.015,
         hx711_counts_per_mn=876 / 10,  # board/hx711.py's default scale, inverted

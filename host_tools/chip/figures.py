@@ -330,7 +330,7 @@ def puncture_heap(work_dir, punctures=500, chunk_ms=2000, settings=None, quiet_m
 
     t0 = time.monotonic()
     if settings is None:
-        settings = dict(mode=1, depth_um=500, dose_nl=1000, syringe_ml=1)
+        settings = dict(mode=1, depth_um=500, dose_nl=1000, syringe_model=1)
         rate, cycle = max_shot_rate_mhz(**settings)
         settings["shot_rate_mhz"] = rate
     else:
