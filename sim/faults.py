@@ -47,7 +47,7 @@ from injcore import machine as M
 from injcore import pio_word
 from injcore.machine import WDT_TIMEOUT_MS
 from injcore.settings import MODE_CONTINUOUS, MODE_PRIME, MODE_SINGLE, Settings
-from injcore.tick import WINDOW  # ticks of steps the core allows to be still queued
+from injcore.layout import WINDOW  # ticks of steps the core allows to be still queued
 
 from .machine import PLUNGER_UM_PER_STEP
 from .session import Simulator
