@@ -4,7 +4,9 @@ MicroPython's viper inlines a `const()` only where the module itself defines
 it: a code imported from injcore/codes.py would be a dictionary look-up and a
 boxed object on every use, in the 1 kHz interrupt. So each hot-path module
 carries the constants it uses, written here between two marker lines from
-their one definition (SOURCES). `make consts` rewrites the blocks;
+their one definition (SOURCES), as private names: `STATE` of layout.py is
+`_STATE` there. MicroPython keeps a module's `_NAME = const()` out of its
+globals, so the copies cost no RAM on the device (about 4 KB as public names). `make consts` rewrites the blocks;
 `python -m host_tools.consts --check` (run by the tests) fails while one is
 stale, naming it.
 
@@ -77,14 +79,14 @@ def block_for(text, own_module):
     for module in SOURCES:
         if module == own_module:
             continue
-        picked = [(n, v) for n, v in defined_consts(module).items() if n in used]
-        clash = sorted(n for n, _ in picked if n in own)
+        picked = [(n, v) for n, v in defined_consts(module).items() if "_" + n in used]
+        clash = sorted("_" + n for n, _ in picked if "_" + n in own)
         if clash:
             raise SystemExit("%s defines %s itself, and %s defines it too: rename one"
                              % (own_module, ", ".join(clash), module))
         if picked:
             sources.append(module.split(".")[-1] + ".py")
-            lines += ["%s = const(%d)" % (n, v) for n, v in picked]
+            lines += ["_%s = const(%d)" % (n, v) for n, v in picked]
     if not lines:
         return ""
     return "\n".join([BEGIN % ", ".join(sources)] + lines + [END]) + "\n"

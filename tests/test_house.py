@@ -19,7 +19,7 @@ def test_a_stale_block_is_found(tmp_path, monkeypatch):
     firmware = tmp_path / "firmware"
     (firmware / "injcore").mkdir(parents=True)
     text = (consts.FIRMWARE / "injcore" / "tick.py").read_text()
-    (firmware / "injcore" / "tick.py").write_text(text.replace("\nST_FAULT = const(", "\nST_FAULT = const(9"))
+    (firmware / "injcore" / "tick.py").write_text(text.replace("\n_ST_FAULT = const(", "\n_ST_FAULT = const(9"))
     monkeypatch.setattr(consts, "FIRMWARE", firmware)
     monkeypatch.setattr(consts, "HOT", ("injcore/tick.py",))
     assert consts.main(["--check"]) == 1

@@ -26,22 +26,22 @@ from injcore.tick import tick
 from injcore.compat import const, micropython
 
 # ---- constants written by `make consts` from codes.py, layout.py: do not edit ----
-SW_NEEDLE_STALL = const(128)
-SW_PLUNGER_STALL = const(256)
-FORCE_INVALID = const(-536870912)
-IN_SW = const(0)
-IN_FORCE = const(1)
-IN_NCOUNT = const(2)
-IN_PCOUNT = const(3)
-OUT_PUT = const(4)
-OUT_HALT = const(5)
-OUT_DRIVERS = const(6)
-OVERRUNS = const(8)
-TICKS = const(15)
-A_WORD = const(15)
-A_WORD2 = const(16)
-NA = const(111)
-PA = const(131)
+_SW_NEEDLE_STALL = const(128)
+_SW_PLUNGER_STALL = const(256)
+_FORCE_INVALID = const(-536870912)
+_IN_SW = const(0)
+_IN_FORCE = const(1)
+_IN_NCOUNT = const(2)
+_IN_PCOUNT = const(3)
+_OUT_PUT = const(4)
+_OUT_HALT = const(5)
+_OUT_DRIVERS = const(6)
+_OVERRUNS = const(8)
+_TICKS = const(15)
+_A_WORD = const(15)
+_A_WORD2 = const(16)
+_NA = const(111)
+_PA = const(131)
 # ---- end of the written constants ----
 
 # RP2040 registers (datasheet 2.3.1, 3.7), as word indexes from their block
@@ -151,7 +151,7 @@ def hx_poll(bbuf) -> int:
         if b[B_HX_AGE] < _HX_AGE_MAX:
             b[B_HX_AGE] += 1
         if b[B_HX_AGE] > b[B_HX_STALE]:
-            return FORCE_INVALID
+            return _FORCE_INVALID
     else:
         raw = 0
         while (pio[_PIO_FSTAT] & empty) == 0:
@@ -163,7 +163,7 @@ def hx_poll(bbuf) -> int:
         b[B_HX_FORCE] = int(hx_mn(bbuf, raw))
     raw = b[B_HX_RAW]
     if raw == HX_RAW_MAX or raw == HX_RAW_MIN:
-        return FORCE_INVALID
+        return _FORCE_INVALID
     return b[B_HX_FORCE]
 
 
@@ -242,7 +242,7 @@ def on_timer(_timer):
     b[B_IRQS] = (running + 1) & _COUNT_MASK
     lev = pio[_PIO_FLEVEL]
     if running and ((lev >> nshift) & 0xF) == 0 and b[B_QUIET] == 0:
-        s[OVERRUNS] += 1
+        s[_OVERRUNS] += 1
     n = 0
     n_max = b[B_TICKS_MAX]
     quiet = b[B_QUIET]
@@ -253,10 +253,10 @@ def on_timer(_timer):
         b[B_GPIO] = g
         sw = ((g >> b[B_SW_SHIFT]) ^ b[B_SW_INVERT]) & 127
         if g & b[B_DIAG_N]:
-            sw |= SW_NEEDLE_STALL
+            sw |= _SW_NEEDLE_STALL
         if g & b[B_DIAG_P]:
-            sw |= SW_PLUNGER_STALL
-        s[IN_SW] = sw
+            sw |= _SW_PLUNGER_STALL
+        s[_IN_SW] = sw
         # The buttons' changes, logged with their tick: the main loop replays
         # them, so a press shorter than its longest pass is never lost.
         btn = ((g >> b[B_BTN_SHIFT]) ^ 15) & 15
@@ -265,28 +265,28 @@ def on_timer(_timer):
             head = b[B_BTN_HEAD]
             at = B_BTN_LOG + 2 * (head & (BTN_LOG_SIZE - 1))
             b[at] = btn
-            b[at + 1] = s[TICKS]
+            b[at + 1] = s[_TICKS]
             b[B_BTN_HEAD] = (head + 1) & _COUNT_MASK
-        s[IN_FORCE] = int(hx_poll(bbuf))
-        s[IN_NCOUNT] = int(read_count(bbuf, b[B_SM_NCOUNT]))
-        s[IN_PCOUNT] = int(read_count(bbuf, b[B_SM_PCOUNT]))
+        s[_IN_FORCE] = int(hx_poll(bbuf))
+        s[_IN_NCOUNT] = int(read_count(bbuf, b[B_SM_NCOUNT]))
+        s[_IN_PCOUNT] = int(read_count(bbuf, b[B_SM_PCOUNT]))
         tick(sbuf, rbuf, wbuf)
-        if s[OUT_HALT]:
+        if s[_OUT_HALT]:
             halt_axis(bbuf, ngen, b[B_ENTRY_N])
             halt_axis(bbuf, pgen, b[B_ENTRY_P])
             b[B_HALTS_N] += 1
             b[B_HALTS_P] += 1
-            s[IN_NCOUNT] = int(read_count(bbuf, b[B_SM_NCOUNT]))
-            s[IN_PCOUNT] = int(read_count(bbuf, b[B_SM_PCOUNT]))
+            s[_IN_NCOUNT] = int(read_count(bbuf, b[B_SM_NCOUNT]))
+            s[_IN_PCOUNT] = int(read_count(bbuf, b[B_SM_PCOUNT]))
             after_halt(sbuf)
-        put = s[OUT_PUT]
+        put = s[_OUT_PUT]
         if put & 1:
-            pio[_PIO_TXF0 + ngen] = s[NA + A_WORD]
-            pio[_PIO_TXF0 + ngen] = s[NA + A_WORD2]
+            pio[_PIO_TXF0 + ngen] = s[_NA + _A_WORD]
+            pio[_PIO_TXF0 + ngen] = s[_NA + _A_WORD2]
         if put & 2:
-            pio[_PIO_TXF0 + pgen] = s[PA + A_WORD]
-            pio[_PIO_TXF0 + pgen] = s[PA + A_WORD2]
-        on = s[OUT_DRIVERS]
+            pio[_PIO_TXF0 + pgen] = s[_PA + _A_WORD]
+            pio[_PIO_TXF0 + pgen] = s[_PA + _A_WORD2]
+        on = s[_OUT_DRIVERS]
         if on != b[B_DRIVERS]:
             b[B_DRIVERS] = on
             _drivers(on)

@@ -21,24 +21,24 @@ from .compat import const
 from .planner import RAMP_TICKS_MAX
 
 # ---- constants written by `make consts` from layout.py: do not edit ----
-IDLE = const(0)
-FORWARD = const(1)
-PAD_WORDS = const(61)
-A_POS = const(0)
-A_ORIGIN = const(1)
-A_PHASE = const(2)
-A_DIR = const(3)
-A_LAST_DIR = const(4)
-A_LAST_N = const(5)
-A_WORD = const(15)
-A_WORD2 = const(16)
-A_ROW = const(17)
-A_MOVES = const(18)
-A_TICKED = const(19)
-NA = const(111)
-PA = const(131)
-PL_PRIME = const(325)
-SIZE = const(676)
+_IDLE = const(0)
+_FORWARD = const(1)
+_PAD_WORDS = const(61)
+_A_POS = const(0)
+_A_ORIGIN = const(1)
+_A_PHASE = const(2)
+_A_DIR = const(3)
+_A_LAST_DIR = const(4)
+_A_LAST_N = const(5)
+_A_WORD = const(15)
+_A_WORD2 = const(16)
+_A_ROW = const(17)
+_A_MOVES = const(18)
+_A_TICKED = const(19)
+_NA = const(111)
+_PA = const(131)
+_PL_PRIME = const(325)
+_SIZE = const(676)
 # ---- end of the written constants ----
 
 
@@ -61,17 +61,17 @@ PAD_WORD_TABLE = memoryview(WORDS)[PAD_AT:]
 
 def new_state():
     """A zeroed state array for the tick, with the word table's layout filled in."""
-    s = array("i", bytes(4 * SIZE))
-    s[PAD_WORDS] = PAD_AT
-    s[NA + A_LAST_DIR] = -1
-    s[PA + A_LAST_DIR] = -1
-    s[NA + A_DIR] = FORWARD
-    s[PA + A_DIR] = FORWARD
+    s = array("i", bytes(4 * _SIZE))
+    s[_PAD_WORDS] = PAD_AT
+    s[_NA + _A_LAST_DIR] = -1
+    s[_PA + _A_LAST_DIR] = -1
+    s[_NA + _A_DIR] = _FORWARD
+    s[_PA + _A_DIR] = _FORWARD
     return s
 
 
 class Axis:
-    def __init__(self, name, port, s=None, at=NA, ramps=None):
+    def __init__(self, name, port, s=None, at=_NA, ramps=None):
         self.name = name
         self.port = port  # put(words), emitted(), halt(): see core.py
         self.at = at  # the axis's block in S
@@ -89,31 +89,31 @@ class Axis:
         return self.s[self.at + field]
 
     def _set_pos(self, v):
-        self.s[self.at + A_POS] = v
+        self.s[self.at + _A_POS] = v
 
     def _set_origin(self, v):
-        self.s[self.at + A_ORIGIN] = v
+        self.s[self.at + _A_ORIGIN] = v
 
-    pos = property(lambda self: self._get(A_POS), _set_pos)
-    origin = property(lambda self: self._get(A_ORIGIN), _set_origin)
-    phase = property(lambda self: self._get(A_PHASE))
-    dirbit = property(lambda self: self._get(A_DIR))
-    last_dir = property(lambda self: self._get(A_LAST_DIR))
-    last_n = property(lambda self: self._get(A_LAST_N))
+    pos = property(lambda self: self._get(_A_POS), _set_pos)
+    origin = property(lambda self: self._get(_A_ORIGIN), _set_origin)
+    phase = property(lambda self: self._get(_A_PHASE))
+    dirbit = property(lambda self: self._get(_A_DIR))
+    last_dir = property(lambda self: self._get(_A_LAST_DIR))
+    last_n = property(lambda self: self._get(_A_LAST_N))
 
     @property
     def sign(self):
-        return 1 if self._get(A_DIR) == FORWARD else -1
+        return 1 if self._get(_A_DIR) == _FORWARD else -1
 
     @property
     def busy(self):
-        return self._get(A_PHASE) != IDLE
+        return self._get(_A_PHASE) != _IDLE
 
     def start(self, plan, direction):
         """Begin a planned move (outside the hot path of a steady tick)."""
         s = self.s
         if plan.table is not s:  # a plan of its own: copy it into this axis's row
-            row = PL_PRIME
+            row = _PL_PRIME
             plan.write_row(s, row, 0)
             k = plan.ramp_ticks_max
             for i in range(k):
@@ -127,17 +127,17 @@ class Axis:
     @property
     def moves(self):
         """How many moves this axis has started (wraps below 2**30)."""
-        return self._get(A_MOVES)
+        return self._get(_A_MOVES)
 
     @property
     def ticked(self):
         """`moves` when the axis last stepped (a move started later steps from the next tick)."""
-        return self._get(A_TICKED)
+        return self._get(_A_TICKED)
 
     def started(self):
         """(plan, direction) of the latest move started, for tools that record moves."""
-        plan = self._own_plan if self.own else self.plan_at(self._get(A_ROW))
-        return plan, self._get(A_DIR)
+        plan = self._own_plan if self.own else self.plan_at(self._get(_A_ROW))
+        return plan, self._get(_A_DIR)
 
     def stop(self):
         """Decelerate to a stop along the move's own ramp (switch found, trigger released)."""
@@ -145,7 +145,7 @@ class Axis:
 
     def halt(self):
         """Stop generating steps now: words already queued are dropped too."""
-        self.s[self.at + A_PHASE] = IDLE
+        self.s[self.at + _A_PHASE] = _IDLE
         self.port.halt()
 
     def rezero(self, steps):
@@ -160,8 +160,8 @@ class Axis:
     def words(self):
         """This tick's two words, as put to the port."""
         seg = self.seg
-        seg[0] = self._get(A_WORD)
-        seg[1] = self._get(A_WORD2)
+        seg[0] = self._get(_A_WORD)
+        seg[1] = self._get(_A_WORD2)
         return seg
 
     def tick(self):

@@ -15,33 +15,33 @@ from .motion import plunger_start, stop
 from .settings import SettingsError
 
 # ---- constants written by `make consts` from codes.py, layout.py: do not edit ----
-SW_SYRINGE = const(8)
-ST_READY = const(2)
-ST_MEASURE = const(12)
-N_NONE = const(0)
-N_NOT_HOMED = const(1)
-N_NO_SYRINGE = const(2)
-N_NOT_PRIMED = const(3)
-N_BUSY = const(5)
-N_BACKLASH_FAILED = const(8)
-IDLE = const(0)
-FORWARD = const(1)
-BACKWARD = const(0)
-STATE = const(9)
-NOTICE = const(13)
-PLUNGER_EMITTED = const(19)
-BL_PHASE = const(40)
-BL_TIMER = const(41)
-BL_F0 = const(42)
-BL_POS0 = const(43)
-BL_MEASURED = const(44)
-BACKLASH = const(54)
-BL_SETTLE_TICKS = const(62)
-BL_DETECT_MN = const(63)
-A_PHASE = const(2)
-PA = const(131)
-PL_BL_PRELOAD = const(334)
-PL_BL_PROBE = const(343)
+_SW_SYRINGE = const(8)
+_ST_READY = const(2)
+_ST_MEASURE = const(12)
+_N_NONE = const(0)
+_N_NOT_HOMED = const(1)
+_N_NO_SYRINGE = const(2)
+_N_NOT_PRIMED = const(3)
+_N_BUSY = const(5)
+_N_BACKLASH_FAILED = const(8)
+_IDLE = const(0)
+_FORWARD = const(1)
+_BACKWARD = const(0)
+_STATE = const(9)
+_NOTICE = const(13)
+_PLUNGER_EMITTED = const(19)
+_BL_PHASE = const(40)
+_BL_TIMER = const(41)
+_BL_F0 = const(42)
+_BL_POS0 = const(43)
+_BL_MEASURED = const(44)
+_BACKLASH = const(54)
+_BL_SETTLE_TICKS = const(62)
+_BL_DETECT_MN = const(63)
+_A_PHASE = const(2)
+_PA = const(131)
+_PL_BL_PRELOAD = const(334)
+_PL_BL_PROBE = const(343)
 # ---- end of the written constants ----
 
 # Measurement phases
@@ -56,33 +56,33 @@ def plan(core, ramp_at):
     speed = M.um_to_plunger_steps(M.BACKLASH_PROBE_SPEED_UM_S)
     accel = M.um_to_plunger_steps(M.PLUNGER_ACCEL_UM_S2)
     s = core.S
-    s[BL_SETTLE_TICKS] = M.BACKLASH_SETTLE_MS * 1000 // M.TICK_US
-    s[BL_DETECT_MN] = M.BACKLASH_DETECT_MN
-    s[BL_MEASURED] = -1
-    s[BACKLASH] = M.um_to_plunger_steps(M.PLUNGER_BACKLASH_UM)
-    return (core.new_plan("backlash preload", PL_BL_PRELOAD, next(ramp_at)).set(
+    s[_BL_SETTLE_TICKS] = M.BACKLASH_SETTLE_MS * 1000 // M.TICK_US
+    s[_BL_DETECT_MN] = M.BACKLASH_DETECT_MN
+    s[_BL_MEASURED] = -1
+    s[_BACKLASH] = M.um_to_plunger_steps(M.PLUNGER_BACKLASH_UM)
+    return (core.new_plan("backlash preload", _PL_BL_PRELOAD, next(ramp_at)).set(
                 M.um_to_plunger_steps(M.BACKLASH_PRELOAD_UM), speed, accel),
-            core.new_plan("backlash probe", PL_BL_PROBE, next(ramp_at)).set(
+            core.new_plan("backlash probe", _PL_BL_PROBE, next(ramp_at)).set(
                 M.um_to_plunger_steps(M.BACKLASH_PROBE_UM), speed, accel))
 
 
 def start(core):
     """Start a measurement (homed, primed, into a cup); False with a notice if refused."""
-    if core.state != ST_READY or not core.homed:
-        core.notice = N_NOT_HOMED if not core.homed else N_BUSY
+    if core.state != _ST_READY or not core.homed:
+        core.notice = _N_NOT_HOMED if not core.homed else _N_BUSY
         return False
-    if not core.switches & SW_SYRINGE:
-        core.notice = N_NO_SYRINGE
+    if not core.switches & _SW_SYRINGE:
+        core.notice = _N_NO_SYRINGE
         return False
     if not core.primed:
-        core.notice = N_NOT_PRIMED
+        core.notice = _N_NOT_PRIMED
         return False
     s = core.S
-    core.notice = N_NONE
-    s[BL_MEASURED] = -1
-    s[BL_PHASE] = BL_PRELOAD
-    plunger_start(s, PL_BL_PRELOAD, FORWARD)
-    core.state = ST_MEASURE
+    core.notice = _N_NONE
+    s[_BL_MEASURED] = -1
+    s[_BL_PHASE] = BL_PRELOAD
+    plunger_start(s, _PL_BL_PRELOAD, _FORWARD)
+    core.state = _ST_MEASURE
     return True
 
 
@@ -99,25 +99,25 @@ def check(steps):
 @micropython.viper
 def measure_tick(sbuf, force: int):
     s = ptr32(sbuf)
-    phase = s[BL_PHASE]
+    phase = s[_BL_PHASE]
     if phase == BL_PRELOAD:
-        if s[PA + A_PHASE] == IDLE:
-            s[BL_PHASE] = BL_SETTLE
-            s[BL_TIMER] = s[BL_SETTLE_TICKS]
+        if s[_PA + _A_PHASE] == _IDLE:
+            s[_BL_PHASE] = BL_SETTLE
+            s[_BL_TIMER] = s[_BL_SETTLE_TICKS]
     elif phase == BL_SETTLE:
-        s[BL_TIMER] -= 1
-        if s[BL_TIMER] <= 0:
-            s[BL_F0] = force
-            s[BL_POS0] = s[PLUNGER_EMITTED]
-            s[BL_PHASE] = BL_PROBE
-            plunger_start(sbuf, PL_BL_PROBE, BACKWARD)
+        s[_BL_TIMER] -= 1
+        if s[_BL_TIMER] <= 0:
+            s[_BL_F0] = force
+            s[_BL_POS0] = s[_PLUNGER_EMITTED]
+            s[_BL_PHASE] = BL_PROBE
+            plunger_start(sbuf, _PL_BL_PROBE, _BACKWARD)
     elif phase == BL_STOPPING:
-        if s[PA + A_PHASE] == IDLE:
-            s[STATE] = ST_READY
-    elif force < s[BL_F0] - s[BL_DETECT_MN]:
-        s[BL_MEASURED] = s[BL_POS0] - s[PLUNGER_EMITTED]  # where the motor is
-        stop(sbuf, PA)
-        s[BL_PHASE] = BL_STOPPING
-    elif s[PA + A_PHASE] == IDLE:
-        s[NOTICE] = N_BACKLASH_FAILED
-        s[STATE] = ST_READY
+        if s[_PA + _A_PHASE] == _IDLE:
+            s[_STATE] = _ST_READY
+    elif force < s[_BL_F0] - s[_BL_DETECT_MN]:
+        s[_BL_MEASURED] = s[_BL_POS0] - s[_PLUNGER_EMITTED]  # where the motor is
+        stop(sbuf, _PA)
+        s[_BL_PHASE] = BL_STOPPING
+    elif s[_PA + _A_PHASE] == _IDLE:
+        s[_NOTICE] = _N_BACKLASH_FAILED
+        s[_STATE] = _ST_READY

@@ -65,56 +65,56 @@ from .tick import after_halt, tick
 from .puncture import can_fire, update_warning
 
 # ---- constants written by `make consts` from layout.py: do not edit ----
-SETTLE_MAX_STEPS = const(24)
-IN_SW = const(0)
-IN_FORCE = const(1)
-IN_NCOUNT = const(2)
-IN_PCOUNT = const(3)
-OUT_PUT = const(4)
-OUT_HALT = const(5)
-OUT_DRIVERS = const(6)
-OUT_ALARM = const(7)
-OVERRUNS = const(8)
-STATE = const(9)
-FAULT = const(10)
-FAULT_TICK = const(11)
-NOTICE = const(13)
-WARNING = const(14)
-TICKS = const(15)
-CHECKED = const(16)
-OVERRUNS_SEEN = const(17)
-NEEDLE_EMITTED = const(18)
-PLUNGER_EMITTED = const(19)
-FIRE_PREV = const(20)
-RECOVERY = const(21)
-DEPTH_REACHED = const(34)
-PRIMED = const(36)
-HOMED = const(37)
-UNCONFIRMED = const(38)
-CONFIGURING = const(39)
-BL_MEASURED = const(44)
-ZONE_END = const(45)
-PUNCTURES = const(46)
-FLUID_STEPS = const(47)
-DELIVERED = const(48)
-PRIMED_STEPS = const(49)
-ACTIVE_SET = const(50)
-NEEDLE_LIMIT = const(51)
-OCCLUSION_MN = const(52)
-RELIEF_MN = const(53)
-BACKLASH = const(54)
-USABLE = const(55)
-CAP_STEPS = const(56)
-LOST_TOL = const(64)
-SET0 = const(66)
-SET1 = const(78)
-LAST = const(106)
-RECORD_SIZE = const(5)
-NA = const(111)
-PA = const(131)
-PL_PRIME = const(325)
-PL_CYCLE0 = const(361)
-PL_CYCLE1 = const(406)
+_SETTLE_MAX_STEPS = const(24)
+_IN_SW = const(0)
+_IN_FORCE = const(1)
+_IN_NCOUNT = const(2)
+_IN_PCOUNT = const(3)
+_OUT_PUT = const(4)
+_OUT_HALT = const(5)
+_OUT_DRIVERS = const(6)
+_OUT_ALARM = const(7)
+_OVERRUNS = const(8)
+_STATE = const(9)
+_FAULT = const(10)
+_FAULT_TICK = const(11)
+_NOTICE = const(13)
+_WARNING = const(14)
+_TICKS = const(15)
+_CHECKED = const(16)
+_OVERRUNS_SEEN = const(17)
+_NEEDLE_EMITTED = const(18)
+_PLUNGER_EMITTED = const(19)
+_FIRE_PREV = const(20)
+_RECOVERY = const(21)
+_DEPTH_REACHED = const(34)
+_PRIMED = const(36)
+_HOMED = const(37)
+_UNCONFIRMED = const(38)
+_CONFIGURING = const(39)
+_BL_MEASURED = const(44)
+_ZONE_END = const(45)
+_PUNCTURES = const(46)
+_FLUID_STEPS = const(47)
+_DELIVERED = const(48)
+_PRIMED_STEPS = const(49)
+_ACTIVE_SET = const(50)
+_NEEDLE_LIMIT = const(51)
+_OCCLUSION_MN = const(52)
+_RELIEF_MN = const(53)
+_BACKLASH = const(54)
+_USABLE = const(55)
+_CAP_STEPS = const(56)
+_LOST_TOL = const(64)
+_SET0 = const(66)
+_SET1 = const(78)
+_LAST = const(106)
+_RECORD_SIZE = const(5)
+_NA = const(111)
+_PA = const(131)
+_PL_PRIME = const(325)
+_PL_CYCLE0 = const(361)
+_PL_CYCLE1 = const(406)
 # ---- end of the written constants ----
 
 # The ramps array: the fixed moves, the two plan sets, then the short settle moves.
@@ -122,7 +122,7 @@ _STATIC_MOVES = 10  # homing's 6, prime, backlash's 2, relief (one more runs out
 _STATIC_RAMPS = _STATIC_MOVES * 2 * RAMP_TICKS_MAX
 _SETTLE_RAMP = 2  # ramp ticks a settle move needs at most
 _RAMPS = (_STATIC_RAMPS + 2 * puncture.SET_RAMPS
-          + (SETTLE_MAX_STEPS + 1) * 2 * _SETTLE_RAMP)
+          + (_SETTLE_MAX_STEPS + 1) * 2 * _SETTLE_RAMP)
 
 
 def _slot(i):
@@ -170,36 +170,36 @@ def _flag(i):
 
 class Core:
     # The tick's state, by name (layout.py)
-    state = _slot(STATE)
-    fault = _slot(FAULT)
-    fault_tick = _slot(FAULT_TICK)  # core.ticks when the latest fault was detected
-    notice = _slot(NOTICE)
-    warning = _slot(WARNING)
-    alarm = property(lambda self: self.S[OUT_ALARM])
-    switches = _slot(IN_SW)  # SW_* of the latest tick
-    force_mn = _slot(IN_FORCE)  # load-cell force of the latest tick, mN
-    ticks = _slot(TICKS)
-    checked = _slot(CHECKED)  # tick number of the latest tick whose self-checks ran (watchdog)
-    overruns = _slot(OVERRUNS)  # times the board let the PIO FIFOs run dry (the board counts them)
-    needle_emitted = _slot(NEEDLE_EMITTED)
-    plunger_emitted = _slot(PLUNGER_EMITTED)
-    punctures = _slot(PUNCTURES)
-    fluid_steps = _slot(FLUID_STEPS)  # plunger face position, microsteps from the rear switch
-    delivered_steps = _slot(DELIVERED)  # net fluid steps pushed in punctures this session
-    primed_steps = _slot(PRIMED_STEPS)
-    backlash_measured_steps = _slot(BL_MEASURED)  # the last measurement; -1: none, or not found
-    backlash_steps = property(lambda self: self.S[BACKLASH])
-    primed = _flag(PRIMED)
-    homed = _flag(HOMED)
+    state = _slot(_STATE)
+    fault = _slot(_FAULT)
+    fault_tick = _slot(_FAULT_TICK)  # core.ticks when the latest fault was detected
+    notice = _slot(_NOTICE)
+    warning = _slot(_WARNING)
+    alarm = property(lambda self: self.S[_OUT_ALARM])
+    switches = _slot(_IN_SW)  # SW_* of the latest tick
+    force_mn = _slot(_IN_FORCE)  # load-cell force of the latest tick, mN
+    ticks = _slot(_TICKS)
+    checked = _slot(_CHECKED)  # tick number of the latest tick whose self-checks ran (watchdog)
+    overruns = _slot(_OVERRUNS)  # times the board let the PIO FIFOs run dry (the board counts them)
+    needle_emitted = _slot(_NEEDLE_EMITTED)
+    plunger_emitted = _slot(_PLUNGER_EMITTED)
+    punctures = _slot(_PUNCTURES)
+    fluid_steps = _slot(_FLUID_STEPS)  # plunger face position, microsteps from the rear switch
+    delivered_steps = _slot(_DELIVERED)  # net fluid steps pushed in punctures this session
+    primed_steps = _slot(_PRIMED_STEPS)
+    backlash_measured_steps = _slot(_BL_MEASURED)  # the last measurement; -1: none, or not found
+    backlash_steps = property(lambda self: self.S[_BACKLASH])
+    primed = _flag(_PRIMED)
+    homed = _flag(_HOMED)
     # No valid stored settings at boot: the defaults run, but nothing is
     # injected until an engineer confirms them (H9, service menu).
-    unconfirmed = _flag(UNCONFIRMED)
-    recovery_pending = property(lambda self: self.S[RECOVERY] != REC_NONE)  # a fault's recovery waits
-    overrun_pending = property(lambda self: self.S[OVERRUNS] != self.S[OVERRUNS_SEEN])
-    depth_reached_steps = property(lambda self: self.S[DEPTH_REACHED])  # this puncture's, so far
-    cap_steps = property(lambda self: self.S[CAP_STEPS])  # the session cap in plunger steps
-    needle_limit_steps = property(lambda self: self.S[NEEDLE_LIMIT])  # deepest allowed (H2)
-    occlusion_mn = property(lambda self: self.S[OCCLUSION_MN])  # the force that trips H4
+    unconfirmed = _flag(_UNCONFIRMED)
+    recovery_pending = property(lambda self: self.S[_RECOVERY] != REC_NONE)  # a fault's recovery waits
+    overrun_pending = property(lambda self: self.S[_OVERRUNS] != self.S[_OVERRUNS_SEEN])
+    depth_reached_steps = property(lambda self: self.S[_DEPTH_REACHED])  # this puncture's, so far
+    cap_steps = property(lambda self: self.S[_CAP_STEPS])  # the session cap in plunger steps
+    needle_limit_steps = property(lambda self: self.S[_NEEDLE_LIMIT])  # deepest allowed (H2)
+    occlusion_mn = property(lambda self: self.S[_OCCLUSION_MN])  # the force that trips H4
     area_cmm2 = property(lambda self: self._area_cmm2)  # the barrel area doses are counted with
 
     def __init__(self, needle_port, plunger_port, inputs, outputs, settings=None, limits=None,
@@ -208,24 +208,24 @@ class Core:
         self.outputs = outputs
         s = self.S = new_state()
         self.ramps = array("H", bytes(2 * _RAMPS))
-        self.needle = Axis("needle", needle_port, s, NA, self.ramps)
-        self.plunger = Axis("plunger", plunger_port, s, PA, self.ramps)
-        self.last_puncture = _Record(s, LAST, RECORD_SIZE)
+        self.needle = Axis("needle", needle_port, s, _NA, self.ramps)
+        self.plunger = Axis("plunger", plunger_port, s, _PA, self.ramps)
+        self.last_puncture = _Record(s, _LAST, _RECORD_SIZE)
         self.limits = limits or Limits()
         self.limits.check()
         self.settings = Settings()
         self.dose_factor_ppm = M.DOSE_FACTOR_ONE_PPM  # gravimetric calibration (set_calibration)
         self.protocol_cap_nl = 0  # a protocol's session cap, below the engineer's; 0: none
-        s[LOST_TOL] = M.LOST_STEPS_TOL
-        s[ZONE_END] = -1
-        s[FIRE_PREV] = SW_FIRE  # a trigger held at boot must be released first (H3)
-        s[ACTIVE_SET] = SET0
+        s[_LOST_TOL] = M.LOST_STEPS_TOL
+        s[_ZONE_END] = -1
+        s[_FIRE_PREV] = SW_FIRE  # a trigger held at boot must be released first (H3)
+        s[_ACTIVE_SET] = _SET0
         monitor.load(s)
         homing.load(s)
         puncture.load(s)
         ramp_at = _STATIC_RAMPS
-        self._plans = (puncture.PlanSet(s, self.ramps, SET0, PL_CYCLE0, ramp_at),
-                       puncture.PlanSet(s, self.ramps, SET1, PL_CYCLE1, ramp_at + puncture.SET_RAMPS))
+        self._plans = (puncture.PlanSet(s, self.ramps, _SET0, _PL_CYCLE0, ramp_at),
+                       puncture.PlanSet(s, self.ramps, _SET1, _PL_CYCLE1, ramp_at + puncture.SET_RAMPS))
         self._area_cmm2, self._capacity_nl, self._dead_nl = self.settings.syringe()
         self._area_nominal = self._area_cmm2
         self._plan_static()
@@ -249,7 +249,7 @@ class Core:
         (self.plan_needle_seek, self.plan_needle_backoff, self.plan_needle_approach,
          self.plan_plunger_seek, self.plan_plunger_backoff,
          self.plan_plunger_approach) = homing.plan(self, at)
-        self.plan_prime = self.new_plan("prime", PL_PRIME, next(at))  # its speed: configure()
+        self.plan_prime = self.new_plan("prime", _PL_PRIME, next(at))  # its speed: configure()
         self.plan_bl_preload, self.plan_bl_probe = backlash.plan(self, at)
         self.plan_relief = monitor.plan(self, at)
         self.plan_settle = homing.plan_settles(self, _STATIC_RAMPS + 2 * puncture.SET_RAMPS,
@@ -271,16 +271,16 @@ class Core:
     @property
     def _active(self):
         """Index of the plan set the tick uses."""
-        return 0 if self.S[ACTIVE_SET] == SET0 else 1
+        return 0 if self.S[_ACTIVE_SET] == _SET0 else 1
 
     @property
     def _configuring(self):
-        return bool(self.S[CONFIGURING])
+        return bool(self.S[_CONFIGURING])
 
     def configure(self, **changes):
         """Apply operator settings; raises SettingsError and keeps the old ones if any is wrong."""
         s = self.S
-        s[CONFIGURING] = 1  # the tick starts no move while this is set
+        s[_CONFIGURING] = 1  # the tick starts no move while this is set
         try:
             if self.state not in IDLE:
                 raise SettingsError(["settings change only while the injector is idle"])
@@ -299,23 +299,23 @@ class Core:
             self.plan_prime.set(M.um_to_plunger_steps(M.PLUNGER_TRAVEL_UM),
                                 M.plunger_steps_for_nl(M.PRIME_RATE_NL_S, self._area_cmm2),
                                 M.um_to_plunger_steps(M.PLUNGER_ACCEL_UM_S2))
-            s[NEEDLE_LIMIT] = M.um_to_needle_steps(M.NEEDLE_HOME_OFFSET_UM + self.limits.needle_length_um)
-            s[USABLE] = M.plunger_steps_for_nl(self._capacity_nl - self._dead_nl, self._area_cmm2)
+            s[_NEEDLE_LIMIT] = M.um_to_needle_steps(M.NEEDLE_HOME_OFFSET_UM + self.limits.needle_length_um)
+            s[_USABLE] = M.plunger_steps_for_nl(self._capacity_nl - self._dead_nl, self._area_cmm2)
             cap_nl = self.limits.session_cap_nl
             if 0 < self.protocol_cap_nl < cap_nl:
                 cap_nl = self.protocol_cap_nl  # the smaller of the protocol's and the engineer's
-            s[CAP_STEPS] = M.plunger_steps_for_nl(cap_nl, self._area_cmm2)
+            s[_CAP_STEPS] = M.plunger_steps_for_nl(cap_nl, self._area_cmm2)
             # Occlusion (H4): the limit pressure on this barrel, plus stopper friction.
             occlusion_mn = self.limits.occlusion_kpa * self._area_nominal // 100 + M.OCCLUSION_FRICTION_MN
-            s[OCCLUSION_MN] = occlusion_mn
+            s[_OCCLUSION_MN] = occlusion_mn
             # Relief backs off below a quarter of it (the hazard asks for half): what
             # stays trapped in the line is then a microlitre or two at most.
-            s[RELIEF_MN] = occlusion_mn // 4
-            s[ACTIVE_SET] = spare.base
+            s[_RELIEF_MN] = occlusion_mn // 4
+            s[_ACTIVE_SET] = spare.base
             update_warning(s)
             self._sync_outputs()
         finally:
-            s[CONFIGURING] = 0
+            s[_CONFIGURING] = 0
 
     def set_limits(self, **changes):
         """Apply engineer limits (the service menu); SettingsError keeps the old ones.
@@ -367,9 +367,9 @@ class Core:
         when smaller) and what the current zone may still receive (-1: no zone cap)."""
         self._reconfigure("protocol_cap_nl", session_cap_nl)  # the cap in steps; refused while moving
         if zone_left_nl < 0:
-            self.S[ZONE_END] = -1
+            self.S[_ZONE_END] = -1
         else:
-            self.S[ZONE_END] = self.delivered_steps + M.plunger_steps_for_nl(zone_left_nl, self._area_cmm2)
+            self.S[_ZONE_END] = self.delivered_steps + M.plunger_steps_for_nl(zone_left_nl, self._area_cmm2)
 
     def set_calibration(self, dose_factor_ppm):
         """Apply a gravimetric dose correction (delivered / counted, in ppm); SettingsError if refused."""
@@ -407,23 +407,23 @@ class Core:
         if self.state not in IDLE:
             raise SettingsError(["backlash changes only while the injector is idle"])
         backlash.check(steps)
-        old = self.S[BACKLASH]
-        self.S[BACKLASH] = steps
+        old = self.S[_BACKLASH]
+        self.S[_BACKLASH] = steps
         try:
             self.configure()
         except SettingsError:
-            self.S[BACKLASH] = old
+            self.S[_BACKLASH] = old
             raise
 
     def acknowledge(self):
         """Clear a latched fault; motion then needs homing again (H3)."""
         if self.state == ST_FAULT:
             s = self.S
-            s[STATE] = ST_UNHOMED
-            s[FAULT] = F_NONE
-            s[RECOVERY] = REC_NONE
-            s[FIRE_PREV] = SW_FIRE  # a held trigger fires nothing until pressed again
-            s[OUT_ALARM] = ALARM_WARNING if self.warning else ALARM_NONE
+            s[_STATE] = ST_UNHOMED
+            s[_FAULT] = F_NONE
+            s[_RECOVERY] = REC_NONE
+            s[_FIRE_PREV] = SW_FIRE  # a held trigger fires nothing until pressed again
+            s[_OUT_ALARM] = ALARM_WARNING if self.warning else ALARM_NONE
             self._sync_outputs()
             return True
         return False
@@ -469,7 +469,7 @@ class Core:
 
     def plunger_limit_left(self):
         """Fluid steps the syringe can still give before its dead space (kept current by configure)."""
-        return self.S[USABLE] - self.S[FLUID_STEPS]
+        return self.S[_USABLE] - self.S[_FLUID_STEPS]
 
     def can_fire(self):
         """May a puncture start now? If not, `notice` says why."""
@@ -483,35 +483,35 @@ class Core:
     def tick(self):
         """One control tick through the ports: what the board's interrupt does in registers."""
         s = self.S
-        s[IN_SW] = self.inputs.switches()
-        s[IN_FORCE] = self.inputs.force_mn()
+        s[_IN_SW] = self.inputs.switches()
+        s[_IN_FORCE] = self.inputs.force_mn()
         needle = self.needle
         plunger = self.plunger
-        s[IN_NCOUNT] = needle.port.emitted()
-        s[IN_PCOUNT] = plunger.port.emitted()
+        s[_IN_NCOUNT] = needle.port.emitted()
+        s[_IN_PCOUNT] = plunger.port.emitted()
         tick(s, self.ramps, WORDS)
-        if s[OUT_HALT]:
+        if s[_OUT_HALT]:
             needle.port.halt()
             plunger.port.halt()
-            s[IN_NCOUNT] = needle.port.emitted()
-            s[IN_PCOUNT] = plunger.port.emitted()
+            s[_IN_NCOUNT] = needle.port.emitted()
+            s[_IN_PCOUNT] = plunger.port.emitted()
             after_halt(s)
-        put = s[OUT_PUT]
+        put = s[_OUT_PUT]
         if put & 1:
             needle.port.put(needle.words())
         if put & 2:
             plunger.port.put(plunger.words())
-        if s[OUT_DRIVERS] != self._drivers_out or s[OUT_ALARM] != self._alarm_out:
+        if s[_OUT_DRIVERS] != self._drivers_out or s[_OUT_ALARM] != self._alarm_out:
             self._sync_outputs()
 
     def _sync_outputs(self):
         """Tell the outputs port what the tick decided (drivers, alarm), when it changed."""
         s = self.S
-        on = bool(s[OUT_DRIVERS])
+        on = bool(s[_OUT_DRIVERS])
         if on != self._drivers_out:
             self._drivers_out = on
             self.outputs.drivers(on)
-        level = s[OUT_ALARM]
+        level = s[_OUT_ALARM]
         if level != self._alarm_out:
             self._alarm_out = level
             self.outputs.alarm(level)

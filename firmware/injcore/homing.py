@@ -18,61 +18,61 @@ from .monitor import fault
 from .motion import plunger_start, start, stop
 
 # ---- constants written by `make consts` from codes.py, layout.py: do not edit ----
-SW_NEEDLE_HOME = const(1)
-SW_PLUNGER_REAR = const(2)
-ST_HOMING = const(1)
-ST_READY = const(2)
-F_NEEDLE_HOME_NOT_FOUND = const(2)
-F_PLUNGER_HOME_NOT_FOUND = const(3)
-F_NEEDLE_HOME_STUCK = const(12)
-F_PLUNGER_REAR_STUCK = const(13)
-N_NONE = const(0)
-IDLE = const(0)
-FORWARD = const(1)
-BACKWARD = const(0)
-SETTLE_MAX_STEPS = const(24)
-OUT_DRIVERS = const(6)
-STATE = const(9)
-NOTICE = const(13)
-NEEDLE_EMITTED = const(18)
-PLUNGER_EMITTED = const(19)
-HOME_STEP = const(26)
-HOME_FOUND = const(27)
-TRIP_POS = const(28)
-COMP_LEFT = const(33)
-PRIMED = const(36)
-HOMED = const(37)
-FLUID_STEPS = const(47)
-HOME_STUCK_N = const(57)
-HOME_STUCK_P = const(58)
-RELEASE_N = const(59)
-RELEASE_P = const(60)
-HOME_PLUNGER_STEP = const(65)
-A_POS = const(0)
-A_ORIGIN = const(1)
-A_PHASE = const(2)
-NA = const(111)
-PA = const(131)
-H_KIND = const(0)
-H_AXIS = const(1)
-H_PLAN = const(2)
-H_DIR = const(3)
-H_SWITCH = const(4)
-H_NOT_FOUND = const(5)
-H_STUCK = const(6)
-H_RELEASE = const(7)
-H_SIZE = const(8)
-HOMING_STEPS = const(198)
-HOMING_STEPS_MAX = const(9)
-HOMING_END = const(270)
-ROW_SIZE = const(9)
-PL_NEEDLE_SEEK = const(271)
-PL_NEEDLE_BACKOFF = const(280)
-PL_NEEDLE_APPROACH = const(289)
-PL_PLUNGER_SEEK = const(298)
-PL_PLUNGER_BACKOFF = const(307)
-PL_PLUNGER_APPROACH = const(316)
-PL_SETTLE = const(451)
+_SW_NEEDLE_HOME = const(1)
+_SW_PLUNGER_REAR = const(2)
+_ST_HOMING = const(1)
+_ST_READY = const(2)
+_F_NEEDLE_HOME_NOT_FOUND = const(2)
+_F_PLUNGER_HOME_NOT_FOUND = const(3)
+_F_NEEDLE_HOME_STUCK = const(12)
+_F_PLUNGER_REAR_STUCK = const(13)
+_N_NONE = const(0)
+_IDLE = const(0)
+_FORWARD = const(1)
+_BACKWARD = const(0)
+_SETTLE_MAX_STEPS = const(24)
+_OUT_DRIVERS = const(6)
+_STATE = const(9)
+_NOTICE = const(13)
+_NEEDLE_EMITTED = const(18)
+_PLUNGER_EMITTED = const(19)
+_HOME_STEP = const(26)
+_HOME_FOUND = const(27)
+_TRIP_POS = const(28)
+_COMP_LEFT = const(33)
+_PRIMED = const(36)
+_HOMED = const(37)
+_FLUID_STEPS = const(47)
+_HOME_STUCK_N = const(57)
+_HOME_STUCK_P = const(58)
+_RELEASE_N = const(59)
+_RELEASE_P = const(60)
+_HOME_PLUNGER_STEP = const(65)
+_A_POS = const(0)
+_A_ORIGIN = const(1)
+_A_PHASE = const(2)
+_NA = const(111)
+_PA = const(131)
+_H_KIND = const(0)
+_H_AXIS = const(1)
+_H_PLAN = const(2)
+_H_DIR = const(3)
+_H_SWITCH = const(4)
+_H_NOT_FOUND = const(5)
+_H_STUCK = const(6)
+_H_RELEASE = const(7)
+_H_SIZE = const(8)
+_HOMING_STEPS = const(198)
+_HOMING_STEPS_MAX = const(9)
+_HOMING_END = const(270)
+_ROW_SIZE = const(9)
+_PL_NEEDLE_SEEK = const(271)
+_PL_NEEDLE_BACKOFF = const(280)
+_PL_NEEDLE_APPROACH = const(289)
+_PL_PLUNGER_SEEK = const(298)
+_PL_PLUNGER_BACKOFF = const(307)
+_PL_PLUNGER_APPROACH = const(316)
+_PL_SETTLE = const(451)
 # ---- end of the written constants ----
 
 # What a row does
@@ -84,41 +84,41 @@ SETTLE = const(3)  # zero the axis where the switch closed, then move there
 # Per axis: its switch, the fault when a seek misses it, the fault when it
 # sticks, and the S slot of the distance within which a working switch opens.
 _AXES = {
-    NA: (SW_NEEDLE_HOME, F_NEEDLE_HOME_NOT_FOUND, F_NEEDLE_HOME_STUCK, RELEASE_N),
-    PA: (SW_PLUNGER_REAR, F_PLUNGER_HOME_NOT_FOUND, F_PLUNGER_REAR_STUCK, RELEASE_P),
+    _NA: (_SW_NEEDLE_HOME, _F_NEEDLE_HOME_NOT_FOUND, _F_NEEDLE_HOME_STUCK, _RELEASE_N),
+    _PA: (_SW_PLUNGER_REAR, _F_PLUNGER_HOME_NOT_FOUND, _F_PLUNGER_REAR_STUCK, _RELEASE_P),
 }
 
 # (what, axis, plan row, direction), in order
 STEPS = (
-    (SEEK, NA, PL_NEEDLE_SEEK, BACKWARD),
-    (BACKOFF, NA, PL_NEEDLE_BACKOFF, FORWARD),
-    (SEEK, NA, PL_NEEDLE_APPROACH, BACKWARD),
-    (SETTLE, NA, 0, FORWARD),
-    (SEEK, PA, PL_PLUNGER_SEEK, BACKWARD),
-    (BACKOFF, PA, PL_PLUNGER_BACKOFF, FORWARD),
-    (SEEK, PA, PL_PLUNGER_APPROACH, BACKWARD),
-    (SETTLE, PA, 0, FORWARD),
+    (SEEK, _NA, _PL_NEEDLE_SEEK, _BACKWARD),
+    (BACKOFF, _NA, _PL_NEEDLE_BACKOFF, _FORWARD),
+    (SEEK, _NA, _PL_NEEDLE_APPROACH, _BACKWARD),
+    (SETTLE, _NA, 0, _FORWARD),
+    (SEEK, _PA, _PL_PLUNGER_SEEK, _BACKWARD),
+    (BACKOFF, _PA, _PL_PLUNGER_BACKOFF, _FORWARD),
+    (SEEK, _PA, _PL_PLUNGER_APPROACH, _BACKWARD),
+    (SETTLE, _PA, 0, _FORWARD),
 )
 
 
 def load(s):
     """Write STEPS into S, and where loading starts (the plunger's first row)."""
-    if len(STEPS) >= HOMING_STEPS_MAX:
+    if len(STEPS) >= _HOMING_STEPS_MAX:
         raise ValueError("homing.STEPS has %d rows; layout.HOMING_STEPS_MAX is %d (one for the end)"
-                         % (len(STEPS), HOMING_STEPS_MAX))
-    for i in range(HOMING_STEPS, HOMING_END):
+                         % (len(STEPS), _HOMING_STEPS_MAX))
+    for i in range(_HOMING_STEPS, _HOMING_END):
         s[i] = 0
-    s[HOME_STEP] = HOMING_STEPS + len(STEPS) * H_SIZE  # the end row: nothing under way
-    s[HOME_PLUNGER_STEP] = -1
+    s[_HOME_STEP] = _HOMING_STEPS + len(STEPS) * _H_SIZE  # the end row: nothing under way
+    s[_HOME_PLUNGER_STEP] = -1
     for i, (kind, ax, row, direction) in enumerate(STEPS):
-        at = HOMING_STEPS + i * H_SIZE
+        at = _HOMING_STEPS + i * _H_SIZE
         switch, not_found, stuck, release = _AXES[ax]
-        for field, v in ((H_KIND, kind), (H_AXIS, ax), (H_PLAN, row), (H_DIR, direction),
-                         (H_SWITCH, switch), (H_NOT_FOUND, not_found), (H_STUCK, stuck),
-                         (H_RELEASE, release)):
+        for field, v in ((_H_KIND, kind), (_H_AXIS, ax), (_H_PLAN, row), (_H_DIR, direction),
+                         (_H_SWITCH, switch), (_H_NOT_FOUND, not_found), (_H_STUCK, stuck),
+                         (_H_RELEASE, release)):
             s[at + field] = v
-        if ax == PA and s[HOME_PLUNGER_STEP] < 0:
-            s[HOME_PLUNGER_STEP] = at
+        if ax == _PA and s[_HOME_PLUNGER_STEP] < 0:
+            s[_HOME_PLUNGER_STEP] = at
 
 
 def plan(core, ramp_at):
@@ -132,20 +132,20 @@ def plan(core, ramp_at):
     needle_fast = M.NEEDLE_HOME_FAST_UM_S * ns // 1000
     plunger_fast = M.PLUNGER_HOME_FAST_UM_S * ps // 1000
     moves = (
-        ("needle seek", PL_NEEDLE_SEEK, M.um_to_needle_steps(M.NEEDLE_TRAVEL_UM + M.HOME_MARGIN_UM),
+        ("needle seek", _PL_NEEDLE_SEEK, M.um_to_needle_steps(M.NEEDLE_TRAVEL_UM + M.HOME_MARGIN_UM),
          needle_fast, na),
-        ("needle back-off", PL_NEEDLE_BACKOFF, nb, needle_fast, na),
-        ("needle approach", PL_NEEDLE_APPROACH, 2 * nb, M.NEEDLE_HOME_SLOW_UM_S * ns // 1000, na),
-        ("plunger seek", PL_PLUNGER_SEEK,
+        ("needle back-off", _PL_NEEDLE_BACKOFF, nb, needle_fast, na),
+        ("needle approach", _PL_NEEDLE_APPROACH, 2 * nb, M.NEEDLE_HOME_SLOW_UM_S * ns // 1000, na),
+        ("plunger seek", _PL_PLUNGER_SEEK,
          M.um_to_plunger_steps(M.PLUNGER_TRAVEL_UM + M.HOME_MARGIN_UM), plunger_fast, pa),
-        ("plunger back-off", PL_PLUNGER_BACKOFF, pb, plunger_fast, pa),
-        ("plunger approach", PL_PLUNGER_APPROACH, 2 * pb, M.PLUNGER_HOME_SLOW_UM_S * ps // 1000, pa),
+        ("plunger back-off", _PL_PLUNGER_BACKOFF, pb, plunger_fast, pa),
+        ("plunger approach", _PL_PLUNGER_APPROACH, 2 * pb, M.PLUNGER_HOME_SLOW_UM_S * ps // 1000, pa),
     )
     s = core.S
-    s[HOME_STUCK_N] = M.um_to_needle_steps(M.HOME_STUCK_UM)
-    s[HOME_STUCK_P] = M.um_to_plunger_steps(M.HOME_STUCK_UM)
-    s[RELEASE_N] = M.um_to_needle_steps(M.SWITCH_RELEASE_UM)
-    s[RELEASE_P] = M.um_to_plunger_steps(M.SWITCH_RELEASE_UM)
+    s[_HOME_STUCK_N] = M.um_to_needle_steps(M.HOME_STUCK_UM)
+    s[_HOME_STUCK_P] = M.um_to_plunger_steps(M.HOME_STUCK_UM)
+    s[_RELEASE_N] = M.um_to_needle_steps(M.SWITCH_RELEASE_UM)
+    s[_RELEASE_P] = M.um_to_plunger_steps(M.SWITCH_RELEASE_UM)
     return tuple(core.new_plan(name, row, next(ramp_at)).set(dist, speed, accel)
                  for name, row, dist, speed, accel in moves)
 
@@ -154,9 +154,9 @@ def plan_settles(core, ramp_at, ramp_ticks):
     """The short moves from where a seek stopped to exactly zero: d steps at PL_SETTLE + d rows."""
     speed = M.NEEDLE_HOME_SLOW_UM_S * M.NEEDLE_STEPS_PER_MM // 1000
     accel = M.um_to_needle_steps(M.NEEDLE_ACCEL_UM_S2)
-    return [core.new_plan("settle %d" % d, PL_SETTLE + d * ROW_SIZE, ramp_at + d * 2 * ramp_ticks,
+    return [core.new_plan("settle %d" % d, _PL_SETTLE + d * _ROW_SIZE, ramp_at + d * 2 * ramp_ticks,
                       ramp_ticks).set(d, speed, accel)
-            for d in range(SETTLE_MAX_STEPS + 1)]
+            for d in range(_SETTLE_MAX_STEPS + 1)]
 
 
 # ---- the tick's part ------------------------------------------------------------------------
@@ -166,76 +166,76 @@ def plan_settles(core, ramp_at, ramp_ticks):
 def begin_homing(sbuf, plunger_only: int):
     """Start homing both axes, or the plunger alone (loading a syringe)."""
     s = ptr32(sbuf)
-    s[OUT_DRIVERS] = 1
-    s[NOTICE] = N_NONE
-    s[HOME_FOUND] = 0
-    s[STATE] = ST_HOMING
+    s[_OUT_DRIVERS] = 1
+    s[_NOTICE] = _N_NONE
+    s[_HOME_FOUND] = 0
+    s[_STATE] = _ST_HOMING
     if plunger_only:
-        _begin_step(sbuf, s[HOME_PLUNGER_STEP])
+        _begin_step(sbuf, s[_HOME_PLUNGER_STEP])
     else:
-        s[HOMED] = 0
-        _begin_step(sbuf, HOMING_STEPS)
+        s[_HOMED] = 0
+        _begin_step(sbuf, _HOMING_STEPS)
 
 
 @micropython.viper
 def _begin_step(sbuf, k: int):
     """Start the move of the row at S[k]; at the end row, homing is done."""
     s = ptr32(sbuf)
-    s[HOME_STEP] = k
-    kind = s[k + H_KIND]
-    ax = s[k + H_AXIS]
+    s[_HOME_STEP] = k
+    kind = s[k + _H_KIND]
+    ax = s[k + _H_AXIS]
     if kind == DONE:
         # The plunger face rests at the rear switch: where a full syringe sits.
-        s[FLUID_STEPS] = 0
-        s[COMP_LEFT] = 0
-        s[PRIMED] = 0
-        s[HOMED] = 1
-        s[STATE] = ST_READY
+        s[_FLUID_STEPS] = 0
+        s[_COMP_LEFT] = 0
+        s[_PRIMED] = 0
+        s[_HOMED] = 1
+        s[_STATE] = _ST_READY
     elif kind == SETTLE:
-        trip = s[TRIP_POS]  # the axis's zero moves to where the switch closed
-        s[ax + A_POS] -= trip
-        s[ax + A_ORIGIN] += trip
-        off = s[ax + A_POS]
-        if off > SETTLE_MAX_STEPS or off < -SETTLE_MAX_STEPS:
-            fault(sbuf, s[k + H_NOT_FOUND])
+        trip = s[_TRIP_POS]  # the axis's zero moves to where the switch closed
+        s[ax + _A_POS] -= trip
+        s[ax + _A_ORIGIN] += trip
+        off = s[ax + _A_POS]
+        if off > _SETTLE_MAX_STEPS or off < -_SETTLE_MAX_STEPS:
+            fault(sbuf, s[k + _H_NOT_FOUND])
         elif off < 0:
-            start(sbuf, ax, PL_SETTLE + ROW_SIZE * (0 - off), FORWARD)
+            start(sbuf, ax, _PL_SETTLE + _ROW_SIZE * (0 - off), _FORWARD)
         else:
-            start(sbuf, ax, PL_SETTLE + ROW_SIZE * off, BACKWARD)
-    elif ax == PA:
-        plunger_start(sbuf, s[k + H_PLAN], s[k + H_DIR])
+            start(sbuf, ax, _PL_SETTLE + _ROW_SIZE * off, _BACKWARD)
+    elif ax == _PA:
+        plunger_start(sbuf, s[k + _H_PLAN], s[k + _H_DIR])
     else:
-        start(sbuf, ax, s[k + H_PLAN], s[k + H_DIR])
+        start(sbuf, ax, s[k + _H_PLAN], s[k + _H_DIR])
 
 
 @micropython.viper
 def homing_tick(sbuf, sw: int):
     s = ptr32(sbuf)
-    k = s[HOME_STEP]
-    kind = s[k + H_KIND]
-    ax = s[k + H_AXIS]
-    switch = s[k + H_SWITCH]
-    emitted = s[NEEDLE_EMITTED] if ax == NA else s[PLUNGER_EMITTED]
-    if kind == BACKOFF and sw & switch and emitted - s[TRIP_POS] > s[s[k + H_RELEASE]]:
+    k = s[_HOME_STEP]
+    kind = s[k + _H_KIND]
+    ax = s[k + _H_AXIS]
+    switch = s[k + _H_SWITCH]
+    emitted = s[_NEEDLE_EMITTED] if ax == _NA else s[_PLUNGER_EMITTED]
+    if kind == BACKOFF and sw & switch and emitted - s[_TRIP_POS] > s[s[k + _H_RELEASE]]:
         # A working switch opens within a fraction of a millimetre: a stuck
         # one must not lead the needle a full back-off deeper (H12).
-        fault(sbuf, s[k + H_STUCK])
+        fault(sbuf, s[k + _H_STUCK])
         return
-    if kind == SEEK and s[HOME_FOUND] == 0 and sw & switch:
-        s[HOME_FOUND] = 1
+    if kind == SEEK and s[_HOME_FOUND] == 0 and sw & switch:
+        s[_HOME_FOUND] = 1
         # Zero is where the switch closed: where the motor was when it was read,
         # not the commanded position, which runs ahead by the FIFO lead.
-        s[TRIP_POS] = emitted
+        s[_TRIP_POS] = emitted
         stop(sbuf, ax)
-    if s[ax + A_PHASE] != IDLE:
+    if s[ax + _A_PHASE] != _IDLE:
         return
-    if kind == SEEK and s[HOME_FOUND] == 0:
+    if kind == SEEK and s[_HOME_FOUND] == 0:
         # Full travel plus margin and no switch: broken or blocked (H12).
-        fault(sbuf, s[k + H_NOT_FOUND])
+        fault(sbuf, s[k + _H_NOT_FOUND])
         return
-    s[HOME_FOUND] = 0
+    s[_HOME_FOUND] = 0
     if kind == BACKOFF and sw & switch:
         # Backed off a millimetre and the switch is still closed: stuck (H12).
-        fault(sbuf, s[k + H_STUCK])
+        fault(sbuf, s[k + _H_STUCK])
         return
-    _begin_step(sbuf, k + H_SIZE)
+    _begin_step(sbuf, k + _H_SIZE)

@@ -20,50 +20,50 @@ from .compat import const, micropython, ptr32
 from .motion import plunger_start, start, stop
 
 # ---- constants written by `make consts` from codes.py, layout.py: do not edit ----
-SW_NEEDLE_HOME = const(1)
-ALARM_FAULT = const(2)
-ST_FAULT = const(10)
-ST_RELIEF = const(11)
-PUNCTURING_MASK = const(120)
-NO_RECOVERY_MASK = const(2563)
-REC_NONE = const(0)
-REC_RELIEF = const(1)
-REC_NEEDLE_BY_COUNT = const(3)
-IDLE = const(0)
-BACKWARD = const(0)
-IN_NCOUNT = const(2)
-IN_PCOUNT = const(3)
-OUT_PUT = const(4)
-OUT_HALT = const(5)
-OUT_DRIVERS = const(6)
-OUT_ALARM = const(7)
-STATE = const(9)
-FAULT = const(10)
-FAULT_TICK = const(11)
-FAULT_WAS = const(12)
-TICKS = const(15)
-RECOVERY = const(21)
-RELIEF_BY_COUNT = const(22)
-RELIEF_PHASE = const(23)
-NWIN = const(24)
-PWIN = const(25)
-PUNCTURE_FLUID0 = const(32)
-COMP_LEFT = const(33)
-HOMED = const(37)
-FLUID_STEPS = const(47)
-DELIVERED = const(48)
-RELIEF_MN = const(53)
-NRING = const(90)
-PRING = const(98)
-A_POS = const(0)
-A_ORIGIN = const(1)
-A_PHASE = const(2)
-NA = const(111)
-PA = const(131)
-FAULT_RECOVERY = const(151)
-FAULT_COUNT = const(16)
-PL_NEEDLE_SEEK = const(271)
-PL_RELIEF = const(352)
+_SW_NEEDLE_HOME = const(1)
+_ALARM_FAULT = const(2)
+_ST_FAULT = const(10)
+_ST_RELIEF = const(11)
+_PUNCTURING_MASK = const(120)
+_NO_RECOVERY_MASK = const(2563)
+_REC_NONE = const(0)
+_REC_RELIEF = const(1)
+_REC_NEEDLE_BY_COUNT = const(3)
+_IDLE = const(0)
+_BACKWARD = const(0)
+_IN_NCOUNT = const(2)
+_IN_PCOUNT = const(3)
+_OUT_PUT = const(4)
+_OUT_HALT = const(5)
+_OUT_DRIVERS = const(6)
+_OUT_ALARM = const(7)
+_STATE = const(9)
+_FAULT = const(10)
+_FAULT_TICK = const(11)
+_FAULT_WAS = const(12)
+_TICKS = const(15)
+_RECOVERY = const(21)
+_RELIEF_BY_COUNT = const(22)
+_RELIEF_PHASE = const(23)
+_NWIN = const(24)
+_PWIN = const(25)
+_PUNCTURE_FLUID0 = const(32)
+_COMP_LEFT = const(33)
+_HOMED = const(37)
+_FLUID_STEPS = const(47)
+_DELIVERED = const(48)
+_RELIEF_MN = const(53)
+_NRING = const(90)
+_PRING = const(98)
+_A_POS = const(0)
+_A_ORIGIN = const(1)
+_A_PHASE = const(2)
+_NA = const(111)
+_PA = const(131)
+_FAULT_RECOVERY = const(151)
+_FAULT_COUNT = const(16)
+_PL_NEEDLE_SEEK = const(271)
+_PL_RELIEF = const(352)
 # ---- end of the written constants ----
 
 
@@ -74,15 +74,15 @@ RELIEF_NEEDLE = const(1)  # the needle withdraws
 
 def load(s):
     """Write the fault table's recovery column into S (once, at start)."""
-    if len(FAULTS) > FAULT_COUNT:
-        raise ValueError("codes.FAULTS has %d rows; layout.FAULT_COUNT is %d" % (len(FAULTS), FAULT_COUNT))
+    if len(FAULTS) > _FAULT_COUNT:
+        raise ValueError("codes.FAULTS has %d rows; layout.FAULT_COUNT is %d" % (len(FAULTS), _FAULT_COUNT))
     for code, row in enumerate(FAULTS):
-        s[FAULT_RECOVERY + code] = row[2]
+        s[_FAULT_RECOVERY + code] = row[2]
 
 
 def plan(core, ramp_at):
     """The relief move: the plunger backs off at most RELIEF_MAX_UM while the pressure falls."""
-    return core.new_plan("relief", PL_RELIEF, next(ramp_at)).set(
+    return core.new_plan("relief", _PL_RELIEF, next(ramp_at)).set(
         M.um_to_plunger_steps(M.RELIEF_MAX_UM),
         M.RELIEF_SPEED_UM_S * M.PLUNGER_STEPS_PER_MM // 1000,
         M.um_to_plunger_steps(M.PLUNGER_ACCEL_UM_S2))
@@ -92,90 +92,90 @@ def plan(core, ramp_at):
 def fault(sbuf, code: int):
     """Stop now: halt both axes (the driver flushes them), drivers off, latch, alarm (H6)."""
     s = ptr32(sbuf)
-    s[OUT_HALT] = 1
-    s[OUT_PUT] = 0  # this tick's words so far are dropped with the queue
-    s[NA + A_PHASE] = IDLE
-    s[PA + A_PHASE] = IDLE
-    s[OUT_DRIVERS] = 0
+    s[_OUT_HALT] = 1
+    s[_OUT_PUT] = 0  # this tick's words so far are dropped with the queue
+    s[_NA + _A_PHASE] = _IDLE
+    s[_PA + _A_PHASE] = _IDLE
+    s[_OUT_DRIVERS] = 0
     i = 0
     while i < 8:
-        s[NRING + i] = 0
-        s[PRING + i] = 0
+        s[_NRING + i] = 0
+        s[_PRING + i] = 0
         i += 1
-    s[NWIN] = 0
-    s[PWIN] = 0
-    s[FAULT] = code
-    s[FAULT_TICK] = s[TICKS]
-    s[FAULT_WAS] = s[STATE]
-    s[STATE] = ST_FAULT
-    s[HOMED] = 0
-    s[OUT_ALARM] = ALARM_FAULT
+    s[_NWIN] = 0
+    s[_PWIN] = 0
+    s[_FAULT] = code
+    s[_FAULT_TICK] = s[_TICKS]
+    s[_FAULT_WAS] = s[_STATE]
+    s[_STATE] = _ST_FAULT
+    s[_HOMED] = 0
+    s[_OUT_ALARM] = _ALARM_FAULT
 
 
 @micropython.viper
 def after_halt(sbuf):
     """After the driver halted the axes and re-read the counters: what the fault left."""
     s = ptr32(sbuf)
-    s[OUT_HALT] = 0
+    s[_OUT_HALT] = 0
     # What was flushed never ran: the axes are where the motors are, and the
     # syringe lost none of the plunger steps that were thrown away.
-    s[NA + A_POS] = s[IN_NCOUNT] - s[NA + A_ORIGIN]
-    e = s[IN_PCOUNT] - s[PA + A_ORIGIN]
-    s[FLUID_STEPS] -= s[PA + A_POS] - e
-    s[PA + A_POS] = e
-    s[COMP_LEFT] = 0
-    was = s[FAULT_WAS]
-    if (1 << was) & PUNCTURING_MASK:
+    s[_NA + _A_POS] = s[_IN_NCOUNT] - s[_NA + _A_ORIGIN]
+    e = s[_IN_PCOUNT] - s[_PA + _A_ORIGIN]
+    s[_FLUID_STEPS] -= s[_PA + _A_POS] - e
+    s[_PA + _A_POS] = e
+    s[_COMP_LEFT] = 0
+    was = s[_FAULT_WAS]
+    if (1 << was) & _PUNCTURING_MASK:
         # A puncture cut short still delivered what the plunger pushed: it
         # counts toward the session (H1) though it makes no puncture record.
-        cut = s[FLUID_STEPS] - s[PUNCTURE_FLUID0]
+        cut = s[_FLUID_STEPS] - s[_PUNCTURE_FLUID0]
         if cut > 0:
-            s[DELIVERED] += cut
+            s[_DELIVERED] += cut
     # After the stop, only moves that make things safer, and only when the
     # axis that makes them is known to work: never after homing, loading or
     # a recovery, and the needle withdraws only when it is in.
-    rec = REC_NONE
-    if (1 << was) & NO_RECOVERY_MASK == 0:
-        rec = s[FAULT_RECOVERY + s[FAULT]]
-        if rec != REC_RELIEF and s[NA + A_POS] <= 0:
-            rec = REC_NONE
-    s[RECOVERY] = rec
+    rec = _REC_NONE
+    if (1 << was) & _NO_RECOVERY_MASK == 0:
+        rec = s[_FAULT_RECOVERY + s[_FAULT]]
+        if rec != _REC_RELIEF and s[_NA + _A_POS] <= 0:
+            rec = _REC_NONE
+    s[_RECOVERY] = rec
 
 
 @micropython.viper
 def start_recovery(sbuf):
     """First tick after a fault that allows it: drivers back on, start backing off."""
     s = ptr32(sbuf)
-    s[OUT_DRIVERS] = 1
-    rec = s[RECOVERY]
-    s[RELIEF_BY_COUNT] = 1 if rec == REC_NEEDLE_BY_COUNT else 0
-    if rec == REC_RELIEF:
-        plunger_start(sbuf, PL_RELIEF, BACKWARD)
-        s[RELIEF_PHASE] = RELIEF_PLUNGER
+    s[_OUT_DRIVERS] = 1
+    rec = s[_RECOVERY]
+    s[_RELIEF_BY_COUNT] = 1 if rec == _REC_NEEDLE_BY_COUNT else 0
+    if rec == _REC_RELIEF:
+        plunger_start(sbuf, _PL_RELIEF, _BACKWARD)
+        s[_RELIEF_PHASE] = RELIEF_PLUNGER
     else:
-        start(sbuf, NA, PL_NEEDLE_SEEK, BACKWARD)
-        s[RELIEF_PHASE] = RELIEF_NEEDLE
-    s[RECOVERY] = REC_NONE
-    s[STATE] = ST_RELIEF
+        start(sbuf, _NA, _PL_NEEDLE_SEEK, _BACKWARD)
+        s[_RELIEF_PHASE] = RELIEF_NEEDLE
+    s[_RECOVERY] = _REC_NONE
+    s[_STATE] = _ST_RELIEF
 
 
 @micropython.viper
 def relief_tick(sbuf, sw: int, force: int):
     """Plunger back until the pressure is down, then the needle out to home."""
     s = ptr32(sbuf)
-    if s[RELIEF_PHASE] == RELIEF_PLUNGER:
-        if s[PA + A_PHASE] != IDLE:
-            if force < s[RELIEF_MN]:
-                stop(sbuf, PA)
+    if s[_RELIEF_PHASE] == RELIEF_PLUNGER:
+        if s[_PA + _A_PHASE] != _IDLE:
+            if force < s[_RELIEF_MN]:
+                stop(sbuf, _PA)
             return
-        start(sbuf, NA, PL_NEEDLE_SEEK, BACKWARD)
-        s[RELIEF_PHASE] = RELIEF_NEEDLE
+        start(sbuf, _NA, _PL_NEEDLE_SEEK, _BACKWARD)
+        s[_RELIEF_PHASE] = RELIEF_NEEDLE
         return
-    if s[NA + A_PHASE] != IDLE:
-        if s[NA + A_POS] <= 0 or (sw & SW_NEEDLE_HOME and s[RELIEF_BY_COUNT] == 0):
-            stop(sbuf, NA)
+    if s[_NA + _A_PHASE] != _IDLE:
+        if s[_NA + _A_POS] <= 0 or (sw & _SW_NEEDLE_HOME and s[_RELIEF_BY_COUNT] == 0):
+            stop(sbuf, _NA)
         return
-    if s[NWIN] or s[PWIN]:
+    if s[_NWIN] or s[_PWIN]:
         return  # the last steps are still queued: drivers off once the motors have made them
-    s[OUT_DRIVERS] = 0
-    s[STATE] = ST_FAULT  # latched: the operator acknowledges
+    s[_OUT_DRIVERS] = 0
+    s[_STATE] = _ST_FAULT  # latched: the operator acknowledges

@@ -12,42 +12,42 @@ reverses, so the syringe moves by exactly the planned fluid steps.
 from .compat import const, micropython, ptr16, ptr32
 
 # ---- constants written by `make consts` from layout.py: do not edit ----
-IDLE = const(0)
-ACCEL = const(1)
-CRUISE = const(2)
-DECEL = const(3)
-COMP_LEFT = const(33)
-BACKLASH = const(54)
-PAD_WORDS = const(61)
-A_POS = const(0)
-A_PHASE = const(2)
-A_DIR = const(3)
-A_LAST_DIR = const(4)
-A_LAST_N = const(5)
-A_I = const(6)
-A_K = const(7)
-A_CRUISE = const(8)
-A_Q = const(9)
-A_R = const(10)
-A_DEN = const(11)
-A_ACC = const(12)
-A_UP = const(13)
-A_DOWN = const(14)
-A_WORD = const(15)
-A_WORD2 = const(16)
-A_ROW = const(17)
-A_MOVES = const(18)
-A_TICKED = const(19)
-PA = const(131)
-R_DIST = const(0)
-R_K = const(1)
-R_CRUISE = const(2)
-R_Q = const(3)
-R_R = const(4)
-R_DEN = const(5)
-R_ACC0 = const(6)
-R_UP = const(7)
-R_DOWN = const(8)
+_IDLE = const(0)
+_ACCEL = const(1)
+_CRUISE = const(2)
+_DECEL = const(3)
+_COMP_LEFT = const(33)
+_BACKLASH = const(54)
+_PAD_WORDS = const(61)
+_A_POS = const(0)
+_A_PHASE = const(2)
+_A_DIR = const(3)
+_A_LAST_DIR = const(4)
+_A_LAST_N = const(5)
+_A_I = const(6)
+_A_K = const(7)
+_A_CRUISE = const(8)
+_A_Q = const(9)
+_A_R = const(10)
+_A_DEN = const(11)
+_A_ACC = const(12)
+_A_UP = const(13)
+_A_DOWN = const(14)
+_A_WORD = const(15)
+_A_WORD2 = const(16)
+_A_ROW = const(17)
+_A_MOVES = const(18)
+_A_TICKED = const(19)
+_PA = const(131)
+_R_DIST = const(0)
+_R_K = const(1)
+_R_CRUISE = const(2)
+_R_Q = const(3)
+_R_R = const(4)
+_R_DEN = const(5)
+_R_ACC0 = const(6)
+_R_UP = const(7)
+_R_DOWN = const(8)
 # ---- end of the written constants ----
 
 
@@ -55,86 +55,86 @@ R_DOWN = const(8)
 def start(sbuf, ax: int, row: int, direction: int):
     """Begin the planned move at S[row] on the axis whose block is at S[ax]."""
     s = ptr32(sbuf)
-    s[ax + A_K] = s[row + R_K]
-    s[ax + A_CRUISE] = s[row + R_CRUISE]
-    s[ax + A_Q] = s[row + R_Q]
-    s[ax + A_R] = s[row + R_R]
-    s[ax + A_DEN] = s[row + R_DEN]
-    s[ax + A_ACC] = s[row + R_ACC0]
-    s[ax + A_UP] = s[row + R_UP]
-    s[ax + A_DOWN] = s[row + R_DOWN]
-    s[ax + A_I] = 0
-    s[ax + A_DIR] = direction
-    s[ax + A_ROW] = row
-    s[ax + A_MOVES] = (s[ax + A_MOVES] + 1) & 0x3FFFFFFF
-    if s[row + R_DIST]:
-        s[ax + A_PHASE] = ACCEL
-        s[ax + A_LAST_DIR] = direction
+    s[ax + _A_K] = s[row + _R_K]
+    s[ax + _A_CRUISE] = s[row + _R_CRUISE]
+    s[ax + _A_Q] = s[row + _R_Q]
+    s[ax + _A_R] = s[row + _R_R]
+    s[ax + _A_DEN] = s[row + _R_DEN]
+    s[ax + _A_ACC] = s[row + _R_ACC0]
+    s[ax + _A_UP] = s[row + _R_UP]
+    s[ax + _A_DOWN] = s[row + _R_DOWN]
+    s[ax + _A_I] = 0
+    s[ax + _A_DIR] = direction
+    s[ax + _A_ROW] = row
+    s[ax + _A_MOVES] = (s[ax + _A_MOVES] + 1) & 0x3FFFFFFF
+    if s[row + _R_DIST]:
+        s[ax + _A_PHASE] = _ACCEL
+        s[ax + _A_LAST_DIR] = direction
     else:
-        s[ax + A_PHASE] = IDLE
+        s[ax + _A_PHASE] = _IDLE
 
 
 @micropython.viper
 def stop(sbuf, ax: int):
     """Decelerate to a stop along the move's own ramp (switch found, trigger released)."""
     s = ptr32(sbuf)
-    ph = s[ax + A_PHASE]
-    if ph == ACCEL:
-        if s[ax + A_I] == 0:  # not a step made yet
-            s[ax + A_PHASE] = IDLE
+    ph = s[ax + _A_PHASE]
+    if ph == _ACCEL:
+        if s[ax + _A_I] == 0:  # not a step made yet
+            s[ax + _A_PHASE] = _IDLE
             return
-        s[ax + A_I] = s[ax + A_K] - s[ax + A_I]  # the decel tick whose speed matches
-        s[ax + A_PHASE] = DECEL
-    elif ph == CRUISE:
-        s[ax + A_I] = 0
-        s[ax + A_PHASE] = DECEL
+        s[ax + _A_I] = s[ax + _A_K] - s[ax + _A_I]  # the decel tick whose speed matches
+        s[ax + _A_PHASE] = _DECEL
+    elif ph == _CRUISE:
+        s[ax + _A_I] = 0
+        s[ax + _A_PHASE] = _DECEL
 
 
 @micropython.viper
 def axis_tick(sbuf, ax: int, rbuf, wbuf) -> int:
     """This tick's step count from the running move, its two words into the block."""
     s = ptr32(sbuf)
-    ph = s[ax + A_PHASE]
+    ph = s[ax + _A_PHASE]
     n = 0
-    if ph == CRUISE:
-        n = s[ax + A_Q]
-        acc = s[ax + A_ACC] + s[ax + A_R]
-        if acc >= s[ax + A_DEN]:
-            acc -= s[ax + A_DEN]
+    if ph == _CRUISE:
+        n = s[ax + _A_Q]
+        acc = s[ax + _A_ACC] + s[ax + _A_R]
+        if acc >= s[ax + _A_DEN]:
+            acc -= s[ax + _A_DEN]
             n += 1
-        s[ax + A_ACC] = acc
-        c = s[ax + A_CRUISE] - 1
-        s[ax + A_CRUISE] = c
+        s[ax + _A_ACC] = acc
+        c = s[ax + _A_CRUISE] - 1
+        s[ax + _A_CRUISE] = c
         if c <= 0:
-            s[ax + A_I] = 0
-            s[ax + A_PHASE] = DECEL
-    elif ph == ACCEL:
+            s[ax + _A_I] = 0
+            s[ax + _A_PHASE] = _DECEL
+    elif ph == _ACCEL:
         r = ptr16(rbuf)
-        i = s[ax + A_I]
-        n = r[s[ax + A_UP] + i]
+        i = s[ax + _A_I]
+        n = r[s[ax + _A_UP] + i]
         i += 1
-        if i >= s[ax + A_K]:
+        if i >= s[ax + _A_K]:
             i = 0
-            s[ax + A_PHASE] = CRUISE if s[ax + A_CRUISE] > 0 else DECEL
-        s[ax + A_I] = i
-    elif ph == DECEL:
+            s[ax + _A_PHASE] = _CRUISE if s[ax + _A_CRUISE] > 0 else _DECEL
+        s[ax + _A_I] = i
+    elif ph == _DECEL:
         r = ptr16(rbuf)
-        i = s[ax + A_I]
-        n = r[s[ax + A_DOWN] + i]
+        i = s[ax + _A_I]
+        n = r[s[ax + _A_DOWN] + i]
         i += 1
-        if i >= s[ax + A_K]:
-            s[ax + A_PHASE] = IDLE
-        s[ax + A_I] = i
+        if i >= s[ax + _A_K]:
+            s[ax + _A_PHASE] = _IDLE
+        s[ax + _A_I] = i
     w = ptr32(wbuf)
-    d = s[ax + A_DIR]
-    s[ax + A_WORD] = w[n] | d
-    s[ax + A_WORD2] = w[s[PAD_WORDS] + n] | d
+    d = s[ax + _A_DIR]
+    s[ax + _A_WORD] = w[n] | d
+    s[ax + _A_WORD2] = w[s[_PAD_WORDS] + n] | d
     if d:
-        s[ax + A_POS] += n
+        s[ax + _A_POS] += n
     else:
-        s[ax + A_POS] -= n
-    s[ax + A_LAST_N] = n
-    s[ax + A_TICKED] = s[ax + A_MOVES]
+        s[ax + _A_POS] -= n
+    s[ax + _A_LAST_N] = n
+    s[ax + _A_TICKED] = s[ax + _A_MOVES]
     return n
 
 
@@ -142,5 +142,5 @@ def axis_tick(sbuf, ax: int, rbuf, wbuf) -> int:
 def plunger_start(sbuf, row: int, direction: int):
     """Start a plunger move, taking up the backlash first if it reverses."""
     s = ptr32(sbuf)
-    s[COMP_LEFT] = s[BACKLASH] if s[PA + A_LAST_DIR] != direction else 0
-    start(sbuf, PA, row, direction)
+    s[_COMP_LEFT] = s[_BACKLASH] if s[_PA + _A_LAST_DIR] != direction else 0
+    start(sbuf, _PA, row, direction)

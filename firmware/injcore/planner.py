@@ -22,15 +22,15 @@ from array import array
 from .compat import const
 
 # ---- constants written by `make consts` from layout.py: do not edit ----
-R_DIST = const(0)
-R_K = const(1)
-R_CRUISE = const(2)
-R_Q = const(3)
-R_R = const(4)
-R_DEN = const(5)
-R_ACC0 = const(6)
-R_UP = const(7)
-R_DOWN = const(8)
+_R_DIST = const(0)
+_R_K = const(1)
+_R_CRUISE = const(2)
+_R_Q = const(3)
+_R_R = const(4)
+_R_DEN = const(5)
+_R_ACC0 = const(6)
+_R_UP = const(7)
+_R_DOWN = const(8)
 # ---- end of the written constants ----
 
 TICKS_PER_S = const(1000)
@@ -138,15 +138,15 @@ class Plan:
 
     def write_row(self, t, row, ramp_at):
         """The plan as the tick reads it, at S[row], its ramps at `ramp_at`."""
-        t[row + R_DIST] = self.distance
-        t[row + R_K] = self.ramp_ticks
-        t[row + R_CRUISE] = self.cruise_ticks
-        t[row + R_Q] = self.cruise_q
-        t[row + R_R] = self.cruise_r
-        t[row + R_DEN] = self.cruise_den
-        t[row + R_ACC0] = self.cruise_acc0
-        t[row + R_UP] = ramp_at
-        t[row + R_DOWN] = ramp_at + self.ramp_ticks_max
+        t[row + _R_DIST] = self.distance
+        t[row + _R_K] = self.ramp_ticks
+        t[row + _R_CRUISE] = self.cruise_ticks
+        t[row + _R_Q] = self.cruise_q
+        t[row + _R_R] = self.cruise_r
+        t[row + _R_DEN] = self.cruise_den
+        t[row + _R_ACC0] = self.cruise_acc0
+        t[row + _R_UP] = ramp_at
+        t[row + _R_DOWN] = ramp_at + self.ramp_ticks_max
 
 
 def _ceil_div(a, b):

@@ -21,126 +21,126 @@ from .planner import RAMP_TICKS_MAX, Plan
 from .settings import SettingsError
 
 # ---- constants written by `make consts` from codes.py, layout.py: do not edit ----
-SW_SYRINGE = const(8)
-ALARM_NONE = const(0)
-ALARM_WARNING = const(1)
-W_NONE = const(0)
-W_NEAR_EMPTY = const(1)
-MODE_CONTINUOUS = const(1)
-MODE_PRIME = const(2)
-ST_READY = const(2)
-ST_ADVANCE = const(3)
-ST_INJECT = const(4)
-ST_SUCKBACK = const(5)
-ST_RETRACT = const(6)
-ST_WAIT = const(7)
-ST_PRIME = const(8)
-ST_FAULT = const(10)
-ST_RELIEF = const(11)
-N_NONE = const(0)
-N_NO_SYRINGE = const(2)
-N_NOT_PRIMED = const(3)
-N_SYRINGE_LOW = const(4)
-N_BUSY = const(5)
-N_SESSION_CAP = const(7)
-N_UNCONFIRMED = const(9)
-N_ZONE_CAP = const(10)
-IDLE = const(0)
-FORWARD = const(1)
-BACKWARD = const(0)
-IN_SW = const(0)
-OUT_ALARM = const(7)
-STATE = const(9)
-NOTICE = const(13)
-WARNING = const(14)
-PUNCTURE_STEP = const(29)
-SHOT_TIMER = const(30)
-PUNCTURE_TICKS = const(31)
-PUNCTURE_FLUID0 = const(32)
-DEPTH_REACHED = const(34)
-PRIME_FLUID0 = const(35)
-PRIMED = const(36)
-UNCONFIRMED = const(38)
-CONFIGURING = const(39)
-ZONE_END = const(45)
-PUNCTURES = const(46)
-FLUID_STEPS = const(47)
-DELIVERED = const(48)
-PRIMED_STEPS = const(49)
-ACTIVE_SET = const(50)
-USABLE = const(55)
-CAP_STEPS = const(56)
-C_DEPTH = const(0)
-C_DOSE = const(1)
-C_SB = const(2)
-C_CYCLE = const(3)
-C_PERIOD = const(4)
-C_MODE = const(5)
-C_NEAR_EMPTY = const(6)
-C_NEEDLE_IN = const(7)
-C_NEEDLE_OUT = const(8)
-C_INJECT_FWD = const(9)
-C_INJECT_REV = const(10)
-C_SUCKBACK = const(11)
-SET_MOVES = const(5)
-LAST = const(106)
-P_NUMBER = const(0)
-P_DEPTH_STEPS = const(1)
-P_DOSE_STEPS = const(2)
-P_TICKS = const(3)
-P_MODE = const(4)
-A_POS = const(0)
-A_PHASE = const(2)
-A_LAST_DIR = const(4)
-NA = const(111)
-PA = const(131)
-K_STATE = const(0)
-K_AXIS = const(1)
-K_PLAN = const(2)
-K_PLAN_REVERSED = const(3)
-K_DIR = const(4)
-K_SIZE = const(5)
-PUNCTURE_STEPS = const(167)
-PUNCTURE_STEPS_MAX = const(6)
-PUNCTURE_END = const(197)
-R_DIST = const(0)
-ROW_SIZE = const(9)
-PL_PRIME = const(325)
+_SW_SYRINGE = const(8)
+_ALARM_NONE = const(0)
+_ALARM_WARNING = const(1)
+_W_NONE = const(0)
+_W_NEAR_EMPTY = const(1)
+_MODE_CONTINUOUS = const(1)
+_MODE_PRIME = const(2)
+_ST_READY = const(2)
+_ST_ADVANCE = const(3)
+_ST_INJECT = const(4)
+_ST_SUCKBACK = const(5)
+_ST_RETRACT = const(6)
+_ST_WAIT = const(7)
+_ST_PRIME = const(8)
+_ST_FAULT = const(10)
+_ST_RELIEF = const(11)
+_N_NONE = const(0)
+_N_NO_SYRINGE = const(2)
+_N_NOT_PRIMED = const(3)
+_N_SYRINGE_LOW = const(4)
+_N_BUSY = const(5)
+_N_SESSION_CAP = const(7)
+_N_UNCONFIRMED = const(9)
+_N_ZONE_CAP = const(10)
+_IDLE = const(0)
+_FORWARD = const(1)
+_BACKWARD = const(0)
+_IN_SW = const(0)
+_OUT_ALARM = const(7)
+_STATE = const(9)
+_NOTICE = const(13)
+_WARNING = const(14)
+_PUNCTURE_STEP = const(29)
+_SHOT_TIMER = const(30)
+_PUNCTURE_TICKS = const(31)
+_PUNCTURE_FLUID0 = const(32)
+_DEPTH_REACHED = const(34)
+_PRIME_FLUID0 = const(35)
+_PRIMED = const(36)
+_UNCONFIRMED = const(38)
+_CONFIGURING = const(39)
+_ZONE_END = const(45)
+_PUNCTURES = const(46)
+_FLUID_STEPS = const(47)
+_DELIVERED = const(48)
+_PRIMED_STEPS = const(49)
+_ACTIVE_SET = const(50)
+_USABLE = const(55)
+_CAP_STEPS = const(56)
+_C_DEPTH = const(0)
+_C_DOSE = const(1)
+_C_SB = const(2)
+_C_CYCLE = const(3)
+_C_PERIOD = const(4)
+_C_MODE = const(5)
+_C_NEAR_EMPTY = const(6)
+_C_NEEDLE_IN = const(7)
+_C_NEEDLE_OUT = const(8)
+_C_INJECT_FWD = const(9)
+_C_INJECT_REV = const(10)
+_C_SUCKBACK = const(11)
+_SET_MOVES = const(5)
+_LAST = const(106)
+_P_NUMBER = const(0)
+_P_DEPTH_STEPS = const(1)
+_P_DOSE_STEPS = const(2)
+_P_TICKS = const(3)
+_P_MODE = const(4)
+_A_POS = const(0)
+_A_PHASE = const(2)
+_A_LAST_DIR = const(4)
+_NA = const(111)
+_PA = const(131)
+_K_STATE = const(0)
+_K_AXIS = const(1)
+_K_PLAN = const(2)
+_K_PLAN_REVERSED = const(3)
+_K_DIR = const(4)
+_K_SIZE = const(5)
+_PUNCTURE_STEPS = const(167)
+_PUNCTURE_STEPS_MAX = const(6)
+_PUNCTURE_END = const(197)
+_R_DIST = const(0)
+_ROW_SIZE = const(9)
+_PL_PRIME = const(325)
 # ---- end of the written constants ----
 
 # (state, axis, plan column, plan column when the plunger reverses, direction), in order
 STEPS = (
-    (ST_ADVANCE, NA, C_NEEDLE_IN, C_NEEDLE_IN, FORWARD),
+    (_ST_ADVANCE, _NA, _C_NEEDLE_IN, _C_NEEDLE_IN, _FORWARD),
     # Inject pushes dose + suck-back and suck-back draws suck-back back, so
     # every puncture nets exactly the dose whatever came before it.
-    (ST_INJECT, PA, C_INJECT_FWD, C_INJECT_REV, FORWARD),
-    (ST_SUCKBACK, PA, C_SUCKBACK, C_SUCKBACK, BACKWARD),
-    (ST_RETRACT, NA, C_NEEDLE_OUT, C_NEEDLE_OUT, BACKWARD),
+    (_ST_INJECT, _PA, _C_INJECT_FWD, _C_INJECT_REV, _FORWARD),
+    (_ST_SUCKBACK, _PA, _C_SUCKBACK, _C_SUCKBACK, _BACKWARD),
+    (_ST_RETRACT, _NA, _C_NEEDLE_OUT, _C_NEEDLE_OUT, _BACKWARD),
 )
 
 # The plan set's moves: (column, name); the rows follow in this order
 MOVES = (
-    (C_NEEDLE_IN, "needle in"),
-    (C_NEEDLE_OUT, "needle out"),
-    (C_INJECT_FWD, "inject"),  # the plunger last moved forward
-    (C_INJECT_REV, "inject after reversal"),  # + backlash take-up
-    (C_SUCKBACK, "suck-back"),  # + backlash take-up
+    (_C_NEEDLE_IN, "needle in"),
+    (_C_NEEDLE_OUT, "needle out"),
+    (_C_INJECT_FWD, "inject"),  # the plunger last moved forward
+    (_C_INJECT_REV, "inject after reversal"),  # + backlash take-up
+    (_C_SUCKBACK, "suck-back"),  # + backlash take-up
 )
 SET_RAMPS = len(MOVES) * 2 * RAMP_TICKS_MAX  # ramp entries one plan set uses
 
 
 def load(s):
     """Write STEPS into S (the row after the last is the end: axis 0)."""
-    if len(STEPS) >= PUNCTURE_STEPS_MAX:
+    if len(STEPS) >= _PUNCTURE_STEPS_MAX:
         raise ValueError("puncture.STEPS has %d rows; layout.PUNCTURE_STEPS_MAX is %d (one for the end)"
-                         % (len(STEPS), PUNCTURE_STEPS_MAX))
-    if len(MOVES) != SET_MOVES:
-        raise ValueError("puncture.MOVES has %d moves; layout.SET_MOVES is %d" % (len(MOVES), SET_MOVES))
-    for i in range(PUNCTURE_STEPS, PUNCTURE_END):
+                         % (len(STEPS), _PUNCTURE_STEPS_MAX))
+    if len(MOVES) != _SET_MOVES:
+        raise ValueError("puncture.MOVES has %d moves; layout.SET_MOVES is %d" % (len(MOVES), _SET_MOVES))
+    for i in range(_PUNCTURE_STEPS, _PUNCTURE_END):
         s[i] = 0
     for i, row in enumerate(STEPS):
         for field, v in enumerate(row):
-            s[PUNCTURE_STEPS + i * K_SIZE + field] = v
+            s[_PUNCTURE_STEPS + i * _K_SIZE + field] = v
 
 
 class PlanSet:
@@ -151,24 +151,24 @@ class PlanSet:
         self.base = base
         self.moves = {}
         for i, (column, name) in enumerate(MOVES):
-            row = rows + i * ROW_SIZE
+            row = rows + i * _ROW_SIZE
             s[base + column] = row
             self.moves[column] = Plan(name, table=s, row=row, ramps=ramps,
                                       ramp_at=ramp_at + i * 2 * RAMP_TICKS_MAX)
-        self.needle_in = self.moves[C_NEEDLE_IN]
-        self.needle_out = self.moves[C_NEEDLE_OUT]
-        self.inject_fwd = self.moves[C_INJECT_FWD]
-        self.inject_rev = self.moves[C_INJECT_REV]
-        self.suckback = self.moves[C_SUCKBACK]
+        self.needle_in = self.moves[_C_NEEDLE_IN]
+        self.needle_out = self.moves[_C_NEEDLE_OUT]
+        self.inject_fwd = self.moves[_C_INJECT_FWD]
+        self.inject_rev = self.moves[_C_INJECT_REV]
+        self.suckback = self.moves[_C_SUCKBACK]
 
     def plans(self):
         return [self.moves[column] for column, _ in MOVES]
 
-    depth_steps = property(lambda self: self.s[self.base + C_DEPTH])
-    dose_steps = property(lambda self: self.s[self.base + C_DOSE])
-    sb_steps = property(lambda self: self.s[self.base + C_SB])
-    cycle_ticks = property(lambda self: self.s[self.base + C_CYCLE])
-    period_ticks = property(lambda self: self.s[self.base + C_PERIOD])
+    depth_steps = property(lambda self: self.s[self.base + _C_DEPTH])
+    dose_steps = property(lambda self: self.s[self.base + _C_DOSE])
+    sb_steps = property(lambda self: self.s[self.base + _C_SB])
+    cycle_ticks = property(lambda self: self.s[self.base + _C_CYCLE])
+    period_ticks = property(lambda self: self.s[self.base + _C_PERIOD])
 
 
 def plan_cycle(core, st, ps):
@@ -191,15 +191,15 @@ def plan_cycle(core, st, ps):
     ps.inject_rev.set(dose + sb + bl, rate, plunger_a)
     ps.suckback.set(sb + bl if sb else 0, rate, plunger_a)
     s, b = core.S, ps.base
-    s[b + C_DEPTH] = depth
-    s[b + C_DOSE] = dose
-    s[b + C_SB] = sb
+    s[b + _C_DEPTH] = depth
+    s[b + _C_DOSE] = dose
+    s[b + _C_SB] = sb
     # The longest a puncture takes: every step's move, the plunger's with its take-up.
-    s[b + C_CYCLE] = sum(ps.moves[reversed_].ticks for _, _, _, reversed_, _ in STEPS)
-    s[b + C_PERIOD] = st.shot_period_us() // M.TICK_US
-    s[b + C_MODE] = st.mode
-    s[b + C_NEAR_EMPTY] = M.NEAR_EMPTY_DOSES * (dose + sb)
-    if st.mode == MODE_CONTINUOUS and ps.cycle_ticks > ps.period_ticks:
+    s[b + _C_CYCLE] = sum(ps.moves[reversed_].ticks for _, _, _, reversed_, _ in STEPS)
+    s[b + _C_PERIOD] = st.shot_period_us() // M.TICK_US
+    s[b + _C_MODE] = st.mode
+    s[b + _C_NEAR_EMPTY] = M.NEAR_EMPTY_DOSES * (dose + sb)
+    if st.mode == _MODE_CONTINUOUS and ps.cycle_ticks > ps.period_ticks:
         best = 1_000_000 // ps.cycle_ticks  # mHz
         raise SettingsError([
             "shot_rate_mhz: %d is faster than one puncture with this depth, dose and "
@@ -213,55 +213,55 @@ def plan_cycle(core, st, ps):
 def update_warning(sbuf):
     """Near-empty (H7): fewer than NEAR_EMPTY_DOSES doses left. Warns, never stops."""
     s = ptr32(sbuf)
-    w = W_NONE
-    if s[PRIMED] and s[USABLE] - s[FLUID_STEPS] < s[s[ACTIVE_SET] + C_NEAR_EMPTY]:
-        w = W_NEAR_EMPTY
-    s[WARNING] = w
-    st = s[STATE]
-    if st != ST_FAULT and st != ST_RELIEF:
-        s[OUT_ALARM] = ALARM_WARNING if w else ALARM_NONE
+    w = _W_NONE
+    if s[_PRIMED] and s[_USABLE] - s[_FLUID_STEPS] < s[s[_ACTIVE_SET] + _C_NEAR_EMPTY]:
+        w = _W_NEAR_EMPTY
+    s[_WARNING] = w
+    st = s[_STATE]
+    if st != _ST_FAULT and st != _ST_RELIEF:
+        s[_OUT_ALARM] = _ALARM_WARNING if w else _ALARM_NONE
 
 
 @micropython.viper
 def can_fire(sbuf) -> int:
     """May a puncture start now? If not, NOTICE says why."""
     s = ptr32(sbuf)
-    notice = N_NONE
-    c = s[ACTIVE_SET]
-    shot = s[c + C_DOSE] + s[c + C_SB]
-    if s[CONFIGURING]:
-        notice = N_BUSY
-    elif s[UNCONFIRMED]:
-        notice = N_UNCONFIRMED
-    elif (s[IN_SW] & SW_SYRINGE) == 0:
-        notice = N_NO_SYRINGE
-    elif s[PRIMED] == 0:
-        notice = N_NOT_PRIMED
-    elif s[USABLE] - s[FLUID_STEPS] < shot:
-        notice = N_SYRINGE_LOW  # H7: no shot the syringe cannot finish
+    notice = _N_NONE
+    c = s[_ACTIVE_SET]
+    shot = s[c + _C_DOSE] + s[c + _C_SB]
+    if s[_CONFIGURING]:
+        notice = _N_BUSY
+    elif s[_UNCONFIRMED]:
+        notice = _N_UNCONFIRMED
+    elif (s[_IN_SW] & _SW_SYRINGE) == 0:
+        notice = _N_NO_SYRINGE
+    elif s[_PRIMED] == 0:
+        notice = _N_NOT_PRIMED
+    elif s[_USABLE] - s[_FLUID_STEPS] < shot:
+        notice = _N_SYRINGE_LOW  # H7: no shot the syringe cannot finish
     # Dose plus suck-back: a puncture cut before its suck-back leaves both in.
-    elif s[ZONE_END] >= 0 and s[DELIVERED] + shot > s[ZONE_END]:
-        notice = N_ZONE_CAP  # a protocol zone never passes its own cap
-    elif s[DELIVERED] + shot > s[CAP_STEPS]:
-        notice = N_SESSION_CAP  # H1: the session never passes the engineer's cap
-    s[NOTICE] = notice
-    return 1 if notice == N_NONE else 0
+    elif s[_ZONE_END] >= 0 and s[_DELIVERED] + shot > s[_ZONE_END]:
+        notice = _N_ZONE_CAP  # a protocol zone never passes its own cap
+    elif s[_DELIVERED] + shot > s[_CAP_STEPS]:
+        notice = _N_SESSION_CAP  # H1: the session never passes the engineer's cap
+    s[_NOTICE] = notice
+    return 1 if notice == _N_NONE else 0
 
 
 @micropython.viper
 def on_press(sbuf):
     s = ptr32(sbuf)
-    if s[s[ACTIVE_SET] + C_MODE] == MODE_PRIME:
-        if s[UNCONFIRMED]:
-            s[NOTICE] = N_UNCONFIRMED
+    if s[s[_ACTIVE_SET] + _C_MODE] == _MODE_PRIME:
+        if s[_UNCONFIRMED]:
+            s[_NOTICE] = _N_UNCONFIRMED
             return
-        if (s[IN_SW] & SW_SYRINGE) == 0:
-            s[NOTICE] = N_NO_SYRINGE
+        if (s[_IN_SW] & _SW_SYRINGE) == 0:
+            s[_NOTICE] = _N_NO_SYRINGE
             return
-        s[NOTICE] = N_NONE
-        s[PRIME_FLUID0] = s[FLUID_STEPS]
-        plunger_start(sbuf, PL_PRIME, FORWARD)
-        s[STATE] = ST_PRIME
+        s[_NOTICE] = _N_NONE
+        s[_PRIME_FLUID0] = s[_FLUID_STEPS]
+        plunger_start(sbuf, _PL_PRIME, _FORWARD)
+        s[_STATE] = _ST_PRIME
     elif int(can_fire(sbuf)):
         _start_puncture(sbuf)
 
@@ -269,88 +269,88 @@ def on_press(sbuf):
 @micropython.viper
 def _start_puncture(sbuf):
     s = ptr32(sbuf)
-    s[SHOT_TIMER] = s[s[ACTIVE_SET] + C_PERIOD]
-    s[PUNCTURE_TICKS] = 0
-    s[PUNCTURE_FLUID0] = s[FLUID_STEPS]
-    s[DEPTH_REACHED] = 0
-    _begin_step(sbuf, PUNCTURE_STEPS, 1)
+    s[_SHOT_TIMER] = s[s[_ACTIVE_SET] + _C_PERIOD]
+    s[_PUNCTURE_TICKS] = 0
+    s[_PUNCTURE_FLUID0] = s[_FLUID_STEPS]
+    s[_DEPTH_REACHED] = 0
+    _begin_step(sbuf, _PUNCTURE_STEPS, 1)
 
 
 @micropython.viper
 def _begin_step(sbuf, k: int, fire: int):
     """Start the first move with steps from the row at S[k] on; past the last, the puncture ends."""
     s = ptr32(sbuf)
-    c = s[ACTIVE_SET]
-    while s[k + K_AXIS]:
-        ax = s[k + K_AXIS]
-        direction = s[k + K_DIR]
-        if ax == PA and s[PA + A_LAST_DIR] != direction:
-            row = s[c + s[k + K_PLAN_REVERSED]]
+    c = s[_ACTIVE_SET]
+    while s[k + _K_AXIS]:
+        ax = s[k + _K_AXIS]
+        direction = s[k + _K_DIR]
+        if ax == _PA and s[_PA + _A_LAST_DIR] != direction:
+            row = s[c + s[k + _K_PLAN_REVERSED]]
         else:
-            row = s[c + s[k + K_PLAN]]
-        if s[row + R_DIST]:
-            if ax == PA:
+            row = s[c + s[k + _K_PLAN]]
+        if s[row + _R_DIST]:
+            if ax == _PA:
                 plunger_start(sbuf, row, direction)
             else:
                 start(sbuf, ax, row, direction)
-            s[PUNCTURE_STEP] = k
-            s[STATE] = s[k + K_STATE]
+            s[_PUNCTURE_STEP] = k
+            s[_STATE] = s[k + _K_STATE]
             return
-        k += K_SIZE  # nothing to move (no suck-back set)
+        k += _K_SIZE  # nothing to move (no suck-back set)
     _end_puncture(sbuf, fire)
 
 
 @micropython.viper
 def puncture_tick(sbuf, fire: int):
     s = ptr32(sbuf)
-    s[SHOT_TIMER] -= 1
-    if s[STATE] == ST_WAIT:
+    s[_SHOT_TIMER] -= 1
+    if s[_STATE] == _ST_WAIT:
         if fire == 0:
-            s[STATE] = ST_READY
-        elif s[SHOT_TIMER] <= 0:
+            s[_STATE] = _ST_READY
+        elif s[_SHOT_TIMER] <= 0:
             if int(can_fire(sbuf)):
                 _start_puncture(sbuf)
             else:
-                s[STATE] = ST_READY
+                s[_STATE] = _ST_READY
         return
-    s[PUNCTURE_TICKS] += 1
-    k = s[PUNCTURE_STEP]
-    ax = s[k + K_AXIS]
-    if s[ax + A_PHASE] != IDLE:
+    s[_PUNCTURE_TICKS] += 1
+    k = s[_PUNCTURE_STEP]
+    ax = s[k + _K_AXIS]
+    if s[ax + _A_PHASE] != _IDLE:
         return
-    if ax == NA and s[k + K_DIR] == FORWARD:
-        s[DEPTH_REACHED] = s[NA + A_POS]  # the needle is at depth
-    _begin_step(sbuf, k + K_SIZE, fire)
+    if ax == _NA and s[k + _K_DIR] == _FORWARD:
+        s[_DEPTH_REACHED] = s[_NA + _A_POS]  # the needle is at depth
+    _begin_step(sbuf, k + _K_SIZE, fire)
 
 
 @micropython.viper
 def _end_puncture(sbuf, fire: int):
     s = ptr32(sbuf)
-    p = s[PUNCTURES] + 1
-    s[PUNCTURES] = p
-    dose = s[FLUID_STEPS] - s[PUNCTURE_FLUID0]
-    s[DELIVERED] += dose
-    mode = s[s[ACTIVE_SET] + C_MODE]
-    s[LAST + P_NUMBER] = p
-    s[LAST + P_DEPTH_STEPS] = s[DEPTH_REACHED]
-    s[LAST + P_DOSE_STEPS] = dose
-    s[LAST + P_TICKS] = s[PUNCTURE_TICKS]
-    s[LAST + P_MODE] = mode
+    p = s[_PUNCTURES] + 1
+    s[_PUNCTURES] = p
+    dose = s[_FLUID_STEPS] - s[_PUNCTURE_FLUID0]
+    s[_DELIVERED] += dose
+    mode = s[s[_ACTIVE_SET] + _C_MODE]
+    s[_LAST + _P_NUMBER] = p
+    s[_LAST + _P_DEPTH_STEPS] = s[_DEPTH_REACHED]
+    s[_LAST + _P_DOSE_STEPS] = dose
+    s[_LAST + _P_TICKS] = s[_PUNCTURE_TICKS]
+    s[_LAST + _P_MODE] = mode
     update_warning(sbuf)
-    if mode == MODE_CONTINUOUS and fire:
-        s[STATE] = ST_WAIT
+    if mode == _MODE_CONTINUOUS and fire:
+        s[_STATE] = _ST_WAIT
     else:
-        s[STATE] = ST_READY
+        s[_STATE] = _ST_READY
 
 
 @micropython.viper
 def prime_tick(sbuf, fire: int):
     s = ptr32(sbuf)
-    if s[PA + A_PHASE] == IDLE:
-        s[PRIMED_STEPS] += s[FLUID_STEPS] - s[PRIME_FLUID0]
-        s[PRIMED] = 1
+    if s[_PA + _A_PHASE] == _IDLE:
+        s[_PRIMED_STEPS] += s[_FLUID_STEPS] - s[_PRIME_FLUID0]
+        s[_PRIMED] = 1
         update_warning(sbuf)
-        s[STATE] = ST_READY
+        s[_STATE] = _ST_READY
         return
-    if fire == 0 or s[FLUID_STEPS] >= s[USABLE]:
-        stop(sbuf, PA)
+    if fire == 0 or s[_FLUID_STEPS] >= s[_USABLE]:
+        stop(sbuf, _PA)

@@ -26,7 +26,8 @@ runtimes compute the same thing.
 Rules for the hot-path modules: integers below 2**30 only (viper
 arithmetic is 32-bit); no allocation, no floats, no exceptions; the result
 of a call is an object, so `int()` it; the constants a module uses are
-written into it by `make consts` (viper inlines only a module's own).
+written into it by `make consts` (viper inlines only a module's own), as
+private names: `_STATE` here is layout.STATE, `_ST_FAULT` codes.ST_FAULT.
 
 Fault stop: the tick cannot touch the PIO, so monitor.fault asks for a halt
 (OUT_HALT). The driver (the board's interrupt, or Core.tick elsewhere) then
@@ -44,71 +45,71 @@ from .motion import axis_tick
 from .puncture import on_press, prime_tick, puncture_tick
 
 # ---- constants written by `make consts` from codes.py, layout.py: do not edit ----
-SW_NEEDLE_HOME = const(1)
-SW_PLUNGER_REAR = const(2)
-SW_PLUNGER_FRONT = const(4)
-SW_SYRINGE = const(8)
-SW_ESTOP = const(64)
-SW_NEEDLE_STALL = const(128)
-SW_STALLS = const(384)
-SW_FIRE = const(48)
-FORCE_INVALID = const(-536870912)
-ST_UNHOMED = const(0)
-ST_READY = const(2)
-ST_PRIME = const(8)
-ST_LOAD = const(9)
-ST_FAULT = const(10)
-ST_RELIEF = const(11)
-ST_MEASURE = const(12)
-PUNCTURE_MASK = const(248)
-DELIVERING_MASK = const(4408)
-HOMING_MASK = const(514)
-F_NONE = const(0)
-F_ESTOP = const(1)
-F_PLUNGER_FRONT_LIMIT = const(4)
-F_NEEDLE_SOFT_LIMIT = const(5)
-F_OCCLUSION = const(6)
-F_LOAD_CELL = const(7)
-F_NEEDLE_LOST_STEPS = const(8)
-F_PLUNGER_LOST_STEPS = const(9)
-F_NEEDLE_STALL = const(10)
-F_PLUNGER_STALL = const(11)
-F_NEEDLE_HOME_STUCK = const(12)
-F_PLUNGER_REAR_STUCK = const(13)
-F_TICK_OVERRUN = const(14)
-F_SYRINGE_REMOVED = const(15)
-WINDOW = const(5)
-IN_SW = const(0)
-IN_FORCE = const(1)
-IN_NCOUNT = const(2)
-IN_PCOUNT = const(3)
-OUT_PUT = const(4)
-OVERRUNS = const(8)
-STATE = const(9)
-TICKS = const(15)
-CHECKED = const(16)
-OVERRUNS_SEEN = const(17)
-NEEDLE_EMITTED = const(18)
-PLUNGER_EMITTED = const(19)
-FIRE_PREV = const(20)
-RECOVERY = const(21)
-NWIN = const(24)
-PWIN = const(25)
-COMP_LEFT = const(33)
-HOMED = const(37)
-FLUID_STEPS = const(47)
-NEEDLE_LIMIT = const(51)
-OCCLUSION_MN = const(52)
-HOME_STUCK_N = const(57)
-HOME_STUCK_P = const(58)
-LOST_TOL = const(64)
-NRING = const(90)
-PRING = const(98)
-A_POS = const(0)
-A_ORIGIN = const(1)
-A_DIR = const(3)
-NA = const(111)
-PA = const(131)
+_SW_NEEDLE_HOME = const(1)
+_SW_PLUNGER_REAR = const(2)
+_SW_PLUNGER_FRONT = const(4)
+_SW_SYRINGE = const(8)
+_SW_ESTOP = const(64)
+_SW_NEEDLE_STALL = const(128)
+_SW_STALLS = const(384)
+_SW_FIRE = const(48)
+_FORCE_INVALID = const(-536870912)
+_ST_UNHOMED = const(0)
+_ST_READY = const(2)
+_ST_PRIME = const(8)
+_ST_LOAD = const(9)
+_ST_FAULT = const(10)
+_ST_RELIEF = const(11)
+_ST_MEASURE = const(12)
+_PUNCTURE_MASK = const(248)
+_DELIVERING_MASK = const(4408)
+_HOMING_MASK = const(514)
+_F_NONE = const(0)
+_F_ESTOP = const(1)
+_F_PLUNGER_FRONT_LIMIT = const(4)
+_F_NEEDLE_SOFT_LIMIT = const(5)
+_F_OCCLUSION = const(6)
+_F_LOAD_CELL = const(7)
+_F_NEEDLE_LOST_STEPS = const(8)
+_F_PLUNGER_LOST_STEPS = const(9)
+_F_NEEDLE_STALL = const(10)
+_F_PLUNGER_STALL = const(11)
+_F_NEEDLE_HOME_STUCK = const(12)
+_F_PLUNGER_REAR_STUCK = const(13)
+_F_TICK_OVERRUN = const(14)
+_F_SYRINGE_REMOVED = const(15)
+_WINDOW = const(5)
+_IN_SW = const(0)
+_IN_FORCE = const(1)
+_IN_NCOUNT = const(2)
+_IN_PCOUNT = const(3)
+_OUT_PUT = const(4)
+_OVERRUNS = const(8)
+_STATE = const(9)
+_TICKS = const(15)
+_CHECKED = const(16)
+_OVERRUNS_SEEN = const(17)
+_NEEDLE_EMITTED = const(18)
+_PLUNGER_EMITTED = const(19)
+_FIRE_PREV = const(20)
+_RECOVERY = const(21)
+_NWIN = const(24)
+_PWIN = const(25)
+_COMP_LEFT = const(33)
+_HOMED = const(37)
+_FLUID_STEPS = const(47)
+_NEEDLE_LIMIT = const(51)
+_OCCLUSION_MN = const(52)
+_HOME_STUCK_N = const(57)
+_HOME_STUCK_P = const(58)
+_LOST_TOL = const(64)
+_NRING = const(90)
+_PRING = const(98)
+_A_POS = const(0)
+_A_ORIGIN = const(1)
+_A_DIR = const(3)
+_NA = const(111)
+_PA = const(131)
 # ---- end of the written constants ----
 
 
@@ -116,90 +117,90 @@ PA = const(131)
 def tick(sbuf, rbuf, wbuf):
     """One control tick: inputs in S's port block, outputs back there."""
     s = ptr32(sbuf)
-    sw = s[IN_SW]
-    force = s[IN_FORCE]
-    ne = s[IN_NCOUNT] - s[NA + A_ORIGIN]
-    pe = s[IN_PCOUNT] - s[PA + A_ORIGIN]
-    s[NEEDLE_EMITTED] = ne
-    s[PLUNGER_EMITTED] = pe
-    t = (s[TICKS] + 1) & 0x3FFFFFFF  # 12 days, then wraps: never a big int
-    s[TICKS] = t
-    s[OUT_PUT] = 0
-    state = s[STATE]
-    if state != ST_FAULT:
+    sw = s[_IN_SW]
+    force = s[_IN_FORCE]
+    ne = s[_IN_NCOUNT] - s[_NA + _A_ORIGIN]
+    pe = s[_IN_PCOUNT] - s[_PA + _A_ORIGIN]
+    s[_NEEDLE_EMITTED] = ne
+    s[_PLUNGER_EMITTED] = pe
+    t = (s[_TICKS] + 1) & 0x3FFFFFFF  # 12 days, then wraps: never a big int
+    s[_TICKS] = t
+    s[_OUT_PUT] = 0
+    state = s[_STATE]
+    if state != _ST_FAULT:
         # The safety monitor (hazards H1-H8, H12), cheapest checks first.
-        code = F_NONE
-        if sw & SW_ESTOP:
-            code = F_ESTOP  # H6
-        elif s[OVERRUNS] != s[OVERRUNS_SEEN]:
-            s[OVERRUNS_SEEN] = s[OVERRUNS]
-            code = F_TICK_OVERRUN  # H8: the motors were starved, timing is suspect
-        elif state == ST_UNHOMED:
+        code = _F_NONE
+        if sw & _SW_ESTOP:
+            code = _F_ESTOP  # H6
+        elif s[_OVERRUNS] != s[_OVERRUNS_SEEN]:
+            s[_OVERRUNS_SEEN] = s[_OVERRUNS]
+            code = _F_TICK_OVERRUN  # H8: the motors were starved, timing is suspect
+        elif state == _ST_UNHOMED:
             pass  # drivers off, nothing commanded
-        elif state == ST_RELIEF:
+        elif state == _ST_RELIEF:
             # Backing off after a fault: the fault's own cause may persist (a
             # stall flag, a dead load cell); watch the axis that moves.
-            tol = s[NWIN] + s[LOST_TOL]
-            d = s[NA + A_POS] - ne
-            if sw & SW_NEEDLE_STALL:
-                code = F_NEEDLE_STALL
+            tol = s[_NWIN] + s[_LOST_TOL]
+            d = s[_NA + _A_POS] - ne
+            if sw & _SW_NEEDLE_STALL:
+                code = _F_NEEDLE_STALL
             elif d > tol or -d > tol:
-                code = F_NEEDLE_LOST_STEPS
-        elif force == FORCE_INVALID:
-            code = F_LOAD_CELL  # H4 needs a working load cell
-        elif force > s[OCCLUSION_MN]:
-            code = F_OCCLUSION  # H4
-        elif sw & SW_STALLS:
-            code = F_NEEDLE_STALL if sw & SW_NEEDLE_STALL else F_PLUNGER_STALL  # H5
+                code = _F_NEEDLE_LOST_STEPS
+        elif force == _FORCE_INVALID:
+            code = _F_LOAD_CELL  # H4 needs a working load cell
+        elif force > s[_OCCLUSION_MN]:
+            code = _F_OCCLUSION  # H4
+        elif sw & _SW_STALLS:
+            code = _F_NEEDLE_STALL if sw & _SW_NEEDLE_STALL else _F_PLUNGER_STALL  # H5
         else:
             # H5: the motor may lag the command by the steps still queued, no more.
-            tol = s[NWIN] + s[LOST_TOL]
-            d = s[NA + A_POS] - ne
-            ptol = s[PWIN] + s[LOST_TOL]
-            pd = s[PA + A_POS] - pe
+            tol = s[_NWIN] + s[_LOST_TOL]
+            d = s[_NA + _A_POS] - ne
+            ptol = s[_PWIN] + s[_LOST_TOL]
+            pd = s[_PA + _A_POS] - pe
             if d > tol or -d > tol:
-                code = F_NEEDLE_LOST_STEPS
+                code = _F_NEEDLE_LOST_STEPS
             elif pd > ptol or -pd > ptol:
-                code = F_PLUNGER_LOST_STEPS
-            elif s[HOMED] and state != ST_LOAD:
+                code = _F_PLUNGER_LOST_STEPS
+            elif s[_HOMED] and state != _ST_LOAD:
                 # Switches that contradict the position (H12, H5)
-                if sw & SW_NEEDLE_HOME and ne > s[HOME_STUCK_N]:
-                    code = F_NEEDLE_HOME_STUCK
-                elif sw & SW_PLUNGER_REAR and pe > s[HOME_STUCK_P]:
-                    code = F_PLUNGER_REAR_STUCK
-                elif sw & SW_PLUNGER_FRONT:
-                    code = F_PLUNGER_FRONT_LIMIT
-                elif (sw & SW_SYRINGE) == 0 and (1 << state) & DELIVERING_MASK:
-                    code = F_SYRINGE_REMOVED  # H7: never a partial dose without an alarm
+                if sw & _SW_NEEDLE_HOME and ne > s[_HOME_STUCK_N]:
+                    code = _F_NEEDLE_HOME_STUCK
+                elif sw & _SW_PLUNGER_REAR and pe > s[_HOME_STUCK_P]:
+                    code = _F_PLUNGER_REAR_STUCK
+                elif sw & _SW_PLUNGER_FRONT:
+                    code = _F_PLUNGER_FRONT_LIMIT
+                elif (sw & _SW_SYRINGE) == 0 and (1 << state) & _DELIVERING_MASK:
+                    code = _F_SYRINGE_REMOVED  # H7: never a partial dose without an alarm
         if code:
             fault(sbuf, code)
-            state = ST_FAULT
-    elif s[RECOVERY] and (sw & SW_ESTOP) == 0:
+            state = _ST_FAULT
+    elif s[_RECOVERY] and (sw & _SW_ESTOP) == 0:
         start_recovery(sbuf)
-        state = s[STATE]
+        state = s[_STATE]
 
-    fire = sw & SW_FIRE
-    pressed = fire != 0 and s[FIRE_PREV] == 0
-    s[FIRE_PREV] = fire
+    fire = sw & _SW_FIRE
+    pressed = fire != 0 and s[_FIRE_PREV] == 0
+    s[_FIRE_PREV] = fire
 
-    n = int(axis_tick(sbuf, NA, rbuf, wbuf))
-    s[OUT_PUT] |= 1
+    n = int(axis_tick(sbuf, _NA, rbuf, wbuf))
+    s[_OUT_PUT] |= 1
     k = t & 7
-    j = (t - WINDOW) & 7
-    s[NWIN] += n - s[NRING + j]
-    s[NRING + k] = n
-    if s[NA + A_POS] > s[NEEDLE_LIMIT] and s[HOMED]:
+    j = (t - _WINDOW) & 7
+    s[_NWIN] += n - s[_NRING + j]
+    s[_NRING + k] = n
+    if s[_NA + _A_POS] > s[_NEEDLE_LIMIT] and s[_HOMED]:
         # Never deeper than the needle allows (H2). The commanded position
         # runs ahead of the motor, so the flush stops it short of the limit.
-        fault(sbuf, F_NEEDLE_SOFT_LIMIT)
-        state = ST_FAULT
-    n = int(axis_tick(sbuf, PA, rbuf, wbuf))  # every tick, so both PIO timelines stay locked
-    s[OUT_PUT] |= 2
-    s[PWIN] += n - s[PRING + j]
-    s[PRING + k] = n
+        fault(sbuf, _F_NEEDLE_SOFT_LIMIT)
+        state = _ST_FAULT
+    n = int(axis_tick(sbuf, _PA, rbuf, wbuf))  # every tick, so both PIO timelines stay locked
+    s[_OUT_PUT] |= 2
+    s[_PWIN] += n - s[_PRING + j]
+    s[_PRING + k] = n
     if n:
         # Backlash take-up moves the nut, not the syringe plunger.
-        c = s[COMP_LEFT]
+        c = s[_COMP_LEFT]
         if c:
             if n > c:
                 n -= c
@@ -207,23 +208,23 @@ def tick(sbuf, rbuf, wbuf):
             else:
                 c -= n
                 n = 0
-            s[COMP_LEFT] = c
-        if s[PA + A_DIR]:
-            s[FLUID_STEPS] += n
+            s[_COMP_LEFT] = c
+        if s[_PA + _A_DIR]:
+            s[_FLUID_STEPS] += n
         else:
-            s[FLUID_STEPS] -= n
+            s[_FLUID_STEPS] -= n
 
-    if state == ST_READY:
+    if state == _ST_READY:
         if pressed:
             on_press(sbuf)
-    elif (1 << state) & PUNCTURE_MASK:
+    elif (1 << state) & _PUNCTURE_MASK:
         puncture_tick(sbuf, fire)
-    elif state == ST_PRIME:
+    elif state == _ST_PRIME:
         prime_tick(sbuf, fire)
-    elif (1 << state) & HOMING_MASK:
+    elif (1 << state) & _HOMING_MASK:
         homing_tick(sbuf, sw)
-    elif state == ST_RELIEF:
+    elif state == _ST_RELIEF:
         relief_tick(sbuf, sw, force)
-    elif state == ST_MEASURE:
+    elif state == _ST_MEASURE:
         measure_tick(sbuf, force)
-    s[CHECKED] = t
+    s[_CHECKED] = t
