@@ -86,7 +86,7 @@ def add_protocol(sub):
 
 
 def add_sim(sub):
-    """injector sim [--protocol FILE]: a whole simulated session (sim/protocol_run.py, sim/demo.py)."""
+    """injector sim [--protocol FILE]: a simulated session (sim/protocol_run.py, sim/demo.py)."""
     p = sub.add_parser(
         "sim", help="a simulated session: a protocol zone by zone, with its log and report",
         description="Runs a session on the simulator with the firmware's core. With --protocol "

@@ -3,8 +3,8 @@
 from dataclasses import dataclass, field
 
 from injcore import codes as C
-from injcore.core import Core
 from injcore import machine as M
+from injcore.core import Core
 from injcore.settings import MODE_NAMES, Settings
 
 from .machine import NEEDLE_UM_PER_STEP, Machine

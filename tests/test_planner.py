@@ -3,15 +3,14 @@
 import random
 
 import pytest
-
 from hypothesis import assume, given, settings
-from soak import examples
 from hypothesis import strategies as st
 
 from injcore import machine as M
 from injcore import pio_word
-from injcore.axis import BACKWARD, FORWARD, IDLE, Axis, STEP_WORDS
+from injcore.axis import BACKWARD, FORWARD, IDLE, STEP_WORDS, Axis
 from injcore.planner import Plan
+from soak import examples
 
 NEEDLE_V = M.um_to_needle_steps(M.NEEDLE_MAX_SPEED_UM_S)
 NEEDLE_A = M.um_to_needle_steps(M.NEEDLE_ACCEL_UM_S2)

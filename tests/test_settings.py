@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from injcore.settings import RANGES, FIELDS, Limits, Settings, SettingsError
+from injcore.settings import FIELDS, RANGES, Limits, Settings, SettingsError
 from sim.session import Simulator
 
 LIMITS = Limits()
