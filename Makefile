@@ -36,13 +36,15 @@ MPREMOTE := $(PY) -m mpremote
 # `make firmware MICROPY_DIR=...`: the MicroPython image for the board.
 include mk/firmware.mk
 
-.PHONY: help setup sim panel test soak bench mpy deploy repl typecheck hazards safety-report golden consts clean
+.PHONY: help setup sim panel test lint format soak bench mpy deploy repl typecheck hazards safety-report golden consts clean
 
 help:
 	@echo "make sim    - run the demo session in the simulator (table + build/sim/session.png)"
 	@echo "make panel  - the device's display and buttons on the simulator, live in this terminal"
 	@echo "              (headless: make panel PANEL_ARGS='--script tests/panel_scripts/first_minute.txt')"
-	@echo "make test   - run every test (CPython, MicroPython, mpy-cross)"
+	@echo "make test   - make lint, then run every test (CPython, MicroPython, mpy-cross)"
+	@echo "make lint   - ruff check and ruff format --check (the rules: [tool.ruff] in pyproject.toml)"
+	@echo "make format - ruff check --fix, then ruff format: rewrites the files lint complains about"
 	@echo "make bench  - print speed and memory figures"
 	@echo "make soak   - the random tests, $(SOAK)x longer"
 	@echo "make mpy    - compile the firmware with mpy-cross into build/mpy"
@@ -78,8 +80,23 @@ PANEL_ARGS ?=
 panel: setup
 	$(PY) -m host_tools.cli panel $(PANEL_ARGS)
 
-test: setup
+test: setup lint
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not soak"
+
+# ruff (pinned in pyproject.toml's dev extra; .pre-commit-config.yaml runs the same):
+# the lint rules and the formatting, both checked, both reported before failing. The
+# format check names the files only; `ruff format --diff` shows the changes.
+RUFF := $(PY) -m ruff
+lint: $(PY_STAMP)
+	@status=0; \
+	echo "$(RUFF) check ."; $(RUFF) check . || status=1; \
+	echo "$(RUFF) format --check ."; $(RUFF) format --check --output-format concise . || status=1; \
+	exit $$status
+
+# The safe fixes (import order, unused imports) first, then the formatting.
+format: $(PY_STAMP)
+	$(RUFF) check --fix .
+	$(RUFF) format .
 
 golden: setup
 	UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/test_ui.py -k golden

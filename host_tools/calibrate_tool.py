@@ -32,7 +32,7 @@ def _decimal(scale, what):
         try:
             d = Decimal(text)
         except InvalidOperation:
-            raise argparse.ArgumentTypeError("%s must be a number, not %r" % (what, text))
+            raise argparse.ArgumentTypeError("%s must be a number, not %r" % (what, text)) from None
         if not d.is_finite() or d <= 0:
             raise argparse.ArgumentTypeError("%s must be more than 0, not %s" % (what, text))
         return int((d * scale).to_integral_value(rounding="ROUND_HALF_UP"))
@@ -43,7 +43,9 @@ def _density(text):
     try:
         v = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError("the density is an integer in mg/mL, not %r" % text)
+        raise argparse.ArgumentTypeError(
+            "the density is an integer in mg/mL, not %r" % text
+        ) from None
     if not 100 <= v <= 5000:
         raise argparse.ArgumentTypeError("a density of %d mg/mL is not plausible (100..5000)" % v)
     return v

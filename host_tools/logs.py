@@ -130,7 +130,7 @@ def read_dir(folder):
             files.append((seq, p))
     files.sort()
     records = []
-    for seq, p in files:
+    for _seq, p in files:
         data = p.read_bytes()
         for item in tlog.scan(data):
             if item[0] == "rec":
@@ -274,7 +274,9 @@ def pull(port, out, timeout=300):
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise LogError("mpremote did not finish within %d s (is %s the injector?)" % (timeout, port))
+        raise LogError(
+            "mpremote did not finish within %d s (is %s the injector?)" % (timeout, port)
+        ) from None
     if proc.returncode != 0:
         msg = (proc.stderr or proc.stdout).strip().splitlines()
         raise LogError("mpremote could not copy :log from %s: %s" % (port, msg[-1] if msg else "failed"))

@@ -319,7 +319,8 @@ class EmulatedSM:
             progressed = False
             steps = self._emulate(
                 self.opcodes,
-                stop_when=lambda op, s: progressed and self._should_stop(op, s, until),
+                # progressed late-bound on purpose: the loop below sets it while the steps run
+                stop_when=lambda op, s: progressed and self._should_stop(op, s, until),  # noqa: B023
                 initial_state=self.state,
                 **self.cfg,
             )
@@ -656,7 +657,7 @@ def puncture_streams(**settings):
     reversal (backlash taken up), suck-back (reversal, backlash taken up),
     needle out at the axis maximum. Returns (needle stream, plunger stream, core).
     """
-    _, C, M, _, rig, S = _injcore()
+    _, C, M, _, rig, S = _injcore()  # noqa: N806  (module aliases, as `import codes as C`)
     fields = dict(PUNCTURE, **settings)
     needle = _recording_port(3000)
     plunger = _recording_port(20000)
@@ -710,9 +711,9 @@ _PLANNER_STREAMS = None
 
 
 def _make_planner_streams():
-    axis, _, M, planner, _, _ = _injcore()
-    from injcore.layout import BACKWARD as BACK, FORWARD as FWD
-    Plan = planner.Plan
+    axis, _, M, planner, _, _ = _injcore()  # noqa: N806  (a module alias, as `import machine as M`)
+    from injcore.layout import BACKWARD as BACK, FORWARD as FWD  # noqa: N811  (shorter)
+    Plan = planner.Plan  # noqa: N806  (the class, as `from injcore.planner import Plan`)
     needle_v = M.um_to_needle_steps(M.NEEDLE_MAX_SPEED_UM_S)
     needle_a = M.um_to_needle_steps(M.NEEDLE_ACCEL_UM_S2)
     plunger_v = M.um_to_plunger_steps(M.PLUNGER_MAX_SPEED_UM_S)

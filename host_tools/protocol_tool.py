@@ -1,4 +1,4 @@
-"""`injector protocol validate|push|pull`: treatment protocols (firmware/injcore/protocol.py) on the host.
+"""`injector protocol validate|push|pull`: treatment protocols (injcore/protocol.py) on the host.
 
     injector protocol validate FILE [--limits-from DIR | --port PORT]
                                     [--needle-length-um N] [--session-cap-nl N]
@@ -146,7 +146,7 @@ def limits_from(args):
     try:
         lim.check()
     except SettingsError as e:
-        raise ToolError("invalid limits: " + "; ".join(e.problems))
+        raise ToolError("invalid limits: " + "; ".join(e.problems)) from None
     return lim, where
 
 

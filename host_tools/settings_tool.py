@@ -75,7 +75,7 @@ def load_dir(folder):
     try:
         next(folder.iterdir(), None)
     except OSError as e:
-        raise ToolError("cannot read %s: %s" % (folder, e.strerror or e))
+        raise ToolError("cannot read %s: %s" % (folder, e.strerror or e)) from None
     return store_at(folder).load()
 
 
@@ -85,9 +85,11 @@ def mpremote(port, *args, timeout=MPREMOTE_TIMEOUT):
     try:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise ToolError("mpremote did not finish within %d s (is %s the injector?)" % (timeout, port))
+        raise ToolError(
+            "mpremote did not finish within %d s (is %s the injector?)" % (timeout, port)
+        ) from None
     except OSError as e:
-        raise ToolError("cannot run mpremote: %s" % e, connected=False)
+        raise ToolError("cannot run mpremote: %s" % e, connected=False) from None
 
 
 def _failed(proc, what):
@@ -102,7 +104,7 @@ def _last_line(proc):
 
 
 def fetch(port, dest):
-    """Copy the device's slot files into `dest`; returns the names copied (a missing one is fine)."""
+    """Copy the device's slot files into `dest`; the names copied (a missing one is fine)."""
     wanted = list(SLOT_FILES)
     copied = []
     while wanted:
@@ -192,7 +194,7 @@ class Source:
         return self.port if self.port else str(self.folder)
 
     def load(self):
-        """(payload, info, copied): info as Store.load's, copied the slot files found on a device."""
+        """(payload, info, copied): info as Store.load's, copied the slot files off a device."""
         if self.port is None:
             payload, info = load_dir(self.folder)
             return payload, info, None
@@ -434,13 +436,13 @@ def read_change(path):
     try:
         text = path.read_text()
     except OSError as e:
-        raise ToolError("cannot read %s: %s" % (path, e.strerror or e))
+        raise ToolError("cannot read %s: %s" % (path, e.strerror or e)) from None
     except UnicodeError:
-        raise ToolError("%s is not a text file" % path)
+        raise ToolError("%s is not a text file" % path) from None
     try:
         change = json.loads(text)
     except ValueError as e:
-        raise ToolError("%s is not valid JSON: %s" % (path, e))
+        raise ToolError("%s is not valid JSON: %s" % (path, e)) from None
     if not isinstance(change, dict):
         raise ToolError("%s must hold a JSON object ({\"settings\": {...}, ...})" % path)
     return change

@@ -12,8 +12,8 @@ beyond its subset, no CPython-only modules.
 from injcore import codes as C
 from injcore.rig import Rig
 from injcore.settings import MODE_CONTINUOUS
-from ui.keys import DOWN, OK, PRESS, UP
 from ui import screens as ui_screens
+from ui.keys import DOWN, OK, PRESS, UP
 from ui.screens import Ui
 
 WIDTH = 128
@@ -110,7 +110,7 @@ def _protocol_run(core, ui):
     return run
 
 
-def scene(name):
+def scene(name):  # noqa: C901  (one branch per named scene)
     """(core, ui) showing the scene `name`."""
     rig = Rig(needle_start_steps=0, plunger_start_steps=0)
     core = rig.core

@@ -610,7 +610,7 @@ def _nothing_moves(run, cell, ms, what, press=True):
 # ---- kind "stop": a fault the core must catch, stop on and latch ---------------------------------
 
 
-def _run_stop(f, phase):
+def _run_stop(f, phase):  # noqa: C901  (one fault kind, its cases per phase)
     sim = enter_phase(phase)
     run = Run(sim, f, phase)
     core, m = sim.core, sim.machine
@@ -777,7 +777,7 @@ def _check_homing_bound(f, phase, run, cell):
 # ---- kinds "hang" and "reset": the controller stops or restarts ------------------------------
 
 
-def _run_restart(f, phase):
+def _run_restart(f, phase):  # noqa: C901  (one fault kind, its cases per phase)
     sim = enter_phase(phase)
     run = Run(sim, f, phase)
     core, m = sim.core, sim.machine
@@ -856,7 +856,7 @@ def _run_restart(f, phase):
 # ---- kind "empty": the syringe's count reaches its end ------------------------------------------
 
 
-def _run_empty(f, phase):
+def _run_empty(f, phase):  # noqa: C901  (one fault kind, its cases per phase)
     ps_base = "empty" if phase == "idle" else "last-dose"
     if phase in ("homing", "load"):
         ps_base = "last-dose"
@@ -942,7 +942,7 @@ def _run_empty(f, phase):
 # ---- kinds "trigger" and "trigger-continuous": the operator's input ------------------------------
 
 
-def _run_trigger(f, phase):
+def _run_trigger(f, phase):  # noqa: C901  (one fault kind, its cases per phase)
     continuous = f.kind == "trigger-continuous"
     mode = MODE_CONTINUOUS if continuous else MODE_SINGLE
     if phase in ("homing", "load"):

@@ -6,6 +6,7 @@ from injcore import codes as C
 from injcore import layout as L
 from injcore.core import Core
 from injcore import machine as M
+from injcore.core import Core
 from injcore.settings import MODE_NAMES, Settings
 
 from .machine import NEEDLE_UM_PER_STEP, Machine

@@ -14,7 +14,7 @@ from injcore import machine as M
 from injcore.settings import SettingsError
 from sim.session import Simulator
 from ui import screens as S
-from ui.keys import BACK, DOWN, OK, PRESS, UP
+from ui.keys import BACK, DOWN, OK, PRESS
 
 
 def keys(ui, *buttons):

@@ -17,8 +17,7 @@ test keeps its emulated time short (the emulator runs slower than real time).
 
 import pytest
 
-from host_tools.chip import ROOT, Chip, ChipError, machine_model, missing
-from host_tools.chip import figures
+from host_tools.chip import ROOT, Chip, ChipError, figures, machine_model, missing
 from host_tools.screenshot import lit, read_png
 
 pytestmark = pytest.mark.chip

@@ -16,11 +16,11 @@ virtual board.
 import ast
 import os
 import re
-import types
 import shutil
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest

@@ -345,8 +345,9 @@ def emulate_hx711(values, gap=40):
     """Run hx711_read against EmulatedHx711, draining the RX FIFO like poll().
 
     Returns (words read, SCK edges [(cycle, level)], `in` cycles, the chip)."""
-    import pioemu
     from dataclasses import replace
+
+    import pioemu
 
     prog = hx711.hx711_read
     chip = EmulatedHx711(values, gap)

@@ -30,7 +30,7 @@ def suite_map():
 # ---- the project's own list, code and docs ------------------------------------------------
 
 
-def test_the_list_covers_H1_to_H12_with_mitigation_and_target(hazard_list):
+def test_the_list_covers_H1_to_H12_with_mitigation_and_target(hazard_list):  # noqa: N802  (hazard ids)
     assert set(H.REQUIRED) <= {h.id for h in hazard_list}
     for h in hazard_list:
         assert h.title and h.harm and h.mitigation and h.target, h.id

@@ -8,8 +8,6 @@ here sleeps on the real clock.
 """
 
 import io
-
-from injcore import tlog
 import os
 import subprocess
 import sys
@@ -17,6 +15,8 @@ import threading
 from pathlib import Path
 
 import pytest
+
+from injcore import tlog
 
 ROOT = Path(__file__).resolve().parents[1]
 for _p in (ROOT, ROOT / "firmware"):

@@ -28,8 +28,8 @@ for _p in (ROOT, ROOT / "firmware", ROOT / "tests"):
 
 import adafruit_pioasm  # noqa: E402
 
-from host_tools.fakes import rp2 as fake_rp2  # noqa: E402
 from host_tools import pio_bench as bench  # noqa: E402
+from host_tools.fakes import rp2 as fake_rp2  # noqa: E402
 from soak import examples  # noqa: E402
 
 ps = bench.load_pio_step()

@@ -3,9 +3,7 @@
 import random
 
 import pytest
-
 from hypothesis import assume, given, settings
-from soak import examples
 from hypothesis import strategies as st
 
 from injcore import machine as M
@@ -13,6 +11,7 @@ from injcore import pio_word
 from injcore.axis import STEP_WORDS, Axis
 from injcore.layout import BACKWARD, FORWARD, IDLE
 from injcore.planner import Plan
+from soak import examples
 
 NEEDLE_V = M.um_to_needle_steps(M.NEEDLE_MAX_SPEED_UM_S)
 NEEDLE_A = M.um_to_needle_steps(M.NEEDLE_ACCEL_UM_S2)

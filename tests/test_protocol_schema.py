@@ -5,7 +5,6 @@ agreement of the schema with the device's own rules (injcore.protocol.check)."""
 import copy
 import json
 import re
-import shutil
 from pathlib import Path
 
 import jsonschema
@@ -13,13 +12,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from host_cli import cli, run
 from host_tools import protocol_tool as T
 from injcore import protocol as P
 from injcore import store as S
 from injcore.fsio import DirFS
 from injcore.settings import COARSE_DOSE_STEP_NL, FINE_DOSE_BELOW_NL, RANGES, Limits
-
-from host_cli import cli, run
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((ROOT / "docs" / "protocol.schema.json").read_text())
@@ -350,7 +348,7 @@ def mutated_doc(draw):
         elif kind == "delete" and target:
             del target[draw(st.sampled_from(sorted(target)))]
         elif kind == "extra":
-            k = draw(st.text(max_size=12).filter(lambda s: s not in keys))
+            k = draw(st.text(max_size=12).filter(lambda s: s not in keys))  # noqa: B023  (drawn here)
             target[k] = draw(junk)
         elif kind == "text":
             k = "name" if target is not doc else draw(st.sampled_from(["name", "notes"]))

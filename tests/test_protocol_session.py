@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import host_cli
 from host_tools import logs, mpy, report, sim_tool
 from injcore import codes as C
 from injcore import machine as M
@@ -17,8 +18,6 @@ from injcore.fsio import DirFS
 from injcore.settings import Limits
 from sim import protocol_run
 from sim.session import Simulator
-
-import host_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "protocols").glob("*.json"))
@@ -61,11 +60,13 @@ def cli(*args):
 
 
 def table_rows(md):
-    """The zone table of summary.md: {index: (done, planned, delivered_uL, planned_uL, cap_uL, status)}."""
+    """The zone table of summary.md.
+
+    {index: (done, planned, delivered_uL, planned_uL, cap_uL, status)}."""
     rows = {}
     for line in md.splitlines():
-        m = re.match(r"\| (\d+) \| (.*?) \| \w+ \| (\d+) / (\w+) \| ([\d.]+) / ([\w.]+) \| ([\d.]+) \| (.*) \|$",
-                     line)
+        m = re.match(r"\| (\d+) \| (.*?) \| \w+ \| (\d+) / (\w+) \| "
+                     r"([\d.]+) / ([\w.]+) \| ([\d.]+) \| (.*) \|$", line)
         if m:
             rows[int(m.group(1)) - 1] = (int(m.group(3)), m.group(4), float(m.group(5)), m.group(6),
                                          float(m.group(7)), m.group(8))
@@ -236,7 +237,7 @@ def test_skip_and_back_keep_the_counts_and_the_log_right(tmp_path):
 
     s = logs.read_dir(tmp_path).sessions[session]
     ev = [(r["event"], r["index"], r["skipped"]) for r in s.zone_events]
-    E, S, D = tlog.Z_ENTER, tlog.Z_SKIP, tlog.Z_DONE
+    E, S, D = tlog.Z_ENTER, tlog.Z_SKIP, tlog.Z_DONE  # noqa: N806  (the constants, one letter each)
     assert ev == [(E, 0, 0), (E, 1, 0), (S, 1, 1), (E, 2, 0), (E, 1, 1), (E, 0, 0), (E, 1, 0),
                   (E, 2, 0), (E, 3, 0), (S, 3, 1), (D, 0, 0), (D, 1, 0), (D, 2, 0), (D, 3, 1)]
     totals = logs.zone_totals(s)

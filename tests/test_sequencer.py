@@ -3,11 +3,11 @@
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from soak import examples
 
 from injcore import codes as C
 from injcore import machine as M
 from sim.session import Simulator
+from soak import examples
 
 NEEDLE_UM_PER_STEP = 1000 / M.NEEDLE_STEPS_PER_MM
 

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from injcore import machine as M
-from injcore.settings import RANGES, FIELDS, Limits, Settings, SettingsError
+from injcore.settings import FIELDS, RANGES, Limits, Settings, SettingsError
 from sim.session import Simulator
 
 LIMITS = Limits()

@@ -1,5 +1,6 @@
 """`injector settings show|push` and `injector calibrate` (host_tools/settings_tool.py,
-calibrate_tool.py): the device's record (injcore.store) read and written with the firmware's code."""
+calibrate_tool.py): the device's record (injcore.store) read and written with the firmware's
+code."""
 
 import json
 import re
@@ -7,14 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from host_cli import cli, run
 from host_tools import calibrate_tool, mpy, settings_tool
 from injcore import calib
 from injcore import machine as M
 from injcore import store as S
 from injcore.fsio import DirFS
 from injcore.settings import Settings
-
-from host_cli import cli, run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ def record(**settings):
 
 @pytest.fixture
 def dev(tmp_path):
-    """A folder holding two generations: settings.a gen 1, settings.b gen 2 (dose 30 uL, PIN 0123)."""
+    """A folder of two generations: settings.a gen 1, settings.b gen 2 (dose 30 uL, PIN 0123)."""
     d = tmp_path / "dev"
     d.mkdir()
     st = store(d)

@@ -403,7 +403,8 @@ import os, binascii
 from injcore import store as S
 from injcore.fsio import DirFS
 print('native', S._native_crc32 is not None, getattr(binascii, '__file__', 'builtin'))
-print('check', S.crc32(b'123456789'), S.crc32_soft(b'123456789'), S.crc32_soft(b'6789', S.crc32_soft(b'12345')))
+print('check', S.crc32(b'123456789'), S.crc32_soft(b'123456789'),
+      S.crc32_soft(b'6789', S.crc32_soft(b'12345')))
 os.mkdir('/data')
 fs = DirFS('/data')
 fs.mkdir('cfg')
@@ -418,7 +419,8 @@ print('files', sorted(fs.listdir('cfg')))
 with fs.open('cfg/settings.b', 'rb') as f:
     data = f.read()
 print('hex', binascii.hexlify(data).decode())
-print('soft', S.crc32_soft(data[18:], S.crc32_soft(data[:14])), S.crc32(data[18:], S.crc32(data[:14])))
+print('soft', S.crc32_soft(data[18:], S.crc32_soft(data[:14])),
+      S.crc32(data[18:], S.crc32(data[:14])))
 with fs.open('cfg/settings.b', 'wb') as f:
     f.write(data[:-3])
 got, info = S.Store(fs, 'cfg/settings').load()

@@ -7,13 +7,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from host_cli import cli
 from host_tools import logs, mpy
 from host_tools.simfs import PowerCut, SimFS
 from injcore import codes as C
 from injcore import tlog
 from injcore.fsio import DirFS
-
-from host_cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 

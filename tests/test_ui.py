@@ -19,9 +19,7 @@ for _p in (ROOT, ROOT / "firmware"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from host_tools import fakes  # noqa: E402
-from host_tools import mpy  # noqa: E402
-from host_tools import ui_scenes  # noqa: E402
+from host_tools import fakes, mpy, ui_scenes  # noqa: E402
 from host_tools.screenshot import read_png, write_png  # noqa: E402
 from injcore import codes as C  # noqa: E402
 from injcore.rig import Rig  # noqa: E402
@@ -291,7 +289,7 @@ def test_a_limit_below_the_depth_set_is_refused_with_a_message():
 @pytest.mark.hazard("H11")
 def test_the_service_menu_needs_the_code_and_locks_after_three_wrong_ones():
     rig, ui = fresh()
-    for attempt in range(S.PIN_TRIES):
+    for _attempt in range(S.PIN_TRIES):
         ui_scenes._menu_at(ui, "Service")
         if ui.screen_name() == "menu":
             keys(ui, OK)

@@ -17,25 +17,23 @@ import gc
 import machine
 
 from injcore import codes as C
-from injcore.core import Core
 from injcore import persist, pio_word
 from injcore.axis import WORDS
+from injcore.compat import const
+from injcore.core import Core
 from injcore.fsio import DirFS
 from injcore.machine import WDT_TIMEOUT_MS
 from injcore.settings import SettingsError
 from injcore.store import Store
 from injcore.tlog import Log, Recorder
-from injcore.compat import const
-
-from . import clock, irq, pins, pio_step
 from ui import keys
 from ui.protocols import Protocols
 from ui.screens import Ui
 
+from . import clock, irq, pins, pio_step, ports
 from .buttons import Buttons
 from .buzzer import ALARM, CLICK, REFUSE, WARNING, Buzzer
 from .hx711 import Hx711
-from . import ports
 from .ports import ROOM_LEVEL, AxisPort, Inputs, Outputs
 from .ssd1306 import Ssd1306
 from .tmc2209 import Tmc2209

@@ -20,6 +20,7 @@ from machine import Pin
 from board import pins
 from board.clock import ticks_add, ticks_diff
 from injcore.compat import const
+
 # Button numbers (the index of the pin in the tuple the Buttons was built on)
 # and events live in ui.keys, shared with the interface.
 from ui.keys import BACK, DOWN, EVENT_NAMES, LONG, OK, PRESS, RELEASE, REPEAT, UP  # noqa: F401

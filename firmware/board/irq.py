@@ -199,7 +199,7 @@ def read_count(bbuf, sm: int) -> int:
 
 @micropython.viper
 def halt_axis(bbuf, sm: int, entry: int):
-    """Stop a step_gen at once and throw away its queued words (pio_step.halt_axis, in registers)."""
+    """Stop a step_gen at once, dropping its queued words (pio_step.halt_axis, in registers)."""
     b = ptr32(bbuf)
     pio = ptr32(PIO0_BASE)
     bit = 1 << sm

@@ -128,8 +128,9 @@ def start_axis(gen_id, count_id, step_pin, dir_pin, sys_hz=PIO_HZ, run=True):
     """Build, reset and start one axis's generator and counter.
 
     gen_id/count_id are StateMachine ids (0-3 on PIO0, 4-7 on PIO1; both axes
-    on one block load the 19 instructions once), the pins machine.Pin objects. sys_hz is machine.freq(): the PIO clock must divide it
-    exactly, a fractional divider would jitter every edge. Returns (gen, count):
+    on one block load the 19 instructions once), the pins machine.Pin objects.
+    sys_hz is machine.freq(): the PIO clock must divide it exactly, a
+    fractional divider would jitter every edge. Returns (gen, count):
     feed gen with gen.put(word), read the position with read_count(count).
     """
     if sys_hz % PIO_HZ:

@@ -8,8 +8,7 @@ from injcore import codes as C
 from injcore.compat import const
 from injcore.pio_word import FIFO_WORDS
 
-from . import irq, pins
-from . import pio_step
+from . import irq, pins, pio_step
 
 SIO_GPIO_IN = const(0xD0000004)  # all GPIO input levels in one read
 

@@ -4,9 +4,15 @@ docs/protocols.md describes the format for people and docs/protocol.schema.json
 for the host's validator; this is the device's own check, its storage and
 the walk through a protocol during a session.
 
-Pure Python, integer units, runs unchanged on CPython and MicroPython (the device validates protocols with it). Imports only injcore modules (settings, machine, store, core constants), json, no machine.
+Pure Python, integer units, runs unchanged on CPython and MicroPython (the device validates
+protocols with it). Imports only injcore modules (settings, machine, store, core constants),
+json, no machine.
 
-Constants: FORMAT = 1; MAX_PROTOCOLS = 16; MAX_ZONES = 12; NAME_MAX = 24 (protocol name chars); ZONE_NAME_MAX = 12 (zone name chars, printable ASCII: shown on a 16-char display line and stored in the log); MAX_FILE_BYTES = 4096; TECHNIQUES = {"nappage": MODE_CONTINUOUS, "point": MODE_SINGLE, "papule": MODE_SINGLE} (injcore.settings modes).
+Constants: FORMAT = 1; MAX_PROTOCOLS = 16; MAX_ZONES = 12; NAME_MAX = 24 (protocol name chars);
+ZONE_NAME_MAX = 12 (zone name chars, printable ASCII: shown on a 16-char display line and stored
+in the log); MAX_FILE_BYTES = 4096;
+TECHNIQUES = {"nappage": MODE_CONTINUOUS, "point": MODE_SINGLE, "papule": MODE_SINGLE}
+(injcore.settings modes).
 
 Protocol JSON (one file per protocol):
 {
@@ -14,7 +20,8 @@ Protocol JSON (one file per protocol):
   "name": "Facial skin booster",          # 1..24 printable ASCII chars
   "version": 3,                           # integer 1..65535
   "example": true,                        # optional bool: an example a clinician must review
-  "session_cap_nl": 2200000,              # integer nL, > 0; effective cap = min(this, engineer's session cap)
+  "session_cap_nl": 2200000,              # integer nL, > 0; the effective cap is
+                                          #   min(this, the engineer's session cap)
   "notes": "...",                         # optional string <= 200 chars, ignored by the device
   "zones": [                              # 1..12 zones, names unique (case-insensitive)
     {"name": "Malar L",                   # 1..12 printable ASCII
@@ -26,20 +33,43 @@ Protocol JSON (one file per protocol):
      "cap_nl": 550000}                    # integer nL > 0, <= the protocol's effective session cap
   ]
 }
-Every zone's settings pass injcore.settings validation (settings.problems_in with the engineer's Limits: depth within the usable needle length, dose/speed/rate ranges and steps) — the same rules as hand-set values. Unknown keys are refused. Wrong types refused (bool is not an int).
+Every zone's settings pass injcore.settings validation (settings.problems_in with the engineer's
+Limits: depth within the usable needle length, dose/speed/rate ranges and steps) — the same
+rules as hand-set values. Unknown keys are refused. Wrong types refused (bool is not an int).
 
 Functions:
-- check(obj, limits) -> list of problem strings, each "path: message", path like "zones[2].depth_um" or "session_cap_nl" or "zones" or "name"; [] if valid. Never raises on any JSON value.
-- parse(text, limits) -> Protocol; raises ProtocolError (a ValueError with .problems, the list) on malformed JSON ("json: ...") or any problem. text may be str or bytes; longer than MAX_FILE_BYTES is refused.
-- class Protocol: .name, .version, .example, .session_cap_nl (the effective cap: min with limits.session_cap_nl), .own_cap_nl, .zones (list of Zone), .as_dict() (the JSON object back).
-- class Zone: .name, .technique, .mode, .settings (dict of injcore.settings fields for Core.configure: mode, depth_um, dose_nl, speed_um_s, rate_nl_s, shot_rate_mhz, suckback_nl), .planned (int; 0 = "free"), .cap_nl.
-- class ProtocolStore(fs, limits, dir=DIR): on injcore.fsio.DirFS / host_tools.simfs.SimFS. names() -> sorted protocol names; load(name) -> Protocol (validated against the limits given at construction: ProtocolStore(fs, limits, dir=...)); save(text_or_dict) -> Protocol (validates whole first; atomic: writes via injcore.store.Store so every protocol file has the store's header/CRC/two generations; refuses a 17th protocol with a message; replacing the same name is allowed); remove(name).
-- class Run(core, protocol, recorder=None): the operator's walk through a protocol on the device (main loop only, never the tick).
-  .index (current zone), .zone (Zone), .done[i] (complete punctures in zone i), .used_nl[i] (volume delivered in zone i, from core.delivered_steps deltas via core.steps_to_nl), .skipped[i] (bool), .finished (bool)
-  start(): applies zone 0; enter(i): core.configure(**zone.settings) and core.set_protocol_caps(protocol.session_cap_nl, zone.cap_nl - used_nl[i]); sets recorder.zone = i if a recorder is given; returns False with .message if the core refuses (busy).
+- check(obj, limits) -> list of problem strings, each "path: message", path like
+  "zones[2].depth_um" or "session_cap_nl" or "zones" or "name"; [] if valid. Never raises on any
+  JSON value.
+- parse(text, limits) -> Protocol; raises ProtocolError (a ValueError with .problems, the list)
+  on malformed JSON ("json: ...") or any problem. text may be str or bytes; longer than
+  MAX_FILE_BYTES is refused.
+- class Protocol: .name, .version, .example, .session_cap_nl (the effective cap: min with
+  limits.session_cap_nl), .own_cap_nl, .zones (list of Zone), .as_dict() (the JSON object back).
+- class Zone: .name, .technique, .mode, .settings (dict of injcore.settings fields for
+  Core.configure: mode, depth_um, dose_nl, speed_um_s, rate_nl_s, shot_rate_mhz, suckback_nl),
+  .planned (int; 0 = "free"), .cap_nl.
+- class ProtocolStore(fs, limits, dir=DIR): on injcore.fsio.DirFS / host_tools.simfs.SimFS.
+  names() -> sorted protocol names; load(name) -> Protocol (validated against the limits given
+  at construction: ProtocolStore(fs, limits, dir=...)); save(text_or_dict) -> Protocol
+  (validates whole first; atomic: writes via injcore.store.Store so every protocol file has the
+  store's header/CRC/two generations; refuses a 17th protocol with a message; replacing the same
+  name is allowed); remove(name).
+- class Run(core, protocol, recorder=None): the operator's walk through a protocol on the device
+  (main loop only, never the tick).
+  .index (current zone), .zone (Zone), .done[i] (complete punctures in zone i), .used_nl[i]
+    (volume delivered in zone i, from core.delivered_steps deltas via core.steps_to_nl),
+    .skipped[i] (bool), .finished (bool)
+  start(): applies zone 0; enter(i): core.configure(**zone.settings) and
+    core.set_protocol_caps(protocol.session_cap_nl, zone.cap_nl - used_nl[i]); sets
+    recorder.zone = i if a recorder is given; returns False with .message if the core refuses
+    (busy).
   poll(): call every main-loop pass: attributes new punctures / volume to the current zone.
-  next() / back(): move zone (counts kept; going back resumes that zone with the cap left). skip(): marks the current zone skipped then next(). end(): core.set_protocol_caps() (no caps), .finished = True.
-  status() -> dict: name, index, count, zone name, done, planned (0 free), used_nl, cap_nl, next_name (or ""), capped (bool: zone cap reached), session_used_nl, session_cap_nl.
+  next() / back(): move zone (counts kept; going back resumes that zone with the cap left).
+    skip(): marks the current zone skipped then next(). end(): core.set_protocol_caps() (no
+    caps), .finished = True.
+  status() -> dict: name, index, count, zone name, done, planned (0 free), used_nl, cap_nl,
+    next_name (or ""), capped (bool: zone cap reached), session_used_nl, session_cap_nl.
 """
 
 # Details the summary above leaves open:
@@ -124,7 +154,7 @@ def _effective_cap(obj, limits):
     return limits.session_cap_nl
 
 
-def _zone_problems(z, i, limits, cap, seen, problems):
+def _zone_problems(z, i, limits, cap, seen, problems):  # noqa: C901  (one check per zone key, each with its own message)
     p = "zones[%d]" % i
     if not isinstance(z, dict):
         problems.append("%s: %r is not an object" % (p, z))
@@ -199,7 +229,7 @@ def check(obj, limits=None):
         return ["protocol: cannot be checked (%r)" % (e,)]
 
 
-def _check(obj, limits):
+def _check(obj, limits):  # noqa: C901  (one check per top-level key, each with its own message)
     if not isinstance(obj, dict):
         return ["protocol: %r is not an object" % (obj,)]
     problems = []

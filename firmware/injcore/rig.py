@@ -9,8 +9,8 @@ For the full physical model see sim/machine.py.
 """
 
 from injcore import codes as C
-from injcore.core import Core
 from injcore import machine as M
+from injcore.core import Core
 
 
 class AxisPort:
@@ -177,7 +177,7 @@ except ImportError:  # CPython
 
 
 def reference_loop(n=10000):
-    """The reference workload: `x = x + 1` inside a function (4.75 us per iteration on an RP2040)."""
+    """The reference workload: `x = x + 1` in a function (4.75 us per iteration on an RP2040)."""
     x = 0
     for _ in range(n):
         x = x + 1

@@ -186,7 +186,7 @@ def normalize(payload):
     return payload
 
 
-def validate(payload):
+def validate(payload):  # noqa: C901  (one check per payload field, each with its own message)
     """Every problem of a payload of SCHEMA_VERSION, one message each; [] if it may be applied."""
     if not isinstance(payload, dict):
         return ["payload: not a dict"]

@@ -354,7 +354,7 @@ class Log:
         return self._n
 
     def add(self, rec):
-        """Buffer one 24-byte record for the next flush; False (and counted) if the buffer is full."""
+        """Buffer one 24-byte record for the next flush; False (counted) if the buffer is full."""
         n = self._n
         if n >= self._cap:
             self.dropped += 1

@@ -202,6 +202,6 @@ class FrameBuffer:
         raise NotImplementedError("framebuf fake: poly() is not implemented")
 
 
-def FrameBuffer1(buffer, width, height, stride=None):
+def FrameBuffer1(buffer, width, height, stride=None):  # noqa: N802  (MicroPython's name)
     """The old name: a MONO_VLSB FrameBuffer."""
     return FrameBuffer(buffer, width, height, MONO_VLSB, stride)

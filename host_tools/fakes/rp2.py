@@ -443,7 +443,7 @@ _bound = {}  # state machine id -> the object that plays it
 
 
 def bind(sm_id, obj):
-    """Let `obj` (put/get/tx_fifo/rx_fifo/exec/active/restart) play state machine sm_id's registers."""
+    """Let `obj` (put/get/tx_fifo/rx_fifo/exec/active/restart) play state machine sm_id."""
     _bound[sm_id] = obj
 
 

@@ -242,7 +242,7 @@ class VirtualBoard:
         except (OSError, ValueError):
             pass
 
-    def _pump(self, proc, master, wake_r):
+    def _pump(self, proc, master, wake_r):  # noqa: C901  (one select loop over the pty and node's pipes)
         node_in = proc.stdin.fileno()
         node_out = proc.stdout.fileno()
         node_err = proc.stderr.fileno()
