@@ -272,16 +272,14 @@ class Core:
         s[T.CONFIGURING] = 1  # the tick starts no move while this is set
         try:
             if self.state not in IDLE:
-                raise SettingsError(["settings change only while the injector is idle"])
+                raise SettingsError.one("settings", SettingsError.NOT_IDLE)
             new = self.settings.changed(self.limits, **changes)
             spare = self._plans[1 - self._active]
             self._plan_cycle(new, spare)
             if new.mode == MODE_CONTINUOUS and spare.cycle_ticks > spare.period_ticks:
                 best = 1_000_000 // spare.cycle_ticks  # mHz
-                raise SettingsError([
-                    "shot_rate_mhz: %d is faster than one puncture with this depth, dose and "
-                    "speeds takes (%d ms); allowed 500..%d mHz" % (
-                        new.shot_rate_mhz, spare.cycle_ticks, best)])
+                raise SettingsError.one("shot_rate_mhz", SettingsError.CYCLE, new.shot_rate_mhz,
+                                        500, best, spare.cycle_ticks)
             self.settings = new
             area0 = self._area_cmm2
             self._area_nominal, self._capacity_nl, self._dead_nl = new.syringe()
@@ -319,7 +317,7 @@ class Core:
         limits (H11): the operator values are lowered first, never silently.
         """
         if self.state not in IDLE:
-            raise SettingsError(["limits change only while the injector is idle"])
+            raise SettingsError.one("limits", SettingsError.NOT_IDLE)
         values = {}
         for name in Limits.RANGES:
             values[name] = getattr(self.limits, name)
@@ -328,7 +326,8 @@ class Core:
             if name not in values:
                 problems.append("%s: no such limit; known: %s" % (name, ", ".join(Limits.RANGES)))
         if problems:
-            raise SettingsError(problems)
+            raise SettingsError([SettingsError.refusal(name, SettingsError.NO_LIMIT)
+                                 for name in changes if name not in values])
         values.update(changes)
         new = Limits(**values)
         new.check()
@@ -369,11 +368,10 @@ class Core:
     def set_calibration(self, dose_factor_ppm):
         """Apply a gravimetric dose correction (delivered / counted, in ppm); SettingsError if refused."""
         if self.state not in IDLE:
-            raise SettingsError(["calibration changes only while the injector is idle"])
+            raise SettingsError.one("calibration", SettingsError.NOT_IDLE)
         lo, hi = M.DOSE_FACTOR_MIN_PPM, M.DOSE_FACTOR_MAX_PPM
         if not isinstance(dose_factor_ppm, int) or not lo <= dose_factor_ppm <= hi:
-            raise SettingsError(["dose_factor_ppm: %r is out of range; allowed %d..%d ppm: "
-                                 "check the syringe and the scale" % (dose_factor_ppm, lo, hi)])
+            raise SettingsError.one("dose_factor_ppm", SettingsError.RANGE, dose_factor_ppm, lo, hi)
         self._reconfigure("dose_factor_ppm", dose_factor_ppm)
 
     def _plan_cycle(self, st, ps):
@@ -386,8 +384,8 @@ class Core:
         rate = M.plunger_steps_for_nl(st.rate_nl_s, area)
         rate_max = M.um_to_plunger_steps(M.PLUNGER_MAX_SPEED_UM_S)
         if rate > rate_max:
-            raise SettingsError(["rate_nl_s: %d needs the plunger faster than %d um/s with this syringe"
-                                 % (st.rate_nl_s, M.PLUNGER_MAX_SPEED_UM_S)])
+            raise SettingsError.one("rate_nl_s", SettingsError.PLUNGER, st.rate_nl_s,
+                                    extra=M.PLUNGER_MAX_SPEED_UM_S)
         ps.needle_in.set(depth, M.um_to_needle_steps(st.speed_um_s), needle_a)
         ps.needle_out.set(depth, M.um_to_needle_steps(M.NEEDLE_MAX_SPEED_UM_S), needle_a)
         bl = self.backlash_steps
@@ -446,10 +444,10 @@ class Core:
     def set_backlash(self, steps):
         """Use `steps` of backlash for the compensation (a measurement's result)."""
         if self.state not in IDLE:
-            raise SettingsError(["backlash changes only while the injector is idle"])
+            raise SettingsError.one("backlash", SettingsError.NOT_IDLE)
         hi = M.um_to_plunger_steps(M.BACKLASH_MAX_UM)
         if not isinstance(steps, int) or not 0 <= steps <= hi:
-            raise SettingsError(["backlash_steps: %r is out of range; allowed 0..%d" % (steps, hi)])
+            raise SettingsError.one("backlash_steps", SettingsError.RANGE, steps, 0, hi)
         old = self.S[T.BACKLASH]
         self.S[T.BACKLASH] = steps
         try:
