@@ -90,7 +90,7 @@ def check(steps):
     """A backlash figure the compensation may use; SettingsError if not."""
     hi = M.um_to_plunger_steps(M.BACKLASH_MAX_UM)
     if not isinstance(steps, int) or not 0 <= steps <= hi:
-        raise SettingsError(["backlash_steps: %r is out of range; allowed 0..%d" % (steps, hi)])
+        raise SettingsError.one("backlash_steps", SettingsError.RANGE, steps, 0, hi)
 
 
 # ---- the tick's part ------------------------------------------------------------------------

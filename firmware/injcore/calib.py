@@ -19,8 +19,7 @@ def check_factor(factor_ppm):
     """A dose correction (delivered / counted, ppm) the core may apply; SettingsError if not."""
     lo, hi = M.DOSE_FACTOR_MIN_PPM, M.DOSE_FACTOR_MAX_PPM
     if not isinstance(factor_ppm, int) or not lo <= factor_ppm <= hi:
-        raise SettingsError(["dose_factor_ppm: %r is out of range; allowed %d..%d ppm: "
-                             "check the syringe and the scale" % (factor_ppm, lo, hi)])
+        raise SettingsError.one("dose_factor_ppm", SettingsError.RANGE, factor_ppm, lo, hi)
 
 
 def weighed_nl(mass_dmg, density_mg_per_ml):

@@ -283,7 +283,7 @@ class Core:
         s[_CONFIGURING] = 1  # the tick starts no move while this is set
         try:
             if self.state not in IDLE:
-                raise SettingsError(["settings change only while the injector is idle"])
+                raise SettingsError.one("settings", SettingsError.NOT_IDLE)
             new = self.settings.changed(self.limits, **changes)
             spare = self._plans[1 - self._active]
             puncture.plan_cycle(self, new, spare)  # raises if the machine cannot
@@ -324,7 +324,7 @@ class Core:
         limits (H11): the operator values are lowered first, never silently.
         """
         if self.state not in IDLE:
-            raise SettingsError(["limits change only while the injector is idle"])
+            raise SettingsError.one("limits", SettingsError.NOT_IDLE)
         values = {}
         for name in Limits.RANGES:
             values[name] = getattr(self.limits, name)
@@ -333,7 +333,8 @@ class Core:
             if name not in values:
                 problems.append("%s: no such limit; known: %s" % (name, ", ".join(Limits.RANGES)))
         if problems:
-            raise SettingsError(problems)
+            raise SettingsError([SettingsError.refusal(name, SettingsError.NO_LIMIT)
+                                 for name in changes if name not in values])
         values.update(changes)
         new = Limits(**values)
         new.check()
@@ -374,7 +375,7 @@ class Core:
     def set_calibration(self, dose_factor_ppm):
         """Apply a gravimetric dose correction (delivered / counted, in ppm); SettingsError if refused."""
         if self.state not in IDLE:
-            raise SettingsError(["calibration changes only while the injector is idle"])
+            raise SettingsError.one("calibration", SettingsError.NOT_IDLE)
         calib.check_factor(dose_factor_ppm)
         self._reconfigure("dose_factor_ppm", dose_factor_ppm)
 
@@ -405,7 +406,7 @@ class Core:
     def set_backlash(self, steps):
         """Use `steps` of backlash for the compensation (a measurement's result)."""
         if self.state not in IDLE:
-            raise SettingsError(["backlash changes only while the injector is idle"])
+            raise SettingsError.one("backlash", SettingsError.NOT_IDLE)
         backlash.check(steps)
         old = self.S[_BACKLASH]
         self.S[_BACKLASH] = steps

@@ -94,7 +94,7 @@ import json
 from . import store as S
 from .compat import const
 from .settings import (MODE_CONTINUOUS, MODE_SINGLE, Limits, Settings, SettingsError, is_int,
-                       problems_in)
+                       problems_in, refusal_text)
 
 FORMAT = const(1)
 MAX_PROTOCOLS = const(16)
@@ -200,10 +200,9 @@ def _zone_problems(z, i, limits, cap, seen, problems):  # noqa: C901  (one check
         values[k] = z[k]
     if mode is not None:
         values["mode"] = mode
-    for msg in problems_in(values, limits):
-        field = msg.split(":", 1)[0]
-        if field in present:
-            problems.append(p + msg)
+    for r in problems_in(values, limits):
+        if r[0] in present:  # the refusal's field: the defaults filled in are not the file's
+            problems.append(p + refusal_text(r))
     n = z.get("punctures")
     if "punctures" not in z:
         problems.append(p + "punctures: missing")

@@ -182,8 +182,8 @@ def plan_cycle(core, st, ps):
     rate = M.plunger_steps_for_nl(st.rate_nl_s, area)
     rate_max = M.um_to_plunger_steps(M.PLUNGER_MAX_SPEED_UM_S)
     if rate > rate_max:
-        raise SettingsError(["rate_nl_s: %d needs the plunger faster than %d um/s with this syringe"
-                             % (st.rate_nl_s, M.PLUNGER_MAX_SPEED_UM_S)])
+        raise SettingsError.one("rate_nl_s", SettingsError.PLUNGER, st.rate_nl_s,
+                                extra=M.PLUNGER_MAX_SPEED_UM_S)
     ps.needle_in.set(depth, M.um_to_needle_steps(st.speed_um_s), needle_a)
     ps.needle_out.set(depth, M.um_to_needle_steps(M.NEEDLE_MAX_SPEED_UM_S), needle_a)
     bl = core.backlash_steps
@@ -201,9 +201,8 @@ def plan_cycle(core, st, ps):
     s[b + _C_NEAR_EMPTY] = M.NEAR_EMPTY_DOSES * (dose + sb)
     if st.mode == _MODE_CONTINUOUS and ps.cycle_ticks > ps.period_ticks:
         best = 1_000_000 // ps.cycle_ticks  # mHz
-        raise SettingsError([
-            "shot_rate_mhz: %d is faster than one puncture with this depth, dose and "
-            "speeds takes (%d ms); allowed 500..%d mHz" % (st.shot_rate_mhz, ps.cycle_ticks, best)])
+        raise SettingsError.one("shot_rate_mhz", SettingsError.CYCLE, st.shot_rate_mhz,
+                                500, best, ps.cycle_ticks)
 
 
 # ---- the tick's part ------------------------------------------------------------------------

@@ -40,11 +40,47 @@ FIELDS = (
 
 
 class SettingsError(ValueError):
-    """A refused change; `problems` lists one message per offending field."""
+    """A refused change; `refusals` holds one refusal per offending field.
 
-    def __init__(self, problems):
-        super().__init__("; ".join(problems))
-        self.problems = problems
+    A refusal is a tuple (field, code, value, lo, hi, extra): the field, why
+    (a code below), the value refused, the range allowed in the field's unit,
+    and the one more figure some codes need. A string among the refusals is a
+    problem already in words (a stored record's report: Store.save). The words
+    are made only when asked for, by refusal_text: `problems` (one line per
+    refusal) and str(e). The interface picks its short text from code and field.
+    """
+
+    # Why a change is refused: a refusal's code, its fields beyond (field, code, value).
+    NOT_IDLE = 1  # only while the injector is idle; field: "settings", "limits", ...
+    NO_SETTING = 2  # no such setting
+    NO_LIMIT = 3  # no such limit
+    NOT_INT = 4  # not an integer; lo, hi; depth_um's extra: the usable needle length
+    RANGE = 5  # outside lo..hi or off a setting's step grid (grid_step); extra as NOT_INT
+    CHOICE = 6  # not one of the field's choices (mode, syringe_model, needle_count)
+    CYCLE = 7  # shot rate faster than one puncture takes; lo, hi; extra: the puncture, ms
+    PLUNGER = 8  # injection rate the plunger cannot reach; extra: its top speed, um/s
+
+    def __init__(self, refusals):
+        super().__init__(refusals)
+        self.refusals = refusals
+
+    @staticmethod
+    def refusal(field, code, value=None, lo=0, hi=0, extra=None):
+        """One refusal: SettingsError.refusal("depth_um", SettingsError.RANGE, 7000, 300, 4000)."""
+        return (field, code, value, lo, hi, extra)
+
+    @staticmethod
+    def one(field, code, value=None, lo=0, hi=0, extra=None):
+        """One refusal's error: raise SettingsError.one("limits", SettingsError.NOT_IDLE)."""
+        return SettingsError([SettingsError.refusal(field, code, value, lo, hi, extra)])
+
+    @property
+    def problems(self):
+        """One message per refusal, as the host tools and the logs read them."""
+        return [refusal_text(r) for r in self.refusals]
+
+    def __str__(self):
+        return "; ".join(self.problems)
 
 
 class Limits:
@@ -69,14 +105,14 @@ class Limits:
         self.occlusion_kpa = occlusion_kpa
 
     def check(self):
-        problems = []
+        refusals = []
         for name in ("needle_length_um", "session_cap_nl", "occlusion_kpa"):
-            lo, hi, unit = Limits.RANGES[name]
+            lo, hi, _ = Limits.RANGES[name]
             v = getattr(self, name)
             if not is_int(v) or not lo <= v <= hi:
-                problems.append("%s: %r is out of range; allowed %d..%d %s" % (name, v, lo, hi, unit))
-        if problems:
-            raise SettingsError(problems)
+                refusals.append(_refusal(name, SettingsError.RANGE, v, lo, hi))
+        if refusals:
+            raise SettingsError(refusals)
 
 
 class Settings:
@@ -102,14 +138,12 @@ class Settings:
     def changed(self, limits, **changes):
         """A new Settings with `changes` applied, or SettingsError naming every bad field."""
         values = self.as_dict()
-        problems = []
-        for name in changes:
-            if name not in values:
-                problems.append("%s: no such setting; known: %s" % (name, ", ".join(FIELDS)))
+        refusals = [_refusal(name, SettingsError.NO_SETTING)
+                    for name in changes if name not in values]
         values.update(changes)
-        problems.extend(problems_in(values, limits))
-        if problems:
-            raise SettingsError(problems)
+        refusals.extend(problems_in(values, limits))
+        if refusals:
+            raise SettingsError(refusals)
         return Settings(**values)
 
     # Derived figures the planner needs, computed once per change, never in the tick.
@@ -129,54 +163,111 @@ def is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _range_problem(name, value, lo, hi, step, unit, note=""):
+_refusal = SettingsError.refusal
+
+
+def grid_step(field, value):
+    """The step a ranged setting moves in at `value`: the dose is finer below 10 uL."""
+    if field == "dose_nl" and is_int(value) and value >= FINE_DOSE_BELOW_NL:
+        return COARSE_DOSE_STEP_NL
+    return RANGES[field][2]
+
+
+def _range_refusal(name, value, lo, hi, extra=None):
     if not is_int(value):
-        return "%s: %r is not an integer; allowed %d..%d %s%s" % (name, value, lo, hi, unit, note)
-    if not lo <= value <= hi or (value - lo) % step:
-        return "%s: %d is out of range; allowed %d..%d %s in steps of %d%s" % (
-            name, value, lo, hi, unit, step, note)
+        return _refusal(name, SettingsError.NOT_INT, value, lo, hi, extra)
+    if not lo <= value <= hi or (value - lo) % grid_step(name, value):
+        return _refusal(name, SettingsError.RANGE, value, lo, hi, extra)
     return None
 
 
 def problems_in(values, limits):
-    """Every problem of a complete settings dict, one message per field."""
-    problems = []
+    """Every refusal of a complete settings dict, one per field (refusal_text words them)."""
+    refusals = []
 
-    def add(msg):
-        if msg:
-            problems.append(msg)
+    def add(r):
+        if r:
+            refusals.append(r)
 
     for name in ("speed_um_s", "rate_nl_s", "shot_rate_mhz", "suckback_nl"):
-        lo, hi, step, unit = RANGES[name]
-        add(_range_problem(name, values[name], lo, hi, step, unit))
+        lo, hi, _, _ = RANGES[name]
+        add(_range_refusal(name, values[name], lo, hi))
 
-    lo, hi, step, unit = RANGES["depth_um"]
+    lo, hi, _, _ = RANGES["depth_um"]
     hi = min(hi, limits.needle_length_um)
-    add(_range_problem("depth_um", values["depth_um"], lo, hi, step, unit,
-                       " (usable needle length %d um)" % limits.needle_length_um))
+    add(_range_refusal("depth_um", values["depth_um"], lo, hi, limits.needle_length_um))
 
-    lo, hi, step, unit = RANGES["dose_nl"]
-    dose = values["dose_nl"]
-    if is_int(dose) and dose >= FINE_DOSE_BELOW_NL:
-        step = COARSE_DOSE_STEP_NL
-    add(_range_problem("dose_nl", dose, lo, hi, step, unit,
-                       " (0.5 uL steps below 10 uL, 1 uL steps above)"))
+    lo, hi, _, _ = RANGES["dose_nl"]
+    add(_range_refusal("dose_nl", values["dose_nl"], lo, hi))
 
     mode = values["mode"]
     if not is_int(mode) or not 0 <= mode < len(MODE_NAMES):
-        add("mode: %r is not a mode; allowed %s" % (mode, ", ".join(
-            "%d=%s" % (i, n) for i, n in enumerate(MODE_NAMES))))
+        add(_refusal("mode", SettingsError.CHOICE, mode))
 
     syringe = values["syringe_model"]
     if not is_int(syringe) or (syringe not in M.SYRINGES and syringe != M.CUSTOM_SYRINGE):
-        add("syringe_model: %r is not a syringe model; allowed %s or 0 for a custom inner diameter"
-            % (syringe, "/".join(str(m) for m in sorted(M.SYRINGES))))
+        add(_refusal("syringe_model", SettingsError.CHOICE, syringe))
     elif syringe == M.CUSTOM_SYRINGE:
-        lo, hi, step, unit = RANGES["syringe_id_um"]
-        add(_range_problem("syringe_id_um", values["syringe_id_um"], lo, hi, step, unit))
+        lo, hi, _, _ = RANGES["syringe_id_um"]
+        add(_range_refusal("syringe_id_um", values["syringe_id_um"], lo, hi))
 
     count = values["needle_count"]
     if not is_int(count) or count not in NEEDLE_COUNTS:
-        add("needle_count: %r is not allowed; allowed %s" % (
-            count, ", ".join(str(n) for n in NEEDLE_COUNTS)))
-    return problems
+        add(_refusal("needle_count", SettingsError.CHOICE, count))
+    return refusals
+
+
+def _unit(field):
+    if field in RANGES:
+        return RANGES[field][3]
+    if field in Limits.RANGES:
+        return Limits.RANGES[field][2]
+    return "ppm" if field == "dose_factor_ppm" else ""  # backlash_steps: a bare count
+
+
+def refusal_text(r, named=True):
+    """The words of a refusal: "depth_um: 7000 is out of range; allowed ...".
+
+    named=False leaves out the leading "field: " (the interface's fallback).
+    """
+    if isinstance(r, str):
+        return r
+    field, code, value, lo, hi, extra = r
+    E = SettingsError
+    if code == E.NOT_IDLE:  # "settings" and "limits" change, "calibration" changes
+        verb = "change" if field[-1] == "s" else "changes"
+        return "%s %s only while the injector is idle" % (field, verb)
+    if code == E.NO_SETTING:
+        text = "no such setting; known: " + ", ".join(FIELDS)
+    elif code == E.NO_LIMIT:
+        text = "no such limit; known: " + ", ".join(Limits.RANGES)
+    elif code == E.CHOICE:
+        if field == "mode":
+            what = "not a mode; allowed " + ", ".join(
+                "%d=%s" % (i, n) for i, n in enumerate(MODE_NAMES))
+        elif field == "syringe_model":
+            what = "not a syringe model; allowed %s or 0 for a custom inner diameter" % "/".join(
+                str(s) for s in sorted(M.SYRINGES))
+        else:
+            what = "not allowed; allowed " + ", ".join(str(n) for n in NEEDLE_COUNTS)
+        text = "%r is %s" % (value, what)
+    elif code == E.CYCLE:
+        text = "%d is faster than one puncture with this depth, dose and speeds takes (%d ms); " \
+               "allowed %d..%d %s" % (value, extra, lo, hi, _unit(field))
+    elif code == E.PLUNGER:
+        text = "%d needs the plunger faster than %d um/s with this syringe" % (value, extra)
+    else:  # NOT_INT, RANGE
+        text = "%r is %s; allowed %d..%d" % (
+            value, "not an integer" if code == E.NOT_INT else "out of range", lo, hi)
+        unit = _unit(field)
+        if unit:
+            text += " " + unit
+        if code == E.RANGE and field in RANGES:
+            text += " in steps of %d" % grid_step(field, value)
+        if field == "depth_um" and extra is not None:
+            text += " (usable needle length %d um)" % extra
+        elif field == "dose_nl":
+            text += " (0.5 uL steps below 10 uL, 1 uL steps above)"
+        elif field == "dose_factor_ppm":
+            text += ": check the syringe and the scale"
+    return field + ": " + text if named else text

@@ -36,7 +36,7 @@ import json
 import struct
 
 from . import machine as M
-from .settings import FIELDS, Limits, Settings, SettingsError, is_int, problems_in
+from .settings import FIELDS, Limits, Settings, SettingsError, is_int, problems_in, refusal_text
 
 try:
     from binascii import crc32 as _native_crc32  # CPython; the rp2 port usually lacks it
@@ -230,7 +230,7 @@ def validate(payload):  # noqa: C901  (one check per payload field, each with it
                 if n not in FIELDS:
                     problems.append("settings.%s: unknown setting" % (n,))
             if not missing:
-                problems.extend("settings." + p for p in problems_in(s, limits))
+                problems.extend("settings." + refusal_text(r) for r in problems_in(s, limits))
 
     cal = payload.get("calibration")
     if "calibration" in payload:
