@@ -12,9 +12,9 @@ beyond its subset, no CPython-only modules.
 from injcore import codes as C
 from injcore.rig import Rig
 from injcore.settings import MODE_CONTINUOUS
-from ui import screens as ui_screens
 from ui.keys import DOWN, OK, PRESS, UP
 from ui.screens import Ui
+from ui.service import cal_compute
 
 WIDTH = 128
 HEIGHT = 64
@@ -223,8 +223,8 @@ def scene(name):  # noqa: C901  (one branch per named scene)
         _keys(ui, OK, OK)
         ui._cal_expected_nl = 200_000  # ten 20 uL shots counted ...
         ui.cal["mass_dmg"] = 2058  # ... and 205.8 mg on the scale
-        ui._cal_compute()
-        ui._go(ui_screens.S_CAL_RESULT)
+        cal_compute(ui)
+        ui.go("cal-result")
     elif name == "backlash":
         _ready(core)
         _service(ui)
