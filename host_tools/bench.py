@@ -73,10 +73,17 @@ def sim_speed(punctures=1000):
     sim.home()
     sim.load(3)
     sim.prime(500)
-    sim.configure(mode=1, depth_um=600, dose_nl=2000, speed_um_s=40_000, rate_nl_s=100_000,
-                  shot_rate_mhz=5000, suckback_nl=200)
+    sim.configure(
+        mode=1,
+        depth_um=600,
+        dose_nl=2000,
+        speed_um_s=40_000,
+        rate_nl_s=100_000,
+        shot_rate_mhz=5000,
+        suckback_nl=200,
+    )
     sim.machine.trigger = True
-    sim.run_until(lambda s: s.core.punctures >= punctures, 10 ** 7)
+    sim.run_until(lambda s: s.core.punctures >= punctures, 10**7)
     sim.machine.trigger = False
     sim.run_until(lambda s: s.core.state == 2, 10_000)
     wall = time.perf_counter() - t0
@@ -143,11 +150,14 @@ for name in ('status_ready', 'menu_end', 'edit_depth', 'alarm_6'):
 def micropython_ui():
     from host_tools import mpy
 
-    out = mpy.run(UI_SCRIPT, {
-        ROOT / "firmware" / "injcore": "/lib/injcore",
-        ROOT / "firmware" / "ui": "/lib/ui",
-        ROOT / "host_tools" / "ui_scenes.py": "/lib/ui_scenes.py",
-    })
+    out = mpy.run(
+        UI_SCRIPT,
+        {
+            ROOT / "firmware" / "injcore": "/lib/injcore",
+            ROOT / "firmware" / "ui": "/lib/ui",
+            ROOT / "host_tools" / "ui_scenes.py": "/lib/ui_scenes.py",
+        },
+    )
     rows = dict(row.split() for row in out.splitlines())
     return int(rows.pop("heap")), float(rows.pop("ref")), {k: float(v) for k, v in rows.items()}
 
@@ -167,25 +177,41 @@ for name in MODULES:
 print("total", prev - base)
 """
 # The firmware's pure modules, in import order (board/ needs machine: the fakes would count).
-HEAP_MODULES = ("injcore.core", "injcore.store", "injcore.persist", "injcore.tlog", "injcore.calib",
-                "injcore.protocol", "ui.screens", "ui.protocols")
+HEAP_MODULES = (
+    "injcore.core",
+    "injcore.store",
+    "injcore.persist",
+    "injcore.tlog",
+    "injcore.calib",
+    "injcore.protocol",
+    "ui.screens",
+    "ui.protocols",
+)
 
 
 def micropython_module_heap():
     """Heap each firmware module keeps after import on MicroPython (from source, collected)."""
     from host_tools import mpy
 
-    out = mpy.run("MODULES = %r\n" % (HEAP_MODULES,) + HEAP_SCRIPT, {
-        ROOT / "firmware" / "injcore": "/lib/injcore",
-        ROOT / "firmware" / "ui": "/lib/ui",
-    })
+    out = mpy.run(
+        "MODULES = %r\n" % (HEAP_MODULES,) + HEAP_SCRIPT,
+        {
+            ROOT / "firmware" / "injcore": "/lib/injcore",
+            ROOT / "firmware" / "ui": "/lib/ui",
+        },
+    )
     return [(row.split()[0], int(row.split()[1])) for row in out.splitlines()]
 
 
 def compiled_size():
     """Compile with `make mpy`; returns {package: (files, bytes)} of build/mpy and the .py bytes."""
-    subprocess.run(["make", "-s", "-o", ".venv/.installed", "mpy", "PY=%s" % sys.executable],
-                   cwd=ROOT, check=True, timeout=300, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["make", "-s", "-o", ".venv/.installed", "mpy", "PY=%s" % sys.executable],
+        cwd=ROOT,
+        check=True,
+        timeout=300,
+        stdout=subprocess.DEVNULL,
+    )
     sizes = {}
     for f in sorted((ROOT / "build" / "mpy").rglob("*.mpy")):
         rel = f.relative_to(ROOT / "build" / "mpy")
@@ -194,8 +220,11 @@ def compiled_size():
         pkg = rel.parts[0] if len(rel.parts) > 1 else "(top level)"
         n, b = sizes.get(pkg, (0, 0))
         sizes[pkg] = (n + 1, b + f.stat().st_size)
-    source = sum(f.stat().st_size for f in (ROOT / "firmware").rglob("*.py")
-                 if f.name != "main.py" or f.parent != ROOT / "firmware")
+    source = sum(
+        f.stat().st_size
+        for f in (ROOT / "firmware").rglob("*.py")
+        if f.name != "main.py" or f.parent != ROOT / "firmware"
+    )
     return sizes, source
 
 
@@ -209,17 +238,42 @@ def virtual_board_selftest():
             with VirtualBoard(Path(tmp) / "flash", log=log) as port:
                 t0 = time.monotonic()
                 r = subprocess.run(
-                    ["make", "-s", "-o", ".venv/.installed", "deploy", "PORT=%s" % port,
-                     "PY=%s" % sys.executable, "MPY_DIR=%s" % (Path(tmp) / "mpy"),
-                     "MPY_NATIVE=0"],  # no native emitter on the WebAssembly board: viper blanked
-                    cwd=ROOT, capture_output=True, text=True, timeout=300)
+                    [
+                        "make",
+                        "-s",
+                        "-o",
+                        ".venv/.installed",
+                        "deploy",
+                        "PORT=%s" % port,
+                        "PY=%s" % sys.executable,
+                        "MPY_DIR=%s" % (Path(tmp) / "mpy"),
+                        "MPY_NATIVE=0",
+                    ],  # no native emitter on the WebAssembly board: viper blanked
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                )
                 deploy_s = time.monotonic() - t0
                 if r.returncode != 0:
-                    raise RuntimeError("make deploy failed: " + (r.stderr or r.stdout).strip()[-300:])
+                    raise RuntimeError(
+                        "make deploy failed: " + (r.stderr or r.stdout).strip()[-300:]
+                    )
                 r = subprocess.run(
-                    [sys.executable, "-m", "mpremote", "connect", port, "run",
-                     str(ROOT / "host_tools" / "board_selftest.py")],
-                    cwd=ROOT, capture_output=True, text=True, timeout=300)
+                    [
+                        sys.executable,
+                        "-m",
+                        "mpremote",
+                        "connect",
+                        port,
+                        "run",
+                        str(ROOT / "host_tools" / "board_selftest.py"),
+                    ],
+                    cwd=ROOT,
+                    capture_output=True,
+                    text=True,
+                    timeout=300,
+                )
         finally:
             log.close()
     lines = [x for x in r.stdout.splitlines() if x.startswith("selftest: ")]
@@ -227,7 +281,9 @@ def virtual_board_selftest():
     for x in lines:
         fields.update(kv.split("=", 1) for kv in x.split()[2:] if "=" in kv)
     if r.returncode != 0:
-        raise RuntimeError("self-test failed: " + "; ".join(lines[-3:] or [r.stderr.strip()[-300:]]))
+        raise RuntimeError(
+            "self-test failed: " + "; ".join(lines[-3:] or [r.stderr.strip()[-300:]])
+        )
     return deploy_s, fields, lines
 
 
@@ -235,8 +291,11 @@ CHIP_PUNCTURES = 500
 
 
 def _irq_line(name, f):
-    line(name, "mean %.1f us, worst %.1f us, %d over 500 us, %d interrupts"
-         % (f["mean_us"], f["max_us"], f["over_500us"], f["n"]))
+    line(
+        name,
+        "mean %.1f us, worst %.1f us, %d over 500 us, %d interrupts"
+        % (f["mean_us"], f["max_us"], f["over_500us"], f["n"]),
+    )
 
 
 def chip_session():
@@ -249,21 +308,28 @@ def chip_session():
         f = F.session_figures(tmp)
     wall = time.monotonic() - t0
     irq, wd = f["irq"], f["watchdog"]
-    print("-- one scripted session through main.py: home, load, prime, %d single punctures, "
-          "a %.1f s nappage burst, E-stop (%d punctures)"
-          % (SINGLE_PUNCTURES, BURST_MS / 1000, f["punctures"]))
+    print(
+        "-- one scripted session through main.py: home, load, prime, %d single punctures, "
+        "a %.1f s nappage burst, E-stop (%d punctures)"
+        % (SINGLE_PUNCTURES, BURST_MS / 1000, f["punctures"])
+    )
     for state, name, b in irq["states"]:
         _irq_line("  timer interrupt, state %d %s" % (state, name), b)
     _irq_line("  timer interrupt, every state", irq)
     line("  CPU left to the main loop (1 - timer/span cycles)", "%.1f" % irq["main_share_pct"], "%")
-    line("  main-loop passes", "%.0f per s (%d in %.2f s emulated)"
-         % (f["passes_per_s"], f["passes"], f["seconds"]))
+    line(
+        "  main-loop passes",
+        "%.0f per s (%d in %.2f s emulated)" % (f["passes_per_s"], f["passes"], f["seconds"]),
+    )
     line("  display frames sent", "%.1f per s (%d)" % (f["frames_per_s"], f["frames"]))
     line("  longest main-loop pass", "%.1f ms" % (f["pass_us_max"] / 1000))
     line("  overruns", f["overruns"])
     line("  late timer interrupts (caught up)", f["late"])
-    line("  watchdog", "%d feeds, longest gap %.1f ms, %d expired"
-         % (wd["feeds"], wd["gap_max_us"] / 1000, wd["expired"]))
+    line(
+        "  watchdog",
+        "%d feeds, longest gap %.1f ms, %d expired"
+        % (wd["feeds"], wd["gap_max_us"] / 1000, wd["expired"]),
+    )
     line("  free heap after main.py's boot", f["free_at_boot"], "bytes")
     line("  free heap at the end (collected)", f["free_after"], "bytes")
     line("  wall time", "%.1f s (%.1f x emulated time)" % (wall, wall / f["seconds"]))
@@ -300,17 +366,33 @@ def chip_punctures(n=CHIP_PUNCTURES):
         f = F.puncture_heap(tmp, punctures=n)
     s, core, irq = f["settings"], f["core"], f["irq"]
     print("-- %d punctures in one nappage burst, with the treatment log" % n)
-    line("  settings", "%s, %d um deep, %d nL a shot, %s syringe, %d mHz"
-         % (MODE_LABELS[s["mode"]], s["depth_um"], s["dose_nl"],
-            M.SYRINGES[s["syringe_model"]][M.SYR_NAME], s["shot_rate_mhz"]))
+    line(
+        "  settings",
+        "%s, %d um deep, %d nL a shot, %s syringe, %d mHz"
+        % (
+            MODE_LABELS[s["mode"]],
+            s["depth_um"],
+            s["dose_nl"],
+            M.SYRINGES[s["syringe_model"]][M.SYR_NAME],
+            s["shot_rate_mhz"],
+        ),
+    )
     if f["cycle_ticks"]:
-        line("    the highest rate the core accepts", "one puncture takes %d ms: 1,000,000 // %d"
-             " = %d mHz, in steps of 100" % (f["cycle_ticks"], f["cycle_ticks"],
-                                              1_000_000 // f["cycle_ticks"]))
-    line("  needle excursions (machine model)", "%d in %.1f s emulated (%.2f per s)"
-         % (f["excursions"], f["burst_ms"] / 1000, f["excursions"] / (f["burst_ms"] / 1000)))
-    line("  punctures the core counted", "%d (delivered %d nL)"
-         % (core["punctures"], core["delivered_nl"]))
+        line(
+            "    the highest rate the core accepts",
+            "one puncture takes %d ms: 1,000,000 // %d"
+            " = %d mHz, in steps of 100"
+            % (f["cycle_ticks"], f["cycle_ticks"], 1_000_000 // f["cycle_ticks"]),
+        )
+    line(
+        "  needle excursions (machine model)",
+        "%d in %.1f s emulated (%.2f per s)"
+        % (f["excursions"], f["burst_ms"] / 1000, f["excursions"] / (f["burst_ms"] / 1000)),
+    )
+    line(
+        "  punctures the core counted",
+        "%d (delivered %d nL)" % (core["punctures"], core["delivered_nl"]),
+    )
     line("  free heap after main.py's boot", f["free_at_boot"], "bytes")
     line("  free heap after the punctures (collected)", f["free_after"], "bytes")
     line("  treatment log: records on flash", "%d in %d file(s)" % (f["logged"], core["files"]))
@@ -319,16 +401,21 @@ def chip_punctures(n=CHIP_PUNCTURES):
     line("  treatment log: punctures the main loop missed", core["missed"])
     if core["errno"]:
         line("  treatment log: last flush error", "errno %d" % core["errno"])
-    line("  flash erases / programs",
-         "%s / %s" % (f["flash"].get("erases"), f["flash"].get("programs")))
+    line(
+        "  flash erases / programs",
+        "%s / %s" % (f["flash"].get("erases"), f["flash"].get("programs")),
+    )
     _irq_line("  timer interrupt, burst and flush", irq)
     for state, name, b in irq["states"]:
         _irq_line("    state %d %s" % (state, name), b)
     line("  CPU left to the main loop", "%.1f" % irq["main_share_pct"], "%")
     line("  longest main-loop pass (since boot)", "%.1f ms" % (core["pass_us_max"] / 1000))
     line("  overruns / late interrupts", "%d / %d" % (core["overruns"], core["late"]))
-    line("  watchdog", "%d feeds, longest gap %.1f ms, %d expired"
-         % (f["watchdog"]["feeds"], f["watchdog"]["gap_max_us"] / 1000, f["watchdog"]["expired"]))
+    line(
+        "  watchdog",
+        "%d feeds, longest gap %.1f ms, %d expired"
+        % (f["watchdog"]["feeds"], f["watchdog"]["gap_max_us"] / 1000, f["watchdog"]["expired"]),
+    )
     line("  wall time", "%.1f" % f["wall_s"], "s")
 
 
@@ -368,10 +455,19 @@ def main():
         line("  heap per tick (ready + nappage)", f.get("alloc_per_tick"), "bytes")
         line("  heap used by importing the core", f.get("core_heap"), "bytes")
         line("  heap used by boot (imports + app.boot())", f.get("boot_heap"), "bytes")
-        line("    of which importing board.app (modules it adds)", f.get("app_import", "n/a"), "bytes")
-        line("    of which app.boot() (fake machine/rp2 objects)", f.get("app_boot", "n/a"), "bytes")
-        line("  gc.mem_free after boot (meaningless here)", f.get("mem_free"),
-             "bytes (the wasm heap is what the bridge gives; a Pico has ~240 KB)")
+        line(
+            "    of which importing board.app (modules it adds)",
+            f.get("app_import", "n/a"),
+            "bytes",
+        )
+        line(
+            "    of which app.boot() (fake machine/rp2 objects)", f.get("app_boot", "n/a"), "bytes"
+        )
+        line(
+            "  gc.mem_free after boot (meaningless here)",
+            f.get("mem_free"),
+            "bytes (the wasm heap is what the bridge gives; a Pico has ~240 KB)",
+        )
 
     sim_s, wall, n = sim_speed()
     print("== simulator (CPython %s)" % sys.version.split()[0])
@@ -394,8 +490,11 @@ def main():
     for label, (per_tick, worst, us) in ticks.items():
         iters = us / (ref / 10000)
         line("heap per tick, %s" % label, "%.1f bytes (worst tick %d)" % (per_tick, worst))
-        line("tick, %s" % label, "%.2f us = %.1f reference iterations = ~%.0f us on an RP2040 "
-             "(estimate)" % (us, iters, iters * RP2040_US_PER_REF_ITER))
+        line(
+            "tick, %s" % label,
+            "%.2f us = %.1f reference iterations = ~%.0f us on an RP2040 "
+            "(estimate)" % (us, iters, iters * RP2040_US_PER_REF_ITER),
+        )
 
     print("== heap each firmware module keeps after import (MicroPython 1.27 wasm, from source;")
     print("   the emulated Pico's per-module figures above are the device's)")
@@ -407,8 +506,11 @@ def main():
     line("heap used by importing ui.screens", heap, "bytes")
     for name, us in draws.items():
         iters = us / (ref / 10000)
-        line("draw %s" % name, "%.0f us = %.0f reference iterations = ~%.1f ms on an RP2040 "
-             "(estimate)" % (us, iters, iters * RP2040_US_PER_REF_ITER / 1000))
+        line(
+            "draw %s" % name,
+            "%.0f us = %.0f reference iterations = ~%.1f ms on an RP2040 "
+            "(estimate)" % (us, iters, iters * RP2040_US_PER_REF_ITER / 1000),
+        )
     print("== bench")
     line("wall time of the whole bench", "%.0f" % (time.monotonic() - t_bench), "s")
 

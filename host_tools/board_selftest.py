@@ -100,8 +100,10 @@ def app_figures(base):
     booted = heap_alloc()
     free = gc.mem_free()  # type: ignore[attr-defined]  # MicroPython gc
     try:
-        out("heap app_import=%d app_boot=%d boot_heap=%d mem_free=%d"
-            % (imported - base, booted - imported, booted - base, free))
+        out(
+            "heap app_import=%d app_boot=%d boot_heap=%d mem_free=%d"
+            % (imported - base, booted - imported, booted - base, free)
+        )
         out("app booted: %s" % type(inst).__name__)
     finally:
         inst.stop()
@@ -140,16 +142,31 @@ def run_session():
     log = Hasher()
     R.scripted_session(rig, log)
     core = rig.core
-    out("session lines=%d ticks=%d state=%d punctures=%d needle=%d/%d plunger=%d/%d hash=%s"
-        % (log.lines, core.ticks, core.state, core.punctures, core.needle.pos, rig.needle.pos,
-           core.plunger.pos, rig.plunger.pos, log.hexdigest()))
-    check(getattr(core, "homed", True) and core.state == C.ST_READY,
-          "session did not end homed and ready (state %d, fault %d)"
-          % (core.state, getattr(core, "fault", -1)))
+    out(
+        "session lines=%d ticks=%d state=%d punctures=%d needle=%d/%d plunger=%d/%d hash=%s"
+        % (
+            log.lines,
+            core.ticks,
+            core.state,
+            core.punctures,
+            core.needle.pos,
+            rig.needle.pos,
+            core.plunger.pos,
+            rig.plunger.pos,
+            log.hexdigest(),
+        )
+    )
+    check(
+        getattr(core, "homed", True) and core.state == C.ST_READY,
+        "session did not end homed and ready (state %d, fault %d)"
+        % (core.state, getattr(core, "fault", -1)),
+    )
     check(core.punctures >= 4, "only %d punctures (3 single + a burst expected)" % core.punctures)
-    check(core.needle.pos == rig.needle.pos and core.plunger.pos == rig.plunger.pos,
-          "positions disagree: core needle %d plunger %d, emitted needle %d plunger %d"
-          % (core.needle.pos, core.plunger.pos, rig.needle.pos, rig.plunger.pos))
+    check(
+        core.needle.pos == rig.needle.pos and core.plunger.pos == rig.plunger.pos,
+        "positions disagree: core needle %d plunger %d, emitted needle %d plunger %d"
+        % (core.needle.pos, core.plunger.pos, rig.needle.pos, rig.plunger.pos),
+    )
     check(not rig.outputs.enabled or core.state == C.ST_READY, "drivers left enabled")
     return rig, log.hexdigest()
 
@@ -173,12 +190,16 @@ def measure_alloc(rig):
     fired = core.punctures - p0
     rig.inputs.trigger = False
     rig.run(3000, lambda c: c.state == C.ST_READY)
-    out("alloc idle=%d continuous=%d worst_tick=%d ticks=%d punctures=%d"
-        % (idle, burst, max(idle_worst, burst_worst), IDLE_TICKS + BURST_TICKS, fired))
+    out(
+        "alloc idle=%d continuous=%d worst_tick=%d ticks=%d punctures=%d"
+        % (idle, burst, max(idle_worst, burst_worst), IDLE_TICKS + BURST_TICKS, fired)
+    )
     check(fired >= 2, "the measured nappage burst fired only %d punctures" % fired)
-    check(idle == 0 and burst == 0,
-          "the tick allocates: %d bytes over %d ready ticks, %d over %d nappage ticks"
-          % (idle, IDLE_TICKS, burst, BURST_TICKS))
+    check(
+        idle == 0 and burst == 0,
+        "the tick allocates: %d bytes over %d ready ticks, %d over %d nappage ticks"
+        % (idle, IDLE_TICKS, burst, BURST_TICKS),
+    )
     return (idle + burst) // (IDLE_TICKS + BURST_TICKS)
 
 
@@ -194,18 +215,29 @@ def main():
     from injcore import rig as _rig  # noqa: F401  (its heap is part of the core figure)
 
     core_heap = heap_alloc()
-    out("core %s core_heap=%s" % (getattr(core, "__file__", "?"),
-                                  "n/a" if base is None else core_heap - base))
+    out(
+        "core %s core_heap=%s"
+        % (getattr(core, "__file__", "?"), "n/a" if base is None else core_heap - base)
+    )
     boot = app_figures(base)
     if boot is None and MICROPYTHON:
         boot = (None, gc.mem_free())  # type: ignore[attr-defined]
     rig, digest = run_session()
     punctures = rig.core.punctures
     alloc = measure_alloc(rig)
-    result = ("punctures=%d hash=%s alloc_per_tick=%s core_heap=%s boot_heap=%s mem_free=%s"
-              " firmware=%s board=%s") % (
-        punctures, digest, na(alloc), na(None if base is None else core_heap - base),
-        na(boot and boot[0]), na(boot and boot[1]), firmware, board)
+    result = (
+        "punctures=%d hash=%s alloc_per_tick=%s core_heap=%s boot_heap=%s mem_free=%s"
+        " firmware=%s board=%s"
+    ) % (
+        punctures,
+        digest,
+        na(alloc),
+        na(None if base is None else core_heap - base),
+        na(boot and boot[0]),
+        na(boot and boot[1]),
+        firmware,
+        board,
+    )
     if failures:
         out("FAIL %d check(s) failed: %s" % (len(failures), result))
         if not MICROPYTHON:

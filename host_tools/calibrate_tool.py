@@ -28,6 +28,7 @@ from injcore.settings import Settings  # noqa: E402
 
 def _decimal(scale, what):
     """argparse type: a positive decimal number -> int in units of 1/scale, rounded half up."""
+
     def parse(text):
         try:
             d = Decimal(text)
@@ -36,6 +37,7 @@ def _decimal(scale, what):
         if not d.is_finite() or d <= 0:
             raise argparse.ArgumentTypeError("%s must be more than 0, not %s" % (what, text))
         return int((d * scale).to_integral_value(rounding="ROUND_HALF_UP"))
+
     return parse
 
 
@@ -53,24 +55,47 @@ def _density(text):
 
 def add_parser(sub):
     p = sub.add_parser(
-        "calibrate", help="gravimetric dose calibration: a new dose factor from a weighed volume",
+        "calibrate",
+        help="gravimetric dose calibration: a new dose factor from a weighed volume",
         description="The new dose factor from the volume the device counted and the mass a "
-                    "scale weighed (injcore.calib.gravimetric, as on the device), using the "
-                    "stored dose factor and syringe of --port/--dir (the defaults without). "
-                    "--apply stores it (calibration.dose_factor_ppm) like `injector settings "
-                    "push`. Exit 0, 2 on an error or a factor out of range (%d..%d ppm). %s"
-                    % (M.DOSE_FACTOR_MIN_PPM, M.DOSE_FACTOR_MAX_PPM, T.PORT_NOTE))
-    p.add_argument("--counted-ul", type=_decimal(1000, "--counted-ul"), required=True,
-                   metavar="X", help="the volume the device counted, uL (e.g. 200 or 199.5)")
-    p.add_argument("--mass-mg", type=_decimal(10, "--mass-mg"), required=True, metavar="M",
-                   help="the mass the scale weighed, mg (0.1 mg resolution)")
-    p.add_argument("--density", type=_density, default=M.WATER_MG_PER_ML, metavar="MG_PER_ML",
-                   help="the liquid's density, mg/mL (default %d: water at 20 C)" % M.WATER_MG_PER_ML)
+        "scale weighed (injcore.calib.gravimetric, as on the device), using the "
+        "stored dose factor and syringe of --port/--dir (the defaults without). "
+        "--apply stores it (calibration.dose_factor_ppm) like `injector settings "
+        "push`. Exit 0, 2 on an error or a factor out of range (%d..%d ppm). %s"
+        % (M.DOSE_FACTOR_MIN_PPM, M.DOSE_FACTOR_MAX_PPM, T.PORT_NOTE),
+    )
+    p.add_argument(
+        "--counted-ul",
+        type=_decimal(1000, "--counted-ul"),
+        required=True,
+        metavar="X",
+        help="the volume the device counted, uL (e.g. 200 or 199.5)",
+    )
+    p.add_argument(
+        "--mass-mg",
+        type=_decimal(10, "--mass-mg"),
+        required=True,
+        metavar="M",
+        help="the mass the scale weighed, mg (0.1 mg resolution)",
+    )
+    p.add_argument(
+        "--density",
+        type=_density,
+        default=M.WATER_MG_PER_ML,
+        metavar="MG_PER_ML",
+        help="the liquid's density, mg/mL (default %d: water at 20 C)" % M.WATER_MG_PER_ML,
+    )
     T.add_source_args(p, required=False)
-    p.add_argument("--apply", action="store_true",
-                   help="store the new factor on --port/--dir (validated first)")
-    p.add_argument("--onto-defaults", action="store_true",
-                   help="with --apply: allow it when there is no valid record (see settings push)")
+    p.add_argument(
+        "--apply",
+        action="store_true",
+        help="store the new factor on --port/--dir (validated first)",
+    )
+    p.add_argument(
+        "--onto-defaults",
+        action="store_true",
+        help="with --apply: allow it when there is no valid record (see settings push)",
+    )
     p.set_defaults(run=run)
 
 
@@ -93,8 +118,10 @@ def compute(payload, counted_nl, mass_dmg, density):
 def run(args):
     src = T.Source.of(args)
     if args.apply and args.port is None and args.dir is None:
-        print("injector calibrate: --apply needs --port PORT or --dir DIR (where to store it)",
-              file=sys.stderr)
+        print(
+            "injector calibrate: --apply needs --port PORT or --dir DIR (where to store it)",
+            file=sys.stderr,
+        )
         return 2
     try:
         code = _run(args, src)
@@ -108,36 +135,56 @@ def run(args):
 
 def _run(args, src):
     if args.port is None and args.dir is None:
-        payload, info = S.defaults(), {"defaults": True, "slot": None, "generation": 0,
-                                       "migrated_from": None, "problems": {}}
+        payload, info = (
+            S.defaults(),
+            {
+                "defaults": True,
+                "slot": None,
+                "generation": 0,
+                "migrated_from": None,
+                "problems": {},
+            },
+        )
         where = "the firmware's defaults (no --port/--dir)"
     else:
         payload, info, _ = src.load()
-        where = ("%s: no valid record, the defaults" % src.where if info["defaults"] else
-                 "%s: %s.%s, generation %d" % (src.where, T.STORE_NAME, info["slot"], info["generation"]))
+        where = (
+            "%s: no valid record, the defaults" % src.where
+            if info["defaults"]
+            else "%s: %s.%s, generation %d"
+            % (src.where, T.STORE_NAME, info["slot"], info["generation"])
+        )
     s = payload["settings"]
     model = s["syringe_model"]
-    syringe = ("custom, inner diameter %s mm" % _ul(s["syringe_id_um"])
-               if model == M.CUSTOM_SYRINGE else M.SYRINGES[model][M.SYR_NAME])
+    syringe = (
+        "custom, inner diameter %s mm" % _ul(s["syringe_id_um"])
+        if model == M.CUSTOM_SYRINGE
+        else M.SYRINGES[model][M.SYR_NAME]
+    )
     factor, area, measured, (new, before, after) = compute(
-        payload, args.counted_ul, args.mass_mg, args.density)
+        payload, args.counted_ul, args.mass_mg, args.density
+    )
     print("record:   %s" % where)
     print("syringe:  %s (area %.2f mm^2)" % (syringe, area / 100))
     print("counted:  %s uL" % _ul(args.counted_ul))
-    print("weighed:  %s uL  (%s mg at %d mg/mL)" % (_ul(measured), _ul(args.mass_mg * 100),
-                                                   args.density))
+    print(
+        "weighed:  %s uL  (%s mg at %d mg/mL)"
+        % (_ul(measured), _ul(args.mass_mg * 100), args.density)
+    )
     print("error:    %s before" % _pct(before))
     print("factor:   %d ppm now" % factor)
     if not new:
         lo, hi = M.DOSE_FACTOR_MIN_PPM, M.DOSE_FACTOR_MAX_PPM
-        print("injector calibrate: the new factor would be %d ppm, out of range (%d..%d ppm): "
-              "check the syringe, the scale and the counted volume; nothing changed"
-              % (factor * measured // max(1, args.counted_ul), lo, hi), file=sys.stderr)
+        print(
+            "injector calibrate: the new factor would be %d ppm, out of range (%d..%d ppm): "
+            "check the syringe, the scale and the counted volume; nothing changed"
+            % (factor * measured // max(1, args.counted_ul), lo, hi),
+            file=sys.stderr,
+        )
         return 2
     print("new:      %d ppm  (%s after; x%.6f)" % (new, _pct(after), new / 1e6))
     if not args.apply:
         print("not applied (--apply stores it)")
         return 0
     merged = T.merge(payload, {"calibration": {"dose_factor_ppm": new}})
-    return T.write_record(src, payload, info, merged, full=False,
-                          onto_defaults=args.onto_defaults)
+    return T.write_record(src, payload, info, merged, full=False, onto_defaults=args.onto_defaults)

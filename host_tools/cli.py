@@ -17,28 +17,41 @@ from pathlib import Path
 
 def add_panel(sub):
     p = sub.add_parser(
-        "panel", help="the device's display and buttons on the simulator",
+        "panel",
+        help="the device's display and buttons on the simulator",
         description="The operator interface of the firmware (ui.screens) on the simulated "
-                    "injector. Without --script: live in this terminal (needs a TTY). With "
-                    "--script FILE: run the commands of FILE headless, write its screenshots "
-                    "to --out and exit 0 (all fine), 1 (an expect failed) or 2 (a bad script).")
+        "injector. Without --script: live in this terminal (needs a TTY). With "
+        "--script FILE: run the commands of FILE headless, write its screenshots "
+        "to --out and exit 0 (all fine), 1 (an expect failed) or 2 (a bad script).",
+    )
     p.add_argument("--script", type=Path, metavar="FILE", help="run this script headless")
-    p.add_argument("--out", type=Path, default=Path("build/panel"), metavar="DIR",
-                   help="folder for the script's screenshots (default build/panel)")
-    p.add_argument("--ready", action="store_true",
-                   help="start homed, with a 1 mL syringe loaded and primed")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("build/panel"),
+        metavar="DIR",
+        help="folder for the script's screenshots (default build/panel)",
+    )
+    p.add_argument(
+        "--ready", action="store_true", help="start homed, with a 1 mL syringe loaded and primed"
+    )
     p.add_argument("--seed", type=int, default=1, help="the machine model's noise seed")
     p.add_argument("--help-script", action="store_true", help="describe the script language")
     p.set_defaults(run=run_panel)
 
 
 def run_panel(args):
-    if args.script is None and not args.help_script and not (
-            sys.stdin.isatty() and sys.stdout.isatty()):
-        print("injector panel: the live panel needs a terminal (stdin and stdout a TTY).\n"
-              "Headless, run a script instead:  injector panel --script FILE [--out DIR]\n"
-              "(examples in tests/panel_scripts/; the language: injector panel --help-script)",
-              file=sys.stderr)
+    if (
+        args.script is None
+        and not args.help_script
+        and not (sys.stdin.isatty() and sys.stdout.isatty())
+    ):
+        print(
+            "injector panel: the live panel needs a terminal (stdin and stdout a TTY).\n"
+            "Headless, run a script instead:  injector panel --script FILE [--out DIR]\n"
+            "(examples in tests/panel_scripts/; the language: injector panel --help-script)",
+            file=sys.stderr,
+        )
         return 2
     from host_tools import panel  # the simulator and the firmware: only now
 
@@ -88,22 +101,34 @@ def add_protocol(sub):
 def add_sim(sub):
     """injector sim [--protocol FILE]: a whole simulated session (host_tools/sim_tool.py)."""
     p = sub.add_parser(
-        "sim", help="a simulated session (the demo, or a protocol by zones), its log and report",
+        "sim",
+        help="a simulated session (the demo, or a protocol by zones), its log and report",
         description="Runs a session on the simulator with the firmware's core, then reads the "
-                    "treatment log it wrote and writes the report. Without --protocol: the demo "
-                    "session (what `make sim` runs): its punctures as a table, the log in DIR/log, "
-                    "the report in DIR/report and the plot DIR/session.png. With --protocol "
-                    "FILE: the protocol zone by zone (the planned punctures; nappage zones held "
-                    "for their count; 'free' zones 10 punctures), the treatment log in DIR/log "
-                    "and the zone-by-zone report in DIR/report. Exit 0, 1 (cannot be simulated, "
-                    "e.g. no syringe holds the session cap) or 2 (a bad protocol file).")
-    p.add_argument("--protocol", type=Path, metavar="FILE", help="a protocol JSON file (protocols/)")
-    p.add_argument("--out", type=Path, metavar="DIR",
-                   help="output folder (default build/sim/protocol, or build/sim for the demo)")
+        "treatment log it wrote and writes the report. Without --protocol: the demo "
+        "session (what `make sim` runs): its punctures as a table, the log in DIR/log, "
+        "the report in DIR/report and the plot DIR/session.png. With --protocol "
+        "FILE: the protocol zone by zone (the planned punctures; nappage zones held "
+        "for their count; 'free' zones 10 punctures), the treatment log in DIR/log "
+        "and the zone-by-zone report in DIR/report. Exit 0, 1 (cannot be simulated, "
+        "e.g. no syringe holds the session cap) or 2 (a bad protocol file).",
+    )
+    p.add_argument(
+        "--protocol", type=Path, metavar="FILE", help="a protocol JSON file (protocols/)"
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="output folder (default build/sim/protocol, or build/sim for the demo)",
+    )
     p.add_argument("--seed", type=int, default=1, help="the machine model's noise seed")
     p.add_argument("--shots", type=int, default=8, help="the demo's single-mode punctures")
-    p.add_argument("--burst-ms", type=int, default=3000,
-                   help="how long the demo holds the trigger in continuous mode")
+    p.add_argument(
+        "--burst-ms",
+        type=int,
+        default=3000,
+        help="how long the demo holds the trigger in continuous mode",
+    )
     p.add_argument("--no-plot", action="store_true", help="the demo without its session.png")
     p.set_defaults(run=run_sim)
 
@@ -119,7 +144,8 @@ SUBCOMMANDS = (add_panel, add_logs, add_report, add_settings, add_calibrate, add
 
 def build_parser():
     ap = argparse.ArgumentParser(
-        prog="injector", description="Host tools for the open injector firmware.")
+        prog="injector", description="Host tools for the open injector firmware."
+    )
     sub = ap.add_subparsers(dest="command", title="commands", metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(sub)

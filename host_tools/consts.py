@@ -6,9 +6,9 @@ boxed object on every use, in the 1 kHz interrupt. So each hot-path module
 carries the constants it uses, written here between two marker lines from
 their one definition (SOURCES), as private names: `STATE` of layout.py is
 `_STATE` there. MicroPython keeps a module's `_NAME = const()` out of its
-globals, so the copies cost no RAM on the device (about 4 KB as public names). `make consts` rewrites the blocks;
-`python -m host_tools.consts --check` (run by the tests) fails while one is
-stale, naming it.
+globals, so the copies cost no RAM on the device (about 4 KB as public names).
+`make consts` rewrites the blocks; `python -m host_tools.consts --check` (run
+by the tests) fails while one is stale, naming it.
 
     python -m host_tools.consts [--check]
 """
@@ -30,15 +30,23 @@ SOURCES = ("injcore.codes", "injcore.layout")
 # The modules that carry a written block: the viper hot path, and the
 # Python-side modules that index S (so layout.py is never imported on the device)
 HOT = (
-    "injcore/tick.py", "injcore/motion.py", "injcore/monitor.py", "injcore/homing.py",
-    "injcore/puncture.py", "injcore/backlash.py", "board/irq.py",
-    "injcore/core.py", "injcore/axis.py", "injcore/planner.py",
+    "injcore/tick.py",
+    "injcore/motion.py",
+    "injcore/monitor.py",
+    "injcore/homing.py",
+    "injcore/puncture.py",
+    "injcore/backlash.py",
+    "board/irq.py",
+    "injcore/core.py",
+    "injcore/axis.py",
+    "injcore/planner.py",
 )
 
 BEGIN = "# ---- constants written by `make consts` from %s: do not edit ----"
 END = "# ---- end of the written constants ----"
-_BLOCK = re.compile(r"^# ---- constants written by .*?^# ---- end of the written constants ----\n",
-                    re.S | re.M)
+_BLOCK = re.compile(
+    r"^# ---- constants written by .*?^# ---- end of the written constants ----\n", re.S | re.M
+)
 
 
 def defined_consts(module):
@@ -49,8 +57,11 @@ def defined_consts(module):
     path = Path(mod.__file__)
     out = {}
     for node in ast.parse(path.read_text()).body:
-        if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
-                and getattr(node.value.func, "id", None) == "const"):
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Call)
+            and getattr(node.value.func, "id", None) == "const"
+        ):
             for t in node.targets:
                 if isinstance(t, ast.Name):
                     out[t.id] = getattr(mod, t.id)
@@ -69,11 +80,20 @@ def _names_used(text):
 def block_for(text, own_module):
     """The constant block for a hot-path module's text (its block excluded)."""
     body = _BLOCK.sub("", text)
-    imported = {a.asname or a.name for node in ast.parse(body).body
-                if isinstance(node, ast.ImportFrom) for a in node.names}
+    imported = {
+        a.asname or a.name
+        for node in ast.parse(body).body
+        if isinstance(node, ast.ImportFrom)
+        for a in node.names
+    }
     used = _names_used(body) - imported  # a name the module imports is not written twice
-    own = {tg.id for node in ast.parse(body).body if isinstance(node, ast.Assign)
-           for tg in node.targets if isinstance(tg, ast.Name)}
+    own = {
+        tg.id
+        for node in ast.parse(body).body
+        if isinstance(node, ast.Assign)
+        for tg in node.targets
+        if isinstance(tg, ast.Name)
+    }
     lines = []
     sources = []
     for module in SOURCES:
@@ -82,8 +102,10 @@ def block_for(text, own_module):
         picked = [(n, v) for n, v in defined_consts(module).items() if "_" + n in used]
         clash = sorted("_" + n for n, _ in picked if "_" + n in own)
         if clash:
-            raise SystemExit("%s defines %s itself, and %s defines it too: rename one"
-                             % (own_module, ", ".join(clash), module))
+            raise SystemExit(
+                "%s defines %s itself, and %s defines it too: rename one"
+                % (own_module, ", ".join(clash), module)
+            )
         if picked:
             sources.append(module.split(".")[-1] + ".py")
             lines += ["_%s = const(%d)" % (n, v) for n, v in picked]
@@ -97,11 +119,14 @@ def rewritten(path):
     text = path.read_text()
     found = _BLOCK.findall(text)
     if len(found) != 1:
-        raise SystemExit("%s: needs exactly one block starting %r (found %d)"
-                         % (path, BEGIN.split(" from ")[0], len(found)))
+        raise SystemExit(
+            "%s: needs exactly one block starting %r (found %d)"
+            % (path, BEGIN.split(" from ")[0], len(found))
+        )
     module = ".".join(path.relative_to(FIRMWARE).with_suffix("").parts)
-    return _BLOCK.sub(lambda m: block_for(text, module) or (BEGIN % "nothing" + "\n" + END + "\n"),
-                      text)
+    return _BLOCK.sub(
+        lambda m: block_for(text, module) or (BEGIN % "nothing" + "\n" + END + "\n"), text
+    )
 
 
 def main(argv=None):

@@ -80,10 +80,14 @@ def connect(port):
     """An mpremote transport to `port`, in the raw REPL after a soft reset."""
     from mpremote.commands import CommandError, do_connect
 
-    if "/" in port and not port.startswith(("port:", "rfc2217:", "socket:")) \
-            and not os.path.exists(port):
-        raise DeployError("%s: no such port (is the board plugged in? "
-                          "`mpremote connect list` lists them)" % port)
+    if (
+        "/" in port
+        and not port.startswith(("port:", "rfc2217:", "socket:"))
+        and not os.path.exists(port)
+    ):
+        raise DeployError(
+            "%s: no such port (is the board plugged in? `mpremote connect list` lists them)" % port
+        )
     state = SimpleNamespace(transport=None, _auto_soft_reset=True)
     try:
         do_connect(state, SimpleNamespace(device=[port]))
@@ -195,8 +199,10 @@ def deploy(port, mpy_dir, main, modules, *, connect_to=None, run=None, log=print
             image = romfs_image(mpy_dir, modules, romfs_bytes)
             same = board_sha256(transport, len(image)) == hashlib.sha256(image).hexdigest()
     except TransportError as e:
-        raise DeployError("%s: asking the board for its ROMFS partition failed: %s"
-                          % (port, " ".join(str(e).split()))) from None
+        raise DeployError(
+            "%s: asking the board for its ROMFS partition failed: %s"
+            % (port, " ".join(str(e).split()))
+        ) from None
     finally:
         try:
             transport.exit_raw_repl()
@@ -206,9 +212,11 @@ def deploy(port, mpy_dir, main, modules, *, connect_to=None, run=None, log=print
 
     args = ["connect", port]
     if image is not None:
-        log("deploy: %s has a %d KB ROMFS partition: the %d modules go there "
-            "(image %d bytes, %d %%)" % (port, romfs_bytes // 1024, len(modules), len(image),
-                                          100 * len(image) // romfs_bytes))
+        log(
+            "deploy: %s has a %d KB ROMFS partition: the %d modules go there "
+            "(image %d bytes, %d %%)"
+            % (port, romfs_bytes // 1024, len(modules), len(image), 100 * len(image) // romfs_bytes)
+        )
         if same:
             log("deploy: the ROMFS partition already holds this image: not rewritten")
         else:
@@ -229,10 +237,12 @@ def deploy(port, mpy_dir, main, modules, *, connect_to=None, run=None, log=print
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m host_tools.deploy",
-                                 description=__doc__.split("\n\n")[0])
-    ap.add_argument("--port", required=True,
-                    help="the board's serial port (or a virtual board's pty)")
+    ap = argparse.ArgumentParser(
+        prog="python -m host_tools.deploy", description=__doc__.split("\n\n")[0]
+    )
+    ap.add_argument(
+        "--port", required=True, help="the board's serial port (or a virtual board's pty)"
+    )
     ap.add_argument("--mpy-dir", default="build/mpy", help="where `make mpy` put the modules")
     ap.add_argument("--main", default="firmware/main.py", help="copied to :main.py")
     ap.add_argument("modules", nargs="+", help="compiled modules, relative to --mpy-dir")

@@ -96,8 +96,10 @@ def prepare(keep):
             if path.endswith(".py") or (path.endswith(".mpy") and path not in keep):
                 _remove(path)
                 removed += 1
-    print("deploy: board ready for %d modules on littlefs (%d stale files removed)"
-          % (len(keep), removed))
+    print(
+        "deploy: board ready for %d modules on littlefs (%d stale files removed)"
+        % (len(keep), removed)
+    )
 
 
 def prepare_romfs(keep):
@@ -121,17 +123,21 @@ def prepare_romfs(keep):
                 if _exists(name) and not _is_dir(name):
                     files.append(name)
     if foreign:
-        print("deploy: FAILED: :%s is not firmware, and its folder on littlefs would hide the "
-              "modules in /rom: move it off the board and deploy again (nothing removed; the "
-              "board still runs its littlefs copies)" % ", :".join(foreign))
+        print(
+            "deploy: FAILED: :%s is not firmware, and its folder on littlefs would hide the "
+            "modules in /rom: move it off the board and deploy again (nothing removed; the "
+            "board still runs its littlefs copies)" % ", :".join(foreign)
+        )
         raise OSError("deploy: not firmware: :" + ", :".join(foreign))
     for path in files:
         _remove(path)
     for path in folders:
         os.rmdir(path)
         print("deploy: removed stale :" + path + "/")
-    print("deploy: board ready for %d modules in /rom (%d stale copies removed from littlefs)"
-          % (len(keep), len(files)))
+    print(
+        "deploy: board ready for %d modules in /rom (%d stale copies removed from littlefs)"
+        % (len(keep), len(files))
+    )
 
 
 if ROMFS:

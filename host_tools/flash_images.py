@@ -26,9 +26,17 @@ LFS_OFFSET = 0x0A0000
 LFS_BLOCK = 4096
 LFS_BLOCKS = 352  # 1408 KB
 # extmod/vfs_lfsx.c: read 32, lookahead 32, cache 4 x max(read, prog); progsize=256 in _boot.py
-LFS_GEOMETRY = dict(block_size=LFS_BLOCK, block_count=LFS_BLOCKS, read_size=32, prog_size=256,
-                    lookahead_size=32, cache_size=1024, name_max=255, block_cycles=100,
-                    disk_version=0x00020000)
+LFS_GEOMETRY = dict(
+    block_size=LFS_BLOCK,
+    block_count=LFS_BLOCKS,
+    read_size=32,
+    prog_size=256,
+    lookahead_size=32,
+    cache_size=1024,
+    name_max=255,
+    block_cycles=100,
+    disk_version=0x00020000,
+)
 
 
 class ImageError(ValueError):
@@ -47,8 +55,10 @@ def romfs_image(compiled_dir, partition_bytes=ROMFS_BYTES):
     with contextlib.redirect_stdout(io.StringIO()):  # make_romfs prints the tree
         image = make_romfs(str(compiled_dir), mpy_cross=False)
     if len(image) > partition_bytes:
-        raise ImageError("the firmware is %d bytes, the ROMFS partition holds %d: nothing written"
-                         % (len(image), partition_bytes))
+        raise ImageError(
+            "the firmware is %d bytes, the ROMFS partition holds %d: nothing written"
+            % (len(image), partition_bytes)
+        )
     return image
 
 
@@ -71,7 +81,9 @@ def littlefs_image(files):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m host_tools.flash_images", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m host_tools.flash_images", description=__doc__.split("\n\n")[0]
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("romfs", help="pack a folder of compiled modules into a ROMFS image")
     r.add_argument("compiled_dir")
@@ -88,8 +100,10 @@ def main(argv=None):
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_bytes(image)
     tmp.replace(out)
-    print("romfs: %s, %d of %d bytes (%.0f %%)" % (out, len(image), args.partition_bytes,
-                                                   100 * len(image) / args.partition_bytes))
+    print(
+        "romfs: %s, %d of %d bytes (%.0f %%)"
+        % (out, len(image), args.partition_bytes, 100 * len(image) / args.partition_bytes)
+    )
     return 0
 
 

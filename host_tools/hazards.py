@@ -124,20 +124,31 @@ def _hazard(where, raw):
         raise HazardListError("%s: code and pending are lists" % where)
     code = []
     for j, ref in enumerate(refs):
-        if not isinstance(ref, dict) or set(ref) != _CODE_KEYS or not all(
-                isinstance(ref[k], str) and ref[k].strip() for k in _CODE_KEYS):
+        if (
+            not isinstance(ref, dict)
+            or set(ref) != _CODE_KEYS
+            or not all(isinstance(ref[k], str) and ref[k].strip() for k in _CODE_KEYS)
+        ):
             raise HazardListError("%s: code[%d] needs file, name and does, all text" % (where, j))
         code.append(CodeRef(ref["file"], ref["name"], _words(ref["does"])))
     planned = _plan(where + ".planned", raw["planned"]) if "planned" in raw else None
     pending = tuple(_plan("%s.pending[%d]" % (where, j), p) for j, p in enumerate(pending))
     if planned and pending:
-        raise HazardListError("%s: either planned (nothing built) or pending (built in part), "
-                              "not both" % where)
+        raise HazardListError(
+            "%s: either planned (nothing built) or pending (built in part), not both" % where
+        )
     if not planned and not code:
         raise HazardListError("%s: a built mitigation must name its code" % where)
-    return Hazard(id=raw["id"], title=_words(raw["title"]), harm=_words(raw["harm"]),
-                  mitigation=_words(raw["mitigation"]), target=_words(raw["target"]),
-                  code=tuple(code), planned=planned, pending=pending)
+    return Hazard(
+        id=raw["id"],
+        title=_words(raw["title"]),
+        harm=_words(raw["harm"]),
+        mitigation=_words(raw["mitigation"]),
+        target=_words(raw["target"]),
+        code=tuple(code),
+        planned=planned,
+        pending=pending,
+    )
 
 
 def parse(text, source="docs/hazards.toml"):
@@ -146,19 +157,26 @@ def parse(text, source="docs/hazards.toml"):
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise HazardListError("%s: %s" % (source, e)) from None
-    if set(data) != {"hazard"} or not isinstance(data["hazard"], list) \
-            or not all(isinstance(raw, dict) for raw in data["hazard"]):
+    if (
+        set(data) != {"hazard"}
+        or not isinstance(data["hazard"], list)
+        or not all(isinstance(raw, dict) for raw in data["hazard"])
+    ):
         raise HazardListError("%s: expected only [[hazard]] tables" % source)
-    hazards = [_hazard("%s: hazard %s" % (source, raw.get("id", "#%d" % (i + 1))), raw)
-               for i, raw in enumerate(data["hazard"])]
+    hazards = [
+        _hazard("%s: hazard %s" % (source, raw.get("id", "#%d" % (i + 1))), raw)
+        for i, raw in enumerate(data["hazard"])
+    ]
     ids = [h.id for h in hazards]
     dup = sorted({i for i in ids if ids.count(i) > 1}, key=_number)
     if dup:
         raise HazardListError("%s: %s listed twice" % (source, ", ".join(dup)))
     missing = [i for i in REQUIRED if i not in ids]
     if missing:
-        raise HazardListError("%s: %s missing (the list covers at least %s..%s)"
-                              % (source, ", ".join(missing), REQUIRED[0], REQUIRED[-1]))
+        raise HazardListError(
+            "%s: %s missing (the list covers at least %s..%s)"
+            % (source, ", ".join(missing), REQUIRED[0], REQUIRED[-1])
+        )
     return tuple(sorted(hazards, key=lambda h: _number(h.id)))
 
 
@@ -180,8 +198,9 @@ def _defined_names(tree):
                 if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     names.add("%s.%s" % (node.name, sub.name))
                 elif isinstance(sub, ast.Assign):
-                    names.update("%s.%s" % (node.name, t.id)
-                                 for t in sub.targets if isinstance(t, ast.Name))
+                    names.update(
+                        "%s.%s" % (node.name, t.id) for t in sub.targets if isinstance(t, ast.Name)
+                    )
         elif isinstance(node, ast.Assign):
             names.update(t.id for t in node.targets if isinstance(t, ast.Name))
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
@@ -197,15 +216,21 @@ def code_problems(hazards, root=ROOT):
         for ref in h.code:
             if ref.file not in parsed:
                 path = root / ref.file
-                parsed[ref.file] = _defined_names(ast.parse(path.read_text(encoding="utf-8"))) \
-                    if path.is_file() else None
+                parsed[ref.file] = (
+                    _defined_names(ast.parse(path.read_text(encoding="utf-8")))
+                    if path.is_file()
+                    else None
+                )
             names = parsed[ref.file]
             if names is None:
-                problems.append("%s: its mitigation names %s, which does not exist"
-                                % (h.id, ref.file))
+                problems.append(
+                    "%s: its mitigation names %s, which does not exist" % (h.id, ref.file)
+                )
             elif ref.name not in names:
-                problems.append("%s: its mitigation names %s in %s, which is not defined there"
-                                % (h.id, ref.name, ref.file))
+                problems.append(
+                    "%s: its mitigation names %s in %s, which is not defined there"
+                    % (h.id, ref.name, ref.file)
+                )
     return problems
 
 
@@ -227,12 +252,15 @@ def marker_problems(items, known):
     for item in items:
         for mark in item.iter_markers(MARKER):
             if not mark.args or mark.kwargs:
-                problems.append('%s: write @pytest.mark.hazard("H1", ...) with one or more ids'
-                                % item.nodeid)
+                problems.append(
+                    '%s: write @pytest.mark.hazard("H1", ...) with one or more ids' % item.nodeid
+                )
             for arg in mark.args:
                 if not isinstance(arg, str) or arg not in known:
-                    problems.append("%s: hazard %r is not in docs/hazards.toml (known: %s)"
-                                    % (item.nodeid, arg, listed))
+                    problems.append(
+                        "%s: hazard %r is not in docs/hazards.toml (known: %s)"
+                        % (item.nodeid, arg, listed)
+                    )
     return problems
 
 
@@ -271,9 +299,13 @@ def _known(config):
 
 
 def pytest_addoption(parser):
-    parser.addoption(MAP_OPTION, metavar="FILE", default=None,
-                     help="write the map hazard id -> tests carrying @pytest.mark.hazard "
-                          "as JSON (host_tools/hazards.py)")
+    parser.addoption(
+        MAP_OPTION,
+        metavar="FILE",
+        default=None,
+        help="write the map hazard id -> tests carrying @pytest.mark.hazard "
+        "as JSON (host_tools/hazards.py)",
+    )
 
 
 def pytest_configure(config):
@@ -309,8 +341,9 @@ def pytest_collection_finish(session):
     path = session.config.getoption(MAP_OPTION)
     if path:
         found = session.config.stash.get(_MAP_KEY, {})
-        Path(path).write_text(json.dumps({"tests": len(session.items), "hazards": found},
-                                         indent=1) + "\n")
+        Path(path).write_text(
+            json.dumps({"tests": len(session.items), "hazards": found}, indent=1) + "\n"
+        )
 
 
 # ---- the map of the whole suite, and the check ---------------------------------------------
@@ -322,8 +355,11 @@ class CollectionError(RuntimeError):
 
 def child_env():
     """The environment for a child pytest: without what a parent pytest or xdist set."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT_TEST")) and k != "PYTEST_ADDOPTS"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYTEST_XDIST", "PYTEST_CURRENT_TEST")) and k != "PYTEST_ADDOPTS"
+    }
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + path if path else "")
     return env
@@ -334,13 +370,30 @@ def collect_map(tests=TESTS, python=sys.executable, timeout=300):
     with tempfile.TemporaryDirectory(prefix="hazards-") as tmp:
         out = Path(tmp) / "map.json"
         proc = subprocess.run(
-            [python, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-             MAP_OPTION, str(out), str(tests)],
-            cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=timeout)
+            [
+                python,
+                "-m",
+                "pytest",
+                "--collect-only",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                MAP_OPTION,
+                str(out),
+                str(tests),
+            ],
+            cwd=ROOT,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if proc.returncode != 0 or not out.exists():
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
-            raise CollectionError("collecting %s for the hazard map failed (exit %d):\n%s"
-                                  % (tests, proc.returncode, tail))
+            raise CollectionError(
+                "collecting %s for the hazard map failed (exit %d):\n%s"
+                % (tests, proc.returncode, tail)
+            )
         return json.loads(out.read_text())["hazards"]
 
 
@@ -361,25 +414,32 @@ def coverage(hazards, found):
                     "%s (%s) is declared planned for issue %d, but %d test(s) carry it now (%s): "
                     "remove `planned` from its entry in docs/hazards.toml, name its code, "
                     "then `make hazards`"
-                    % (h.id, h.title, h.planned.issue, len(tests), ", ".join(tests)))
+                    % (h.id, h.title, h.planned.issue, len(tests), ", ".join(tests))
+                )
             else:
-                warnings.append("%s (%s) has NO TEST: accepted only because it is planned for "
-                                "issue %d (%s)" % (h.id, h.title, h.planned.issue, h.planned.what))
+                warnings.append(
+                    "%s (%s) has NO TEST: accepted only because it is planned for "
+                    "issue %d (%s)" % (h.id, h.title, h.planned.issue, h.planned.what)
+                )
             continue
         if not tests:
             problems.append(
                 '%s (%s) has no test: no test carries @pytest.mark.hazard("%s"). Mark the tests '
                 "that check its mitigation (%s); or, if that is not built yet, declare it "
                 '`planned = { issue = N, what = "..." }` in docs/hazards.toml'
-                % (h.id, h.title, h.id, "; ".join("%s %s" % (r.file, r.name) for r in h.code)))
+                % (h.id, h.title, h.id, "; ".join("%s %s" % (r.file, r.name) for r in h.code))
+            )
         for p in h.pending:
-            warnings.append("%s (%s): part still planned for issue %d: %s"
-                            % (h.id, h.title, p.issue, p.what))
+            warnings.append(
+                "%s (%s): part still planned for issue %d: %s" % (h.id, h.title, p.issue, p.what)
+            )
     listed = {h.id for h in hazards}
     for hid in sorted(set(found) - listed, key=_number):
         if found[hid]:
-            problems.append("tests carry hazard %s, which docs/hazards.toml does not list: %s"
-                            % (hid, ", ".join(found[hid])))
+            problems.append(
+                "tests carry hazard %s, which docs/hazards.toml does not list: %s"
+                % (hid, ", ".join(found[hid]))
+            )
     return problems, warnings
 
 
@@ -408,7 +468,7 @@ def render(hazards, found):
         "     change those and run `make hazards`; `make test` fails while this file is stale. -->",
         "",
         "The project's own hazard list (`docs/hazards.toml`). A test names the hazards it",
-        "checks with `@pytest.mark.hazard(\"H4\")`; `make test` fails when a listed hazard",
+        'checks with `@pytest.mark.hazard("H4")`; `make test` fails when a listed hazard',
         "has no test, unless the hazard is declared planned with the issue that will build",
         "its mitigation. This is an engineering record of an open project, not a risk",
         "management file under ISO 14971.",
@@ -426,8 +486,9 @@ def render(hazards, found):
     for h in hazards:
         mitigation = [_cell(h.mitigation)]
         if h.planned:
-            mitigation.append("**Planned, issue %d:** %s"
-                              % (h.planned.issue, _cell(h.planned.what)))
+            mitigation.append(
+                "**Planned, issue %d:** %s" % (h.planned.issue, _cell(h.planned.what))
+            )
         for p in h.pending:
             mitigation.append("**Still to come, issue %d:** %s" % (p.issue, _cell(p.what)))
         mitigation += ["`%s` `%s`: %s" % (r.file, r.name, _cell(r.does)) for r in h.code]
@@ -438,8 +499,10 @@ def render(hazards, found):
             cell = "none yet (planned, issue %d)" % h.planned.issue
         else:
             cell = "**none: not covered**"
-        lines.append("| **%s** %s | %s | %s | %s | %s |" % (
-            h.id, _cell(h.title), _cell(h.harm), "<br>".join(mitigation), _cell(h.target), cell))
+        lines.append(
+            "| **%s** %s | %s | %s | %s | %s |"
+            % (h.id, _cell(h.title), _cell(h.harm), "<br>".join(mitigation), _cell(h.target), cell)
+        )
     if problems:
         lines += ["", "## Open problems", ""] + ["- " + _cell(p) for p in problems]
     return "\n".join(lines) + "\n"
@@ -451,17 +514,24 @@ def stale_diff(path, text, limit=40):
     old = path.read_text(encoding="utf-8") if path.exists() else ""
     if old == text:
         return ""
-    diff = list(difflib.unified_diff(old.splitlines(), text.splitlines(), str(path), "generated",
-                                     lineterm=""))
+    diff = list(
+        difflib.unified_diff(
+            old.splitlines(), text.splitlines(), str(path), "generated", lineterm=""
+        )
+    )
     return "\n".join(diff[:limit] + (["..."] if len(diff) > limit else []))
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m host_tools.hazards",
-                                 description="Hazard traceability (docs/hazards.toml).")
+    ap = argparse.ArgumentParser(
+        prog="python -m host_tools.hazards", description="Hazard traceability (docs/hazards.toml)."
+    )
     ap.add_argument("--write", metavar="MD", help="write the generated table to this file")
-    ap.add_argument("--check", metavar="MD",
-                    help="exit 1 if this file is stale, a hazard has no test or names missing code")
+    ap.add_argument(
+        "--check",
+        metavar="MD",
+        help="exit 1 if this file is stale, a hazard has no test or names missing code",
+    )
     args = ap.parse_args(argv)
     try:
         hazards = load()
@@ -478,20 +548,29 @@ def main(argv=None):
         print("hazards: problem: %s" % p, file=sys.stderr)
     if args.write:
         Path(args.write).write_text(text, encoding="utf-8")
-        print("hazards: wrote %s (%d hazards, %d covered by tests)"
-              % (args.write, len(hazards), _covered(hazards, found)))
+        print(
+            "hazards: wrote %s (%d hazards, %d covered by tests)"
+            % (args.write, len(hazards), _covered(hazards, found))
+        )
     if args.check:
         diff = stale_diff(args.check, text)
         if diff:
-            print("hazards: %s is out of date: run `make hazards`\n%s" % (args.check, diff),
-                  file=sys.stderr)
+            print(
+                "hazards: %s is out of date: run `make hazards`\n%s" % (args.check, diff),
+                file=sys.stderr,
+            )
             return 1
         return 1 if problems else 0
     if not args.write:
         for h in hazards:
             n = len(found.get(h.id, []))
-            status = "%d test(s)" % n if n else \
-                "planned (issue %d)" % h.planned.issue if h.planned else "NOT COVERED"
+            status = (
+                "%d test(s)" % n
+                if n
+                else "planned (issue %d)" % h.planned.issue
+                if h.planned
+                else "NOT COVERED"
+            )
             print("%-4s %-50s %s" % (h.id, h.title[:50], status))
     return 0
 

@@ -55,6 +55,7 @@ class ProtocolInfo:
 @dataclass
 class ZoneInfo:
     """One protocol zone as the session's ZONE records tell it (the last record wins)."""
+
     index: int
     name: str
     planned: int  # punctures; 0 = "free"
@@ -125,7 +126,9 @@ def read_dir(folder):
     for p in sorted(folder.iterdir()):
         seq = tlog.file_seq(p.name)
         if seq < 0:
-            problems.append("%s: not a log file name (NNNNNNNN%s), ignored" % (p.name, tlog.NAME_SUFFIX))
+            problems.append(
+                "%s: not a log file name (NNNNNNNN%s), ignored" % (p.name, tlog.NAME_SUFFIX)
+            )
         elif p.is_file():
             files.append((seq, p))
     files.sort()
@@ -177,8 +180,9 @@ def sessions_of(records):
             i = r["index"]
             z = s.zones.get(i)
             if z is None:
-                z = s.zones[i] = ZoneInfo(i, r["name"], r["planned"], r["cap_nl"], r["dose_set_nl"],
-                                          r["mode"])
+                z = s.zones[i] = ZoneInfo(
+                    i, r["name"], r["planned"], r["cap_nl"], r["dose_set_nl"], r["mode"]
+                )
             z.name, z.planned, z.cap_nl = r["name"], r["planned"], r["cap_nl"]
             z.dose_set_nl, z.mode, z.skipped = r["dose_set_nl"], r["mode"], bool(r["skipped"])
             if r["event"] == tlog.Z_ENTER:
@@ -207,12 +211,47 @@ def zone_totals(session):
     return out
 
 
-CSV_COLUMNS = ("kind", "session", "number", "zone", "t_ms", "mode", "depth_set_um", "depth_um",
-               "dose_set_nl", "dose_nl", "force_mn", "alarm", "warning", "partial", "fault",
-               "fault_name", "time_s", "syringe_model", "syringe_id_um", "lot", "punctures",
-               "delivered_nl", "primed_nl", "alarms", "partials", "lost", "lost_max",
-               "interrupted", "name", "version", "zones", "example", "index", "event", "skipped",
-               "planned", "cap_nl", "file", "offset")
+CSV_COLUMNS = (
+    "kind",
+    "session",
+    "number",
+    "zone",
+    "t_ms",
+    "mode",
+    "depth_set_um",
+    "depth_um",
+    "dose_set_nl",
+    "dose_nl",
+    "force_mn",
+    "alarm",
+    "warning",
+    "partial",
+    "fault",
+    "fault_name",
+    "time_s",
+    "syringe_model",
+    "syringe_id_um",
+    "lot",
+    "punctures",
+    "delivered_nl",
+    "primed_nl",
+    "alarms",
+    "partials",
+    "lost",
+    "lost_max",
+    "interrupted",
+    "name",
+    "version",
+    "zones",
+    "example",
+    "index",
+    "event",
+    "skipped",
+    "planned",
+    "cap_nl",
+    "file",
+    "offset",
+)
 
 
 def csv_row(r):
@@ -245,26 +284,56 @@ def summary_lines(decoded):
     lines = []
     for s in decoded.sessions.values():
         delivered = s.end["delivered_nl"] if s.end else sum(p["dose_nl"] for p in s.punctures)
-        state = "ended" if s.end and not s.end["interrupted"] else (
-            "interrupted" if s.end else "open (no end record)")
+        state = (
+            "ended"
+            if s.end and not s.end["interrupted"]
+            else ("interrupted" if s.end else "open (no end record)")
+        )
         lot = s.start["lot"] if s.start else "?"
-        lines.append("session %d: %d punctures (%d cut by a fault), %.1f uL, lot %r, %s, lost %d%s"
-                     % (s.number, len(s.complete), len(s.punctures) - len(s.complete),
-                        delivered / 1000, lot, state, s.lost_known,
-                        " (+ up to %d)" % s.end["lost_max"] if s.end and s.end["lost_max"] else ""))
+        lines.append(
+            "session %d: %d punctures (%d cut by a fault), %.1f uL, lot %r, %s, lost %d%s"
+            % (
+                s.number,
+                len(s.complete),
+                len(s.punctures) - len(s.complete),
+                delivered / 1000,
+                lot,
+                state,
+                s.lost_known,
+                " (+ up to %d)" % s.end["lost_max"] if s.end and s.end["lost_max"] else "",
+            )
+        )
         if s.protocol:
-            lines.append("  protocol %r v%d: %d zones, %d skipped%s" % (
-                s.protocol.name, s.protocol.version, s.protocol.zone_count,
-                sum(1 for z in s.zones.values() if z.skipped),
-                "" if s.run_ended else ", run not ended"))
+            lines.append(
+                "  protocol %r v%d: %d zones, %d skipped%s"
+                % (
+                    s.protocol.name,
+                    s.protocol.version,
+                    s.protocol.zone_count,
+                    sum(1 for z in s.zones.values() if z.skipped),
+                    "" if s.run_ended else ", run not ended",
+                )
+            )
     return lines
 
 
 # ---- pull ------------------------------------------------------------------
 
+
 def pull_command(port, out):
     """The mpremote command that copies the device's :log folder into `out` (as out/log)."""
-    return [sys.executable, "-m", "mpremote", "connect", port, "fs", "cp", "-r", ":log", str(out) + "/"]
+    return [
+        sys.executable,
+        "-m",
+        "mpremote",
+        "connect",
+        port,
+        "fs",
+        "cp",
+        "-r",
+        ":log",
+        str(out) + "/",
+    ]
 
 
 def pull(port, out, timeout=300):
@@ -279,7 +348,9 @@ def pull(port, out, timeout=300):
         ) from None
     if proc.returncode != 0:
         msg = (proc.stderr or proc.stdout).strip().splitlines()
-        raise LogError("mpremote could not copy :log from %s: %s" % (port, msg[-1] if msg else "failed"))
+        raise LogError(
+            "mpremote could not copy :log from %s: %s" % (port, msg[-1] if msg else "failed")
+        )
     if not (out / "log").is_dir():
         raise LogError("the device has no log folder (:log)")
     return out / "log"
@@ -287,16 +358,26 @@ def pull(port, out, timeout=300):
 
 # ---- the CLI ----------------------------------------------------------------
 
+
 def add_parser(sub):
     p = sub.add_parser(
-        "logs", help="the treatment log: pull it from the device, show it, export it to CSV",
+        "logs",
+        help="the treatment log: pull it from the device, show it, export it to CSV",
         description="The treatment log (firmware/injcore/tlog.py): a ring of files in the "
-                    "device's :log folder. Damaged records are reported and skipped.")
+        "device's :log folder. Damaged records are reported and skipped.",
+    )
     lsub = p.add_subparsers(dest="logs_command", title="actions", metavar="ACTION")
     pp = lsub.add_parser("pull", help="copy the device's :log folder with mpremote")
-    pp.add_argument("--port", required=True, help="the device's serial port (mpremote connect PORT)")
-    pp.add_argument("--out", type=Path, default=Path("build/logs"), metavar="DIR",
-                    help="where to put it (DIR/log; default build/logs)")
+    pp.add_argument(
+        "--port", required=True, help="the device's serial port (mpremote connect PORT)"
+    )
+    pp.add_argument(
+        "--out",
+        type=Path,
+        default=Path("build/logs"),
+        metavar="DIR",
+        help="where to put it (DIR/log; default build/logs)",
+    )
     ps = lsub.add_parser("show", help="sessions, totals and problems of a log folder")
     ps.add_argument("dir", type=Path, metavar="DIR")
     pe = lsub.add_parser("export", help="one CSV row per record")

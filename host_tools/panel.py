@@ -85,10 +85,13 @@ class Panel:
         for path in sorted(PROTOCOLS_DIR.glob("*.json")):
             store.save(path.read_text())
         self.recorder = tlog.Recorder(self.sim.core, tlog.Log(self.fs, "log"))
-        self.ui = Ui(self.sim.core, version=FIRMWARE_VERSION,
-                     info=lambda: [("host", "sim panel")],
-                     new_session=self.recorder.start_session,
-                     protocols=Protocols(self.sim.core, recorder=self.recorder, store=store))
+        self.ui = Ui(
+            self.sim.core,
+            version=FIRMWARE_VERSION,
+            info=lambda: [("host", "sim panel")],
+            new_session=self.recorder.start_session,
+            protocols=Protocols(self.sim.core, recorder=self.recorder, store=store),
+        )
         self.buttons = Buttons()
         # Per button, the window [start, end) of simulated ms in which it is down.
         self._down = [(0, 0)] * len(K.BUTTON_NAMES)
@@ -97,7 +100,9 @@ class Panel:
         self._shown = bytearray(WIDTH * HEIGHT // 8)  # what the display shows
         self._work = bytearray(len(self._shown))  # what the Ui drew last
         self._fb = framebuf.FrameBuffer(self._work, WIDTH, HEIGHT, framebuf.MONO_VLSB)
-        self._drawn_ms = self.now_ms  # as on the board: the first frame DISPLAY_PERIOD_MS after boot
+        self._drawn_ms = (
+            self.now_ms
+        )  # as on the board: the first frame DISPLAY_PERIOD_MS after boot
         self.draws = 0  # ui.draw calls
         self.frames_sent = 0  # frames that differed from the one shown
         self.sounds = []  # (ms, "click" | "refuse"): what the Ui asked the buzzer for
@@ -165,9 +170,16 @@ class Panel:
         start = self.now_ms
         while not test(self):
             if self.now_ms - start >= timeout_ms:
-                raise PanelTimeout("%s %r not reached in %d ms (state %s, screen %s)" % (
-                    kind or "state or screen", name, timeout_ms, self.state_name(),
-                    self.screen_name()))
+                raise PanelTimeout(
+                    "%s %r not reached in %d ms (state %s, screen %s)"
+                    % (
+                        kind or "state or screen",
+                        name,
+                        timeout_ms,
+                        self.state_name(),
+                        self.screen_name(),
+                    )
+                )
             self.step()
         return self.now_ms - start
 
@@ -267,8 +279,10 @@ class Panel:
     def pixels(self):
         """The shown frame as 64 rows of 128 ints, 1 = lit."""
         buf = self._shown
-        return [[(buf[(y >> 3) * WIDTH + x] >> (y & 7)) & 1 for x in range(WIDTH)]
-                for y in range(HEIGHT)]
+        return [
+            [(buf[(y >> 3) * WIDTH + x] >> (y & 7)) & 1 for x in range(WIDTH)]
+            for y in range(HEIGHT)
+        ]
 
     def image(self, scale=SCREENSHOT_SCALE):
         """The shown frame as a Pillow image (lit pixels white), each pixel scale x scale."""
@@ -313,14 +327,24 @@ class Panel:
 
     def state_line(self):
         core, m = self.core, self.machine
-        return ("%s | needle %+.2f mm | plunger %.2f mm | force %.2f N | left %.2f mL | #%d | "
-                "screen %s | %.1fs" % (
-                    self.state_name(), m.needle_tip_um() / 1000, m.face_um / 1000, m.force_n,
-                    core.volume_left_nl() / 1e6, core.punctures, self.screen_name(),
-                    self.now_ms / 1000))
+        return (
+            "%s | needle %+.2f mm | plunger %.2f mm | force %.2f N | left %.2f mL | #%d | "
+            "screen %s | %.1fs"
+            % (
+                self.state_name(),
+                m.needle_tip_um() / 1000,
+                m.face_um / 1000,
+                m.force_n,
+                core.volume_left_nl() / 1e6,
+                core.punctures,
+                self.screen_name(),
+                self.now_ms / 1000,
+            )
+        )
 
 
 # ---- names ---------------------------------------------------------------------
+
 
 def button_number(button):
     if isinstance(button, int) and 0 <= button < len(K.BUTTON_NAMES):
@@ -332,8 +356,10 @@ def button_number(button):
 
 def no_model(model):
     """Why `model` cannot be seated: the models there are."""
-    return "no syringe model %r; models: %s" % (model, ", ".join(
-        "%d (%s)" % (m, M.SYRINGES[m][M.SYR_NAME]) for m in sorted(M.SYRINGES)))
+    return "no syringe model %r; models: %s" % (
+        model,
+        ", ".join("%d (%s)" % (m, M.SYRINGES[m][M.SYR_NAME]) for m in sorted(M.SYRINGES)),
+    )
 
 
 def condition(name, kind=None):
@@ -343,14 +369,17 @@ def condition(name, kind=None):
     in_states = name in STATES and kind != "screen"
     in_screens = name in SCREENS and kind != "state"
     if in_states and in_screens:
-        raise ValueError("%r is both a state and a screen: say 'state %s' or 'screen %s'"
-                         % (name, name, name))
+        raise ValueError(
+            "%r is both a state and a screen: say 'state %s' or 'screen %s'" % (name, name, name)
+        )
     if in_states:
         return lambda p: p.state_name() == name
     if in_screens:
         return lambda p: p.screen_name() == name
-    raise ValueError("%r is no %s; states: %s; screens: %s" % (
-        name, kind or "state or screen", " ".join(STATES), " ".join(SCREENS)))
+    raise ValueError(
+        "%r is no %s; states: %s; screens: %s"
+        % (name, kind or "state or screen", " ".join(STATES), " ".join(SCREENS))
+    )
 
 
 # ---- the script runner ----------------------------------------------------------
@@ -518,8 +547,10 @@ def parse_line(line):  # noqa: C901  (one branch per script command: the grammar
                 raise ScriptError("usage: expect setting FIELD VALUE")
             field = rest[0]
             if field not in FIELDS and field not in Limits.RANGES:
-                raise ScriptError("no setting %r; settings: %s; limits: %s" % (
-                    field, " ".join(FIELDS), " ".join(Limits.RANGES)))
+                raise ScriptError(
+                    "no setting %r; settings: %s; limits: %s"
+                    % (field, " ".join(FIELDS), " ".join(Limits.RANGES))
+                )
             return "expect-setting", (field, parse_setting_value(field, rest[1]))
         if what == "punctures":
             if len(rest) != 1:
@@ -531,8 +562,10 @@ def parse_line(line):  # noqa: C901  (one branch per script command: the grammar
                 raise ScriptError("usage: expect sound " + "|".join(names))
             return "expect-sound", (rest[0].lower(),)
         raise ScriptError("expect what? screen, state, setting, punctures or sound, not %r" % what)
-    raise ScriptError("unknown command %r (commands: start press hold long trigger pedal estop "
-                      "syringe wait wait-until shot expect)" % cmd)
+    raise ScriptError(
+        "unknown command %r (commands: start press hold long trigger pedal estop "
+        "syringe wait wait-until shot expect)" % cmd
+    )
 
 
 def parse_script(text, name="<script>"):
@@ -545,8 +578,9 @@ def parse_script(text, name="<script>"):
             raise ScriptError("%s:%d: %s\n    %s" % (name, n, e, line.strip())) from None
         if parsed:
             if parsed[0] == "start" and steps:
-                raise ScriptError("%s:%d: start must be the first command\n    %s"
-                                  % (name, n, line.strip()))
+                raise ScriptError(
+                    "%s:%d: start must be the first command\n    %s" % (name, n, line.strip())
+                )
             steps.append((n,) + parsed)
     return steps
 
@@ -626,22 +660,25 @@ class ScriptRunner:
         elif cmd == "expect-punctures":
             self._expect("punctures", args[0], p.core.punctures)
         elif cmd == "expect-sound":
-            new = p.sounds[self._sounds_before:]
+            new = p.sounds[self._sounds_before :]
             self._expect("sound", args[0], new[-1][1] if new else "none")
         else:  # parse_line and this list disagree: a bug here, not in the script
             raise AssertionError("unhandled command %r" % cmd)
 
     def _expect(self, what, wanted, got):
         if wanted != got:
-            raise ExpectFailed("expected %s %s, got %s  [%s]" % (
-                what, wanted, got, self.panel.state_line()))
+            raise ExpectFailed(
+                "expected %s %s, got %s  [%s]" % (what, wanted, got, self.panel.state_line())
+            )
 
     def summary(self):
         p = self.panel
-        lines = ["%d screenshot(s)%s" % (len(self.shots), " in %s" % self.out_dir if self.shots else ""),
-                 "%d puncture(s), %.3f uL delivered, %.3f uL primed" % (
-                     p.core.punctures, p.core.delivered_nl() / 1000, p.core.primed_nl() / 1000),
-                 p.state_line()]
+        lines = [
+            "%d screenshot(s)%s" % (len(self.shots), " in %s" % self.out_dir if self.shots else ""),
+            "%d puncture(s), %.3f uL delivered, %.3f uL primed"
+            % (p.core.punctures, p.core.delivered_nl() / 1000, p.core.primed_nl() / 1000),
+            p.state_line(),
+        ]
         return "\n".join(lines)
 
 
@@ -689,8 +726,10 @@ def execute_script(path, out_dir="build/panel", ready=False, seed=1, stderr=None
 
 # ---- the live terminal panel ------------------------------------------------------
 
-HINT_KEYS = ("Up/k Down/j  Enter=OK  Bksp/Esc/b=BACK  B=long BACK | space=shot  "
-             "t=hold trigger  p=pedal  e=E-stop  s=syringe  q=quit")
+HINT_KEYS = (
+    "Up/k Down/j  Enter=OK  Bksp/Esc/b=BACK  B=long BACK | space=shot  "
+    "t=hold trigger  p=pedal  e=E-stop  s=syringe  q=quit"
+)
 # Terminal sizes the live panel needs: the 130-column frame and the lines under it.
 TERM_COLS = WIDTH + 2
 TERM_ROWS = HEIGHT // 2 + 2 + 4
@@ -737,19 +776,35 @@ def display_lines(pixels):
     out = ["┌" + "─" * WIDTH + "┐"]
     for y in range(0, HEIGHT, 2):
         top, bottom = pixels[y], pixels[y + 1]
-        out.append("│" + "".join(
-            "█" if t and b else "▀" if t else "▄" if b else " "
-            for t, b in zip(top, bottom)) + "│")
+        out.append(
+            "│"
+            + "".join(
+                "█" if t and b else "▀" if t else "▄" if b else " " for t, b in zip(top, bottom)
+            )
+            + "│"
+        )
     out.append("└" + "─" * WIDTH + "┘")
     return out
 
 
 # Actions the live panel takes for key bytes.
 KEY_ACTIONS = {
-    b"k": "UP", b"j": "DOWN", b"\r": "OK", b"\n": "OK",
-    b"\x7f": "BACK", b"\x08": "BACK", b"b": "BACK", b"\x1b": "BACK",
-    b"B": "long-BACK", b" ": "shot", b"t": "trigger", b"p": "pedal", b"e": "estop",
-    b"s": "syringe", b"q": "quit", b"\x03": "quit",
+    b"k": "UP",
+    b"j": "DOWN",
+    b"\r": "OK",
+    b"\n": "OK",
+    b"\x7f": "BACK",
+    b"\x08": "BACK",
+    b"b": "BACK",
+    b"\x1b": "BACK",
+    b"B": "long-BACK",
+    b" ": "shot",
+    b"t": "trigger",
+    b"p": "pedal",
+    b"e": "estop",
+    b"s": "syringe",
+    b"q": "quit",
+    b"\x03": "quit",
 }
 _ESCAPES = {b"\x1b[A": "UP", b"\x1bOA": "UP", b"\x1b[B": "DOWN", b"\x1bOB": "DOWN"}
 _CSI = re.compile(rb"\x1b[\[O][0-9;]*[@-~]")  # any other cursor/function key: ignored
@@ -768,7 +823,7 @@ def decode_keys(data):
                     actions.append(act)
                 i = m.end()
                 continue
-        act = KEY_ACTIONS.get(data[i:i + 1])
+        act = KEY_ACTIONS.get(data[i : i + 1])
         if act:
             actions.append(act)
         i += 1
@@ -874,9 +929,11 @@ def run_terminal(panel, stdin=None, stdout=None):
         tty.setcbreak(fd, termios.TCSANOW)
         size = shutil.get_terminal_size()
         if size.columns < TERM_COLS or size.lines < TERM_ROWS:
-            write("The panel needs a terminal of at least %d x %d; this one is %d x %d.\n"
-                  "Enlarge the window (or a smaller font). Any key goes on anyway, q quits.\n"
-                  % (TERM_COLS, TERM_ROWS, size.columns, size.lines))
+            write(
+                "The panel needs a terminal of at least %d x %d; this one is %d x %d.\n"
+                "Enlarge the window (or a smaller font). Any key goes on anyway, q quits.\n"
+                % (TERM_COLS, TERM_ROWS, size.columns, size.lines)
+            )
             stdout.flush()
             if os.read(fd, 16)[:1] in (b"q", b""):
                 return 0

@@ -76,7 +76,9 @@ def _pin_count(init):
     return 1 if isinstance(init, int) else len(init)
 
 
-def emulator_config(prog, *, freq=-1, sideset_base=None, out_base=None, jmp_pin=None, in_base=None, **_):
+def emulator_config(
+    prog, *, freq=-1, sideset_base=None, out_base=None, jmp_pin=None, in_base=None, **_
+):
     """pioemu.emulate() keyword arguments for a Program and its StateMachine arguments."""
     from injcore.pio_word import PIO_HZ
 
@@ -222,7 +224,9 @@ class EmulatedSM:
 
     def _refill(self):
         fifo = deque(self.state.transmit_fifo)
-        while self.pending and self.pending[0][0] <= self.state.clock and len(fifo) < self.fifo_depth:
+        while (
+            self.pending and self.pending[0][0] <= self.state.clock and len(fifo) < self.fifo_depth
+        ):
             fifo.append(self.pending.popleft()[1])
         self._set_fifo(fifo)
 
@@ -305,7 +309,9 @@ class EmulatedSM:
                 return False
             cond = (opcode >> 5) & 7
             return (cond == 2 and state.x_register > 1) or (cond == 4 and state.y_register > 1)
-        if kind == 1 and self.inputs is not None and (opcode >> 5) & 3 in (0, 1):  # wait would stall
+        if (
+            kind == 1 and self.inputs is not None and (opcode >> 5) & 3 in (0, 1)
+        ):  # wait would stall
             level = (self._pins_at(state.clock) >> (opcode & 0x1F)) & 1
             return level != (opcode >> 7) & 1
         return False
@@ -492,8 +498,13 @@ class Move:
 
     def __repr__(self):
         return "Move({!r} at tick {}: {} steps {}, K={} C={})".format(
-            self.name, self.tick, self.distance, "fwd" if self.direction else "back",
-            self.ramp_ticks, self.cruise_ticks)
+            self.name,
+            self.tick,
+            self.distance,
+            "fwd" if self.direction else "back",
+            self.ramp_ticks,
+            self.cruise_ticks,
+        )
 
 
 def plan_tick_steps(distance, ramp_ticks, cruise_ticks):
@@ -616,7 +627,8 @@ class PlannedStream:
 
     def __repr__(self):
         return "PlannedStream({!r}, {} ticks, {} steps, net {})".format(
-            self.name, self.ticks, self.distance, self.net)
+            self.name, self.ticks, self.distance, self.net
+        )
 
 
 def axis_stream(name, axis_name, moves, idle_before=1, idle_after=1):
@@ -712,7 +724,9 @@ _PLANNER_STREAMS = None
 
 def _make_planner_streams():
     axis, _, M, planner, _, _ = _injcore()  # noqa: N806  (a module alias, as `import machine as M`)
-    from injcore.layout import BACKWARD as BACK, FORWARD as FWD  # noqa: N811  (shorter)
+    from injcore.layout import BACKWARD as BACK  # noqa: N811  (shorter)
+    from injcore.layout import FORWARD as FWD
+
     Plan = planner.Plan  # noqa: N806  (the class, as `from injcore.planner import Plan`)
     needle_v = M.um_to_needle_steps(M.NEEDLE_MAX_SPEED_UM_S)
     needle_a = M.um_to_needle_steps(M.NEEDLE_ACCEL_UM_S2)
@@ -731,19 +745,33 @@ def _make_planner_streams():
     fast = Plan("plunger fastest").set(M.um_to_plunger_steps(2000), plunger_v, plunger_a)
     streams["plunger_fastest"] = axis_stream("plunger_fastest", "plunger", [(fast, FWD)])
     # Single steps: moves of a few steps so slow that every tick carries 0 or 1.
-    streams["single_step"] = axis_stream("single_step", "needle", [
-        (Plan("1 step").set(1, slow, needle_a), FWD),
-        (Plan("3 steps").set(3, slow, needle_a), BACK),
-        (Plan("4 very slow").set(4, 150, needle_a), FWD),
-        (Plan("8 steps").set(8, slow, needle_a), BACK),
-    ])
+    streams["single_step"] = axis_stream(
+        "single_step",
+        "needle",
+        [
+            (Plan("1 step").set(1, slow, needle_a), FWD),
+            (Plan("3 steps").set(3, slow, needle_a), BACK),
+            (Plan("4 very slow").set(4, 150, needle_a), FWD),
+            (Plan("8 steps").set(8, slow, needle_a), BACK),
+        ],
+    )
     # Direction changes: short moves back and forth, reversing in consecutive ticks.
     two = Plan("2 fast").set(2, needle_v, needle_a)  # one step in each of 2 ticks
     one = Plan("1 fast").set(1, needle_v, needle_a)
     mid = Plan("40 fast").set(40, needle_v, needle_a)
     big = Plan("400 fast").set(400, needle_v, needle_a)
-    moves = [(two, FWD), (two, BACK), (two, FWD), (one, BACK), (one, FWD), (mid, BACK),
-             (mid, FWD), (big, BACK), (big, FWD), (two, BACK)]
+    moves = [
+        (two, FWD),
+        (two, BACK),
+        (two, FWD),
+        (one, BACK),
+        (one, FWD),
+        (mid, BACK),
+        (mid, FWD),
+        (big, BACK),
+        (big, FWD),
+        (two, BACK),
+    ]
     streams["direction_changes"] = axis_stream("direction_changes", "needle", moves, idle_before=0)
     return streams
 
@@ -866,8 +894,9 @@ def measure():
     for s in streams.values():
         r = check_planned_stream(s, ps)
         if len(r["edges"]) != s.distance:
-            raise AssertionError("{}: {} edges, the plans say {}".format(
-                s.name, len(r["edges"]), s.distance))
+            raise AssertionError(
+                "{}: {} edges, the plans say {}".format(s.name, len(r["edges"]), s.distance)
+            )
         worst = max(worst, r["edge_error"])
         plan_err = max(plan_err, r["plan_error"])
         count_err = max(count_err, r["counter_error"], abs(r["counter_final"] - s.net))
@@ -876,8 +905,13 @@ def measure():
         dir_setup = min([dir_setup] + r["dir_setup"])
         planned_max[s.axis] = max(planned_max.get(s.axis, 0), s.max_tick_steps())
     for axis_name in sorted(planned_max):
-        figures.append(("{}_planned_max_rate".format(axis_name),
-                        planned_max[axis_name] * (1_000_000 // TICK_US), "steps/s"))
+        figures.append(
+            (
+                "{}_planned_max_rate".format(axis_name),
+                planned_max[axis_name] * (1_000_000 // TICK_US),
+                "steps/s",
+            )
+        )
     figures.append(("planner_streams", len(streams), "streams"))
     figures.append(("edge_timing_error_max", worst, "cycles"))
     figures.append(("steps_checked", n_edges, "steps"))

@@ -38,13 +38,16 @@ SCHEMA_PATH = Path(__file__).resolve().parents[1] / "docs" / "protocol.schema.js
 PROTOCOL_DIR = P.DIR  # the device's folder
 PUSH_NAME = "_protocol_push.json"  # the temporary file on the device during a push
 # The widest limits an engineer can set: every record a device may hold loads under them.
-WIDEST = Limits(needle_length_um=Limits.RANGES["needle_length_um"][1],
-                session_cap_nl=Limits.RANGES["session_cap_nl"][1])
+WIDEST = Limits(
+    needle_length_um=Limits.RANGES["needle_length_um"][1],
+    session_cap_nl=Limits.RANGES["session_cap_nl"][1],
+)
 
 ToolError = ST.ToolError
 
 
 # ---- the schema ------------------------------------------------------------------
+
 
 @lru_cache(maxsize=1)
 def validator():
@@ -54,7 +57,8 @@ def validator():
 
     base = jsonschema.Draft202012Validator
     checker = base.TYPE_CHECKER.redefine(
-        "integer", lambda _, v: isinstance(v, int) and not isinstance(v, bool))
+        "integer", lambda _, v: isinstance(v, int) and not isinstance(v, bool)
+    )
     cls = jsonschema.validators.extend(base, type_checker=checker)
     schema = json.loads(SCHEMA_PATH.read_text())
     base.check_schema(schema)
@@ -79,7 +83,9 @@ def schema_problems(obj):
     for e in validator().iter_errors(obj):
         path = field_path(e.absolute_path)
         if e.validator == "required":
-            missing = [k for k in e.validator_value if isinstance(e.instance, dict) and k not in e.instance]
+            missing = [
+                k for k in e.validator_value if isinstance(e.instance, dict) and k not in e.instance
+            ]
             for k in missing or [str(e.message)]:
                 out.append("%s: missing" % _join(path, k))
         elif e.validator == "additionalProperties" and isinstance(e.instance, dict):
@@ -87,15 +93,21 @@ def schema_problems(obj):
             for k in sorted((k for k in e.instance if k not in known), key=repr):
                 out.append("%s: unknown key" % _join(path, k))
         elif e.validator == "pattern":
-            out.append("%s: %r is not printable ASCII (space to ~) or is blank" % (path, e.instance))
+            out.append(
+                "%s: %r is not printable ASCII (space to ~) or is blank" % (path, e.instance)
+            )
         elif e.validator == "oneOf":
-            out.append("%s: %r is not allowed; %s" % (path, e.instance, e.schema.get("description", e.message)))
+            out.append(
+                "%s: %r is not allowed; %s"
+                % (path, e.instance, e.schema.get("description", e.message))
+            )
         else:
             out.append("%s: %s" % (path, e.message))
     return sorted(set(out), key=lambda s: (s.split(":")[0], s))
 
 
 # ---- reading and checking a file ----------------------------------------------------
+
 
 def read_document(path):
     """(obj, problems): the file's JSON value, or None and why it cannot be read."""
@@ -106,7 +118,9 @@ def read_document(path):
         return None, ["file: cannot read %s: %s" % (path, e.strerror or e)]
     problems = []
     if len(data) > P.MAX_FILE_BYTES:
-        problems.append("size: %d bytes is too large; allowed at most %d" % (len(data), P.MAX_FILE_BYTES))
+        problems.append(
+            "size: %d bytes is too large; allowed at most %d" % (len(data), P.MAX_FILE_BYTES)
+        )
     try:
         return json.loads(data.decode("utf-8")), problems
     except UnicodeError:
@@ -117,8 +131,9 @@ def read_document(path):
 
 def problems_of(obj, limits):
     """[(source, "path: message")]: the schema's and the device's (injcore.protocol.check)."""
-    return ([("schema", p) for p in schema_problems(obj)]
-            + [("device", p) for p in P.check(obj, limits)])
+    return [("schema", p) for p in schema_problems(obj)] + [
+        ("device", p) for p in P.check(obj, limits)
+    ]
 
 
 def limits_from(args):
@@ -132,8 +147,11 @@ def limits_from(args):
         finally:
             src.finish()
         values.update(payload["limits"])
-        where = ("the defaults (no valid record on %s)" if info["defaults"]
-                 else "the record stored on %s") % src.where
+        where = (
+            "the defaults (no valid record on %s)"
+            if info["defaults"]
+            else "the record stored on %s"
+        ) % src.where
     overrides = []
     for name in ("needle_length_um", "session_cap_nl"):
         v = getattr(args, name)
@@ -158,23 +176,55 @@ def run_validate(args, out=None):
     if obj is not None:
         found += problems_of(obj, lim)
     if found:
-        print("injector protocol: %s is invalid (%d problem%s; limits: needle %d um, session cap "
-              "%d nL, %s):" % (args.file, len(found), "" if len(found) == 1 else "s",
-                              lim.needle_length_um, lim.session_cap_nl, where), file=sys.stderr)
+        print(
+            "injector protocol: %s is invalid (%d problem%s; limits: needle %d um, session cap "
+            "%d nL, %s):"
+            % (
+                args.file,
+                len(found),
+                "" if len(found) == 1 else "s",
+                lim.needle_length_um,
+                lim.session_cap_nl,
+                where,
+            ),
+            file=sys.stderr,
+        )
         for source, p in found:
             print("  %s  (%s)" % (p, source), file=sys.stderr)
         return 2
     proto = P.build(obj, lim)
-    print("%s: valid: %r version %d%s, %d zone%s, session cap %d nL (effective %d nL)" % (
-        args.file, proto.name, proto.version, " (an example)" if proto.example else "",
-        len(proto.zones), "" if len(proto.zones) == 1 else "s", proto.own_cap_nl,
-        proto.session_cap_nl), file=out)
-    print("  limits: needle %d um, session cap %d nL (%s)" % (
-        lim.needle_length_um, lim.session_cap_nl, where), file=out)
+    print(
+        "%s: valid: %r version %d%s, %d zone%s, session cap %d nL (effective %d nL)"
+        % (
+            args.file,
+            proto.name,
+            proto.version,
+            " (an example)" if proto.example else "",
+            len(proto.zones),
+            "" if len(proto.zones) == 1 else "s",
+            proto.own_cap_nl,
+            proto.session_cap_nl,
+        ),
+        file=out,
+    )
+    print(
+        "  limits: needle %d um, session cap %d nL (%s)"
+        % (lim.needle_length_um, lim.session_cap_nl, where),
+        file=out,
+    )
     for z in proto.zones:
-        print("  %-12s %-7s depth %4d um  dose %6d nL  %s punctures  cap %d nL" % (
-            z.name, z.technique, z.settings["depth_um"], z.settings["dose_nl"],
-            z.planned or "free", z.cap_nl), file=out)
+        print(
+            "  %-12s %-7s depth %4d um  dose %6d nL  %s punctures  cap %d nL"
+            % (
+                z.name,
+                z.technique,
+                z.settings["depth_um"],
+                z.settings["dose_nl"],
+                z.planned or "free",
+                z.cap_nl,
+            ),
+            file=out,
+        )
     return 0
 
 
@@ -216,8 +266,11 @@ def push(src, path, out=None):
     if obj is not None:
         problems += schema_problems(obj)  # the device's own rules run on the device, its limits
     if problems:
-        print("injector protocol: %s refused, nothing sent (%d problem%s):" % (
-            path, len(problems), "" if len(problems) == 1 else "s"), file=sys.stderr)
+        print(
+            "injector protocol: %s refused, nothing sent (%d problem%s):"
+            % (path, len(problems), "" if len(problems) == 1 else "s"),
+            file=sys.stderr,
+        )
         for p in problems:
             print("  " + p, file=sys.stderr)
         return 2
@@ -226,20 +279,25 @@ def push(src, path, out=None):
     proc = ST.mpremote(port, *push_command(Path(path), snippet))
     for line in (proc.stdout or "").splitlines():
         if line.startswith("SAVED "):
-            name, key = json.loads(line[len("SAVED "):])
+            name, key = json.loads(line[len("SAVED ") :])
             print("saved to %s: %r as :%s/%s.a/.b" % (port, name, PROTOCOL_DIR, key), file=out)
             return 0
         if line.startswith("REFUSED "):
-            problems = json.loads(line[len("REFUSED "):])
-            print("injector protocol: the device refused %s (%d problem%s):" % (
-                path, len(problems), "" if len(problems) == 1 else "s"), file=sys.stderr)
+            problems = json.loads(line[len("REFUSED ") :])
+            print(
+                "injector protocol: the device refused %s (%d problem%s):"
+                % (path, len(problems), "" if len(problems) == 1 else "s"),
+                file=sys.stderr,
+            )
             for p in problems:
                 print("  " + p, file=sys.stderr)
             return 2
     if proc.returncode != 0:
         raise ST._failed(proc, "mpremote could not save the protocol on %s" % port)
-    raise ToolError("the device did not confirm the save (is the firmware's injcore on it?): %s"
-                    % ST._last_line(proc))
+    raise ToolError(
+        "the device did not confirm the save (is the firmware's injcore on it?): %s"
+        % ST._last_line(proc)
+    )
 
 
 def pull_command(dest):
@@ -262,8 +320,9 @@ def decode_dir(folder):
             found.append((key, store.load(name).as_dict()))
         except P.ProtocolError as e:
             problems.append("%s: %s" % (key, "; ".join(e.problems)))
-    stems = sorted({f.rsplit(".", 1)[0] for f in fs.listdir("")
-                    if f.rsplit(".", 1)[-1] in P.S.SLOTS})
+    stems = sorted(
+        {f.rsplit(".", 1)[0] for f in fs.listdir("") if f.rsplit(".", 1)[-1] in P.S.SLOTS}
+    )
     for stem in stems:
         if stem not in keys:
             problems.append("%s: no intact protocol record, skipped" % stem)
@@ -288,10 +347,16 @@ def pull(src, out_dir, out=None):
     for key, obj in found:
         target = out_dir / (key + ".json")
         target.write_text(json.dumps(obj, indent=2) + "\n")
-        print("%s  %r version %d, %d zones" % (target, obj["name"], obj["version"],
-                                               len(obj["zones"])), file=out)
-    print("pulled %d protocol%s from %s to %s" % (len(found), "" if len(found) == 1 else "s",
-                                                  port, out_dir), file=out)
+        print(
+            "%s  %r version %d, %d zones"
+            % (target, obj["name"], obj["version"], len(obj["zones"])),
+            file=out,
+        )
+    print(
+        "pulled %d protocol%s from %s to %s"
+        % (len(found), "" if len(found) == 1 else "s", port, out_dir),
+        file=out,
+    )
     for p in problems:
         print("injector protocol: " + p, file=sys.stderr)
     return 2 if problems else 0
@@ -299,54 +364,95 @@ def pull(src, out_dir, out=None):
 
 # ---- the CLI ----------------------------------------------------------------------
 
+
 def add_parser(sub):
     p = sub.add_parser(
-        "protocol", help="validate a treatment protocol file; push it to or pull it from a device",
+        "protocol",
+        help="validate a treatment protocol file; push it to or pull it from a device",
         description="Treatment protocols (docs/protocols.md): JSON files checked against "
-                    "docs/protocol.schema.json and by the firmware's own injcore.protocol. "
-                    + ST.PORT_NOTE)
+        "docs/protocol.schema.json and by the firmware's own injcore.protocol. " + ST.PORT_NOTE,
+    )
     psub = p.add_subparsers(dest="protocol_command", title="actions", metavar="ACTION")
     pv = psub.add_parser(
-        "validate", help="check a protocol file with the schema and the device's rules",
+        "validate",
+        help="check a protocol file with the schema and the device's rules",
         description="Check FILE against docs/protocol.schema.json and with injcore.protocol.check "
-                    "under the engineer's limits (the firmware's defaults, or those stored on a "
-                    "device or in a folder; the two options below override them). Prints every "
-                    "problem with its field path. Exit 0 valid, 2 invalid or unreadable. "
-                    + ST.PORT_NOTE)
+        "under the engineer's limits (the firmware's defaults, or those stored on a "
+        "device or in a folder; the two options below override them). Prints every "
+        "problem with its field path. Exit 0 valid, 2 invalid or unreadable. " + ST.PORT_NOTE,
+    )
     pv.add_argument("file", type=Path, metavar="FILE")
     g = pv.add_mutually_exclusive_group()
-    g.add_argument("--limits-from", type=Path, metavar="DIR",
-                   help="the limits of the record in DIR (settings.a / settings.b)")
+    g.add_argument(
+        "--limits-from",
+        type=Path,
+        metavar="DIR",
+        help="the limits of the record in DIR (settings.a / settings.b)",
+    )
     g.add_argument("--port", metavar="PORT", help="the limits stored on this device (mpremote)")
-    pv.add_argument("--needle-length-um", type=int, metavar="N",
-                    help="the usable needle length, um (default %d)" % M.NEEDLE_LENGTH_UM)
-    pv.add_argument("--session-cap-nl", type=int, metavar="N",
-                    help="the engineer's session cap, nL (default %d)" % M.SESSION_CAP_NL)
-    pv.add_argument("--no-reset", action="store_true",
-                    help="with --port: leave the board at the REPL instead of resetting it")
+    pv.add_argument(
+        "--needle-length-um",
+        type=int,
+        metavar="N",
+        help="the usable needle length, um (default %d)" % M.NEEDLE_LENGTH_UM,
+    )
+    pv.add_argument(
+        "--session-cap-nl",
+        type=int,
+        metavar="N",
+        help="the engineer's session cap, nL (default %d)" % M.SESSION_CAP_NL,
+    )
+    pv.add_argument(
+        "--no-reset",
+        action="store_true",
+        help="with --port: leave the board at the REPL instead of resetting it",
+    )
     pp = psub.add_parser(
-        "push", help="store a protocol on the device (the device validates it too)",
+        "push",
+        help="store a protocol on the device (the device validates it too)",
         description="Check FILE with the schema, copy it to the device and have the device's "
-                    "ProtocolStore save it under the limits the device has stored: the device "
-                    "checks it again, writes it atomically into :%s/ and refuses a %dth protocol. "
-                    "Exit 0 saved, 2 refused or an error. %s" % (
-                        PROTOCOL_DIR, P.MAX_PROTOCOLS + 1, ST.PORT_NOTE))
+        "ProtocolStore save it under the limits the device has stored: the device "
+        "checks it again, writes it atomically into :%s/ and refuses a %dth protocol. "
+        "Exit 0 saved, 2 refused or an error. %s"
+        % (PROTOCOL_DIR, P.MAX_PROTOCOLS + 1, ST.PORT_NOTE),
+    )
     pp.add_argument("file", type=Path, metavar="FILE")
-    pp.add_argument("--port", required=True, metavar="PORT",
-                    help="the device's serial port (mpremote connect PORT)")
-    pp.add_argument("--no-reset", action="store_true",
-                    help="leave the board at the REPL instead of resetting it")
+    pp.add_argument(
+        "--port",
+        required=True,
+        metavar="PORT",
+        help="the device's serial port (mpremote connect PORT)",
+    )
+    pp.add_argument(
+        "--no-reset",
+        action="store_true",
+        help="leave the board at the REPL instead of resetting it",
+    )
     pl = psub.add_parser(
-        "pull", help="copy the device's protocols into plain JSON files",
+        "pull",
+        help="copy the device's protocols into plain JSON files",
         description="Copy the device's :%s/ folder and decode its records into DIR/<key>.json "
-                    "(files validate and push take). Exit 0, 2 if a record was damaged or an "
-                    "error. %s" % (PROTOCOL_DIR, ST.PORT_NOTE))
-    pl.add_argument("--port", required=True, metavar="PORT",
-                    help="the device's serial port (mpremote connect PORT)")
-    pl.add_argument("--out", type=Path, default=Path("build/protocols"), metavar="DIR",
-                    help="where to write the JSON files (default build/protocols)")
-    pl.add_argument("--no-reset", action="store_true",
-                    help="leave the board at the REPL instead of resetting it")
+        "(files validate and push take). Exit 0, 2 if a record was damaged or an "
+        "error. %s" % (PROTOCOL_DIR, ST.PORT_NOTE),
+    )
+    pl.add_argument(
+        "--port",
+        required=True,
+        metavar="PORT",
+        help="the device's serial port (mpremote connect PORT)",
+    )
+    pl.add_argument(
+        "--out",
+        type=Path,
+        default=Path("build/protocols"),
+        metavar="DIR",
+        help="where to write the JSON files (default build/protocols)",
+    )
+    pl.add_argument(
+        "--no-reset",
+        action="store_true",
+        help="leave the board at the REPL instead of resetting it",
+    )
     p.set_defaults(run=run, parser=p)
 
 

@@ -57,15 +57,29 @@ def _ticks(cell):
 
 
 def cell_text(cell):
-    return "%s · %.2f µL · %s · %s %s" % (_ticks(cell), cell.extra_ul, _mm(cell.max_depth_um),
-                                          cell.final_state, OK if cell.passed else BAD)
+    return "%s · %.2f µL · %s · %s %s" % (
+        _ticks(cell),
+        cell.extra_ul,
+        _mm(cell.max_depth_um),
+        cell.final_state,
+        OK if cell.passed else BAD,
+    )
 
 
 # Faults whose detection target is "the next tick after it is readable" (H4, H6):
 # the other rows have their own figure (lost steps: the FIFO window; homing
 # switches: travel bounds; hang: the watchdog; reset, syringe, trigger: no detection).
-ONE_TICK = ("estop", "occlusion", "stall-needle", "stall-plunger", "front-limit",
-            "syringe-underfilled", "syringe-removed", "load-cell", "overrun")
+ONE_TICK = (
+    "estop",
+    "occlusion",
+    "stall-needle",
+    "stall-plunger",
+    "front-limit",
+    "syringe-underfilled",
+    "syringe-removed",
+    "load-cell",
+    "overrun",
+)
 
 
 def _worst(cells, key, among=None):
@@ -88,8 +102,11 @@ def summary(matrix):
         col = [row[i] for row in matrix.values()]
         out[phase] = {
             "detect": _worst(col, lambda c: c.detect_ticks if c.applicable else None, ONE_TICK),
-            "stop": _worst(col, lambda c: c.stop_ticks, ONE_TICK + ("lost-needle", "lost-plunger",
-                                                                   "home-open", "home-stuck")),
+            "stop": _worst(
+                col,
+                lambda c: c.stop_ticks,
+                ONE_TICK + ("lost-needle", "lost-plunger", "home-open", "home-stuck"),
+            ),
             "extra": _worst(col, lambda c: c.extra_ul),
             "depth": _worst(col, lambda c: c.max_depth_um),
             "passed": sum(c.passed for c in col),
@@ -135,8 +152,10 @@ def markdown(matrix):
     a("  the block clears after the relief; for a fault that never fired, what went out beyond")
     a("  the core's count; for the trigger rows, doses beyond one per press.")
     a("- **depth**: deepest needle tip past the nozzle face from the injection on (`out`: never")
-    a("  past it), against the usable needle length (%d mm) and, in a puncture, the set depth" % (
-        cells[0].limit_um // 1000 if cells else 4))
+    a(
+        "  past it), against the usable needle length (%d mm) and, in a puncture, the set depth"
+        % (cells[0].limit_um // 1000 if cells else 4)
+    )
     a("  + 0.05 mm.")
     a("- **state**: where it ended before the operator acted: `fault` (latched, drivers off),")
     a("  `ready` (nothing to catch), `unhomed` (after a reset). After every fault the cell also")
@@ -149,17 +168,27 @@ def markdown(matrix):
     for name, row in matrix.items():
         a("| %s | %s |" % (F.FAULTS[name].title, " | ".join(cell_text(c) for c in row)))
     s = summary(matrix)
-    a("| **worst** | %s |" % " | ".join(
-        "detect %s, stop %s, %s µL, %s; %d/%d %s" % (
-            s[p]["detect"][0] if s[p]["detect"] else "—",
-            s[p]["stop"][0] if s[p]["stop"] else "—",
-            "%.2f" % s[p]["extra"][0] if s[p]["extra"] else "—",
-            _mm(s[p]["depth"][0]) if s[p]["depth"] else "—",
-            s[p]["passed"], s[p]["cells"], OK if s[p]["passed"] == s[p]["cells"] else BAD)
-        for p in F.PHASES))
+    a(
+        "| **worst** | %s |"
+        % " | ".join(
+            "detect %s, stop %s, %s µL, %s; %d/%d %s"
+            % (
+                s[p]["detect"][0] if s[p]["detect"] else "—",
+                s[p]["stop"][0] if s[p]["stop"] else "—",
+                "%.2f" % s[p]["extra"][0] if s[p]["extra"] else "—",
+                _mm(s[p]["depth"][0]) if s[p]["depth"] else "—",
+                s[p]["passed"],
+                s[p]["cells"],
+                OK if s[p]["passed"] == s[p]["cells"] else BAD,
+            )
+            for p in F.PHASES
+        )
+    )
     a("")
-    a("The **worst** row takes detect over the faults with a one-tick target (%s) and stop" % (
-        ", ".join(F.FAULTS[n].title for n in ONE_TICK)))
+    a(
+        "The **worst** row takes detect over the faults with a one-tick target (%s) and stop"
+        % (", ".join(F.FAULTS[n].title for n in ONE_TICK))
+    )
     a("over those and the lost-step and home-switch rows; extra and depth over every row.")
     a("")
     a("## Worst per phase, with the fault that set it")
@@ -168,11 +197,18 @@ def markdown(matrix):
     a("|---|---|---|---|---|---|")
     for p in F.PHASES:
         w = s[p]
-        a("| %s | %s | %s | %s | %s | %d/%d |" % (
-            p, _fmt_worst(w["detect"], "%d"), _fmt_worst(w["stop"], "%d"),
-            _fmt_worst(w["extra"], "%.2f"),
-            "—" if w["depth"] is None else "%s (%s)" % (_mm(w["depth"][0]), w["depth"][1]),
-            w["passed"], w["cells"]))
+        a(
+            "| %s | %s | %s | %s | %s | %d/%d |"
+            % (
+                p,
+                _fmt_worst(w["detect"], "%d"),
+                _fmt_worst(w["stop"], "%d"),
+                _fmt_worst(w["extra"], "%.2f"),
+                "—" if w["depth"] is None else "%s (%s)" % (_mm(w["depth"][0]), w["depth"][1]),
+                w["passed"],
+                w["cells"],
+            )
+        )
     a("")
     a("## Per fault: the target and what each phase saw")
     a("")
@@ -202,8 +238,13 @@ def markdown(matrix):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--write", metavar="FILE", help="write the Markdown there (else print it)")
-    ap.add_argument("-j", "--jobs", type=int, default=min(4, os.cpu_count() or 1),
-                    help="processes (default: up to 4)")
+    ap.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=min(4, os.cpu_count() or 1),
+        help="processes (default: up to 4)",
+    )
     ap.add_argument("faults", nargs="*", help="only these faults (default: all)")
     args = ap.parse_args(argv)
     for name in args.faults:
@@ -219,8 +260,10 @@ def main(argv=None):
         tmp.write_text(text)
         tmp.replace(path)
         n = sum(len(r) for r in matrix.values())
-        print("%s: %d faults x %d phases, %d of %d cells meet their targets" % (
-            path, len(matrix), len(F.PHASES), n - len(failed), n))
+        print(
+            "%s: %d faults x %d phases, %d of %d cells meet their targets"
+            % (path, len(matrix), len(F.PHASES), n - len(failed), n)
+        )
     else:
         sys.stdout.write(text)
     for c in failed:

@@ -38,8 +38,9 @@ def read_png(path):
     img = Image.open(path).convert("1")
     scale = img.width // WIDTH
     if img.size != (WIDTH * scale, HEIGHT * scale) or scale < 1:
-        raise ValueError("%s is %dx%d, not a %dx%d display frame" % (path, img.width, img.height,
-                                                                     WIDTH, HEIGHT))
+        raise ValueError(
+            "%s is %dx%d, not a %dx%d display frame" % (path, img.width, img.height, WIDTH, HEIGHT)
+        )
     px = img.load()
     frame = bytearray(WIDTH * HEIGHT // 8)
     for y in range(HEIGHT):

@@ -37,10 +37,12 @@ SLOT_FILES = tuple("%s.%s" % (STORE_NAME, s) for s in S.SLOTS)
 PUSH_NAME = "_settings_push.json"  # the temporary file on the device during a push
 MPREMOTE_TIMEOUT = 60  # s per mpremote call
 
-PORT_NOTE = ("Connecting with mpremote interrupts the running main.py (its Ctrl-C handler stops "
-             "the 1 kHz timer and disables the stepper drivers); with --port the board is reset "
-             "afterwards (mpremote reset) so the app boots again, unhomed. --no-reset leaves it "
-             "at the REPL.")
+PORT_NOTE = (
+    "Connecting with mpremote interrupts the running main.py (its Ctrl-C handler stops "
+    "the 1 kHz timer and disables the stepper drivers); with --port the board is reset "
+    "afterwards (mpremote reset) so the app boots again, unhomed. --no-reset leaves it "
+    "at the REPL."
+)
 
 
 class ToolError(Exception):
@@ -56,10 +58,16 @@ class ToolError(Exception):
 
 
 # mpremote's words when it never reached a board
-_NOT_CONNECTED = ("failed to access", "no device found", "could not open port", "could not enter raw repl")
+_NOT_CONNECTED = (
+    "failed to access",
+    "no device found",
+    "could not open port",
+    "could not enter raw repl",
+)
 
 
 # ---- reading and writing a record ----------------------------------------------
+
 
 def store_at(folder):
     return S.Store(DirFS(str(folder)), STORE_NAME)
@@ -71,7 +79,9 @@ def load_dir(folder):
     if not folder.exists():
         raise ToolError("no such folder: %s" % folder)
     if not folder.is_dir():
-        raise ToolError("%s is not a folder (give the folder holding %s)" % (folder, " / ".join(SLOT_FILES)))
+        raise ToolError(
+            "%s is not a folder (give the folder holding %s)" % (folder, " / ".join(SLOT_FILES))
+        )
     try:
         next(folder.iterdir(), None)
     except OSError as e:
@@ -116,8 +126,8 @@ def fetch(port, dest):
         missing = [n for n in wanted if "%s: No such file" % n in proc.stderr]
         if not missing:
             raise _failed(proc, "mpremote could not read the settings from %s" % port)
-        copied.extend(n for n in wanted[:wanted.index(missing[0])] if (Path(dest) / n).exists())
-        wanted = wanted[wanted.index(missing[0]) + 1:]
+        copied.extend(n for n in wanted[: wanted.index(missing[0])] if (Path(dest) / n).exists())
+        wanted = wanted[wanted.index(missing[0]) + 1 :]
     return copied
 
 
@@ -163,16 +173,20 @@ def save_on_device(port, payload):
         if line.startswith("SAVED "):
             _, slot, gen, check = line.split()
             if check != "OK":
-                raise ToolError("the device saved generation %s to slot %s but reads back something "
-                                "else: check the flash" % (gen, slot))
+                raise ToolError(
+                    "the device saved generation %s to slot %s but reads back something "
+                    "else: check the flash" % (gen, slot)
+                )
             return slot, int(gen)
         if line.startswith("REFUSED "):
-            problems = json.loads(line[len("REFUSED "):])
+            problems = json.loads(line[len("REFUSED ") :])
             raise ToolError("the device refused the record: " + "; ".join(problems))
     if proc.returncode != 0:
         raise _failed(proc, "mpremote could not save the settings on %s" % port)
-    raise ToolError("the device did not confirm the save (is the firmware's injcore on it?): %s"
-                    % (out.strip().splitlines() or ["no output"])[-1])
+    raise ToolError(
+        "the device did not confirm the save (is the firmware's injcore on it?): %s"
+        % (out.strip().splitlines() or ["no output"])[-1]
+    )
 
 
 class Source:
@@ -186,8 +200,11 @@ class Source:
 
     @classmethod
     def of(cls, args):
-        return cls(getattr(args, "port", None), getattr(args, "dir", None),
-                   not getattr(args, "no_reset", False))
+        return cls(
+            getattr(args, "port", None),
+            getattr(args, "dir", None),
+            not getattr(args, "no_reset", False),
+        )
 
     @property
     def where(self):
@@ -231,8 +248,11 @@ class Source:
 
 # ---- merging and checking ---------------------------------------------------------
 
-SECTIONS = {"settings": FIELDS, "limits": S.LIMIT_FIELDS,
-            "calibration": tuple(S.CALIBRATION_DEFAULTS)}
+SECTIONS = {
+    "settings": FIELDS,
+    "limits": S.LIMIT_FIELDS,
+    "calibration": tuple(S.CALIBRATION_DEFAULTS),
+}
 
 
 def merge(current, change):
@@ -250,8 +270,10 @@ def is_full(change):
     """True if `change` gives every field of the record (it needs nothing from the device)."""
     if not all(k in change for k in ("settings", "limits", "calibration", "service_pin")):
         return False
-    return all(isinstance(change[k], dict) and all(f in change[k] for f in fields)
-               for k, fields in SECTIONS.items())
+    return all(
+        isinstance(change[k], dict) and all(f in change[k] for f in fields)
+        for k, fields in SECTIONS.items()
+    )
 
 
 def core_problems(payload):
@@ -264,13 +286,17 @@ def core_problems(payload):
     f = cal.get("dose_factor_ppm")
     lo, hi = M.DOSE_FACTOR_MIN_PPM, M.DOSE_FACTOR_MAX_PPM
     if is_int(f) and not lo <= f <= hi:
-        problems.append("calibration.dose_factor_ppm: %d is out of range; allowed %d..%d ppm "
-                        "(the core refuses it at boot)" % (f, lo, hi))
+        problems.append(
+            "calibration.dose_factor_ppm: %d is out of range; allowed %d..%d ppm "
+            "(the core refuses it at boot)" % (f, lo, hi)
+        )
     b = cal.get("backlash_steps")
     hi = M.um_to_plunger_steps(M.BACKLASH_MAX_UM)
     if is_int(b) and not 0 <= b <= hi:
-        problems.append("calibration.backlash_steps: %d is out of range; allowed 0..%d steps "
-                        "(the core refuses it at boot)" % (b, hi))
+        problems.append(
+            "calibration.backlash_steps: %d is out of range; allowed 0..%d steps "
+            "(the core refuses it at boot)" % (b, hi)
+        )
     return problems
 
 
@@ -299,21 +325,30 @@ def write_record(src, current, info, merged, full, onto_defaults=False, out=None
     out = sys.stdout if out is None else out
     problems = problems_of(merged)
     if problems:
-        print("injector settings: refused, nothing written (%d problem%s):"
-              % (len(problems), "" if len(problems) == 1 else "s"), file=sys.stderr)
+        print(
+            "injector settings: refused, nothing written (%d problem%s):"
+            % (len(problems), "" if len(problems) == 1 else "s"),
+            file=sys.stderr,
+        )
         for p in problems:
             print("  " + p, file=sys.stderr)
         return 2
     if info["defaults"] and not full and not onto_defaults:
-        print("injector settings: refused, nothing written: %s holds no valid record, so a partial "
-              "change would be merged onto the firmware's defaults and the device would no longer "
-              "ask an engineer to confirm them. Push a full record, confirm the settings on the "
-              "device first, or pass --onto-defaults." % src.where, file=sys.stderr)
+        print(
+            "injector settings: refused, nothing written: %s holds no valid record, so a partial "
+            "change would be merged onto the firmware's defaults and the device would no longer "
+            "ask an engineer to confirm them. Push a full record, confirm the settings on the "
+            "device first, or pass --onto-defaults." % src.where,
+            file=sys.stderr,
+        )
         return 2
     diff = changes(current, merged)
     if not diff and not info["defaults"] and not info["migrated_from"]:
-        print("no change: %s already holds this record (slot %s, generation %d); nothing written"
-              % (src.where, info["slot"], info["generation"]), file=out)
+        print(
+            "no change: %s already holds this record (slot %s, generation %d); nothing written"
+            % (src.where, info["slot"], info["generation"]),
+            file=out,
+        )
         return 0
     slot, generation = src.save(merged)
     for line in diff:
@@ -323,6 +358,7 @@ def write_record(src, current, info, merged, full, onto_defaults=False, out=None
 
 
 # ---- showing ----------------------------------------------------------------------
+
 
 def _unit_note(name, v):
     if name == "mode":
@@ -350,13 +386,19 @@ def describe(payload, info, where, copied=None):
     if copied is not None:
         lines.append("  files on the device: %s" % (", ".join(copied) if copied else "none"))
     if info["defaults"]:
-        lines.append("DEFAULTS: no valid record; the device would boot with the firmware's defaults "
-                     "below and inject nothing until an engineer confirms them")
+        lines.append(
+            "DEFAULTS: no valid record; the device would boot with the firmware's defaults "
+            "below and inject nothing until an engineer confirms them"
+        )
     else:
-        lines.append("record: %s.%s, generation %d" % (STORE_NAME, info["slot"], info["generation"]))
+        lines.append(
+            "record: %s.%s, generation %d" % (STORE_NAME, info["slot"], info["generation"])
+        )
     if info["migrated_from"]:
-        lines.append("  stored as schema %d: migrated to %d here; the device stores it again at boot"
-                     % (info["migrated_from"], S.SCHEMA_VERSION))
+        lines.append(
+            "  stored as schema %d: migrated to %d here; the device stores it again at boot"
+            % (info["migrated_from"], S.SCHEMA_VERSION)
+        )
     for slot in S.SLOTS:
         if slot in info["problems"]:
             lines.append("  skipped %s.%s: %s" % (STORE_NAME, slot, info["problems"][slot]))
@@ -377,11 +419,14 @@ def describe(payload, info, where, copied=None):
     lines.append("calibration:")
     cal = payload["calibration"]
     f = cal["dose_factor_ppm"]
-    lines.append("  %-17s %d ppm  (x%.6f, %+.2f %%)" % ("dose_factor_ppm", f, f / 1e6,
-                                                     (f - M.DOSE_FACTOR_ONE_PPM) / 1e4))
+    lines.append(
+        "  %-17s %d ppm  (x%.6f, %+.2f %%)"
+        % ("dose_factor_ppm", f, f / 1e6, (f - M.DOSE_FACTOR_ONE_PPM) / 1e4)
+    )
     b = cal["backlash_steps"]
-    lines.append("  %-17s %d steps  (%.1f um)" % ("backlash_steps", b,
-                                                  b * 1000 / M.PLUNGER_STEPS_PER_MM))
+    lines.append(
+        "  %-17s %d steps  (%.1f um)" % ("backlash_steps", b, b * 1000 / M.PLUNGER_STEPS_PER_MM)
+    )
     for name in sorted(set(cal) - set(S.CALIBRATION_DEFAULTS)):
         lines.append("  %-17s %r" % (name, cal[name]))
     lines.append("service_pin: %s" % payload["service_pin"])
@@ -390,44 +435,66 @@ def describe(payload, info, where, copied=None):
 
 # ---- the CLI ----------------------------------------------------------------------
 
+
 def add_source_args(p, required=True):
     g = p.add_mutually_exclusive_group(required=required)
-    g.add_argument("--port", metavar="PORT", help="the device's serial port (mpremote connect PORT)")
-    g.add_argument("--dir", type=Path, metavar="DIR",
-                   help="a folder holding %s (the simulator, a copy)" % " / ".join(SLOT_FILES))
-    p.add_argument("--no-reset", action="store_true",
-                   help="with --port: leave the board at the REPL instead of resetting it")
+    g.add_argument(
+        "--port", metavar="PORT", help="the device's serial port (mpremote connect PORT)"
+    )
+    g.add_argument(
+        "--dir",
+        type=Path,
+        metavar="DIR",
+        help="a folder holding %s (the simulator, a copy)" % " / ".join(SLOT_FILES),
+    )
+    p.add_argument(
+        "--no-reset",
+        action="store_true",
+        help="with --port: leave the board at the REPL instead of resetting it",
+    )
 
 
 def add_parser(sub):
     p = sub.add_parser(
-        "settings", help="show or change the device's stored settings, limits and calibration",
+        "settings",
+        help="show or change the device's stored settings, limits and calibration",
         description="The record the device keeps (%s, injcore.store schema %d), read and written "
-                    "with the firmware's own Store and validation. %s" % (
-                        " / ".join(SLOT_FILES), S.SCHEMA_VERSION, PORT_NOTE))
+        "with the firmware's own Store and validation. %s"
+        % (" / ".join(SLOT_FILES), S.SCHEMA_VERSION, PORT_NOTE),
+    )
     ssub = p.add_subparsers(dest="settings_command", title="actions", metavar="ACTION")
     ps = ssub.add_parser(
-        "show", help="print the stored record",
+        "show",
+        help="print the stored record",
         description="Print the newest valid record (or say the defaults would be used), with "
-                    "units, its slot and generation and why any slot was skipped. Exit 0, 1 if "
-                    "there is no valid record (the defaults are shown), 2 on an error. " + PORT_NOTE)
+        "units, its slot and generation and why any slot was skipped. Exit 0, 1 if "
+        "there is no valid record (the defaults are shown), 2 on an error. " + PORT_NOTE,
+    )
     add_source_args(ps)
-    ps.add_argument("--json", action="store_true",
-                    help="print the payload as JSON (a file `settings push` takes)")
+    ps.add_argument(
+        "--json",
+        action="store_true",
+        help="print the payload as JSON (a file `settings push` takes)",
+    )
     pp = ssub.add_parser(
-        "push", help="validate a JSON record (full or partial) and store it",
+        "push",
+        help="validate a JSON record (full or partial) and store it",
         description="FILE is JSON: a full payload {settings, limits, calibration, service_pin} or "
-                    "a part of one ({\"settings\": {\"dose_nl\": 25000}}) that is merged onto the "
-                    "record stored now. The result is checked with the firmware's store.validate "
-                    "(and the core's calibration ranges); any problem refuses the push and nothing "
-                    "is written. With --port the device's own Store saves it (atomically, "
-                    "validating again) and the board is reset so the app boots with it. Exit 0, "
-                    "2 refused or an error. " + PORT_NOTE)
+        'a part of one ({"settings": {"dose_nl": 25000}}) that is merged onto the '
+        "record stored now. The result is checked with the firmware's store.validate "
+        "(and the core's calibration ranges); any problem refuses the push and nothing "
+        "is written. With --port the device's own Store saves it (atomically, "
+        "validating again) and the board is reset so the app boots with it. Exit 0, "
+        "2 refused or an error. " + PORT_NOTE,
+    )
     pp.add_argument("file", type=Path, metavar="FILE")
     add_source_args(pp)
-    pp.add_argument("--onto-defaults", action="store_true",
-                    help="allow a partial push when there is no valid record (merges onto the "
-                         "defaults, which the device then no longer asks to confirm)")
+    pp.add_argument(
+        "--onto-defaults",
+        action="store_true",
+        help="allow a partial push when there is no valid record (merges onto the "
+        "defaults, which the device then no longer asks to confirm)",
+    )
     p.set_defaults(run=run, parser=p)
 
 
@@ -444,7 +511,7 @@ def read_change(path):
     except ValueError as e:
         raise ToolError("%s is not valid JSON: %s" % (path, e)) from None
     if not isinstance(change, dict):
-        raise ToolError("%s must hold a JSON object ({\"settings\": {...}, ...})" % path)
+        raise ToolError('%s must hold a JSON object ({"settings": {...}, ...})' % path)
     return change
 
 
@@ -452,8 +519,11 @@ def run_show(args, src):
     payload, info, copied = src.load()
     if args.json:
         print(json.dumps(payload, indent=2, sort_keys=True))
-        what = ("no valid record: the defaults" if info["defaults"]
-                else "%s.%s, generation %d" % (STORE_NAME, info["slot"], info["generation"]))
+        what = (
+            "no valid record: the defaults"
+            if info["defaults"]
+            else "%s.%s, generation %d" % (STORE_NAME, info["slot"], info["generation"])
+        )
         print("injector settings: %s from %s" % (what, src.where), file=sys.stderr)
         for slot, why in sorted(info["problems"].items()):
             print("  skipped %s.%s: %s" % (STORE_NAME, slot, why), file=sys.stderr)

@@ -22,11 +22,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import sim  # noqa: F401  (puts firmware/ on sys.path)
+from host_tools import logs, report  # noqa: E402
 from injcore import machine as M  # noqa: E402
 from injcore import protocol as P  # noqa: E402
 from sim import demo, protocol_run  # noqa: E402
-
-from host_tools import logs, report  # noqa: E402
 
 DEMO_OUT = Path("build/sim")
 PROTOCOL_OUT = Path("build/sim/protocol")
@@ -35,29 +34,51 @@ DEMO_SESSION = 1  # the demo writes a fresh log: its one session
 
 # ---- the demo ---------------------------------------------------------------------
 
+
 def print_punctures(session_sim):
     """The demo's punctures as a table, then the session's totals."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title="Punctures")
-    for col in ("#", "mode", "depth set mm", "depth reached mm", "dose set uL",
-                "dose delivered uL", "outflow uL (model)", "duration ms"):
+    for col in (
+        "#",
+        "mode",
+        "depth set mm",
+        "depth reached mm",
+        "dose set uL",
+        "dose delivered uL",
+        "outflow uL (model)",
+        "duration ms",
+    ):
         table.add_column(col, justify="right")
     for p in session_sim.punctures:
-        table.add_row(str(p.number), p.mode, "%.2f" % (p.depth_set_um / 1000),
-                      "%.3f" % (p.depth_reached_um / 1000), "%.1f" % (p.dose_set_nl / 1000),
-                      "%.3f" % (p.dose_nl / 1000), "%.3f" % (p.outflow_nl / 1000),
-                      str(p.duration_ms))
+        table.add_row(
+            str(p.number),
+            p.mode,
+            "%.2f" % (p.depth_set_um / 1000),
+            "%.3f" % (p.depth_reached_um / 1000),
+            "%.1f" % (p.dose_set_nl / 1000),
+            "%.3f" % (p.dose_nl / 1000),
+            "%.3f" % (p.outflow_nl / 1000),
+            str(p.duration_ms),
+        )
     console = Console(width=120)
     console.print(table)
     core, m = session_sim.core, session_sim.machine
-    console.print("punctures: %d   delivered (counted steps): %.3f uL   primed: %.3f uL   "
-                  "left in syringe: %.1f uL   out of the needle (model): %.3f uL   "
-                  "peak force: %.2f N"
-                  % (core.punctures, core.delivered_nl() / 1000, core.primed_nl() / 1000,
-                     core.volume_left_nl() / 1000, m.fluid.delivered_ul,
-                     max(session_sim.trace.force_n)))
+    console.print(
+        "punctures: %d   delivered (counted steps): %.3f uL   primed: %.3f uL   "
+        "left in syringe: %.1f uL   out of the needle (model): %.3f uL   "
+        "peak force: %.2f N"
+        % (
+            core.punctures,
+            core.delivered_nl() / 1000,
+            core.primed_nl() / 1000,
+            core.volume_left_nl() / 1000,
+            m.fluid.delivered_ul,
+            max(session_sim.trace.force_n),
+        )
+    )
 
 
 def plot_trace(session_sim, path):
@@ -96,8 +117,10 @@ def run_demo(out=DEMO_OUT, shots=8, burst_ms=3000, seed=1, plot=True):
     print("simulated %.1f s in %.2f s of wall time" % (done.now_us / 1e6, wall))
     decoded = logs.read_dir(log_dir)
     report.write_report(decoded, DEMO_SESSION, out / "report")
-    print("treatment log: %s (%d records); report: %s" % (
-        log_dir, len(decoded.records), out / "report"))
+    print(
+        "treatment log: %s (%d records); report: %s"
+        % (log_dir, len(decoded.records), out / "report")
+    )
     if plot:
         path = out / "session.png"
         plot_trace(done, path)
@@ -106,6 +129,7 @@ def run_demo(out=DEMO_OUT, shots=8, burst_ms=3000, seed=1, plot=True):
 
 
 # ---- a protocol -------------------------------------------------------------------
+
 
 @dataclass
 class ProtocolSession(protocol_run.Result):
@@ -123,26 +147,51 @@ def run_protocol(protocol, out=PROTOCOL_OUT, seed=1):
     decoded = logs.read_dir(res.log_dir)
     report_dir = out / "report"
     files = report.write_report(decoded, res.session, report_dir)
-    return ProtocolSession(**{f.name: getattr(res, f.name) for f in fields(res)},
-                           decoded=decoded, report_dir=report_dir, report_files=files)
+    return ProtocolSession(
+        **{f.name: getattr(res, f.name) for f in fields(res)},
+        decoded=decoded,
+        report_dir=report_dir,
+        report_files=files,
+    )
 
 
 def print_summary(res, file=None):
     file = file or sys.stdout
     p = res.protocol
-    print("protocol %r v%d: %d zones, %s syringe, session cap %.1f uL" % (
-        p.name, p.version, len(p.zones), M.SYRINGES[res.syringe_model][M.SYR_NAME],
-        p.session_cap_nl / 1000), file=file)
+    print(
+        "protocol %r v%d: %d zones, %s syringe, session cap %.1f uL"
+        % (
+            p.name,
+            p.version,
+            len(p.zones),
+            M.SYRINGES[res.syringe_model][M.SYR_NAME],
+            p.session_cap_nl / 1000,
+        ),
+        file=file,
+    )
     for z in res.zones:
         planned = z.planned or "free (%d)" % protocol_run.FREE_PUNCTURES
-        print("  %2d %-12s %-8s %4d / %-10s %9.3f uL  %s" % (
-            z.index + 1, z.name, z.technique, z.done, planned, z.used_nl / 1000, z.stop), file=file)
+        print(
+            "  %2d %-12s %-8s %4d / %-10s %9.3f uL  %s"
+            % (z.index + 1, z.name, z.technique, z.done, planned, z.used_nl / 1000, z.stop),
+            file=file,
+        )
     core = res.sim.core
-    print("delivered %.3f uL in %d punctures; primed %.3f uL; simulated %.1f s" % (
-        core.delivered_nl() / 1000, core.punctures, core.primed_nl() / 1000, res.sim.now_us / 1e6),
-        file=file)
-    print("treatment log: %s (%d records); report: %s" % (
-        res.log_dir, len(res.decoded.records), res.report_dir), file=file)
+    print(
+        "delivered %.3f uL in %d punctures; primed %.3f uL; simulated %.1f s"
+        % (
+            core.delivered_nl() / 1000,
+            core.punctures,
+            core.primed_nl() / 1000,
+            res.sim.now_us / 1e6,
+        ),
+        file=file,
+    )
+    print(
+        "treatment log: %s (%d records); report: %s"
+        % (res.log_dir, len(res.decoded.records), res.report_dir),
+        file=file,
+    )
 
 
 def protocol_main(path, out=PROTOCOL_OUT, seed=1):
@@ -169,6 +218,7 @@ def protocol_main(path, out=PROTOCOL_OUT, seed=1):
 def run(args):
     """The `injector sim` subcommand (host_tools/cli.py declares its arguments)."""
     if args.protocol is None:
-        return run_demo(args.out or DEMO_OUT, args.shots, args.burst_ms, args.seed,
-                        plot=not args.no_plot)
+        return run_demo(
+            args.out or DEMO_OUT, args.shots, args.burst_ms, args.seed, plot=not args.no_plot
+        )
     return protocol_main(args.protocol, args.out or PROTOCOL_OUT, args.seed)

@@ -72,13 +72,13 @@ class SimFile:
             raise OSError(9, "file not open for reading")
         data = self._data()
         end = len(data) if n is None or n < 0 else min(len(data), self._pos + n)
-        out = bytes(data[self._pos:end])
+        out = bytes(data[self._pos : end])
         self._pos = max(self._pos, end)
         return out
 
     def readinto(self, buf):
         chunk = self.read(len(buf))
-        buf[:len(chunk)] = chunk
+        buf[: len(chunk)] = chunk
         return len(chunk)
 
     def write(self, b):
@@ -91,7 +91,7 @@ class SimFile:
         n = self._fs._take_bytes(len(b))  # how many may be written before a cut
         if self._pos > len(data):
             data.extend(bytes(self._pos - len(data)))
-        data[self._pos:self._pos + n] = b[:n]
+        data[self._pos : self._pos + n] = b[:n]
         self._pos += n
         self._fs._count["bytes"] += n
         if n < len(b):
@@ -145,8 +145,12 @@ class SimFS:
         for n in (n_bytes, n_renames, n_removes):
             if n is not None and n < 1:
                 raise ValueError("cut points count from 1")
-        self._cut = {"bytes": n_bytes, "renames": n_renames, "removes": n_removes,
-                     "rename_happens": rename_happens}
+        self._cut = {
+            "bytes": n_bytes,
+            "renames": n_renames,
+            "removes": n_removes,
+            "rename_happens": rename_happens,
+        }
 
     def after_cut(self):
         """The surviving state as after a reboot (works on a live SimFS too)."""
@@ -244,7 +248,7 @@ class SimFS:
         names = set()
         for path in self._files:
             if path.startswith(prefix):
-                names.add(path[len(prefix):].split("/")[0])
+                names.add(path[len(prefix) :].split("/")[0])
         if prefix and not names:
             raise OSError(ENOENT, dir)
         return sorted(names)

@@ -36,12 +36,16 @@ def _stub_files():
         try:
             dist = importlib.metadata.distribution(name)
         except importlib.metadata.PackageNotFoundError:
-            raise SystemExit("typecheck: %s is not installed (it is a dev dependency: "
-                             "make setup)" % name) from None
+            raise SystemExit(
+                "typecheck: %s is not installed (it is a dev dependency: make setup)" % name
+            ) from None
         for f in dist.files or ():
             parts = f.parts
-            if (parts[0].endswith(".dist-info") or "__pycache__" in parts
-                    or (len(parts) == 1 and f.name in _SKIP_NAMES)):
+            if (
+                parts[0].endswith(".dist-info")
+                or "__pycache__" in parts
+                or (len(parts) == 1 and f.name in _SKIP_NAMES)
+            ):
                 continue
             yield name, dist.version, Path(*parts), Path(str(f.locate())).resolve()
 

@@ -79,12 +79,14 @@ def _service(ui):
 
 
 # A small protocol for the protocol screens (injcore.protocol's format).
-PROTOCOL_JSON = ('{"format": 1, "name": "Face booster", "version": 1, "session_cap_nl": 1000000,'
-                 ' "zones": [{"name": "Malar L", "technique": "point", "depth_um": 1000,'
-                 ' "dose_nl": 20000, "speed_um_s": 20000, "rate_nl_s": 20000, "punctures": 25,'
-                 ' "cap_nl": 520000}, {"name": "Periorb L", "technique": "papule",'
-                 ' "depth_um": 800, "dose_nl": 10000, "speed_um_s": 20000, "rate_nl_s": 10000,'
-                 ' "punctures": 5, "cap_nl": 60000}]}')
+PROTOCOL_JSON = (
+    '{"format": 1, "name": "Face booster", "version": 1, "session_cap_nl": 1000000,'
+    ' "zones": [{"name": "Malar L", "technique": "point", "depth_um": 1000,'
+    ' "dose_nl": 20000, "speed_um_s": 20000, "rate_nl_s": 20000, "punctures": 25,'
+    ' "cap_nl": 520000}, {"name": "Periorb L", "technique": "papule",'
+    ' "depth_um": 800, "dose_nl": 10000, "speed_um_s": 20000, "rate_nl_s": 10000,'
+    ' "punctures": 5, "cap_nl": 60000}]}'
+)
 
 
 class _Stored:
@@ -245,12 +247,40 @@ def scene(name):  # noqa: C901  (one branch per named scene)
     return core, ui
 
 
-SCENES = ("status_unhomed", "status_ready", "status_nappage", "status_firing", "status_homing",
-          "status_warning", "status_notice", "status_watchdog", "menu_home", "menu_end",
-          "edit_depth", "edit_depth_max", "edit_dose", "edit_mode", "edit_syringe",
-          "confirm_session", "lot", "status_protocol", "protocols", "skip", "prime", "pin", "pin_wrong", "service", "edit_limit", "info",
-          "calibration", "cal_run", "cal_result", "backlash", "alarm_relief", "alarm_estop_held") + tuple(
-              "alarm_%d" % code for code in range(1, len(C.FAULT_NAMES)))
+SCENES = (
+    "status_unhomed",
+    "status_ready",
+    "status_nappage",
+    "status_firing",
+    "status_homing",
+    "status_warning",
+    "status_notice",
+    "status_watchdog",
+    "menu_home",
+    "menu_end",
+    "edit_depth",
+    "edit_depth_max",
+    "edit_dose",
+    "edit_mode",
+    "edit_syringe",
+    "confirm_session",
+    "lot",
+    "status_protocol",
+    "protocols",
+    "skip",
+    "prime",
+    "pin",
+    "pin_wrong",
+    "service",
+    "edit_limit",
+    "info",
+    "calibration",
+    "cal_run",
+    "cal_result",
+    "backlash",
+    "alarm_relief",
+    "alarm_estop_held",
+) + tuple("alarm_%d" % code for code in range(1, len(C.FAULT_NAMES)))
 
 
 def render(name, framebuf):

@@ -45,25 +45,48 @@ from typing import Callable, Optional
 from injcore import codes as C
 from injcore import machine as M
 from injcore import pio_word
+from injcore.layout import WINDOW  # ticks of steps the core allows to be still queued
 from injcore.machine import WDT_TIMEOUT_MS
 from injcore.settings import MODE_CONTINUOUS, MODE_PRIME, MODE_SINGLE, Settings
-from injcore.layout import WINDOW  # ticks of steps the core allows to be still queued
 
 from .machine import PLUNGER_UM_PER_STEP
 from .session import Simulator
 
 # Realistic settings: 1.5 mm deep, 10 uL a shot with 0.5 uL suck-back, 1 mL syringe.
-SETTINGS = dict(mode=MODE_SINGLE, depth_um=1500, dose_nl=10_000, speed_um_s=20_000,
-                rate_nl_s=50_000, suckback_nl=500, shot_rate_mhz=2000, syringe_model=1)
+SETTINGS = dict(
+    mode=MODE_SINGLE,
+    depth_um=1500,
+    dose_nl=10_000,
+    speed_um_s=20_000,
+    rate_nl_s=50_000,
+    suckback_nl=500,
+    shot_rate_mhz=2000,
+    syringe_model=1,
+)
 
 PHASES = ("idle", "homing", "advance", "inject", "suck-back", "retract", "prime", "load")
-PHASE_STATE = {"idle": C.ST_READY, "homing": C.ST_HOMING, "advance": C.ST_ADVANCE,
-               "inject": C.ST_INJECT, "suck-back": C.ST_SUCKBACK, "retract": C.ST_RETRACT,
-               "prime": C.ST_PRIME, "load": C.ST_LOAD}
+PHASE_STATE = {
+    "idle": C.ST_READY,
+    "homing": C.ST_HOMING,
+    "advance": C.ST_ADVANCE,
+    "inject": C.ST_INJECT,
+    "suck-back": C.ST_SUCKBACK,
+    "retract": C.ST_RETRACT,
+    "prime": C.ST_PRIME,
+    "load": C.ST_LOAD,
+}
 PUNCTURE_PHASES = ("advance", "inject", "suck-back", "retract")
 # How far into a phase the fault comes (ms): mid-motion, well inside the phase.
-PHASE_OFFSET_MS = {"idle": 20, "homing": 200, "advance": 80, "inject": 100, "suck-back": 8,
-                   "retract": 12, "prime": 100, "load": 30}
+PHASE_OFFSET_MS = {
+    "idle": 20,
+    "homing": 200,
+    "advance": 80,
+    "inject": 100,
+    "suck-back": 8,
+    "retract": 12,
+    "prime": 100,
+    "load": 30,
+}
 PRIME_HOLD_MS = 1500  # the trigger stays held this long after a fault injected while priming
 
 # One plunger step of the 1 mL syringe, 5 nL: "zero" volume
@@ -187,7 +210,8 @@ class Run:
         self.last_forward = [None, None]  # last tick each motor stepped forward
         self._quiet_since = None
         self.face0, self.fluid0, self.set_depth = getattr(
-            sim, "at_rest", (self.m.face_um, sim.core.fluid_steps, sim.core.settings.depth_um))
+            sim, "at_rest", (self.m.face_um, sim.core.fluid_steps, sim.core.settings.depth_um)
+        )
         self.fwd_push_um = 0.0  # forward pusher motion with a syringe in, since the injection
         self.fwd_push_skin_um = 0.0  # ... of it while the needle tip was past the nozzle face
         self.stall_started = None  # overrun: the tick the control loop stopped
@@ -329,8 +353,11 @@ def _armed(run):
 
 def _pressure(run):
     c = run.sim.core
-    return (run.m._hx711_mn > c.occlusion_mn
-            and c.state not in (C.ST_UNHOMED, C.ST_RELIEF, C.ST_FAULT))
+    return run.m._hx711_mn > c.occlusion_mn and c.state not in (
+        C.ST_UNHOMED,
+        C.ST_RELIEF,
+        C.ST_FAULT,
+    )
 
 
 def _lost(run):
@@ -370,6 +397,7 @@ class Fault:
 def _set(attr, value=True):
     def apply(sim):
         setattr(sim.machine, attr, value)
+
     return apply
 
 
@@ -392,6 +420,7 @@ def _drop(axis):
     def apply(sim):
         m = sim.machine
         (m.needle_axis if axis == 0 else m.plunger_axis).drop_every = DROP_EVERY
+
     return apply
 
 
@@ -416,60 +445,180 @@ def _overrun_seen(run):
     return c.overrun_pending
 
 
-FAULTS = {f.name: f for f in (
-    Fault("estop", "emergency stop", "stop", ("H6", "H3", "H2"), _estop, codes=(C.F_ESTOP,),
-          clear=_estop_clear, target="stopped within a tick, drivers off, the needle stays"),
-    Fault("occlusion", "occlusion (needle blocked)", "stop", ("H4", "H6", "H3", "H2"), _block,
-          visible=_pressure, codes=(C.F_OCCLUSION,), bolus=True,
-          target="found within a tick of the load-cell reading; bolus after clearing <= 2 uL"),
-    Fault("lost-needle", "lost steps, needle", "stop", ("H5", "H6", "H3", "H2"), _drop(0),
-          visible=_lost, codes=(C.F_NEEDLE_LOST_STEPS,), axis=0,
-          target="found once the deficit passes one full step and the FIFO window's margin"),
-    Fault("lost-plunger", "lost steps, plunger", "stop", ("H5", "H6", "H7", "H3", "H2"), _drop(1),
-          visible=_lost, codes=(C.F_PLUNGER_LOST_STEPS,), axis=1,
-          target="found once the deficit passes one full step and the FIFO window's margin"),
-    Fault("stall-needle", "stall flag, needle", "stop", ("H5", "H6", "H3", "H2"),
-          _set("needle_stall"), visible=_armed, codes=(C.F_NEEDLE_STALL,),
-          target="found the next tick"),
-    Fault("stall-plunger", "stall flag, plunger", "stop", ("H5", "H6", "H7", "H3", "H2"),
-          _set("plunger_stall"), visible=_armed, codes=(C.F_PLUNGER_STALL,),
-          target="found the next tick"),
-    Fault("home-open", "home switch never closes", "stop", ("H12", "H3", "H2"),
-          _set("broken_home_switch"), visible=lambda run: False,
-          codes=(C.F_NEEDLE_HOME_NOT_FOUND,),
-          target="homing gives up after full travel + margin; n/a once homed"),
-    Fault("home-stuck", "home switch stuck closed", "stop", ("H12", "H5", "H3", "H2"),
-          _set("stuck_home_switch"), visible=_stuck_visible, codes=(C.F_NEEDLE_HOME_STUCK,),
-          target="found the tick the needle is 0.5 mm from home, or after homing's back-off"),
-    Fault("front-limit", "front limit switch early", "stop", ("H6", "H3", "H2"),
-          _set("front_limit_early"), visible=_homed, codes=(C.F_PLUNGER_FRONT_LIMIT,),
-          target="found the next tick once homed"),
-    Fault("syringe-empty", "syringe runs empty (count)", "empty", ("H7",),
-          target="the last dose completes in full, the next is refused, with the warning"),
-    Fault("syringe-underfilled", "syringe empty early (under-filled)", "stop",
-          ("H7", "H4", "H3", "H2"),
-          _underfill, visible=_pressure, codes=(C.F_OCCLUSION,),
-          target="the stopper bottoms out: found within a tick of the reading, alarm, "
-                 "nothing more pushed"),
-    Fault("syringe-removed", "syringe removed", "stop", ("H7", "H6", "H3", "H2"), _remove,
-          visible=_removed_visible, codes=(C.F_SYRINGE_REMOVED,),
-          target="found the next tick while a dose or prime runs"),
-    Fault("load-cell", "load cell disconnected", "stop", ("H4", "H6", "H3", "H2"),
-          _set("load_cell_invalid"), visible=_armed, codes=(C.F_LOAD_CELL,),
-          target="found the next tick"),
-    Fault("overrun", "tick overrun (FIFO ran dry)", "stop", ("H8", "H6", "H3", "H2"), _overrun,
-          visible=_overrun_seen, codes=(C.F_TICK_OVERRUN,),
-          target="found by the tick that runs again"),
-    Fault("hang", "hang (watchdog reset)", "hang", ("H8", "H3", "H2"),
-          target="motors stop as the FIFO drains; watchdog reset <= 500 ms; then nothing moves"),
-    Fault("reset", "reset mid-motion (power)", "reset", ("H3", "H2"),
-          target="nothing moves until the operator homes, trigger held or not"),
-    Fault("trigger-single", "trigger stuck (single)", "trigger", ("H3",),
-          target="one puncture per press; after a fault the held trigger fires nothing"),
-    Fault("trigger-continuous", "trigger held, released (continuous)", "trigger-continuous",
-          ("H3",),
-          target="shots only while held; release finishes the puncture and stops"),
-)}
+FAULTS = {
+    f.name: f
+    for f in (
+        Fault(
+            "estop",
+            "emergency stop",
+            "stop",
+            ("H6", "H3", "H2"),
+            _estop,
+            codes=(C.F_ESTOP,),
+            clear=_estop_clear,
+            target="stopped within a tick, drivers off, the needle stays",
+        ),
+        Fault(
+            "occlusion",
+            "occlusion (needle blocked)",
+            "stop",
+            ("H4", "H6", "H3", "H2"),
+            _block,
+            visible=_pressure,
+            codes=(C.F_OCCLUSION,),
+            bolus=True,
+            target="found within a tick of the load-cell reading; bolus after clearing <= 2 uL",
+        ),
+        Fault(
+            "lost-needle",
+            "lost steps, needle",
+            "stop",
+            ("H5", "H6", "H3", "H2"),
+            _drop(0),
+            visible=_lost,
+            codes=(C.F_NEEDLE_LOST_STEPS,),
+            axis=0,
+            target="found once the deficit passes one full step and the FIFO window's margin",
+        ),
+        Fault(
+            "lost-plunger",
+            "lost steps, plunger",
+            "stop",
+            ("H5", "H6", "H7", "H3", "H2"),
+            _drop(1),
+            visible=_lost,
+            codes=(C.F_PLUNGER_LOST_STEPS,),
+            axis=1,
+            target="found once the deficit passes one full step and the FIFO window's margin",
+        ),
+        Fault(
+            "stall-needle",
+            "stall flag, needle",
+            "stop",
+            ("H5", "H6", "H3", "H2"),
+            _set("needle_stall"),
+            visible=_armed,
+            codes=(C.F_NEEDLE_STALL,),
+            target="found the next tick",
+        ),
+        Fault(
+            "stall-plunger",
+            "stall flag, plunger",
+            "stop",
+            ("H5", "H6", "H7", "H3", "H2"),
+            _set("plunger_stall"),
+            visible=_armed,
+            codes=(C.F_PLUNGER_STALL,),
+            target="found the next tick",
+        ),
+        Fault(
+            "home-open",
+            "home switch never closes",
+            "stop",
+            ("H12", "H3", "H2"),
+            _set("broken_home_switch"),
+            visible=lambda run: False,
+            codes=(C.F_NEEDLE_HOME_NOT_FOUND,),
+            target="homing gives up after full travel + margin; n/a once homed",
+        ),
+        Fault(
+            "home-stuck",
+            "home switch stuck closed",
+            "stop",
+            ("H12", "H5", "H3", "H2"),
+            _set("stuck_home_switch"),
+            visible=_stuck_visible,
+            codes=(C.F_NEEDLE_HOME_STUCK,),
+            target="found the tick the needle is 0.5 mm from home, or after homing's back-off",
+        ),
+        Fault(
+            "front-limit",
+            "front limit switch early",
+            "stop",
+            ("H6", "H3", "H2"),
+            _set("front_limit_early"),
+            visible=_homed,
+            codes=(C.F_PLUNGER_FRONT_LIMIT,),
+            target="found the next tick once homed",
+        ),
+        Fault(
+            "syringe-empty",
+            "syringe runs empty (count)",
+            "empty",
+            ("H7",),
+            target="the last dose completes in full, the next is refused, with the warning",
+        ),
+        Fault(
+            "syringe-underfilled",
+            "syringe empty early (under-filled)",
+            "stop",
+            ("H7", "H4", "H3", "H2"),
+            _underfill,
+            visible=_pressure,
+            codes=(C.F_OCCLUSION,),
+            target="the stopper bottoms out: found within a tick of the reading, alarm, "
+            "nothing more pushed",
+        ),
+        Fault(
+            "syringe-removed",
+            "syringe removed",
+            "stop",
+            ("H7", "H6", "H3", "H2"),
+            _remove,
+            visible=_removed_visible,
+            codes=(C.F_SYRINGE_REMOVED,),
+            target="found the next tick while a dose or prime runs",
+        ),
+        Fault(
+            "load-cell",
+            "load cell disconnected",
+            "stop",
+            ("H4", "H6", "H3", "H2"),
+            _set("load_cell_invalid"),
+            visible=_armed,
+            codes=(C.F_LOAD_CELL,),
+            target="found the next tick",
+        ),
+        Fault(
+            "overrun",
+            "tick overrun (FIFO ran dry)",
+            "stop",
+            ("H8", "H6", "H3", "H2"),
+            _overrun,
+            visible=_overrun_seen,
+            codes=(C.F_TICK_OVERRUN,),
+            target="found by the tick that runs again",
+        ),
+        Fault(
+            "hang",
+            "hang (watchdog reset)",
+            "hang",
+            ("H8", "H3", "H2"),
+            target="motors stop as the FIFO drains; watchdog reset <= 500 ms; then nothing moves",
+        ),
+        Fault(
+            "reset",
+            "reset mid-motion (power)",
+            "reset",
+            ("H3", "H2"),
+            target="nothing moves until the operator homes, trigger held or not",
+        ),
+        Fault(
+            "trigger-single",
+            "trigger stuck (single)",
+            "trigger",
+            ("H3",),
+            target="one puncture per press; after a fault the held trigger fires nothing",
+        ),
+        Fault(
+            "trigger-continuous",
+            "trigger held, released (continuous)",
+            "trigger-continuous",
+            ("H3",),
+            target="shots only while held; release finishes the puncture and stops",
+        ),
+    )
+}
 
 
 def _hang(sim):
@@ -485,8 +634,14 @@ def _press(sim):
 # name -> function(sim) that applies the fault to a running Simulator now. The
 # syringe running empty is a state, not an event: see _snapshot("last-dose").
 INJECTORS = {name: f.apply for name, f in FAULTS.items() if f.apply is not None}
-INJECTORS.update({"hang": _hang, "reset": lambda sim: sim.reset_board(C.RC_POWER_ON),
-                  "trigger-single": _press, "trigger-continuous": _press})
+INJECTORS.update(
+    {
+        "hang": _hang,
+        "reset": lambda sim: sim.reset_board(C.RC_POWER_ON),
+        "trigger-single": _press,
+        "trigger-continuous": _press,
+    }
+)
 
 
 # ---- the record of one cell ------------------------------------------------------------------
@@ -519,8 +674,15 @@ class Cell:
     def summary(self):
         s = "%s @ %s: %s" % (self.fault, self.phase, "ok" if self.passed else "FAIL")
         s += " (%s; detect %s, stop %s, extra %.3f uL, depth %.0f/%d um, %s, drivers %s)" % (
-            self.outcome or "-", self.detect_ticks, self.stop_ticks, self.extra_ul,
-            self.max_depth_um, self.limit_um, self.final_state, "on" if self.drivers_on else "off")
+            self.outcome or "-",
+            self.detect_ticks,
+            self.stop_ticks,
+            self.extra_ul,
+            self.max_depth_um,
+            self.limit_um,
+            self.final_state,
+            "on" if self.drivers_on else "off",
+        )
         if self.reasons:
             s += ": " + "; ".join(self.reasons)
         return s
@@ -549,11 +711,15 @@ def _new_cell(f, phase, run):
 def _check_depth(cell, run, set_depth_um=None):
     cell.max_depth_um = run.max_depth
     if run.max_depth > cell.limit_um:
-        cell.fail("needle tip %.0f um past the usable needle length %d um"
-                  % (run.max_depth, cell.limit_um))
+        cell.fail(
+            "needle tip %.0f um past the usable needle length %d um"
+            % (run.max_depth, cell.limit_um)
+        )
     if set_depth_um is not None and run.max_depth > set_depth_um + DEPTH_ERROR_UM:
-        cell.fail("needle tip %.0f um deeper than the set %d um + %d" % (
-            run.max_depth, set_depth_um, DEPTH_ERROR_UM))
+        cell.fail(
+            "needle tip %.0f um deeper than the set %d um + %d"
+            % (run.max_depth, set_depth_um, DEPTH_ERROR_UM)
+        )
 
 
 def _set_depth(run, phase):
@@ -562,8 +728,10 @@ def _set_depth(run, phase):
 
 def _note_push_needle_out(cell, run, phase):
     if phase in ("homing", "load") and run.fwd_push_um > run.fwd_push_skin_um:
-        cell.notes.append("%s pushed %.1f uL with the needle out (prime again)" % (
-            phase, (run.fwd_push_um - run.fwd_push_skin_um) * run.area / 1000))
+        cell.notes.append(
+            "%s pushed %.1f uL with the needle out (prime again)"
+            % (phase, (run.fwd_push_um - run.fwd_push_skin_um) * run.area / 1000)
+        )
 
 
 def _over_count_ul(run, phase):
@@ -601,8 +769,10 @@ def _nothing_moves(run, cell, ms, what, press=True):
         m.trigger = False
         run.step(10)
     if run.motion() != before or m.face_um != face:
-        cell.fail("motion %s (needle %+d, plunger %+d steps)" % (
-            what, run.motion()[0] - before[0], run.motion()[1] - before[1]))
+        cell.fail(
+            "motion %s (needle %+d, plunger %+d steps)"
+            % (what, run.motion()[0] - before[0], run.motion()[1] - before[1])
+        )
     if m.drivers_on:
         cell.fail("drivers on %s" % what)
 
@@ -629,8 +799,11 @@ def _run_stop(f, phase):  # noqa: C901  (one fault kind, its cases per phase)
             m.trigger = False
         if r.detect is not None:
             return r.settled_fault() and r.i >= r.detect + 30
-        return (r.quiet_for(QUIET_MS) and not m.trigger
-                and r.i >= max(QUIET_MS * 8, PRIME_HOLD_MS if phase == "prime" else 0))
+        return (
+            r.quiet_for(QUIET_MS)
+            and not m.trigger
+            and r.i >= max(QUIET_MS * 8, PRIME_HOLD_MS if phase == "prime" else 0)
+        )
 
     if not run.run_until(done, timeout):
         cell.fail("still %s after %d ms" % (C.STATE_NAMES[core.state], timeout))
@@ -667,25 +840,36 @@ def _run_stop(f, phase):  # noqa: C901  (one fault kind, its cases per phase)
     elif f.name in ("home-open", "home-stuck") and phase == "homing":
         _check_homing_bound(f, phase, run, cell)
     elif cell.detect_ticks > DETECT_MAX_TICKS:
-        cell.fail("caught %d ticks after it was readable (target %d)"
-                  % (cell.detect_ticks, DETECT_MAX_TICKS))
+        cell.fail(
+            "caught %d ticks after it was readable (target %d)"
+            % (cell.detect_ticks, DETECT_MAX_TICKS)
+        )
     if run.stall_started is not None:
         since = run.detect - run.stall_started
         cell.notes.append("found %d ms after the loop stopped" % since)
         if since > HANG_DETECT_MAX_MS:
-            cell.fail("overrun found %d ms after the loop stopped (target %d)"
-                      % (since, HANG_DETECT_MAX_MS))
+            cell.fail(
+                "overrun found %d ms after the loop stopped (target %d)"
+                % (since, HANG_DETECT_MAX_MS)
+            )
     if run.detected_in != run.state0:
         cell.notes.append("caught in %s" % C.STATE_NAMES[run.detected_in])
     if run.detected_in in (C.ST_ADVANCE, C.ST_INJECT, C.ST_SUCKBACK) and m.syringe_present:
         # H7: a dose cut short is never silent (the fault alarm is checked below).
         given = (run.face_at_detect - run.face0) * run.area / 1000
-        cell.notes.append("net %.2f uL pushed when cut (dose %.2f%s)" % (
-            max(0.0, given), core.settings.dose_nl / 1000,
-            ", suck-back unfinished" if run.detected_in == C.ST_SUCKBACK else ""))
+        cell.notes.append(
+            "net %.2f uL pushed when cut (dose %.2f%s)"
+            % (
+                max(0.0, given),
+                core.settings.dose_nl / 1000,
+                ", suck-back unfinished" if run.detected_in == C.ST_SUCKBACK else "",
+            )
+        )
     if cell.stop_ticks > STOP_MAX_TICKS:
-        cell.fail("motors moved on for %d ticks after the fault (target %d)"
-                  % (cell.stop_ticks, STOP_MAX_TICKS))
+        cell.fail(
+            "motors moved on for %d ticks after the fault (target %d)"
+            % (cell.stop_ticks, STOP_MAX_TICKS)
+        )
     if run.late_forward:
         cell.fail("%d forward steps after the motors had stopped" % run.late_forward)
     if run.steps_off:
@@ -759,19 +943,25 @@ def _check_homing_bound(f, phase, run, cell):
             return
         travel = M.um_to_needle_steps(M.NEEDLE_TRAVEL_UM + M.HOME_MARGIN_UM)
         moved = abs(run.sim.machine.needle_axis.count)
-        cell.notes.append("homing gave up after %.1f mm (travel + margin %.1f mm)" % (
-            moved / M.NEEDLE_STEPS_PER_MM, travel / M.NEEDLE_STEPS_PER_MM))
+        cell.notes.append(
+            "homing gave up after %.1f mm (travel + margin %.1f mm)"
+            % (moved / M.NEEDLE_STEPS_PER_MM, travel / M.NEEDLE_STEPS_PER_MM)
+        )
         if moved > travel:
             cell.fail("homing drove %d steps, past travel + margin (%d)" % (moved, travel))
     else:
         if run.detect is None:
             cell.fail("homing ended with the home switch stuck")
             return
-        cell.notes.append("forward %.2f mm (the back-off) before the fault" % (
-            (run.max_depth - run.depth_at_start) / 1000))
+        cell.notes.append(
+            "forward %.2f mm (the back-off) before the fault"
+            % ((run.max_depth - run.depth_at_start) / 1000)
+        )
         if run.max_depth - run.depth_at_start > M.NEEDLE_HOME_BACKOFF_UM + 1:
-            cell.fail("homing moved the needle %.0f um forward, more than its back-off" % (
-                run.max_depth - run.depth_at_start))
+            cell.fail(
+                "homing moved the needle %.0f um forward, more than its back-off"
+                % (run.max_depth - run.depth_at_start)
+            )
 
 
 # ---- kinds "hang" and "reset": the controller stops or restarts ------------------------------
@@ -801,11 +991,14 @@ def _run_restart(f, phase):  # noqa: C901  (one fault kind, its cases per phase)
         if drained_ul > 1e-9:
             cell.notes.append("%.2f uL of the dose ran from the FIFO" % drained_ul)
         if last > pio_word.FIFO_TICKS:
-            cell.fail("motors ran %d ticks into the hang (the FIFO holds %d)"
-                      % (last, pio_word.FIFO_TICKS))
+            cell.fail(
+                "motors ran %d ticks into the hang (the FIFO holds %d)"
+                % (last, pio_word.FIFO_TICKS)
+            )
         if WDT_TIMEOUT_MS > HANG_DETECT_MAX_MS:
-            cell.fail("watchdog resets after %d ms (target %d)"
-                      % (WDT_TIMEOUT_MS, HANG_DETECT_MAX_MS))
+            cell.fail(
+                "watchdog resets after %d ms (target %d)" % (WDT_TIMEOUT_MS, HANG_DETECT_MAX_MS)
+            )
         cause = C.RC_WATCHDOG
     else:
         cell.stop_ticks = 0
@@ -827,8 +1020,10 @@ def _run_restart(f, phase):  # noqa: C901  (one fault kind, its cases per phase)
     m.trigger = False
     run.step(20)
     if run.motion() != before:
-        cell.fail("motion before the operator homed (needle %+d, plunger %+d)" % (
-            run.motion()[0] - before[0], run.motion()[1] - before[1]))
+        cell.fail(
+            "motion before the operator homed (needle %+d, plunger %+d)"
+            % (run.motion()[0] - before[0], run.motion()[1] - before[1])
+        )
     _finish(cell, run)
     cell.extra_ul = max(0.0, (m.face_um - face1) * run.area / 1000)
     if cell.extra_ul > 1e-9:
@@ -878,8 +1073,14 @@ def _run_empty(f, phase):  # noqa: C901  (one fault kind, its cases per phase)
     punct0 = core.punctures
     limit = 20_000 if phase == "prime" else 30_000
     # Let the phase run out (prime: held until the count says the syringe is at its end).
-    run.run_until(lambda r: (core.state == C.ST_READY and r.quiet()) if phase != "prime"
-                  else (core.state == C.ST_READY or core.plunger_limit_left() <= 0), limit)
+    run.run_until(
+        lambda r: (
+            (core.state == C.ST_READY and r.quiet())
+            if phase != "prime"
+            else (core.state == C.ST_READY or core.plunger_limit_left() <= 0)
+        ),
+        limit,
+    )
     m.trigger = False
     run.run_until(lambda r: core.state == C.ST_READY and r.quiet(), 2000)
     if phase == "load":
@@ -895,14 +1096,17 @@ def _run_empty(f, phase):  # noqa: C901  (one fault kind, its cases per phase)
         else:
             p = sim.punctures[-1]
             if p.dose_steps != ps.dose_steps:
-                cell.fail("partial dose without an alarm: %d of %d steps"
-                          % (p.dose_steps, ps.dose_steps))
+                cell.fail(
+                    "partial dose without an alarm: %d of %d steps" % (p.dose_steps, ps.dose_steps)
+                )
             cell.notes.append("last dose %.2f uL in full" % (p.dose_nl / 1000))
     elif phase == "prime":
         cell.applicable = True
         over = -core.plunger_limit_left()
-        cell.notes.append("prime stopped %d steps %s the dead space" % (
-            abs(over), "into" if over > 0 else "before"))
+        cell.notes.append(
+            "prime stopped %d steps %s the dead space"
+            % (abs(over), "into" if over > 0 else "before")
+        )
         if over > 2 * M.PLUNGER_STEPS_PER_FULL_STEP:
             cell.fail("prime pushed %d steps into the dead space" % over)
     elif phase == "idle":
@@ -924,8 +1128,9 @@ def _run_empty(f, phase):  # noqa: C901  (one fault kind, its cases per phase)
     want = C.N_NOT_PRIMED if phase in ("homing", "load") else C.N_SYRINGE_LOW
     cell.outcome = "refused: " + C.NOTICE_NAMES[core.notice] if core.notice else "no refusal"
     if core.notice != want:
-        cell.fail("the press gave %r, expected %r"
-                  % (C.NOTICE_NAMES[core.notice], C.NOTICE_NAMES[want]))
+        cell.fail(
+            "the press gave %r, expected %r" % (C.NOTICE_NAMES[core.notice], C.NOTICE_NAMES[want])
+        )
     if not cell.applicable:
         cell.outcome = "n/a — " + cell.outcome
     _finish(cell, run)
@@ -992,8 +1197,10 @@ def _run_trigger(f, phase):  # noqa: C901  (one fault kind, its cases per phase)
             stop = _last_forward_plunger(run, released)
             cell.stop_ticks = stop
             k = core.plan_prime.ramp_ticks
-            cell.notes.append("prime stopped %d ticks after the release (ramp %d + lead %d)" % (
-                stop, k, pio_word.LEAD_TICKS))
+            cell.notes.append(
+                "prime stopped %d ticks after the release (ramp %d + lead %d)"
+                % (stop, k, pio_word.LEAD_TICKS)
+            )
             if stop > k + pio_word.LEAD_TICKS + 1:
                 cell.fail("prime ran on %d ticks after the release" % stop)
             cell.outcome = "release stops the prime"
@@ -1024,7 +1231,9 @@ def _run_trigger(f, phase):  # noqa: C901  (one fault kind, its cases per phase)
             if any(p.dose_steps != ps.dose_steps for p in sim.punctures[-shots:]):
                 cell.fail("a puncture cut short by the release")
             cell.outcome = "%d shots while held; released in %s, finished" % (
-                shots, C.STATE_NAMES[released_state])
+                shots,
+                C.STATE_NAMES[released_state],
+            )
         else:
             run.step(2500)
             shots = core.punctures - punct0
@@ -1084,5 +1293,11 @@ def _held_through_a_fault(run, cell):
         cell.fail("a fresh press after the fault did nothing")
 
 
-_KINDS = {"stop": _run_stop, "hang": _run_restart, "reset": _run_restart, "empty": _run_empty,
-          "trigger": _run_trigger, "trigger-continuous": _run_trigger}
+_KINDS = {
+    "stop": _run_stop,
+    "hang": _run_restart,
+    "reset": _run_restart,
+    "empty": _run_empty,
+    "trigger": _run_trigger,
+    "trigger-continuous": _run_trigger,
+}

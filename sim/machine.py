@@ -242,7 +242,11 @@ class Machine:
         if bottom is not None and self.syringe_present:
             squeezed_um = max(0.0, self.face_um - bottom)
             pushed -= (squeezed_um - max(0.0, old_face - bottom)) * self.syringe_area_mm2 / 1000.0
-        self.force_n = self.fluid.step(pushed, self.syringe_area_mm2, dt_us / 1e6) if self.syringe_present else 0.0
+        self.force_n = (
+            self.fluid.step(pushed, self.syringe_area_mm2, dt_us / 1e6)
+            if self.syringe_present
+            else 0.0
+        )
         if moved_um:
             self._slide_dir = 1.0 if moved_um > 0 else -1.0
             self._slide_until_us = self.now_us + self.SLIDE_MS * 1000

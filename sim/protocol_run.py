@@ -99,10 +99,16 @@ def choose_syringe(cap_nl):
         if usable_nl(model) >= need:
             return model
     largest = models[-1]
-    raise SimError("no syringe holds the session cap of %.1f uL plus %.1f uL of priming: the largest "
-                   "(%s) gives %.1f uL; one syringe a simulated session" % (
-                       cap_nl / 1000, prime_nl() / 1000, M.SYRINGES[largest][M.SYR_NAME],
-                       usable_nl(largest) / 1000))
+    raise SimError(
+        "no syringe holds the session cap of %.1f uL plus %.1f uL of priming: the largest "
+        "(%s) gives %.1f uL; one syringe a simulated session"
+        % (
+            cap_nl / 1000,
+            prime_nl() / 1000,
+            M.SYRINGES[largest][M.SYR_NAME],
+            usable_nl(largest) / 1000,
+        )
+    )
 
 
 def load_protocol(path, limits=None):

@@ -4,7 +4,6 @@ from dataclasses import dataclass, field
 
 from injcore import codes as C
 from injcore import layout as L
-from injcore.core import Core
 from injcore import machine as M
 from injcore.core import Core
 from injcore.settings import MODE_NAMES, Settings
@@ -37,8 +36,14 @@ class Trace:
     state: list = field(default_factory=list)
 
     def rows(self):
-        return zip(self.t_ms, self.needle_tip_um, self.plunger_um, self.delivered_ul,
-                   self.force_n, self.state)
+        return zip(
+            self.t_ms,
+            self.needle_tip_um,
+            self.plunger_um,
+            self.delivered_ul,
+            self.force_n,
+            self.state,
+        )
 
 
 class Simulator:
@@ -130,8 +135,9 @@ class Simulator:
         """
         m = self.machine
         m.board_reset()
-        self.core = Core(m.needle_axis, m.plunger_axis, m, m, settings=settings,
-                           reset_cause=reset_cause)
+        self.core = Core(
+            m.needle_axis, m.plunger_axis, m, m, settings=settings, reset_cause=reset_cause
+        )
         self._seen = 0
         self._prev_state = self.core.state
         return self.core
@@ -144,34 +150,39 @@ class Simulator:
             self.step()
         if predicate(self):
             return int(timeout_ms)
-        raise TimeoutError("simulated %d ms without reaching the condition (state %s)"
-                           % (timeout_ms, C.STATE_NAMES[self.core.state]))
+        raise TimeoutError(
+            "simulated %d ms without reaching the condition (state %s)"
+            % (timeout_ms, C.STATE_NAMES[self.core.state])
+        )
 
     def settle(self, timeout_ms=100):
         """Run until the motors have executed every queued step (the FIFO lead)."""
         m = self.machine
         return self.run_until(
             lambda s: not m.needle_axis.pending_steps() and not m.plunger_axis.pending_steps(),
-            timeout_ms)
+            timeout_ms,
+        )
 
     def _record(self):
         core, m = self.core, self.machine
         rec = core.last_puncture
         s = core.settings
         self._seen = core.punctures
-        self.punctures.append(Puncture(
-            number=rec[L.P_NUMBER],
-            mode=MODE_NAMES[rec[L.P_MODE]],
-            depth_set_um=s.depth_um,
-            depth_reached_um=m.needle_depth_max_um,
-            depth_core_um=rec[L.P_DEPTH_STEPS] * NEEDLE_UM_PER_STEP - M.NEEDLE_HOME_OFFSET_UM,
-            dose_set_nl=s.dose_nl,
-            dose_steps=rec[L.P_DOSE_STEPS],
-            dose_nl=core.steps_to_nl(rec[L.P_DOSE_STEPS]),
-            outflow_nl=(m.fluid.delivered_ul - self._outflow0) * 1000,
-            duration_ms=rec[L.P_TICKS],
-            start_ms=self._start_ms,
-        ))
+        self.punctures.append(
+            Puncture(
+                number=rec[L.P_NUMBER],
+                mode=MODE_NAMES[rec[L.P_MODE]],
+                depth_set_um=s.depth_um,
+                depth_reached_um=m.needle_depth_max_um,
+                depth_core_um=rec[L.P_DEPTH_STEPS] * NEEDLE_UM_PER_STEP - M.NEEDLE_HOME_OFFSET_UM,
+                dose_set_nl=s.dose_nl,
+                dose_steps=rec[L.P_DOSE_STEPS],
+                dose_nl=core.steps_to_nl(rec[L.P_DOSE_STEPS]),
+                outflow_nl=(m.fluid.delivered_ul - self._outflow0) * 1000,
+                duration_ms=rec[L.P_TICKS],
+                start_ms=self._start_ms,
+            )
+        )
 
     # ---- operator actions ------------------------------------------------------
 

@@ -47,8 +47,10 @@ REQUIRE_CHIP = "INJECTOR_REQUIRE_CHIP"
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "chip: runs on the emulated Pico (host_tools/chip); skipped with one line when "
-        "RP2040_DIR lacks its files, a failure when INJECTOR_REQUIRE_CHIP=1")
+        "markers",
+        "chip: runs on the emulated Pico (host_tools/chip); skipped with one line when "
+        "RP2040_DIR lacks its files, a failure when INJECTOR_REQUIRE_CHIP=1",
+    )
 
 
 def pytest_runtest_setup(item):

@@ -18,5 +18,10 @@ def run(capsys, *args):
 
 def cli(*args, timeout=120):
     """The CLI as the user runs it (a separate process): CompletedProcess."""
-    return subprocess.run([sys.executable, "-m", "host_tools.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "host_tools.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+    )

@@ -81,8 +81,14 @@ class LivePio:
 class Rig:
     """Boots the app on the fakes and plays PIO time, switches and the timer."""
 
-    def __init__(self, needle_start=3000, plunger_start=20000, reset_cause=M.PWRON_RESET, fs=None,
-                 confirmed=True):
+    def __init__(
+        self,
+        needle_start=3000,
+        plunger_start=20000,
+        reset_cause=M.PWRON_RESET,
+        fs=None,
+        confirmed=True,
+    ):
         M.set_reset_cause(reset_cause)
         M.set_input(pins.ESTOP, 0)  # normally closed: released
         self.fs = fs if fs is not None else SimFS()
@@ -91,8 +97,10 @@ class Rig:
             self.app.core.unconfirmed = False
         self.timer = M.timers()[-1]
         self.live = {}
-        for name, gen, count in (("needle", pins.SM_NEEDLE_GEN, pins.SM_NEEDLE_COUNT),
-                                 ("plunger", pins.SM_PLUNGER_GEN, pins.SM_PLUNGER_COUNT)):
+        for name, gen, count in (
+            ("needle", pins.SM_NEEDLE_GEN, pins.SM_NEEDLE_COUNT),
+            ("plunger", pins.SM_PLUNGER_GEN, pins.SM_PLUNGER_COUNT),
+        ):
             port = getattr(self.app, name)
             live = LivePio(port.gen)
             port.gen = live
@@ -115,6 +123,7 @@ class Rig:
             if op == pio_step.EXEC_IN_Y:
                 return None  # the counter publishes on request; get() reads it
             return ex(live, op)
+
         return exec_
 
     def motor(self, name):
@@ -179,9 +188,13 @@ def test_switch_word_maps_onto_the_core_bits():
     core = rig.app.core
     rig.ms(2)
     assert core.switches == 0  # open contacts, E-stop closed: nothing
-    for pin, bit in ((pins.NEEDLE_HOME, C.SW_NEEDLE_HOME), (pins.PLUNGER_REAR, C.SW_PLUNGER_REAR),
-                     (pins.PLUNGER_FRONT, C.SW_PLUNGER_FRONT), (pins.TRIGGER, C.SW_TRIGGER),
-                     (pins.PEDAL, C.SW_PEDAL)):
+    for pin, bit in (
+        (pins.NEEDLE_HOME, C.SW_NEEDLE_HOME),
+        (pins.PLUNGER_REAR, C.SW_PLUNGER_REAR),
+        (pins.PLUNGER_FRONT, C.SW_PLUNGER_FRONT),
+        (pins.TRIGGER, C.SW_TRIGGER),
+        (pins.PEDAL, C.SW_PEDAL),
+    ):
         M.set_input(pin, 0)
         rig.ms(1)
         assert core.switches == bit, pin
@@ -278,12 +291,15 @@ def test_fault_sounds_the_alarm_and_ok_acknowledges():
 
 
 @pytest.mark.hazard("H8")
-@pytest.mark.parametrize("cause, scratch0, scratch4, expected", [
-    (M.PWRON_RESET, 0, 0, C.RC_POWER_ON),
-    (M.PWRON_RESET, A._BOOT_MAGIC, 0, C.RC_SOFT),
-    (M.WDT_RESET, A._BOOT_MAGIC, A._WDT_ENABLE_MAGIC, C.RC_WATCHDOG),
-    (M.WDT_RESET, A._BOOT_MAGIC, 0xB007C0D3, C.RC_HARD),
-])
+@pytest.mark.parametrize(
+    "cause, scratch0, scratch4, expected",
+    [
+        (M.PWRON_RESET, 0, 0, C.RC_POWER_ON),
+        (M.PWRON_RESET, A._BOOT_MAGIC, 0, C.RC_SOFT),
+        (M.WDT_RESET, A._BOOT_MAGIC, A._WDT_ENABLE_MAGIC, C.RC_WATCHDOG),
+        (M.WDT_RESET, A._BOOT_MAGIC, 0xB007C0D3, C.RC_HARD),
+    ],
+)
 def test_reset_cause(cause, scratch0, scratch4, expected):
     M.set_reset_cause(cause)
     M.mem32[A._WATCHDOG_SCRATCH0] = scratch0
@@ -458,13 +474,17 @@ def test_the_interrupt_path_allocates_nothing_on_micropython():
 
     if not mpy.available():
         pytest.fail("MicroPython (npm) is not installed: run `make test`, which installs it")
-    out = mpy.run(ON_MICROPYTHON, {
-        ROOT / "host_tools" / "fakes" / "machine.py": "/lib/machine.py",
-        ROOT / "host_tools" / "fakes" / "rp2.py": "/lib/rp2.py",
-        ROOT / "firmware" / "board": "/lib/board",
-        ROOT / "firmware" / "ui": "/lib/ui",
-        ROOT / "firmware" / "injcore": "/lib/injcore",
-    }, timeout=120)
+    out = mpy.run(
+        ON_MICROPYTHON,
+        {
+            ROOT / "host_tools" / "fakes" / "machine.py": "/lib/machine.py",
+            ROOT / "host_tools" / "fakes" / "rp2.py": "/lib/rp2.py",
+            ROOT / "firmware" / "board": "/lib/board",
+            ROOT / "firmware" / "ui": "/lib/ui",
+            ROOT / "firmware" / "injcore": "/lib/injcore",
+        },
+        timeout=120,
+    )
     res = eval(out.strip().splitlines()[-1])  # a dict of ints and tuples printed by MicroPython
     assert res["moved"] < 0  # the needle really was seeking home (backward)
     assert res["idle"] == (0, 0)
@@ -614,12 +634,14 @@ def test_settings_are_stored_only_while_the_axes_are_idle_and_the_flash_write_is
     # A write that starved the FIFOs (flash stops the interrupts) counts no overrun.
     core.settings.dose_nl = 31_000
     saved = rig.app.persist
+
     def slow_save():
         ok = saved()
         for live in rig.live.values():  # 10 ms without interrupts: the FIFOs run dry
             for _ in range(10):
                 live.run_tick()
         return ok
+
     rig.app.persist = slow_save
     rig.app._save_ms -= A.SAVE_PERIOD_MS
     rig.ms(20)
@@ -687,7 +709,11 @@ def test_puncture_records_are_flushed_from_the_main_loop_only_while_idle():
     _fake_puncture(core, 1)
     rig.ms(5)
     assert rig.app.log.pending() >= 1
-    files = [n for n in fs.listdir(A.LOG_DIR) if n.endswith(tlog.NAME_SUFFIX)] if fs.exists(A.LOG_DIR) else []
+    files = (
+        [n for n in fs.listdir(A.LOG_DIR) if n.endswith(tlog.NAME_SUFFIX)]
+        if fs.exists(A.LOG_DIR)
+        else []
+    )
     written = sum(fs.size(A.LOG_DIR + "/" + n) for n in files)
     assert written == 0 and core.needle.phase
     for _ in range(200):

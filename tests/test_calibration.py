@@ -145,7 +145,8 @@ def test_backlash_is_measured_with_the_load_cell_and_applied(true_um):
         sim.shot()
     sim.settle()
     assert (sim.machine.fluid.delivered_ul - out0) / 4 == pytest.approx(
-        sim.core.settings.dose_nl / 1000, rel=0.01)
+        sim.core.settings.dose_nl / 1000, rel=0.01
+    )
 
 
 def test_backlash_refused_without_a_primed_syringe():

@@ -155,12 +155,18 @@ def test_switches_follow_the_model_positions_with_the_pins_polarity(fw_dir):
         assert chip.status()["plunger"]["pos"] == travel
 
         # (pin name, model input, level when idle, level when on)
-        table = [("SYRINGE", "syringe", 1, 0), ("TRIGGER", "trigger", 1, 0),
-                 ("PEDAL", "pedal", 1, 0),
-                 ("ESTOP", "estop", 0, 1),  # normally closed: pressed opens the contact
-                 ("BTN_UP", "up", 1, 0), ("BTN_DOWN", "down", 1, 0), ("BTN_OK", "ok", 1, 0),
-                 ("BTN_BACK", "back", 1, 0),
-                 ("NEEDLE_DIAG", "needle_stall", 0, 1), ("PLUNGER_DIAG", "plunger_stall", 0, 1)]
+        table = [
+            ("SYRINGE", "syringe", 1, 0),
+            ("TRIGGER", "trigger", 1, 0),
+            ("PEDAL", "pedal", 1, 0),
+            ("ESTOP", "estop", 0, 1),  # normally closed: pressed opens the contact
+            ("BTN_UP", "up", 1, 0),
+            ("BTN_DOWN", "down", 1, 0),
+            ("BTN_OK", "ok", 1, 0),
+            ("BTN_BACK", "back", 1, 0),
+            ("NEEDLE_DIAG", "needle_stall", 0, 1),
+            ("PLUNGER_DIAG", "plunger_stall", 0, 1),
+        ]
         read = "levels(%s)" % ", ".join(repr(row[0]) for row in table)
         idle = [row[2] for row in table]
         assert ints(chip.exec(read)) == idle
@@ -168,7 +174,7 @@ def test_switches_follow_the_model_positions_with_the_pins_polarity(fw_dir):
             chip.set(**{name: True})
             got = ints(chip.exec(read))
             chip.set(**{name: False})
-            assert got == idle[:i] + [on] + idle[i + 1:], name
+            assert got == idle[:i] + [on] + idle[i + 1 :], name
         assert ints(chip.exec(read)) == idle
 
 
@@ -249,8 +255,9 @@ def assert_one_pixel_off(chip, golden, was):
     assert len(frames) == 1
     changed = frames[0][1]
     assert changed != golden
-    diff = [(x, y) for y in range(64) for x in range(128)
-            if lit(changed, x, y) != lit(golden, x, y)]
+    diff = [
+        (x, y) for y in range(64) for x in range(128) if lit(changed, x, y) != lit(golden, x, y)
+    ]
     assert diff == [FLIP]
 
 
@@ -261,8 +268,13 @@ def test_ssd1306_driver_sends_a_golden_frame_pixel_for_pixel(fw_dir):
     of the PNG (the same MONO_VLSB layout on both sides)."""
     golden = golden_frame()
     with firmware_chip(fw_dir) as chip:
-        was = int(chip.exec(_OLED + "d.buf[:] = bytes.fromhex(%r)\nd.show()\nprint(d.fb.pixel(*%r))"
-                            % (golden.hex(), FLIP)))
+        was = int(
+            chip.exec(
+                _OLED
+                + "d.buf[:] = bytes.fromhex(%r)\nd.show()\nprint(d.fb.pixel(*%r))"
+                % (golden.hex(), FLIP)
+            )
+        )
         frames = chip.frames()
         assert chip.status()["display_on"]
         assert [f for _, f in frames] == [bytes(1024), golden]  # init()'s blank frame, then ours
@@ -277,13 +289,19 @@ def test_ui_draws_a_golden_screen_on_the_chip(fw_dir):
     golden = golden_frame()
     files = {"ui_scenes.py": (ROOT / "host_tools" / "ui_scenes.py").read_bytes()}
     with firmware_chip(fw_dir, files=files) as chip:
-        was = int(chip.exec(_OLED + """
+        was = int(
+            chip.exec(
+                _OLED
+                + """
 import ui_scenes
 core, ui = ui_scenes.scene(%r)
 ui.draw(d.fb, 0)
 d.show()
 print(d.fb.pixel(*%r))
-""" % (SCENE, FLIP)))
+"""
+                % (SCENE, FLIP)
+            )
+        )
         frames = chip.frames()
         assert len(frames) == 2 and frames[0][1] == bytes(1024)
         assert frames[1][1] == golden, "the chip drew %s differently from its golden" % SCENE
@@ -292,6 +310,7 @@ print(d.fb.pixel(*%r))
 
 
 # ---- the watchdog ---------------------------------------------------------------------
+
 
 def test_watchdog_resets_the_chip_unless_fed():
     """machine.WDT(timeout=100): fed every 50 ms it does not fire; not fed, it resets the
@@ -322,6 +341,7 @@ for _ in range(8):
 
 # ---- a chip that cannot start ---------------------------------------------------------
 
+
 def test_a_missing_or_wrong_image_is_a_clear_error_not_a_hang(tmp_path, monkeypatch):
     with pytest.raises(ChipError, match=r"^no MicroPython image at .*nope\.uf2: no such file$"):
         Chip(uf2=tmp_path / "nope.uf2")
@@ -329,8 +349,10 @@ def test_a_missing_or_wrong_image_is_a_clear_error_not_a_hang(tmp_path, monkeypa
     text.write_text("not an image\n" * 100)
     with pytest.raises(ChipError) as e:
         Chip(uf2=text)
-    assert str(e.value) == ("the emulated Pico did not start: chip.mjs: the MicroPython image "
-                            "%s is not a UF2 file (no UF2 blocks in its 1300 bytes)" % text)
+    assert str(e.value) == (
+        "the emulated Pico did not start: chip.mjs: the MicroPython image "
+        "%s is not a UF2 file (no UF2 blocks in its 1300 bytes)" % text
+    )
     with pytest.raises(ChipError, match=r"^no flash image at .*gone\.img: no such file$"):
         Chip(flash=[(0x60000, tmp_path / "gone.img")])
     big = tmp_path / "big.img"
@@ -347,6 +369,7 @@ def test_a_missing_or_wrong_image_is_a_clear_error_not_a_hang(tmp_path, monkeypa
 
 
 # ---- memory figures -------------------------------------------------------------------
+
 
 def test_memory_figures_are_sane(fw_dir):
     """host_tools/chip/figures on the chip: the heap after boot, and each firmware module's

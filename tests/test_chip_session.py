@@ -52,7 +52,9 @@ def test_a_session_through_main_py_on_the_chip(tmp_path):
     assert core["plunger_count"] == model_p["fwd"] - model_p["bwd"], (core, model_p)
     assert core["needle_emitted"] == model_n["pos"] and core["plunger_emitted"] == model_p["pos"]
     assert core["needle_pos"] == core["needle_emitted"]  # nothing left queued at the end
-    assert model_n["disabledSteps"] == model_p["disabledSteps"] == 0  # no step into a disabled driver
+    assert (
+        model_n["disabledSteps"] == model_p["disabledSteps"] == 0
+    )  # no step into a disabled driver
 
     # Depth and dose measured from the pins equal the settings.
     s = Settings()
@@ -97,8 +99,11 @@ def test_the_core_on_the_chip_matches_cpython_step_for_step(tmp_path):
     R.scripted_session(R.Rig(), lambda line: lines.append(repr(line)))
     with Chip.with_firmware(tmp_path, main=False) as chip:
         chip.run_ms(1500)
-        out = chip.exec("from injcore import rig as R\n"
-                        "R.scripted_session(R.Rig(), lambda line: print(repr(line)))\n", max_ms=600_000)
+        out = chip.exec(
+            "from injcore import rig as R\n"
+            "R.scripted_session(R.Rig(), lambda line: print(repr(line)))\n",
+            max_ms=600_000,
+        )
     got = out.splitlines()
     assert len(got) == len(lines) > 150, out[-2000:]
     for i, (a, b) in enumerate(zip(lines, got)):

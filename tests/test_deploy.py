@@ -65,8 +65,17 @@ def make_deploy(port, mpy_dir, **variables):
     `-o` keeps make from reinstalling the virtual environment (the caller
     runs inside it); MPY_DIR gives each test its own build directory.
     """
-    cmd = ["make", "-s", "-o", ".venv/.installed", "deploy", "PORT=%s" % port,
-           "PY=%s" % sys.executable, "MPY_DIR=%s" % mpy_dir, "MPY_NATIVE=0"]  # a WebAssembly board
+    cmd = [
+        "make",
+        "-s",
+        "-o",
+        ".venv/.installed",
+        "deploy",
+        "PORT=%s" % port,
+        "PY=%s" % sys.executable,
+        "MPY_DIR=%s" % mpy_dir,
+        "MPY_NATIVE=0",
+    ]  # a WebAssembly board
     cmd += ["%s=%s" % kv for kv in variables.items()]
     t0 = time.monotonic()
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=DEPLOY_TIMEOUT)
@@ -74,22 +83,32 @@ def make_deploy(port, mpy_dir, **variables):
 
 
 def mpremote(port, *args, timeout=RUN_TIMEOUT):
-    return subprocess.run([sys.executable, "-m", "mpremote", "connect", port, *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "mpremote", "connect", port, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def main_py_report(board, start, timeout):
     """The bridge's lines about main.py since message index `start`, once main.py
     has finished (ended, interrupted, raised, or cut off after ignoring Ctrl-C),
     or as they stand after `timeout` s (main.py still running)."""
+
     def finished(line):
-        return (line.startswith("main.py: ended") or line.startswith("main.py: interrupted")
-                or line.startswith("main.py raised") or "ignored Ctrl-C" in line)
+        return (
+            line.startswith("main.py: ended")
+            or line.startswith("main.py: interrupted")
+            or line.startswith("main.py raised")
+            or "ignored Ctrl-C" in line
+        )
 
     line = board.wait_for_message(finished, timeout, start)
     if line and line.startswith("main.py raised "):
         # the traceback follows; its last line repeats the exception
-        last = "  | " + line[len("main.py raised "):]
+        last = "  | " + line[len("main.py raised ") :]
         board.wait_for_message(lambda m: m == last, 5, start)
     return board.messages[start:]
 
@@ -99,9 +118,10 @@ def check_main_py(lines):
     assert "main.py: running" in lines, "main.py did not run at the reset: %s" % lines
     raised = [i for i, line in enumerate(lines) if line.startswith("main.py raised")]
     if raised:
-        tb = [line for line in lines[raised[0]:] if line.startswith("  |")]
-        raise AssertionError("main.py failed on the board: %s\n%s"
-                             % (lines[raised[0]], "\n".join(tb)))
+        tb = [line for line in lines[raised[0] :] if line.startswith("  |")]
+        raise AssertionError(
+            "main.py failed on the board: %s\n%s" % (lines[raised[0]], "\n".join(tb))
+        )
 
 
 def result_line(stdout, kind="ok"):
@@ -113,8 +133,13 @@ def result_line(stdout, kind="ok"):
 
 def host_selftest():
     """The same self-test script, on CPython with firmware/ from the repository."""
-    r = subprocess.run([sys.executable, str(SELFTEST)], cwd=ROOT, capture_output=True,
-                       text=True, timeout=RUN_TIMEOUT)
+    r = subprocess.run(
+        [sys.executable, str(SELFTEST)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+    )
     assert r.returncode == 0, "self-test fails on CPython:\n" + r.stdout + r.stderr
     return result_line(r.stdout)
 
@@ -135,8 +160,11 @@ def test_deploy_runs_main_and_selftest_passes(board, tmp_path):
     print("make deploy: %.1f s" % seconds)
 
     compiled = sorted(p.relative_to(mpy_dir) for p in mpy_dir.rglob("*.mpy"))
-    sources = sorted(p.relative_to(FIRMWARE) for p in FIRMWARE.rglob("*.py")
-                     if p != FIRMWARE / "main.py" and "__pycache__" not in p.parts)
+    sources = sorted(
+        p.relative_to(FIRMWARE)
+        for p in FIRMWARE.rglob("*.py")
+        if p != FIRMWARE / "main.py" and "__pycache__" not in p.parts
+    )
     assert compiled == [p.with_suffix(".mpy") for p in sources]
     for rel in compiled:
         assert (flash / rel).read_bytes() == (mpy_dir / rel).read_bytes(), rel
@@ -155,8 +183,9 @@ def test_deploy_runs_main_and_selftest_passes(board, tmp_path):
     assert ok["alloc_per_tick"] == "0"
     assert int(ok["core_heap"]) > 0
     host = host_selftest()
-    assert (ok["hash"], ok["punctures"]) == (host["hash"], host["punctures"]), \
+    assert (ok["hash"], ok["punctures"]) == (host["hash"], host["punctures"]), (
         "the board's scripted session differs from CPython's"
+    )
     print(r.stdout)
 
 
@@ -168,13 +197,16 @@ def test_broken_deploy_is_detected(board, tmp_path):
     (tree / "main.py").write_text(
         "from injcore import core\n"
         "from machine import NoSuchPeripheral\n"
-        "NoSuchPeripheral(core.ST_READY)\n")
+        "NoSuchPeripheral(core.ST_READY)\n"
+    )
     mpy_dir = tmp_path / "mpy"
     start = len(board.messages)
     r, _ = make_deploy(board.port, mpy_dir, FIRMWARE=tree)
     assert r.returncode == 0, "make deploy failed:\n" + r.stdout + r.stderr
     lines = main_py_report(board, start, 20)
-    with pytest.raises(AssertionError, match="main.py failed on the board: main.py raised ImportError"):
+    with pytest.raises(
+        AssertionError, match="main.py failed on the board: main.py raised ImportError"
+    ):
         check_main_py(lines)
     assert any("line 2" in line for line in lines), lines  # with its traceback
 
@@ -214,8 +246,13 @@ def test_the_freeze_manifest_lists_every_firmware_package():
 
 # ---- where the modules go: ROMFS or littlefs (host_tools/deploy.py) ---------
 
-MODULES = ["board/__init__.mpy", "board/app.mpy", "injcore/__init__.mpy", "injcore/core.mpy",
-           "top.mpy"]
+MODULES = [
+    "board/__init__.mpy",
+    "board/app.mpy",
+    "injcore/__init__.mpy",
+    "injcore/core.mpy",
+    "top.mpy",
+]
 
 
 def compiled_tree(tmp_path, big=()):
@@ -251,12 +288,14 @@ def fake_vfs(rom=None, segments=1, ioctl=True):
     """A stand-in for MicroPython's `vfs` module; rom=None: a build without ROMFS."""
     m = types.ModuleType("vfs")
     if ioctl:
+
         def rom_ioctl(op, *args):
             if op == 1:
                 return segments
             if op == 2:
                 return rom if rom is not None else -22  # -EINVAL: no such segment
             return -22
+
         m.rom_ioctl = rom_ioctl
     return m
 
@@ -291,8 +330,9 @@ def run_deploy(board, mpy, main, modules=MODULES):
         runs.append(args)
         return 0
 
-    rc = deploy.deploy("PORT", mpy, main, modules, connect_to=lambda port: board, run=run,
-                       log=logs.append)
+    rc = deploy.deploy(
+        "PORT", mpy, main, modules, connect_to=lambda port: board, run=run, log=logs.append
+    )
     assert rc == 0
     assert board.closed
     assert len(runs) == 1
@@ -306,8 +346,23 @@ def test_romfs_board_gets_an_image_of_the_modules(tmp_path, monkeypatch):
 
     image_path = tmp_path / "mpy.romfs"
     prep = tmp_path / "mpy.deploy_prep.py"
-    assert args == ["connect", "PORT", "romfs", "deploy", str(image_path), "+", "run", str(prep),
-                    "+", "fs", "cp", str(main), ":main.py", "+", "reset"]
+    assert args == [
+        "connect",
+        "PORT",
+        "romfs",
+        "deploy",
+        str(image_path),
+        "+",
+        "run",
+        str(prep),
+        "+",
+        "fs",
+        "cp",
+        str(main),
+        ":main.py",
+        "+",
+        "reset",
+    ]
     image = image_path.read_bytes()
     assert image == expected_image(mpy)
     assert b"retired" not in image
@@ -334,45 +389,77 @@ def test_romfs_image_already_on_the_board_is_not_rewritten(tmp_path, monkeypatch
     assert "not rewritten" not in log
 
 
-@pytest.mark.parametrize("vfs, why", [
-    (None, "no vfs module"),
-    (fake_vfs(ioctl=False), "ROMFS is not enabled"),
-    (fake_vfs(segments=0), "no ROMFS partition"),
-    (fake_vfs(rom=None), "ROMFS partition not found"),
-], ids=["no-vfs", "no-rom_ioctl", "no-segment", "segment-error"])
+@pytest.mark.parametrize(
+    "vfs, why",
+    [
+        (None, "no vfs module"),
+        (fake_vfs(ioctl=False), "ROMFS is not enabled"),
+        (fake_vfs(segments=0), "no ROMFS partition"),
+        (fake_vfs(rom=None), "ROMFS partition not found"),
+    ],
+    ids=["no-vfs", "no-rom_ioctl", "no-segment", "segment-error"],
+)
 def test_board_without_romfs_gets_the_modules_on_littlefs(tmp_path, monkeypatch, vfs, why):
     mpy, main = compiled_tree(tmp_path)
     monkeypatch.setitem(sys.modules, "vfs", vfs)  # None: `import vfs` raises ImportError
     args, log = run_deploy(FakeBoard(), mpy, main)
     prep = tmp_path / "mpy.deploy_prep.py"
-    assert args == ["connect", "PORT", "run", str(prep),
-                    "+", "fs", "cp", str(mpy / "board/__init__.mpy"), str(mpy / "board/app.mpy"),
-                    ":board/",
-                    "+", "fs", "cp", str(mpy / "injcore/__init__.mpy"),
-                    str(mpy / "injcore/core.mpy"), ":injcore/",
-                    "+", "fs", "cp", str(mpy / "top.mpy"), ":top.mpy",
-                    "+", "fs", "cp", str(main), ":main.py", "+", "reset"]
+    assert args == [
+        "connect",
+        "PORT",
+        "run",
+        str(prep),
+        "+",
+        "fs",
+        "cp",
+        str(mpy / "board/__init__.mpy"),
+        str(mpy / "board/app.mpy"),
+        ":board/",
+        "+",
+        "fs",
+        "cp",
+        str(mpy / "injcore/__init__.mpy"),
+        str(mpy / "injcore/core.mpy"),
+        ":injcore/",
+        "+",
+        "fs",
+        "cp",
+        str(mpy / "top.mpy"),
+        ":top.mpy",
+        "+",
+        "fs",
+        "cp",
+        str(main),
+        ":main.py",
+        "+",
+        "reset",
+    ]
     assert why in log
     assert "ROMFS = False" in prep.read_text()
     assert not (tmp_path / "mpy.romfs").exists()
 
 
 def test_image_too_big_for_the_partition_is_refused_before_anything_is_written(
-        tmp_path, monkeypatch, capsys):
+    tmp_path, monkeypatch, capsys
+):
     mpy, main = compiled_tree(tmp_path, big=("injcore/core.mpy",))
     monkeypatch.setitem(sys.modules, "vfs", fake_vfs(RomPartition(b"\xff" * 256 * 1024)))
     board = FakeBoard()
     monkeypatch.setattr(deploy, "connect", lambda port: board)
-    monkeypatch.setattr(deploy, "run_mpremote",
-                        lambda args: pytest.fail("mpremote ran: %s" % " ".join(args)))
+    monkeypatch.setattr(
+        deploy, "run_mpremote", lambda args: pytest.fail("mpremote ran: %s" % " ".join(args))
+    )
 
     rc = deploy.main(["--port", "PORT", "--mpy-dir", str(mpy), "--main", str(main), *MODULES])
     out, err = capsys.readouterr()
     assert rc == 2
     assert out == ""
     assert err.count("\n") == 1, err
-    assert re.fullmatch(r"deploy: the firmware is \d+ bytes, the ROMFS partition holds 262144: "
-                        r"nothing written\n", err), err
+    assert re.fullmatch(
+        r"deploy: the firmware is \d+ bytes, the ROMFS partition holds 262144: "
+        r"nothing written\n",
+        err,
+    ), err
     assert board.closed
     assert not any(code.startswith("_deploy_sha256") for code in board.sent)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["main.py", "mpy"]
@@ -434,8 +521,15 @@ def test_romfs_probe_on_micropython_1_28(tmp_path):
         big = tmp_path / "big"
         mpy_big, _ = compiled_tree(big, big=("injcore/core.mpy",))
         with pytest.raises(deploy.DeployError, match="holds 262144: nothing written"):
-            deploy.deploy("PORT", mpy_big, main, MODULES, connect_to=lambda port: board,
-                          run=lambda args: pytest.fail("mpremote ran"), log=lambda line: None)
+            deploy.deploy(
+                "PORT",
+                mpy_big,
+                main,
+                MODULES,
+                connect_to=lambda port: board,
+                run=lambda args: pytest.fail("mpremote ran"),
+                log=lambda line: None,
+            )
 
 
 LIST_FLASH = """
@@ -461,8 +555,16 @@ def board_tree(port):
 
 def test_romfs_prep_clears_littlefs_copies_that_would_hide_rom(board, tmp_path):
     flash = board.flash_dir
-    leftovers = ["injcore/core.mpy", "injcore/core.py", "injcore/retired.mpy",
-                 "injcore/sub/deep.mpy", "board/app.mpy", "ui.py", "top.py", "top.mpy"]
+    leftovers = [
+        "injcore/core.mpy",
+        "injcore/core.py",
+        "injcore/retired.mpy",
+        "injcore/sub/deep.mpy",
+        "board/app.mpy",
+        "ui.py",
+        "top.py",
+        "top.mpy",
+    ]
     kept = ["data.txt", "main.py", "log/0001.bin", "lib/other.mpy"]
     for rel in leftovers + kept:
         (flash / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -482,8 +584,14 @@ def test_romfs_prep_clears_littlefs_copies_that_would_hide_rom(board, tmp_path):
     r = mpremote(board.port, "run", str(prep))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "board ready for 6 modules in /rom (8 stale copies removed from littlefs)" in r.stdout
-    assert board_tree(board.port) == {"file data.txt", "file main.py", "dir log",
-                                      "file log/0001.bin", "dir lib", "file lib/other.mpy"}
+    assert board_tree(board.port) == {
+        "file data.txt",
+        "file main.py",
+        "dir log",
+        "file log/0001.bin",
+        "dir lib",
+        "file lib/other.mpy",
+    }
 
 
 # MicroPython: a `vfs` with a 256 KB ROMFS partition kept in the file :romfs.bin,
@@ -538,15 +646,30 @@ def test_romfs_deploy_through_mpremote(board, tmp_path):
 
     def run(args):
         assert args[:2] == ["connect", board.port]
-        r = subprocess.run([sys.executable, "-m", "mpremote", "connect", board.port,
-                            "exec", FAKE_ROMFS, "+", *args[2:]],
-                           cwd=ROOT, capture_output=True, text=True, timeout=DEPLOY_TIMEOUT)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mpremote",
+                "connect",
+                board.port,
+                "exec",
+                FAKE_ROMFS,
+                "+",
+                *args[2:],
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=DEPLOY_TIMEOUT,
+        )
         runs.append(r)
         return r.returncode
 
     runs = []
-    rc = deploy.deploy(board.port, mpy, main, MODULES, connect_to=connect_to, run=run,
-                       log=lambda line: None)
+    rc = deploy.deploy(
+        board.port, mpy, main, MODULES, connect_to=connect_to, run=run, log=lambda line: None
+    )
     out = runs[0].stdout + runs[0].stderr
     assert rc == 0, out
     assert "ROMFS image deployed" in out
@@ -555,5 +678,5 @@ def test_romfs_deploy_through_mpremote(board, tmp_path):
     assert image == expected_image(mpy)
     assert board_tree(board.port) == {"file data.txt", "file main.py", "file romfs.bin"}
     written = (flash / "romfs.bin").read_bytes()
-    assert len(written) == 262144 and written[:len(image)] == image
+    assert len(written) == 262144 and written[: len(image)] == image
     assert (flash / "main.py").read_bytes() == main.read_bytes()

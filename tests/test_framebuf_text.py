@@ -62,23 +62,39 @@ def ascii_cases():
 
 
 def edge_cases(tag, w, h, stride, xs, ys, s):
-    return [("%s x=%d y=%d" % (tag, x, y), w, h, stride, [("text", s, x, y, 1)])
-            for x in xs for y in ys]
+    return [
+        ("%s x=%d y=%d" % (tag, x, y), w, h, stride, [("text", s, x, y, 1)]) for x in xs for y in ys
+    ]
 
 
-EDGE_128 = edge_cases("edge128", 128, 64, 128,
-                      (-41, -20, -9, -8, -7, -1, 0, 1, 3, 100, 120, 121, 127, 128, 130),
-                      (-9, -8, -7, -3, -1, 0, 5, 56, 57, 63, 64),
-                      CHECKER + "Hg#" + CHECKER)
+EDGE_128 = edge_cases(
+    "edge128",
+    128,
+    64,
+    128,
+    (-41, -20, -9, -8, -7, -1, 0, 1, 3, 100, 120, 121, 127, 128, 130),
+    (-9, -8, -7, -3, -1, 0, 5, 56, 57, 63, 64),
+    CHECKER + "Hg#" + CHECKER,
+)
 # 37 x 13 in a buffer 41 bytes wide: the 4 padding columns must stay clear.
-EDGE_ODD = edge_cases("odd", 37, 13, 41,
-                      (-17, -9, -8, -7, -1, 0, 1, 5, 29, 30, 31, 36, 37, 38),
-                      (-9, -8, -7, -1, 0, 1, 5, 6, 7, 12, 13),
-                      CHECKER + "jQ" + CHECKER)
+EDGE_ODD = edge_cases(
+    "odd",
+    37,
+    13,
+    41,
+    (-17, -9, -8, -7, -1, 0, 1, 5, 29, 30, 31, 36, 37, 38),
+    (-9, -8, -7, -1, 0, 1, 5, 6, 7, 12, 13),
+    CHECKER + "jQ" + CHECKER,
+)
 
 COLOUR = [
-    ("colour0 over rect", 128, 64, 128,
-     [("rect", 5, 3, 60, 20, 1), ("text", "Mixed 0 ink" + CHECKER, 2, 8, 0)]),
+    (
+        "colour0 over rect",
+        128,
+        64,
+        128,
+        [("rect", 5, 3, 60, 20, 1), ("text", "Mixed 0 ink" + CHECKER, 2, 8, 0)],
+    ),
     ("colour0 over fill", 37, 13, 41, [("fill", 1), ("text", CHECKER + "AB", 3, 3, 0)]),
     ("colour0 A over fill", 8, 8, 8, [("fill", 1), ("text", "A", 0, 0, 0)]),
     ("colour0 on blank", 40, 8, 40, [("text", "AB", 0, 0, 0)]),
@@ -92,9 +108,32 @@ COLOUR = [
 ]
 
 # What the real text draws for things outside 32..127, one string per case.
-RANGE_STRINGS = ["\n", "\t", "\x01", "\x1f", " ", CHECKER, "\x80", "\xb5", chr(200), chr(255),
-                 "\u20ac", "\U0001f600", "a\x00b", "\x00", "", "A\nB", "ab\x00",
-                 b"A", b"\x80", b"\xff", b"\x80\xff", b"ab\x00cd", b"\x00A", b"\x7f"]
+RANGE_STRINGS = [
+    "\n",
+    "\t",
+    "\x01",
+    "\x1f",
+    " ",
+    CHECKER,
+    "\x80",
+    "\xb5",
+    chr(200),
+    chr(255),
+    "\u20ac",
+    "\U0001f600",
+    "a\x00b",
+    "\x00",
+    "",
+    "A\nB",
+    "ab\x00",
+    b"A",
+    b"\x80",
+    b"\xff",
+    b"\x80\xff",
+    b"ab\x00cd",
+    b"\x00A",
+    b"\x7f",
+]
 RANGE = [("range %r" % (s,), 48, 8, 48, [("text", s, 0, 0, 1)]) for s in RANGE_STRINGS]
 
 TYPE_ERRORS = [
@@ -122,8 +161,16 @@ def random_case(draw):
     if background == "fill":
         ops.append(("fill", 1))
     elif background == "rect":
-        ops.append(("rect", draw(st.integers(-5, w)), draw(st.integers(-5, h)),
-                    draw(st.integers(1, w + 5)), draw(st.integers(1, h + 5)), 1))
+        ops.append(
+            (
+                "rect",
+                draw(st.integers(-5, w)),
+                draw(st.integers(-5, h)),
+                draw(st.integers(1, w + 5)),
+                draw(st.integers(1, h + 5)),
+                1,
+            )
+        )
     for _ in range(draw(st.integers(1, 3))):
         s = draw(STRINGS)
         x = draw(st.integers(-8 * 6 - 2, w + 2))
@@ -137,8 +184,14 @@ def random_cases(n=300):
     """n cases drawn by hypothesis, the same ones on every run (derandomize)."""
     drawn = []
 
-    @settings(max_examples=n, derandomize=True, database=None, deadline=None,
-              phases=[Phase.generate], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=n,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(random_case())
     def collect(case):
         drawn.append(case)
@@ -159,11 +212,16 @@ def mp_text():
     mpy = pytest.importorskip("host_tools.mpy")
     if not mpy.available():
         pytest.fail("MicroPython (npm) is not installed: run `make test`, which installs it")
-    src = ("import json\ndef emit(v):\n    print(json.dumps(v))\n"
-           + "CASES = " + ascii(CASES) + "\n" + TEXT_SCRIPT + font8x8.SCRIPT)
+    src = (
+        "import json\ndef emit(v):\n    print(json.dumps(v))\n"
+        + "CASES = "
+        + ascii(CASES)
+        + "\n"
+        + TEXT_SCRIPT
+        + font8x8.SCRIPT
+    )
     out = mpy.run(src, heap=32 * 1024 * 1024, timeout=300)
-    results = dict(json.loads(line) for line in out.splitlines()
-                   if line.startswith("["))
+    results = dict(json.loads(line) for line in out.splitlines() if line.startswith("["))
     assert len(results) == len(CASES)
     return results, font8x8.parse(out)
 
@@ -183,8 +241,9 @@ def picture(result, label):
     buf = bytes.fromhex(result)
     rows = []
     for y in range(h):
-        row = "".join("#" if buf[(y >> 3) * stride + x] >> (y & 7) & 1 else "."
-                      for x in range(stride))
+        row = "".join(
+            "#" if buf[(y >> 3) * stride + x] >> (y & 7) & 1 else "." for x in range(stride)
+        )
         rows.append(row[:w] + ("|" + row[w:] if stride > w else ""))
     return "\n".join(rows)
 
@@ -196,8 +255,10 @@ def compare(prefix, mp_text, host_text):
     bad = [lb for lb in labels if host_text[lb] != real[lb]]
     if bad:
         lb = bad[0]
-        pytest.fail("%d of %d cases differ; first %r\nreal:\n%s\nfake:\n%s" % (
-            len(bad), len(labels), lb, picture(real[lb], lb), picture(host_text[lb], lb)))
+        pytest.fail(
+            "%d of %d cases differ; first %r\nreal:\n%s\nfake:\n%s"
+            % (len(bad), len(labels), lb, picture(real[lb], lb), picture(host_text[lb], lb))
+        )
     return real
 
 
@@ -205,8 +266,7 @@ def lit(result, label):
     """Set pixels as a set of (x, y)."""
     w, h, stride = SIZE_OF[label]
     buf = bytes.fromhex(result)
-    return {(x, y) for y in range(h) for x in range(w)
-            if buf[(y >> 3) * stride + x] >> (y & 7) & 1}
+    return {(x, y) for y in range(h) for x in range(w) if buf[(y >> 3) * stride + x] >> (y & 7) & 1}
 
 
 @pytest.mark.micropython
@@ -214,7 +274,7 @@ def test_the_font_table_is_what_micropython_draws(mp_text):
     table = mp_text[1]
     assert font8x8.font() == table
     # Not all blank: 'A' has pixels, ' ' has none.
-    assert any(table[65 * 8:66 * 8]) and not any(table[32 * 8:33 * 8])
+    assert any(table[65 * 8 : 66 * 8]) and not any(table[32 * 8 : 33 * 8])
 
 
 @pytest.mark.micropython
@@ -249,7 +309,8 @@ def test_colour_0_clears_only_the_glyph_pixels(mp_text, host_text):
     a = lit(real["ascii 65"], "ascii 65")  # drawn at (1, 2)
     a_at_0 = {(x - 1, y - 2) for x, y in a}
     cleared = {(x, y) for x in range(8) for y in range(8)} - lit(
-        real["colour0 A over fill"], "colour0 A over fill")
+        real["colour0 A over fill"], "colour0 A over fill"
+    )
     assert cleared == a_at_0 and a_at_0
     assert not lit(real["colour0 on blank"], "colour0 on blank")
     # Any nonzero colour sets, like 1.

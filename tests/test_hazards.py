@@ -40,7 +40,8 @@ def test_the_list_covers_H1_to_H12_with_mitigation_and_target(hazard_list):  # n
 def test_mitigations_name_code_that_exists(hazard_list):
     problems = H.code_problems(hazard_list)
     assert not problems, "docs/hazards.toml names code that is not there:\n  " + "\n  ".join(
-        problems)
+        problems
+    )
 
 
 def test_every_listed_hazard_has_a_test(hazard_list, suite_map):
@@ -48,7 +49,8 @@ def test_every_listed_hazard_has_a_test(hazard_list, suite_map):
     for note in notes:
         warnings.warn(H.HazardWarning(note), stacklevel=1)
     assert not problems, (
-        "hazard traceability (docs/hazards.toml, @pytest.mark.hazard):\n  " + "\n  ".join(problems))
+        "hazard traceability (docs/hazards.toml, @pytest.mark.hazard):\n  " + "\n  ".join(problems)
+    )
 
 
 def test_docs_hazards_md_is_up_to_date(hazard_list, suite_map):
@@ -63,11 +65,18 @@ CODE = '[{ file = "f.py", name = "g", does = "checks" }]'
 
 def entry(hid, **fields):
     """One [[hazard]] entry in TOML; a field given as None is left out, others are raw TOML."""
-    values = {"id": '"%s"' % hid, "title": '"hazard %s"' % hid[1:], "harm": '"harm"',
-              "mitigation": '"mitigation"', "target": '"target"', "code": CODE}
+    values = {
+        "id": '"%s"' % hid,
+        "title": '"hazard %s"' % hid[1:],
+        "harm": '"harm"',
+        "mitigation": '"mitigation"',
+        "target": '"target"',
+        "code": CODE,
+    }
     values.update(fields)
     return "\n[[hazard]]\n" + "".join(
-        "%s = %s\n" % (k, v) for k, v in values.items() if v is not None)
+        "%s = %s\n" % (k, v) for k, v in values.items() if v is not None
+    )
 
 
 def synthetic(*extra, drop=(), **entries):
@@ -76,8 +85,9 @@ def synthetic(*extra, drop=(), **entries):
     return "".join([entries.get(i, entry(i)) for i in ids if i not in drop] + list(extra))
 
 
-PLANNED_H9 = entry("H9", title='"storage"', code=None,
-                   planned='{ issue = 6, what = "storage on flash" }')
+PLANNED_H9 = entry(
+    "H9", title='"storage"', code=None, planned='{ issue = 6, what = "storage on flash" }'
+)
 PENDING_H11 = entry("H11", title='"limits"', pending='[{ issue = 5, what = "service code" }]')
 
 
@@ -108,8 +118,10 @@ def test_a_planned_hazard_is_accepted_without_tests_but_warned_about():
     hs = H.parse(synthetic(H9=PLANNED_H9))
     problems, notes = H.coverage(hs, all_covered(hs, H9=[]))
     assert problems == []
-    assert notes == ["H9 (storage) has NO TEST: accepted only because it is planned for "
-                     "issue 6 (storage on flash)"]
+    assert notes == [
+        "H9 (storage) has NO TEST: accepted only because it is planned for "
+        "issue 6 (storage on flash)"
+    ]
 
 
 def test_a_planned_hazard_that_has_tests_must_drop_planned():
@@ -132,8 +144,9 @@ def test_pending_parts_need_tests_for_what_is_built_and_are_warned_about():
 def test_tests_carrying_an_unlisted_hazard_fail():
     hs = H.parse(synthetic())
     problems, _ = H.coverage(hs, all_covered(hs, H13=["tests/test_x.py::test_new"]))
-    assert problems == ["tests carry hazard H13, which docs/hazards.toml does not list: "
-                        "tests/test_x.py::test_new"]
+    assert problems == [
+        "tests carry hazard H13, which docs/hazards.toml does not list: tests/test_x.py::test_new"
+    ]
 
 
 def test_rendered_table_shows_tests_planned_and_uncovered():
@@ -157,26 +170,47 @@ def test_table_cells_cannot_break_the_table():
     assert "a \\| b \\*c\\*" in md
 
 
-@pytest.mark.parametrize("text, message", [
-    (synthetic(drop=("H7",)), "H7 missing"),
-    (synthetic(entry("H3")), "H3 listed twice"),
-    (synthetic(H3=entry("X3")), "id must be H followed by a number"),
-    (synthetic(H2=entry("H2", target=None)), "hazard H2: `target` is missing or empty"),
-    (synthetic(H2=entry("H2", harm='"  "')), "`harm` is missing or empty"),
-    (synthetic(H2=entry("H2", colour='"red"')), "unknown key(s) colour"),
-    (synthetic(H9=entry("H9", code=None, planned='{ what = "x" }')), "needs exactly issue, what"),
-    (synthetic(H9=entry("H9", code=None, planned='{ issue = "six", what = "x" }')),
-     "is not an issue number"),
-    (synthetic(H9=entry("H9", code=None, planned='{ issue = 6, what = "" }')),
-     "must say what is still to be built"),
-    (synthetic(H9=entry("H9", code=None, planned='{ issue = 6, what = "x" }',
-                        pending='[{ issue = 5, what = "y" }]')), "not both"),
-    (synthetic(H9=entry("H9", code=None)), "a built mitigation must name its code"),
-    (synthetic(H1=entry("H1", code='[{ file = "f.py", name = "g" }]')),
-     "code[0] needs file, name and does"),
-    ("hazard = [1, 2]\n", "expected only [[hazard]] tables"),
-    ("[[hazard]\n", "docs/hazards.toml:"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (synthetic(drop=("H7",)), "H7 missing"),
+        (synthetic(entry("H3")), "H3 listed twice"),
+        (synthetic(H3=entry("X3")), "id must be H followed by a number"),
+        (synthetic(H2=entry("H2", target=None)), "hazard H2: `target` is missing or empty"),
+        (synthetic(H2=entry("H2", harm='"  "')), "`harm` is missing or empty"),
+        (synthetic(H2=entry("H2", colour='"red"')), "unknown key(s) colour"),
+        (
+            synthetic(H9=entry("H9", code=None, planned='{ what = "x" }')),
+            "needs exactly issue, what",
+        ),
+        (
+            synthetic(H9=entry("H9", code=None, planned='{ issue = "six", what = "x" }')),
+            "is not an issue number",
+        ),
+        (
+            synthetic(H9=entry("H9", code=None, planned='{ issue = 6, what = "" }')),
+            "must say what is still to be built",
+        ),
+        (
+            synthetic(
+                H9=entry(
+                    "H9",
+                    code=None,
+                    planned='{ issue = 6, what = "x" }',
+                    pending='[{ issue = 5, what = "y" }]',
+                )
+            ),
+            "not both",
+        ),
+        (synthetic(H9=entry("H9", code=None)), "a built mitigation must name its code"),
+        (
+            synthetic(H1=entry("H1", code='[{ file = "f.py", name = "g" }]')),
+            "code[0] needs file, name and does",
+        ),
+        ("hazard = [1, 2]\n", "expected only [[hazard]] tables"),
+        ("[[hazard]\n", "docs/hazards.toml:"),
+    ],
+)
 def test_malformed_lists_are_refused(text, message):
     with pytest.raises(H.HazardListError) as e:
         H.parse(text)
@@ -184,11 +218,21 @@ def test_malformed_lists_are_refused(text, message):
 
 
 def test_code_references_are_checked(tmp_path):
-    (tmp_path / "f.py").write_text("X = 1\n\n\ndef g():\n    pass\n\n\n"
-                                   "class C:\n    K = 2\n\n    def m(self):\n        pass\n")
-    refs = ", ".join('{ file = "%s", name = "%s", does = "d" }' % ref for ref in (
-        ("f.py", "X"), ("f.py", "g"), ("f.py", "C"), ("f.py", "C.K"), ("f.py", "C.m"),
-        ("f.py", "C.gone"), ("nope.py", "g")))
+    (tmp_path / "f.py").write_text(
+        "X = 1\n\n\ndef g():\n    pass\n\n\nclass C:\n    K = 2\n\n    def m(self):\n        pass\n"
+    )
+    refs = ", ".join(
+        '{ file = "%s", name = "%s", does = "d" }' % ref
+        for ref in (
+            ("f.py", "X"),
+            ("f.py", "g"),
+            ("f.py", "C"),
+            ("f.py", "C.K"),
+            ("f.py", "C.m"),
+            ("f.py", "C.gone"),
+            ("nope.py", "g"),
+        )
+    )
     hs = H.parse(synthetic(H2=entry("H2", code="[%s]" % refs)))
     assert H.code_problems(hs, root=tmp_path) == [
         "H2: its mitigation names C.gone in f.py, which is not defined there",
@@ -200,14 +244,24 @@ def test_code_references_are_checked(tmp_path):
 
 
 def run_pytest(folder, *args):
-    cmd = [sys.executable, "-m", "pytest", "-p", "host_tools.hazards", "-p", "no:cacheprovider",
-           *args, str(folder)]
-    return subprocess.run(cmd, cwd=folder, env=H.child_env(), capture_output=True, text=True,
-                          timeout=120)
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "host_tools.hazards",
+        "-p",
+        "no:cacheprovider",
+        *args,
+        str(folder),
+    ]
+    return subprocess.run(
+        cmd, cwd=folder, env=H.child_env(), capture_output=True, text=True, timeout=120
+    )
 
 
 def test_the_map_sees_function_class_module_and_parametrized_marks(tmp_path):
-    (tmp_path / "test_a.py").write_text('''
+    (tmp_path / "test_a.py").write_text("""
 import pytest
 
 pytestmark = pytest.mark.hazard("H3")
@@ -228,7 +282,7 @@ class TestK:
 
 def test_plain():
     pass
-''')
+""")
     (tmp_path / "test_b.py").write_text("def test_unmarked():\n    pass\n")
     out = tmp_path / "map.json"
     proc = run_pytest(tmp_path, "--collect-only", "-q", H.MAP_OPTION, str(out))
@@ -246,7 +300,7 @@ def test_plain():
 
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["plain", "xdist"])
 def test_an_unknown_hazard_id_is_a_collection_error(tmp_path, xdist):
-    (tmp_path / "test_bad.py").write_text('''
+    (tmp_path / "test_bad.py").write_text("""
 import pytest
 
 
@@ -257,8 +311,8 @@ def test_typo():
 
 def test_fine():
     pass
-''')
-    (tmp_path / "test_empty.py").write_text('''
+""")
+    (tmp_path / "test_empty.py").write_text("""
 import pytest
 
 
@@ -266,12 +320,14 @@ class TestE:
     @pytest.mark.hazard()
     def test_no_ids(self):
         pass
-''')
+""")
     proc = run_pytest(tmp_path, "-q", *xdist)
     out = proc.stdout + proc.stderr
     assert proc.returncode in (1, 2), out  # collection errors, not an internal error (3)
     assert "INTERNALERROR" not in out
     assert "ERROR test_bad.py" in out and "ERROR test_empty.py::TestE" in out
     assert "test_bad.py::test_typo: hazard 'H99' is not in docs/hazards.toml" in out
-    assert ('test_empty.py::TestE::test_no_ids: write @pytest.mark.hazard("H1", ...) '
-            "with one or more ids") in out
+    assert (
+        'test_empty.py::TestE::test_no_ids: write @pytest.mark.hazard("H1", ...) '
+        "with one or more ids"
+    ) in out

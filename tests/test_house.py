@@ -10,8 +10,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_hot_path_constant_blocks_are_current():
-    stale = [rel for rel in consts.HOT
-             if consts.rewritten(consts.FIRMWARE / rel) != (consts.FIRMWARE / rel).read_text()]
+    stale = [
+        rel
+        for rel in consts.HOT
+        if consts.rewritten(consts.FIRMWARE / rel) != (consts.FIRMWARE / rel).read_text()
+    ]
     assert not stale, "run `make consts`: stale blocks in %s" % stale
 
 
@@ -19,7 +22,9 @@ def test_a_stale_block_is_found(tmp_path, monkeypatch):
     firmware = tmp_path / "firmware"
     (firmware / "injcore").mkdir(parents=True)
     text = (consts.FIRMWARE / "injcore" / "tick.py").read_text()
-    (firmware / "injcore" / "tick.py").write_text(text.replace("\n_ST_FAULT = const(", "\n_ST_FAULT = const(9"))
+    (firmware / "injcore" / "tick.py").write_text(
+        text.replace("\n_ST_FAULT = const(", "\n_ST_FAULT = const(9")
+    )
     monkeypatch.setattr(consts, "FIRMWARE", firmware)
     monkeypatch.setattr(consts, "HOT", ("injcore/tick.py",))
     assert consts.main(["--check"]) == 1
@@ -54,9 +59,13 @@ def _imported_modules(tree):
             yield node.lineno, [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and not node.level:
             yield node.lineno, [node.module or ""]
-        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
-              and getattr(node.func, "attr", getattr(node.func, "id", None)) in ("import_module",
-                                                                                  "__import__")):
+        elif (
+            isinstance(node, ast.Call)
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and getattr(node.func, "attr", getattr(node.func, "id", None))
+            in ("import_module", "__import__")
+        ):
             yield node.lineno, [str(node.args[0].value)]
 
 
@@ -65,6 +74,7 @@ def test_the_simulator_imports_nothing_from_host_tools():
     for path in sorted((ROOT / "sim").rglob("*.py")):
         for lineno, names in _imported_modules(ast.parse(path.read_text())):
             if any(n == "host_tools" or n.startswith("host_tools.") for n in names):
-                offenders.append("%s:%d imports %s" % (path.relative_to(ROOT), lineno,
-                                                       ", ".join(names)))
+                offenders.append(
+                    "%s:%d imports %s" % (path.relative_to(ROOT), lineno, ", ".join(names))
+                )
     assert not offenders, "\n".join(offenders)

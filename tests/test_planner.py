@@ -45,11 +45,17 @@ def ceil_div(a, b):
 
 
 moves = st.one_of(
-    st.tuples(st.integers(0, M.um_to_needle_steps(M.NEEDLE_TRAVEL_UM + M.HOME_MARGIN_UM)),
-              st.integers(M.um_to_needle_steps(500), NEEDLE_V), st.just(NEEDLE_A)),
+    st.tuples(
+        st.integers(0, M.um_to_needle_steps(M.NEEDLE_TRAVEL_UM + M.HOME_MARGIN_UM)),
+        st.integers(M.um_to_needle_steps(500), NEEDLE_V),
+        st.just(NEEDLE_A),
+    ),
     # slowest plunger: 2 uL/s with a 10 mL syringe, about 39 steps/s
-    st.tuples(st.integers(0, M.um_to_plunger_steps(M.PLUNGER_TRAVEL_UM) // 8),
-              st.integers(39, PLUNGER_V), st.just(PLUNGER_A)),
+    st.tuples(
+        st.integers(0, M.um_to_plunger_steps(M.PLUNGER_TRAVEL_UM) // 8),
+        st.integers(39, PLUNGER_V),
+        st.just(PLUNGER_A),
+    ),
 )
 
 
@@ -84,14 +90,16 @@ def test_any_move_ends_exactly_within_limits(move):
     # Over any window the average respects the speed limit to within one step.
     for w in (5, 50):
         for i in range(0, max(1, len(counts) - w), 7):
-            assert sum(counts[i:i + w]) <= w * vmax // 1000 + 1
+            assert sum(counts[i : i + w]) <= w * vmax // 1000 + 1
     # Every tick is two valid words that fill the tick exactly.
     assert len(words) == 2 * len(counts)
     for i, c in enumerate(counts):
         d, cnt, _ = pio_word.decode(words[2 * i])
         assert cnt == c and d == 1
-        assert pio_word.word_cycles(words[2 * i]) + pio_word.word_cycles(words[2 * i + 1]) \
+        assert (
+            pio_word.word_cycles(words[2 * i]) + pio_word.word_cycles(words[2 * i + 1])
             == pio_word.TICK_CYCLES
+        )
 
 
 @settings(max_examples=examples(60), deadline=None)

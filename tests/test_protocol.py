@@ -27,14 +27,38 @@ def good(**top):
         "session_cap_nl": 300_000,
         "notes": "review before use",
         "zones": [
-            {"name": "Forehead", "technique": "point", "depth_um": 1000, "dose_nl": 10_000,
-             "speed_um_s": 20_000, "rate_nl_s": 20_000, "punctures": 3, "cap_nl": 100_000},
-            {"name": "Malar L", "technique": "papule", "depth_um": 1500, "dose_nl": 20_000,
-             "speed_um_s": 20_000, "rate_nl_s": 20_000, "suckback_nl": 500, "punctures": 2,
-             "cap_nl": 100_000},
-            {"name": "Neck", "technique": "nappage", "depth_um": 800, "dose_nl": 5000,
-             "speed_um_s": 30_000, "rate_nl_s": 50_000, "shot_rate_mhz": 3000,
-             "punctures": 4, "cap_nl": 100_000},
+            {
+                "name": "Forehead",
+                "technique": "point",
+                "depth_um": 1000,
+                "dose_nl": 10_000,
+                "speed_um_s": 20_000,
+                "rate_nl_s": 20_000,
+                "punctures": 3,
+                "cap_nl": 100_000,
+            },
+            {
+                "name": "Malar L",
+                "technique": "papule",
+                "depth_um": 1500,
+                "dose_nl": 20_000,
+                "speed_um_s": 20_000,
+                "rate_nl_s": 20_000,
+                "suckback_nl": 500,
+                "punctures": 2,
+                "cap_nl": 100_000,
+            },
+            {
+                "name": "Neck",
+                "technique": "nappage",
+                "depth_um": 800,
+                "dose_nl": 5000,
+                "speed_um_s": 30_000,
+                "rate_nl_s": 50_000,
+                "shot_rate_mhz": 3000,
+                "punctures": 4,
+                "cap_nl": 100_000,
+            },
         ],
     }
     obj.update(top)
@@ -56,15 +80,22 @@ def without(obj, *keys, zone=None):
 
 # --- check / parse ------------------------------------------------------------------------
 
+
 def test_a_good_protocol_parses_into_zones_with_core_settings():
     p = P.parse(json.dumps(good()), LIMITS)
     assert (p.name, p.version, p.example) == ("Facial skin booster", 3, True)
     assert p.own_cap_nl == p.session_cap_nl == 300_000
     assert [z.name for z in p.zones] == ["Forehead", "Malar L", "Neck"]
     assert [z.mode for z in p.zones] == [MODE_SINGLE, MODE_SINGLE, MODE_CONTINUOUS]
-    assert p.zones[0].settings == {"mode": MODE_SINGLE, "depth_um": 1000, "dose_nl": 10_000,
-                                   "speed_um_s": 20_000, "rate_nl_s": 20_000,
-                                   "shot_rate_mhz": 2000, "suckback_nl": 0}
+    assert p.zones[0].settings == {
+        "mode": MODE_SINGLE,
+        "depth_um": 1000,
+        "dose_nl": 10_000,
+        "speed_um_s": 20_000,
+        "rate_nl_s": 20_000,
+        "shot_rate_mhz": 2000,
+        "suckback_nl": 0,
+    }
     assert p.zones[1].settings["suckback_nl"] == 500
     assert p.zones[2].settings["shot_rate_mhz"] == 3000
     assert [z.planned for z in p.zones] == [3, 2, 4]
@@ -82,7 +113,7 @@ def test_the_effective_session_cap_is_the_smaller_one():
 
 
 @pytest.mark.hazard("H10")
-@pytest.mark.parametrize("text", ["", "{", "{\"format\": 1,}", "[1, 2", "nope", b"\xff\xfe{}"])
+@pytest.mark.parametrize("text", ["", "{", '{"format": 1,}', "[1, 2", "nope", b"\xff\xfe{}"])
 def test_malformed_json_is_refused(text):
     with pytest.raises(P.ProtocolError) as e:
         P.parse(text, LIMITS)
@@ -97,10 +128,18 @@ def test_out_of_range_values_give_one_message_per_field_with_its_path():
     obj["zones"][2].update(shot_rate_mhz=100, suckback_nl=50)
     probs = P.check(obj, LIMITS)
     paths = [m.split(":")[0] for m in probs]
-    assert sorted(paths) == sorted([
-        "version", "session_cap_nl", "zones[1].dose_nl", "zones[1].speed_um_s",
-        "zones[1].rate_nl_s", "zones[1].punctures", "zones[2].shot_rate_mhz",
-        "zones[2].suckback_nl"]), probs
+    assert sorted(paths) == sorted(
+        [
+            "version",
+            "session_cap_nl",
+            "zones[1].dose_nl",
+            "zones[1].speed_um_s",
+            "zones[1].rate_nl_s",
+            "zones[1].punctures",
+            "zones[2].shot_rate_mhz",
+            "zones[2].suckback_nl",
+        ]
+    ), probs
     assert len(probs) == len(set(paths))
     assert any("steps of 1000" in m for m in probs if m.startswith("zones[1].dose_nl"))
     with pytest.raises(P.ProtocolError) as e:
@@ -115,8 +154,10 @@ def test_missing_keys_are_named():
     obj = without(good(), "depth_um", "cap_nl", zone=0)
     without(obj, "shot_rate_mhz", zone=2)
     assert sorted(P.check(obj, LIMITS)) == [
-        "zones[0].cap_nl: missing", "zones[0].depth_um: missing",
-        "zones[2].shot_rate_mhz: missing (required for nappage)"]
+        "zones[0].cap_nl: missing",
+        "zones[0].depth_um: missing",
+        "zones[2].shot_rate_mhz: missing (required for nappage)",
+    ]
     assert P.check(good(zones=[]), LIMITS) == ["zones: 0 zones; allowed 1..12"]
 
 
@@ -146,35 +187,54 @@ def test_names_are_short_printable_and_zone_names_unique():
     assert probs[2].startswith("zones[2].name: ") and "printable ASCII" in probs[2]
     assert len(probs) == 3
     assert P.check(with_zone(0, name="A very long zone"), LIMITS) == [
-        "zones[0].name: 16 characters; allowed 1..12"]
+        "zones[0].name: 16 characters; allowed 1..12"
+    ]
     assert P.check(good(name="   "), LIMITS) == ["name: is blank"]
 
 
 @pytest.mark.hazard("H1")
 def test_a_zone_cap_above_the_session_cap_is_refused():
     obj = with_zone(2, cap_nl=300_001)
-    assert P.check(obj, LIMITS) == ["zones[2].cap_nl: 300001 nL is above the session cap of 300000 nL"]
+    assert P.check(obj, LIMITS) == [
+        "zones[2].cap_nl: 300001 nL is above the session cap of 300000 nL"
+    ]
     assert P.check(with_zone(2, cap_nl=300_000), LIMITS) == []
     # the engineer's cap is the effective one when it is smaller
     low = Limits(session_cap_nl=200_000)
     assert P.check(with_zone(2, cap_nl=250_000), low) == [
-        "zones[2].cap_nl: 250000 nL is above the session cap of 200000 nL"]
-    assert P.check(with_zone(2, cap_nl=0), LIMITS)[0].startswith("zones[2].cap_nl: 0 is not allowed")
+        "zones[2].cap_nl: 250000 nL is above the session cap of 200000 nL"
+    ]
+    assert P.check(with_zone(2, cap_nl=0), LIMITS)[0].startswith(
+        "zones[2].cap_nl: 0 is not allowed"
+    )
 
 
 @pytest.mark.hazard("H10")
 def test_wrong_types_are_refused():
     obj = good(version=True, example="yes", format="1", name=7, session_cap_nl=[1])
-    obj["zones"][0].update(depth_um="1000", dose_nl=True, cap_nl=1.5e4, punctures=False,
-                           technique="POINT")
+    obj["zones"][0].update(
+        depth_um="1000", dose_nl=True, cap_nl=1.5e4, punctures=False, technique="POINT"
+    )
     obj["zones"][1].update(speed_um_s=None, rate_nl_s=20000.0, punctures="many")
     obj["zones"][2] = ["Neck", "nappage"]
     probs = P.check(obj, LIMITS)
     paths = [m.split(":")[0] for m in probs]
-    assert set(paths) == {"format", "name", "version", "example", "session_cap_nl",
-                          "zones[0].technique", "zones[0].dose_nl", "zones[0].depth_um",
-                          "zones[0].punctures", "zones[0].cap_nl", "zones[1].speed_um_s",
-                          "zones[1].rate_nl_s", "zones[1].punctures", "zones[2]"}, probs
+    assert set(paths) == {
+        "format",
+        "name",
+        "version",
+        "example",
+        "session_cap_nl",
+        "zones[0].technique",
+        "zones[0].dose_nl",
+        "zones[0].depth_um",
+        "zones[0].punctures",
+        "zones[0].cap_nl",
+        "zones[1].speed_um_s",
+        "zones[1].rate_nl_s",
+        "zones[1].punctures",
+        "zones[2]",
+    }, probs
     assert len(paths) == len(set(paths))
     assert "zones[0].dose_nl: True is not an integer" in " | ".join(probs)
     assert "zones[0].depth_um: '1000' is not an integer" in " | ".join(probs)
@@ -192,7 +252,10 @@ def test_unknown_keys_are_refused():
     obj["zones"][1]["depth_mm"] = 1
     probs = P.check(obj, LIMITS)
     assert [m.split(";")[0] for m in probs] == [
-        "zones[1].depth_mm: unknown key", "Zones: unknown key", "colour: unknown key"]
+        "zones[1].depth_mm: unknown key",
+        "Zones: unknown key",
+        "colour: unknown key",
+    ]
 
 
 @pytest.mark.hazard("H10")
@@ -201,17 +264,22 @@ def test_depth_beyond_the_engineers_needle_length_is_refused():
     assert P.check(obj, LIMITS) == []
     short = Limits(needle_length_um=3000)
     probs = P.check(obj, short)
-    assert probs == ["zones[1].depth_um: 3500 is out of range; allowed 300..3000 um in steps of "
-                     "100 (usable needle length 3000 um)"]
+    assert probs == [
+        "zones[1].depth_um: 3500 is out of range; allowed 300..3000 um in steps of "
+        "100 (usable needle length 3000 um)"
+    ]
     with pytest.raises(P.ProtocolError) as e:
         P.parse(json.dumps(obj), short)
     assert e.value.problems == probs
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=30),
-    lambda kids: st.lists(kids, max_size=5) | st.dictionaries(st.text(max_size=15), kids, max_size=6),
-    max_leaves=30)
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=30),
+    lambda kids: (
+        st.lists(kids, max_size=5) | st.dictionaries(st.text(max_size=15), kids, max_size=6)
+    ),
+    max_leaves=30,
+)
 
 
 @pytest.mark.hazard("H10")
@@ -231,6 +299,7 @@ def test_check_never_raises_and_a_refusal_always_says_where(value, key, where):
 
 
 # --- ProtocolStore ------------------------------------------------------------------------
+
 
 def named(name, **top):
     return good(name=name, **top)
@@ -347,6 +416,7 @@ def test_a_power_cut_while_saving_or_removing_leaves_a_whole_protocol():
 
 
 # --- Run on the simulator -------------------------------------------------------------------
+
 
 def start_run(sim, obj, recorder=None):
     proto = P.build(obj, sim.core.limits)
@@ -545,5 +615,5 @@ def test_check_gives_the_same_problems_on_micropython():
             want.append([])
         except P.ProtocolError as e:
             want.append([m.split(":")[0] for m in e.problems])
-    assert want[0] == [] and all(want[1:len(texts)])
+    assert want[0] == [] and all(want[1 : len(texts)])
     assert got == want

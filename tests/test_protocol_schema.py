@@ -31,13 +31,15 @@ def schema_ok(doc):
 
 # ---- the schema: one place for each fact --------------------------------------------
 
+
 def test_the_schema_is_a_valid_2020_12_schema():
     assert SCHEMA["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     jsonschema.Draft202012Validator.check_schema(SCHEMA)
 
 
-@pytest.mark.parametrize("field", ["depth_um", "dose_nl", "speed_um_s", "rate_nl_s",
-                                   "shot_rate_mhz", "suckback_nl"])
+@pytest.mark.parametrize(
+    "field", ["depth_um", "dose_nl", "speed_um_s", "rate_nl_s", "shot_rate_mhz", "suckback_nl"]
+)
 def test_schema_bounds_equal_settings_ranges(field):
     lo, hi, step, unit = RANGES[field]
     s = ZONE["properties"][field]
@@ -51,7 +53,10 @@ def test_the_dose_step_rule_is_the_firmwares():
     s = ZONE["properties"]["dose_nl"]
     assert s["if"] == {"minimum": FINE_DOSE_BELOW_NL}
     assert s["then"] == {"multipleOf": COARSE_DOSE_STEP_NL}
-    assert FINE_DOSE_BELOW_NL % COARSE_DOSE_STEP_NL == 0 and RANGES["dose_nl"][0] % COARSE_DOSE_STEP_NL == 0
+    assert (
+        FINE_DOSE_BELOW_NL % COARSE_DOSE_STEP_NL == 0
+        and RANGES["dose_nl"][0] % COARSE_DOSE_STEP_NL == 0
+    )
 
 
 def test_schema_sizes_and_keys_equal_the_firmwares():
@@ -70,20 +75,28 @@ def test_schema_sizes_and_keys_equal_the_firmwares():
     assert ints["maximum"] == P.PUNCTURES_MAX and free == {"const": P.FREE}
     # what only code checks is said in the description, with the firmware's numbers
     d = SCHEMA["description"]
-    for fact in ("%d bytes" % P.MAX_FILE_BYTES, "%d protocols" % P.MAX_PROTOCOLS,
-                 "needle length", "case-insensitive", "session cap"):
+    for fact in (
+        "%d bytes" % P.MAX_FILE_BYTES,
+        "%d protocols" % P.MAX_PROTOCOLS,
+        "needle length",
+        "case-insensitive",
+        "session cap",
+    ):
         assert fact in d, fact
 
 
 def test_the_strict_integer_is_the_only_difference_from_a_plain_validator():
     doc = json.loads(EXAMPLES[0].read_text())
     doc["zones"][0]["depth_um"] = 1000.0
-    assert jsonschema.Draft202012Validator(SCHEMA).is_valid(doc)  # the JSON data model: 1000.0 == 1000
+    assert jsonschema.Draft202012Validator(SCHEMA).is_valid(
+        doc
+    )  # the JSON data model: 1000.0 == 1000
     assert T.schema_problems(doc) == ["zones[0].depth_um: 1000.0 is not of type 'integer'"]
     assert P.check(doc, Limits())  # the device refuses a float
 
 
 # ---- the shipped examples ------------------------------------------------------------
+
 
 def test_there_are_examples():
     names = {p.stem for p in EXAMPLES}
@@ -108,7 +121,10 @@ def test_every_example_is_valid_by_schema_and_device(path, sim):
 
 
 def _zones(stem):
-    return {z["name"]: z for z in json.loads((ROOT / "protocols" / (stem + ".json")).read_text())["zones"]}
+    return {
+        z["name"]: z
+        for z in json.loads((ROOT / "protocols" / (stem + ".json")).read_text())["zones"]
+    }
 
 
 def test_the_examples_carry_the_published_figures():
@@ -118,11 +134,15 @@ def test_the_examples_carry_the_published_figures():
     eye = [z for n, z in face.items() if n.startswith("Periorb")]
     assert len(eye) == 2 and all(z["depth_um"] <= 1000 for z in eye)  # eye area: at most 1 mm
     nap = _zones("nappage-face-neck")
-    assert all(z["technique"] == "nappage" and z["dose_nl"] <= 5000 and z["shot_rate_mhz"] >= 2000
-               for z in nap.values())
+    assert all(
+        z["technique"] == "nappage" and z["dose_nl"] <= 5000 and z["shot_rate_mhz"] >= 2000
+        for z in nap.values()
+    )
     pain = _zones("pain-low-back")
-    assert all(100_000 <= z["dose_nl"] <= 200_000 and 2000 <= z["depth_um"] <= 4000
-               and z["punctures"] <= 6 for z in pain.values())
+    assert all(
+        100_000 <= z["dose_nl"] <= 200_000 and 2000 <= z["depth_um"] <= 4000 and z["punctures"] <= 6
+        for z in pain.values()
+    )
 
 
 def test_the_docs_list_every_example_and_cite_no_private_notes():
@@ -130,11 +150,16 @@ def test_the_docs_list_every_example_and_cite_no_private_notes():
     assert "protocol.schema.json" in md and "not recommendations" in md
     for path in EXAMPLES:
         assert json.loads(path.read_text())["name"] in md, path
-    for text in [md, *(p.read_text() for p in EXAMPLES), (ROOT / "docs" / "protocol.schema.json").read_text()]:
+    for text in [
+        md,
+        *(p.read_text() for p in EXAMPLES),
+        (ROOT / "docs" / "protocol.schema.json").read_text(),
+    ]:
         assert "shared/" not in text and "treatment-figures" not in text
 
 
 # ---- injector protocol validate ---------------------------------------------------------
+
 
 def test_validate_a_good_file(capsys):
     code, out, err = run(capsys, "protocol", "validate", EXAMPLES[0])
@@ -154,6 +179,7 @@ def _set(path, value):
             d = d[k]
         d[last] = value
         return root
+
     return f
 
 
@@ -165,6 +191,7 @@ def _del(path):
             d = d[k]
         del d[last]
         return root
+
     return f
 
 
@@ -172,22 +199,45 @@ BAD = [  # (name, change to the good document, fields every message must name)
     ("depth_out_of_range", _set(("zones", 0, "depth_um"), 7000), ["zones[0].depth_um:"]),
     ("depth_past_needle", _set(("zones", 1, "depth_um"), 4500), ["zones[1].depth_um:"]),
     ("dose_step", _set(("zones", 2, "dose_nl"), 20500), ["zones[2].dose_nl:"]),
-    ("too_many_zones", lambda d: dict(d, zones=[dict(d["zones"][0], name="Z%d" % i)
-                                               for i in range(13)]), ["zones:"]),
+    (
+        "too_many_zones",
+        lambda d: dict(d, zones=[dict(d["zones"][0], name="Z%d" % i) for i in range(13)]),
+        ["zones:"],
+    ),
     ("no_zones", _set(("zones",), []), ["zones:"]),
     ("duplicate_zone_names", _set(("zones", 2, "name"), "malar l"), ["zones[2].name:"]),
     ("zone_cap_over_session_cap", _set(("zones", 0, "cap_nl"), 2_000_001), ["zones[0].cap_nl:"]),
-    ("wrong_types", lambda d: _set(("zones", 0, "punctures"), "20")(_set(("version",), "1")(
-        _set(("example",), 1)(d))), ["zones[0].punctures:", "version:", "example:"]),
+    (
+        "wrong_types",
+        lambda d: _set(("zones", 0, "punctures"), "20")(
+            _set(("version",), "1")(_set(("example",), 1)(d))
+        ),
+        ["zones[0].punctures:", "version:", "example:"],
+    ),
     ("float", _set(("session_cap_nl",), 2e6), ["session_cap_nl:"]),
     ("bool_is_not_int", _set(("zones", 0, "speed_um_s"), True), ["zones[0].speed_um_s:"]),
-    ("unknown_keys", lambda d: _set(("zones", 3, "dose_ul"), 20)(_set(("author",), "x")(d)),
-     ["zones[3].dose_ul:", "author:"]),
-    ("missing_keys", lambda d: _del(("zones", 0, "cap_nl"))(_del(("name",))(d)),
-     ["zones[0].cap_nl:", "name:"]),
-    ("nappage_without_rate", _set(("zones", 0, "technique"), "nappage"), ["zones[0].shot_rate_mhz:"]),
-    ("long_names", lambda d: _set(("zones", 0, "name"), "Forehead cent")(
-        _set(("name",), "Facial skin booster, v2 ok")(d)), ["zones[0].name:", "name:"]),
+    (
+        "unknown_keys",
+        lambda d: _set(("zones", 3, "dose_ul"), 20)(_set(("author",), "x")(d)),
+        ["zones[3].dose_ul:", "author:"],
+    ),
+    (
+        "missing_keys",
+        lambda d: _del(("zones", 0, "cap_nl"))(_del(("name",))(d)),
+        ["zones[0].cap_nl:", "name:"],
+    ),
+    (
+        "nappage_without_rate",
+        _set(("zones", 0, "technique"), "nappage"),
+        ["zones[0].shot_rate_mhz:"],
+    ),
+    (
+        "long_names",
+        lambda d: _set(("zones", 0, "name"), "Forehead cent")(
+            _set(("name",), "Facial skin booster, v2 ok")(d)
+        ),
+        ["zones[0].name:", "name:"],
+    ),
     ("non_ascii_name", _set(("zones", 0, "name"), "Stirn \u00fc"), ["zones[0].name:"]),
     ("not_an_object", lambda d: [d], ["protocol:"]),
 ]
@@ -204,12 +254,18 @@ def test_validate_names_every_bad_field(capsys, tmp_path, change, fields):
         assert re.search(r"^  %s" % re.escape(field), err, re.M), (field, err)
 
 
-@pytest.mark.parametrize("content,message", [
-    ('{"format": 1, "name": "x",}', "json: not valid JSON"),
-    (b"\xff\xfe{}", "json: not UTF-8 text"),
-    ("[" + " " * P.MAX_FILE_BYTES + "]", "size: %d bytes is too large" % (P.MAX_FILE_BYTES + 2)),
-    (None, "file: cannot read"),
-])
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ('{"format": 1, "name": "x",}', "json: not valid JSON"),
+        (b"\xff\xfe{}", "json: not UTF-8 text"),
+        (
+            "[" + " " * P.MAX_FILE_BYTES + "]",
+            "size: %d bytes is too large" % (P.MAX_FILE_BYTES + 2),
+        ),
+        (None, "file: cannot read"),
+    ],
+)
 def test_validate_unreadable_files_exit_2_without_a_traceback(tmp_path, content, message):
     f = tmp_path / "p.json"
     if isinstance(content, bytes):
@@ -246,8 +302,9 @@ def test_validate_uses_the_engineers_limits(capsys, tmp_path):
     S.Store(DirFS(str(dev)), "settings").save(rec)
     code, out, err = run(capsys, "protocol", "validate", pain, "--limits-from", dev)
     assert code == 2 and "the record stored on %s" % dev in err
-    code, out, err = run(capsys, "protocol", "validate", pain, "--limits-from", dev,
-                         "--needle-length-um", "4000")
+    code, out, err = run(
+        capsys, "protocol", "validate", pain, "--limits-from", dev, "--needle-length-um", "4000"
+    )
     assert code == 0, err
     code, out, err = run(capsys, "protocol", "validate", pain, "--limits-from", tmp_path / "nope")
     assert code == 2 and "no such folder" in err
@@ -275,19 +332,25 @@ def _grid(field):
     return st.integers(0, (hi - lo) // step).map(lambda k: lo + k * step)
 
 
-dose_values = st.one_of(st.integers(0, 17).map(lambda k: 1000 + 500 * k),
-                        st.integers(10, 200).map(lambda k: 1000 * k))
+dose_values = st.one_of(
+    st.integers(0, 17).map(lambda k: 1000 + 500 * k), st.integers(10, 200).map(lambda k: 1000 * k)
+)
 names = st.text(PRINTABLE, min_size=1, max_size=P.ZONE_NAME_MAX).filter(lambda s: s.strip())
 
 
 @st.composite
 def zone(draw, name, cap_max):
     tech = draw(st.sampled_from(P.TECHNIQUE_NAMES))
-    z = {"name": name, "technique": tech, "depth_um": draw(_grid("depth_um")),
-         "dose_nl": draw(dose_values), "speed_um_s": draw(_grid("speed_um_s")),
-         "rate_nl_s": draw(_grid("rate_nl_s")),
-         "punctures": draw(st.one_of(st.just("free"), st.integers(1, P.PUNCTURES_MAX))),
-         "cap_nl": draw(st.integers(1, cap_max))}
+    z = {
+        "name": name,
+        "technique": tech,
+        "depth_um": draw(_grid("depth_um")),
+        "dose_nl": draw(dose_values),
+        "speed_um_s": draw(_grid("speed_um_s")),
+        "rate_nl_s": draw(_grid("rate_nl_s")),
+        "punctures": draw(st.one_of(st.just("free"), st.integers(1, P.PUNCTURES_MAX))),
+        "cap_nl": draw(st.integers(1, cap_max)),
+    }
     if tech == "nappage" or draw(st.booleans()):
         z["shot_rate_mhz"] = draw(_grid("shot_rate_mhz"))
     if draw(st.booleans()):
@@ -300,10 +363,15 @@ def valid_doc(draw):
     cap = draw(st.integers(1, 30_000_000))
     eff = min(cap, LIM.session_cap_nl)
     zone_names = draw(st.lists(names, min_size=1, max_size=P.MAX_ZONES, unique_by=str.lower))
-    doc = {"format": 1, "name": draw(st.text(PRINTABLE, min_size=1, max_size=P.NAME_MAX)
-                                     .filter(lambda s: s.strip())),
-           "version": draw(st.integers(1, P.VERSION_MAX)), "session_cap_nl": cap,
-           "zones": [draw(zone(n, eff)) for n in zone_names]}
+    doc = {
+        "format": 1,
+        "name": draw(
+            st.text(PRINTABLE, min_size=1, max_size=P.NAME_MAX).filter(lambda s: s.strip())
+        ),
+        "version": draw(st.integers(1, P.VERSION_MAX)),
+        "session_cap_nl": cap,
+        "zones": [draw(zone(n, eff)) for n in zone_names],
+    }
     if draw(st.booleans()):
         doc["example"] = draw(st.booleans())
     if draw(st.booleans()):
@@ -311,13 +379,26 @@ def valid_doc(draw):
     return doc
 
 
-junk = st.one_of(st.none(), st.booleans(), st.integers(-10**7, 10**7),
-                 st.floats(allow_nan=False, allow_infinity=False), st.sampled_from([1000.0, 0.0, 1.0]),
-                 st.text(max_size=30), st.sampled_from(["free", "nappage", "point", ""]),
-                 st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
-bad_text = st.one_of(st.text(min_size=0, max_size=40),  # any characters, any length, blank
-                     st.text(PRINTABLE, min_size=25, max_size=40), st.just(""), st.just("   "),
-                     st.just("tab\there"), st.just("caf\u00e9"), st.just("ok\n"))
+junk = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**7), 10**7),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([1000.0, 0.0, 1.0]),
+    st.text(max_size=30),
+    st.sampled_from(["free", "nappage", "point", ""]),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+bad_text = st.one_of(
+    st.text(min_size=0, max_size=40),  # any characters, any length, blank
+    st.text(PRINTABLE, min_size=25, max_size=40),
+    st.just(""),
+    st.just("   "),
+    st.just("tab\there"),
+    st.just("caf\u00e9"),
+    st.just("ok\n"),
+)
 
 
 def _no_cap_or_name_rule(key):
@@ -325,9 +406,11 @@ def _no_cap_or_name_rule(key):
     if key in ("cap_nl", "session_cap_nl"):
         return junk.filter(lambda v: not (isinstance(v, int) and not isinstance(v, bool) and v > 0))
     if key == "name":
-        return st.one_of(bad_text.filter(lambda s: P._text_problem(s, 1, P.ZONE_NAME_MAX)), junk.filter(
-            lambda v: not isinstance(v, str)))
-    return st.one_of(junk, st.integers(-10**6, 10**6))
+        return st.one_of(
+            bad_text.filter(lambda s: P._text_problem(s, 1, P.ZONE_NAME_MAX)),
+            junk.filter(lambda v: not isinstance(v, str)),
+        )
+    return st.one_of(junk, st.integers(-(10**6), 10**6))
 
 
 @st.composite
@@ -353,15 +436,22 @@ def mutated_doc(draw):
         elif kind == "text":
             k = "name" if target is not doc else draw(st.sampled_from(["name", "notes"]))
             if k == "notes":
-                target[k] = draw(st.one_of(st.text(min_size=P.NOTES_MAX + 1, max_size=P.NOTES_MAX + 20),
-                                           junk.filter(lambda v: not isinstance(v, str))))
+                target[k] = draw(
+                    st.one_of(
+                        st.text(min_size=P.NOTES_MAX + 1, max_size=P.NOTES_MAX + 20),
+                        junk.filter(lambda v: not isinstance(v, str)),
+                    )
+                )
             else:
                 target[k] = draw(_no_cap_or_name_rule("name"))
         elif kind == "zones" and isinstance(zones, list):
             how = draw(st.sampled_from(["many", "none", "junk_zone", "not_a_list"]))
             if how == "many":
-                eff = min(doc["session_cap_nl"], LIM.session_cap_nl) if isinstance(
-                    doc.get("session_cap_nl"), int) and doc["session_cap_nl"] > 0 else 1
+                eff = (
+                    min(doc["session_cap_nl"], LIM.session_cap_nl)
+                    if isinstance(doc.get("session_cap_nl"), int) and doc["session_cap_nl"] > 0
+                    else 1
+                )
                 while len(zones) <= P.MAX_ZONES + draw(st.integers(0, 3)):
                     zones.append(draw(zone("Extra %d" % len(zones), max(1, eff))))
             elif how == "none":
@@ -383,8 +473,11 @@ def test_generated_valid_protocols_pass_both(doc):
     assert P.check(doc, LIM) == []
 
 
-@settings(max_examples=1500, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(
+    max_examples=1500,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 @given(mutated_doc())
 def test_the_schema_and_the_device_agree(doc):
     doc = json.loads(json.dumps(doc))  # a JSON document: what a file holds
@@ -407,9 +500,17 @@ def test_the_agreement_generator_is_not_vacuous():
 
 # ---- push and pull --------------------------------------------------------------------------
 
+
 def test_push_and_pull_commands():
     assert T.push_command(Path("/x/p.json"), "SNIPPET") == [
-        "fs", "cp", "/x/p.json", ":" + T.PUSH_NAME, "+", "exec", "SNIPPET"]
+        "fs",
+        "cp",
+        "/x/p.json",
+        ":" + T.PUSH_NAME,
+        "+",
+        "exec",
+        "SNIPPET",
+    ]
     assert T.pull_command("/tmp/d") == ["fs", "cp", "-r", ":protocols", "/tmp/d/"]
     snippet = T.DEVICE_SAVE % {"settings": "settings", "tmp": T.PUSH_NAME, "dir": "protocols"}
     compile(snippet, "snippet", "exec")
@@ -451,14 +552,19 @@ def test_push_and_pull_over_the_virtual_board(tmp_path):
     fs = DirFS(str(flash))
     ps = P.ProtocolStore(fs, Limits(needle_length_um=2500))
     base = _doc()
-    for i in range(P.MAX_PROTOCOLS - 1):  # 15 stored already (CPython's Store writes the same bytes)
+    for i in range(
+        P.MAX_PROTOCOLS - 1
+    ):  # 15 stored already (CPython's Store writes the same bytes)
         ps.save(dict(base, name="Stored %02d" % i))
     face = ROOT / "protocols" / "facial-skin-booster.json"
     pain = ROOT / "protocols" / "pain-low-back.json"
     with vboard.VirtualBoard(flash) as port:
         r = cli("protocol", "push", pain, "--port", port)  # 3 mm: past this device's needle
         assert r.returncode == 2, r.stdout + r.stderr
-        assert "the device refused" in r.stderr and "zones[0].depth_um: 3000 is out of range" in r.stderr
+        assert (
+            "the device refused" in r.stderr
+            and "zones[0].depth_um: 3000 is out of range" in r.stderr
+        )
         r = cli("protocol", "push", face, "--port", port)  # the 16th
         assert r.returncode == 0, r.stdout + r.stderr
         assert "saved to %s: 'Facial skin booster'" % port in r.stdout
@@ -473,11 +579,13 @@ def test_push_and_pull_over_the_virtual_board(tmp_path):
     key = P.ProtocolStore.key("Facial skin booster")
     assert json.loads((out / (key + ".json")).read_text()) == json.loads(face.read_text())
     # written by MicroPython's ProtocolStore: readable by CPython's; no temp file left
-    assert P.ProtocolStore(DirFS(str(flash)), Limits()).load("Facial skin booster").as_dict() == \
-        json.loads(face.read_text())
+    assert P.ProtocolStore(DirFS(str(flash)), Limits()).load(
+        "Facial skin booster"
+    ).as_dict() == json.loads(face.read_text())
     assert not (flash / T.PUSH_NAME).exists()
     assert sorted(P.ProtocolStore(fs, Limits()).names()) == sorted(
-        ["Facial skin booster"] + ["Stored %02d" % i for i in range(15)])
+        ["Facial skin booster"] + ["Stored %02d" % i for i in range(15)]
+    )
     r = cli("protocol", "validate", out / (key + ".json"))
     assert r.returncode == 0, r.stderr
 

@@ -24,10 +24,20 @@ EXAMPLES = sorted((ROOT / "protocols").glob("*.json"))
 
 
 def zone(name, technique="point", punctures=5, dose_nl=20_000, cap_nl=None, **kw):
-    z = {"name": name, "technique": technique, "depth_um": 1000, "dose_nl": dose_nl,
-         "speed_um_s": 20_000, "rate_nl_s": 20_000, "suckback_nl": 0, "punctures": punctures,
-         "cap_nl": cap_nl if cap_nl is not None else
-         (punctures if punctures != "free" else protocol_run.FREE_PUNCTURES) * dose_nl + dose_nl}
+    z = {
+        "name": name,
+        "technique": technique,
+        "depth_um": 1000,
+        "dose_nl": dose_nl,
+        "speed_um_s": 20_000,
+        "rate_nl_s": 20_000,
+        "suckback_nl": 0,
+        "punctures": punctures,
+        "cap_nl": cap_nl
+        if cap_nl is not None
+        else (punctures if punctures != "free" else protocol_run.FREE_PUNCTURES) * dose_nl
+        + dose_nl,
+    }
     if technique == "nappage":
         z["shot_rate_mhz"] = 3000
     z.update(kw)
@@ -37,7 +47,10 @@ def zone(name, technique="point", punctures=5, dose_nl=20_000, cap_nl=None, **kw
 # A small mixed protocol of the tests' own: every technique, a "free" zone, two zones
 # whose caps stop firing before their planned count (one single, one nappage).
 MIXED = {
-    "format": 1, "name": "Test mixed protocol long", "version": 7, "session_cap_nl": 900_000,
+    "format": 1,
+    "name": "Test mixed protocol long",
+    "version": 7,
+    "session_cap_nl": 900_000,
     "zones": [
         zone("Point A", punctures=4),
         zone("Nappage B", "nappage", punctures=30, dose_nl=2000),
@@ -45,7 +58,8 @@ MIXED = {
         zone("Free D", punctures="free", dose_nl=5000, cap_nl=200_000),
         zone("Capped E", punctures=10, cap_nl=110_000),  # 5 of 10 fit
         zone("Capped nap F", "nappage", punctures=50, dose_nl=2000, cap_nl=41_000),  # 20 of 50
-    ]}
+    ],
+}
 CAPPED = {4: 5, 5: 20}  # zone index -> punctures the cap lets through
 
 
@@ -65,30 +79,62 @@ def table_rows(md):
     {index: (done, planned, delivered_uL, planned_uL, cap_uL, status)}."""
     rows = {}
     for line in md.splitlines():
-        m = re.match(r"\| (\d+) \| (.*?) \| \w+ \| (\d+) / (\w+) \| "
-                     r"([\d.]+) / ([\w.]+) \| ([\d.]+) \| (.*) \|$", line)
+        m = re.match(
+            r"\| (\d+) \| (.*?) \| \w+ \| (\d+) / (\w+) \| "
+            r"([\d.]+) / ([\w.]+) \| ([\d.]+) \| (.*) \|$",
+            line,
+        )
         if m:
-            rows[int(m.group(1)) - 1] = (int(m.group(3)), m.group(4), float(m.group(5)), m.group(6),
-                                         float(m.group(7)), m.group(8))
+            rows[int(m.group(1)) - 1] = (
+                int(m.group(3)),
+                m.group(4),
+                float(m.group(5)),
+                m.group(6),
+                float(m.group(7)),
+                m.group(8),
+            )
     return rows
 
 
 # ---- records ------------------------------------------------------------------
 
+
 def test_protocol_and_zone_records_fit_24_bytes_and_round_trip():
     for kind in (tlog.K_PROTOCOL, tlog.K_ZONE):
         assert 3 + sum(b for _, b, _ in tlog._FIELDS[kind]) <= tlog.PAYLOAD_BYTES * 8
-    r = tlog.decode(tlog.encode(tlog.K_PROTOCOL, {"session": 65535, "version": 65535, "zones": 12,
-                                                  "example": True, "name": "Facial skin booster v3 X"}))
+    r = tlog.decode(
+        tlog.encode(
+            tlog.K_PROTOCOL,
+            {
+                "session": 65535,
+                "version": 65535,
+                "zones": 12,
+                "example": True,
+                "name": "Facial skin booster v3 X",
+            },
+        )
+    )
     assert r["name"] == "Facial skin boost" and len(r["name"]) == tlog.PROTOCOL_NAME_CHARS
     assert (r["session"], r["version"], r["zones"], r["example"]) == (65535, 65535, 12, 1)
-    z = {"event": tlog.Z_DONE, "skipped": 1, "mode": 1, "session": 9, "index": 11, "planned": 9999,
-         "cap_nl": 20_000_000, "dose_set_nl": 200_000, "name": "Periorbital L+"}
+    z = {
+        "event": tlog.Z_DONE,
+        "skipped": 1,
+        "mode": 1,
+        "session": 9,
+        "index": 11,
+        "planned": 9999,
+        "cap_nl": 20_000_000,
+        "dose_set_nl": 200_000,
+        "name": "Periorbital L+",
+    }
     r = tlog.decode(tlog.encode(tlog.K_ZONE, z))
     assert r.pop("kind") == tlog.K_ZONE and r.pop("name") == "Periorbital "
     assert r == {k: v for k, v in z.items() if k != "name"}
     assert tlog.decode(tlog.encode(tlog.K_ZONE, {"dose_set_nl": 1500}))["dose_set_nl"] == 1500
-    assert tlog.decode(tlog.encode(tlog.K_ZONE, {"planned": 10**6, "cap_nl": 10**9}))["planned"] == 16383
+    assert (
+        tlog.decode(tlog.encode(tlog.K_ZONE, {"planned": 10**6, "cap_nl": 10**9}))["planned"]
+        == 16383
+    )
 
 
 MPY_SCRIPT = """
@@ -104,22 +150,39 @@ for kind, v in %r:
 def test_new_records_on_micropython_match_cpython():
     if not mpy.available():
         pytest.fail("MicroPython (npm) is not installed: run `make test`, which installs it")
-    cases = [(tlog.K_PROTOCOL, {"session": 3, "version": 2, "zones": 4, "name": "Nappage face"}),
-             (tlog.K_ZONE, {"event": 1, "skipped": 1, "mode": 1, "session": 3, "index": 2,
-                            "planned": 250, "cap_nl": 550_000, "dose_set_nl": 2000, "name": "Cheek L"})]
+    cases = [
+        (tlog.K_PROTOCOL, {"session": 3, "version": 2, "zones": 4, "name": "Nappage face"}),
+        (
+            tlog.K_ZONE,
+            {
+                "event": 1,
+                "skipped": 1,
+                "mode": 1,
+                "session": 3,
+                "index": 2,
+                "planned": 250,
+                "cap_nl": 550_000,
+                "dose_set_nl": 2000,
+                "name": "Cheek L",
+            },
+        ),
+    ]
     out = mpy.run_with_core(MPY_SCRIPT % (cases,)).splitlines()
-    assert out == ["%s %s" % (tlog.encode(k, v).hex(), sorted(tlog.decode(tlog.encode(k, v)).items()))
-                   for k, v in cases]
+    assert out == [
+        "%s %s" % (tlog.encode(k, v).hex(), sorted(tlog.decode(tlog.encode(k, v)).items()))
+        for k, v in cases
+    ]
 
 
 # ---- whole sessions in the simulator ---------------------------------------------
+
 
 def check_session(res):
     """Zone by zone: the Run's counts, the log's records and the report's table agree."""
     run, p = res.run, res.protocol
     s = res.decoded.sessions[res.session]
     assert not res.decoded.problems
-    assert s.protocol.name == p.name[:tlog.PROTOCOL_NAME_CHARS] and s.protocol.version == p.version
+    assert s.protocol.name == p.name[: tlog.PROTOCOL_NAME_CHARS] and s.protocol.version == p.version
     assert s.protocol.zone_count == len(p.zones) and s.run_ended
     assert s.end and s.end["delivered_nl"] == res.sim.core.delivered_nl()
     totals = logs.zone_totals(s)
@@ -127,7 +190,12 @@ def check_session(res):
     assert sorted(rows) == list(range(len(p.zones)))
     for i, z in enumerate(p.zones):
         lz = s.zones[i]
-        assert (lz.name, lz.planned, lz.cap_nl, lz.mode) == (z.name[:12], z.planned, z.cap_nl, z.mode)
+        assert (lz.name, lz.planned, lz.cap_nl, lz.mode) == (
+            z.name[:12],
+            z.planned,
+            z.cap_nl,
+            z.mode,
+        )
         assert lz.dose_set_nl == z.settings["dose_nl"] and lz.entered == 1 and not lz.skipped
         t = totals.get(i, {"complete": 0, "cut": 0, "delivered_nl": 0})
         assert t["complete"] == run.done[i] and t["cut"] == 0
@@ -151,7 +219,11 @@ def delivered_as_planned(res, i, count):
     assert run.done[i] == count, (z.name, run.done[i], count)
     want = count * dose
     step_nl = res.sim.core.steps_to_nl(1) + 1
-    assert abs(run.used_nl[i] - want) <= max(want // 100, count * step_nl), (z.name, run.used_nl[i], want)
+    assert abs(run.used_nl[i] - want) <= max(want // 100, count * step_nl), (
+        z.name,
+        run.used_nl[i],
+        want,
+    )
 
 
 @pytest.mark.parametrize("path", EXAMPLES + ["mixed"], ids=[p.stem for p in EXAMPLES] + ["mixed"])
@@ -163,8 +235,11 @@ def test_simulated_protocol_session_delivers_the_plan_zone_by_zone(tmp_path, pat
     s, rows = check_session(res)
     usable = {m: e[M.SYR_CAPACITY_NL] - e[M.SYR_DEAD_NL] for m, e in M.SYRINGES.items()}
     assert usable[res.syringe_model] >= protocol.session_cap_nl + protocol_run.prime_nl()
-    assert all(usable[m] < protocol.session_cap_nl + protocol_run.prime_nl()  # the smallest
-               for m in M.SYRINGES if usable[m] < usable[res.syringe_model])  # that holds it
+    assert all(
+        usable[m] < protocol.session_cap_nl + protocol_run.prime_nl()  # the smallest
+        for m in M.SYRINGES
+        if usable[m] < usable[res.syringe_model]
+    )  # that holds it
     for i, z in enumerate(protocol.zones):
         r = res.zones[i]
         if i in CAPPED and path.name == "mixed.json":
@@ -199,9 +274,21 @@ def test_skip_and_back_keep_the_counts_and_the_log_right(tmp_path):
     session = rec.start_session("SKIP")
     sim.main_loop.append(lambda: (rec.poll(), rec.service()))
     sim.prime(800)
-    proto = P.build({"format": 1, "name": "Skip test", "version": 2, "session_cap_nl": 800_000,
-                     "zones": [zone("Z0", punctures=3), zone("Z1", punctures=3, dose_nl=10_000),
-                               zone("Z2", punctures=2), zone("Z3", punctures=2)]}, Limits())
+    proto = P.build(
+        {
+            "format": 1,
+            "name": "Skip test",
+            "version": 2,
+            "session_cap_nl": 800_000,
+            "zones": [
+                zone("Z0", punctures=3),
+                zone("Z1", punctures=3, dose_nl=10_000),
+                zone("Z2", punctures=2),
+                zone("Z3", punctures=2),
+            ],
+        },
+        Limits(),
+    )
     run = P.Run(sim.core, proto, rec)
     assert run.start()
     plog = tlog.ProtocolLog(rec, run)
@@ -238,8 +325,22 @@ def test_skip_and_back_keep_the_counts_and_the_log_right(tmp_path):
     s = logs.read_dir(tmp_path).sessions[session]
     ev = [(r["event"], r["index"], r["skipped"]) for r in s.zone_events]
     E, S, D = tlog.Z_ENTER, tlog.Z_SKIP, tlog.Z_DONE  # noqa: N806  (the constants, one letter each)
-    assert ev == [(E, 0, 0), (E, 1, 0), (S, 1, 1), (E, 2, 0), (E, 1, 1), (E, 0, 0), (E, 1, 0),
-                  (E, 2, 0), (E, 3, 0), (S, 3, 1), (D, 0, 0), (D, 1, 0), (D, 2, 0), (D, 3, 1)]
+    assert ev == [
+        (E, 0, 0),
+        (E, 1, 0),
+        (S, 1, 1),
+        (E, 2, 0),
+        (E, 1, 1),
+        (E, 0, 0),
+        (E, 1, 0),
+        (E, 2, 0),
+        (E, 3, 0),
+        (S, 3, 1),
+        (D, 0, 0),
+        (D, 1, 0),
+        (D, 2, 0),
+        (D, 3, 1),
+    ]
     totals = logs.zone_totals(s)
     for i in range(3):
         assert totals[i]["complete"] == run.done[i]
@@ -263,8 +364,16 @@ def test_protocol_log_writes_protocol_again_in_a_new_session(tmp_path):
     assert sim.home()
     sim.load(1)
     rec = tlog.Recorder(sim.core, tlog.Log(DirFS(str(tmp_path)), ""))
-    proto = P.build({"format": 1, "name": "Two", "version": 1, "session_cap_nl": 500_000,
-                     "zones": [zone("A"), zone("B")]}, Limits())
+    proto = P.build(
+        {
+            "format": 1,
+            "name": "Two",
+            "version": 1,
+            "session_cap_nl": 500_000,
+            "zones": [zone("A"), zone("B")],
+        },
+        Limits(),
+    )
     run = P.Run(sim.core, proto, rec)
     assert run.start()
     plog = tlog.ProtocolLog(rec, run)
@@ -276,36 +385,55 @@ def test_protocol_log_writes_protocol_again_in_a_new_session(tmp_path):
     dec = logs.read_dir(tmp_path)
     for n in (1, 2):
         s = dec.sessions[n]
-        assert s.protocol.name == "Two" and [(r["event"], r["index"]) for r in s.zone_events] == [(0, 0)]
+        assert s.protocol.name == "Two" and [(r["event"], r["index"]) for r in s.zone_events] == [
+            (0, 0)
+        ]
 
 
 # ---- syringe choice and the CLI ------------------------------------------------------
+
 
 def test_syringe_is_the_smallest_that_holds_the_cap_plus_priming():
     assert protocol_run.choose_syringe(900_000) == 1
     assert protocol_run.choose_syringe(930_000 - protocol_run.prime_nl()) == 1
     assert protocol_run.choose_syringe(930_000) == 3
     assert protocol_run.choose_syringe(5_000_000) == 10
-    with pytest.raises(protocol_run.SimError, match="no syringe holds the session cap of 20000.0 uL"):
+    with pytest.raises(
+        protocol_run.SimError, match="no syringe holds the session cap of 20000.0 uL"
+    ):
         protocol_run.choose_syringe(20_000_000)
 
 
 def test_cli_runs_a_protocol_and_writes_log_and_report(tmp_path):
-    r = cli("sim", "--protocol", str(EXAMPLES[0] if EXAMPLES else mixed_file(tmp_path)),
-            "--out", str(tmp_path / "o"), "--seed", "3")
+    r = cli(
+        "sim",
+        "--protocol",
+        str(EXAMPLES[0] if EXAMPLES else mixed_file(tmp_path)),
+        "--out",
+        str(tmp_path / "o"),
+        "--seed",
+        "3",
+    )
     assert r.returncode == 0, r.stderr
     assert "report:" in r.stdout
     assert list((tmp_path / "o" / "log").glob("*.tlg"))
-    assert "## Zones: planned vs delivered" in (tmp_path / "o" / "report" / "summary.md").read_text()
+    assert (
+        "## Zones: planned vs delivered" in (tmp_path / "o" / "report" / "summary.md").read_text()
+    )
 
 
-@pytest.mark.parametrize("content,expect", [
-    ("{not json", ["json: not valid JSON"]),
-    (json.dumps(dict(MIXED, version=0, zones=[zone("A", depth_um=99_000), zone("a")])),
-     ["version", "zones[0].depth_um", "zones[1].name"]),
-    (json.dumps(dict(MIXED, zones=[])), ["zones"]),
-    (None, ["cannot read"]),
-])
+@pytest.mark.parametrize(
+    "content,expect",
+    [
+        ("{not json", ["json: not valid JSON"]),
+        (
+            json.dumps(dict(MIXED, version=0, zones=[zone("A", depth_um=99_000), zone("a")])),
+            ["version", "zones[0].depth_um", "zones[1].name"],
+        ),
+        (json.dumps(dict(MIXED, zones=[])), ["zones"]),
+        (None, ["cannot read"]),
+    ],
+)
 def test_cli_bad_protocol_file_exits_2_with_its_problems(tmp_path, content, expect):
     path = tmp_path / "bad.json"
     if content is not None:

@@ -15,8 +15,10 @@ from host_tools import safety_report
 from sim import faults as F
 from sim.machine import PioAxis
 
-ROWS = [pytest.param(name, id=name, marks=pytest.mark.hazard(*f.hazards))
-        for name, f in F.FAULTS.items()]
+ROWS = [
+    pytest.param(name, id=name, marks=pytest.mark.hazard(*f.hazards))
+    for name, f in F.FAULTS.items()
+]
 
 
 @pytest.mark.parametrize("fault", ROWS)

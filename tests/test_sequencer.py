@@ -73,8 +73,15 @@ def test_pedal_fires_like_the_trigger(ready_sim):
 
 def test_continuous_fires_at_the_shot_rate_while_held(ready_sim):
     sim = ready_sim
-    sim.configure(mode=1, depth_um=600, dose_nl=2000, speed_um_s=40_000,
-                  rate_nl_s=100_000, shot_rate_mhz=5000, suckback_nl=200)
+    sim.configure(
+        mode=1,
+        depth_um=600,
+        dose_nl=2000,
+        speed_um_s=40_000,
+        rate_nl_s=100_000,
+        shot_rate_mhz=5000,
+        suckback_nl=200,
+    )
     shots = sim.burst(2000)
     # 5 shots/s for 2 s: the first fires at once, then one every 200 ms.
     assert len(shots) == 10
@@ -177,13 +184,21 @@ def test_counters_add_up(ready_sim):
 
 
 @pytest.mark.hazard("H1", "H2")
-@settings(max_examples=examples(25), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(depth=st.integers(3, 40).map(lambda x: x * 100),
-       dose=st.one_of(st.integers(2, 19).map(lambda x: x * 500), st.integers(10, 60).map(lambda x: x * 1000)),
-       speed=st.integers(5, 50).map(lambda x: x * 1000),
-       rate=st.integers(2, 100).map(lambda x: x * 1000),
-       sb=st.integers(0, 20).map(lambda x: x * 100),
-       syringe=st.sampled_from(sorted(M.SYRINGES)))
+@settings(
+    max_examples=examples(25),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    depth=st.integers(3, 40).map(lambda x: x * 100),
+    dose=st.one_of(
+        st.integers(2, 19).map(lambda x: x * 500), st.integers(10, 60).map(lambda x: x * 1000)
+    ),
+    speed=st.integers(5, 50).map(lambda x: x * 1000),
+    rate=st.integers(2, 100).map(lambda x: x * 1000),
+    sb=st.integers(0, 20).map(lambda x: x * 100),
+    syringe=st.sampled_from(sorted(M.SYRINGES)),
+)
 def test_every_puncture_reaches_depth_and_dose(depth, dose, speed, rate, sb, syringe):
     sim = Simulator(trace=False)
     sim.home()
@@ -203,8 +218,11 @@ def test_needle_soft_limit_stops_a_move_past_the_needle_length(ready_sim):
     sim = ready_sim
     # A corrupted plan (here: forced by hand) must still never drive past the limit.
     ps = sim.core.plans()
-    ps.needle_in.set(M.um_to_needle_steps(M.NEEDLE_HOME_OFFSET_UM + 6000), 16_000,
-                     M.um_to_needle_steps(M.NEEDLE_ACCEL_UM_S2))
+    ps.needle_in.set(
+        M.um_to_needle_steps(M.NEEDLE_HOME_OFFSET_UM + 6000),
+        16_000,
+        M.um_to_needle_steps(M.NEEDLE_ACCEL_UM_S2),
+    )
     sim.machine.trigger = True
     sim.run_until(lambda s: s.core.state == C.ST_FAULT, 2000)
     limit_um = M.NEEDLE_HOME_OFFSET_UM + sim.core.limits.needle_length_um

@@ -17,26 +17,29 @@ def test_defaults_are_valid():
 
 
 @pytest.mark.hazard("H10")
-@pytest.mark.parametrize("field,value,expect", [
-    ("depth_um", 200, "300..4000"),
-    ("depth_um", 4100, "300..4000"),  # past the usable needle length
-    ("depth_um", 1050, "steps of 100"),
-    ("dose_nl", 500, "1000..200000"),
-    ("dose_nl", 200_500, "1000..200000"),
-    ("dose_nl", 1250, "steps of 500"),
-    ("dose_nl", 12_500, "steps of 1000"),  # 1 uL steps from 10 uL
-    ("speed_um_s", 4000, "5000..50000"),
-    ("speed_um_s", 51_000, "5000..50000"),
-    ("rate_nl_s", 1000, "2000..100000"),
-    ("rate_nl_s", 101_000, "2000..100000"),
-    ("shot_rate_mhz", 400, "500..10000"),
-    ("shot_rate_mhz", 10_100, "500..10000"),
-    ("suckback_nl", 2100, "0..2000"),
-    ("suckback_nl", -100, "0..2000"),
-    ("syringe_model", 2, "/".join(str(m) for m in sorted(M.SYRINGES))),
-    ("needle_count", 2, "1, 3, 5, 9"),
-    ("mode", 7, "single"),
-])
+@pytest.mark.parametrize(
+    "field,value,expect",
+    [
+        ("depth_um", 200, "300..4000"),
+        ("depth_um", 4100, "300..4000"),  # past the usable needle length
+        ("depth_um", 1050, "steps of 100"),
+        ("dose_nl", 500, "1000..200000"),
+        ("dose_nl", 200_500, "1000..200000"),
+        ("dose_nl", 1250, "steps of 500"),
+        ("dose_nl", 12_500, "steps of 1000"),  # 1 uL steps from 10 uL
+        ("speed_um_s", 4000, "5000..50000"),
+        ("speed_um_s", 51_000, "5000..50000"),
+        ("rate_nl_s", 1000, "2000..100000"),
+        ("rate_nl_s", 101_000, "2000..100000"),
+        ("shot_rate_mhz", 400, "500..10000"),
+        ("shot_rate_mhz", 10_100, "500..10000"),
+        ("suckback_nl", 2100, "0..2000"),
+        ("suckback_nl", -100, "0..2000"),
+        ("syringe_model", 2, "/".join(str(m) for m in sorted(M.SYRINGES))),
+        ("needle_count", 2, "1, 3, 5, 9"),
+        ("mode", 7, "single"),
+    ],
+)
 def test_out_of_range_names_field_value_and_range(field, value, expect):
     with pytest.raises(SettingsError) as e:
         Settings().changed(LIMITS, **{field: value})
@@ -51,8 +54,9 @@ def test_out_of_range_names_field_value_and_range(field, value, expect):
 @pytest.mark.parametrize("field", FIELDS)
 def test_wrong_types_refused(field, value):
     with pytest.raises(SettingsError) as e:
-        Settings().changed(LIMITS, syringe_model=0, **{field: value}) if field != "syringe_model" \
-            else Settings().changed(LIMITS, **{field: value})
+        Settings().changed(
+            LIMITS, syringe_model=0, **{field: value}
+        ) if field != "syringe_model" else Settings().changed(LIMITS, **{field: value})
     assert field + ":" in str(e.value)
 
 
@@ -130,7 +134,7 @@ def test_settings_refused_while_moving(ready_sim):
 
 
 @pytest.mark.hazard("H10")
-@given(field=st.sampled_from(sorted(RANGES)), value=st.integers(-10**7, 10**7))
+@given(field=st.sampled_from(sorted(RANGES)), value=st.integers(-(10**7), 10**7))
 def test_any_integer_is_accepted_only_inside_its_range(field, value):
     lo, hi, step, _unit = RANGES[field]
     extra = {"syringe_model": 0} if field == "syringe_id_um" else {}

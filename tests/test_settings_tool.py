@@ -59,6 +59,7 @@ def test_store_name_is_the_boards():
 
 # ---- show ----------------------------------------------------------------------
 
+
 def test_show_prints_the_newest_record_with_units(capsys, dev):
     code, out, err = run(capsys, "settings", "show", "--dir", dev)
     assert code == 0, err
@@ -117,11 +118,13 @@ def test_show_says_when_a_record_was_migrated(capsys, tmp_path):
 
 # ---- push ----------------------------------------------------------------------
 
+
 def test_push_full_then_show_round_trip(capsys, tmp_path):
     d = tmp_path / "empty"
     d.mkdir()
-    p = record(dose_nl=50000, depth_um=2500, mode=1, syringe_model=0, syringe_id_um=8000,
-               needle_count=5)
+    p = record(
+        dose_nl=50000, depth_um=2500, mode=1, syringe_model=0, syringe_id_um=8000, needle_count=5
+    )
     p["limits"]["session_cap_nl"] = 2_000_000
     p["calibration"] = {"dose_factor_ppm": 1_010_000, "backlash_steps": 10}
     p["service_pin"] = "0042"
@@ -137,8 +140,14 @@ def test_push_full_then_show_round_trip(capsys, tmp_path):
 @pytest.mark.hazard("H9")
 def test_partial_push_merges_onto_the_stored_record(capsys, tmp_path, dev):
     before, info = store(dev).load()
-    code, out, err = run(capsys, "settings", "push",
-                         write_json(tmp_path, {"settings": {"dose_nl": 26000}}), "--dir", dev)
+    code, out, err = run(
+        capsys,
+        "settings",
+        "push",
+        write_json(tmp_path, {"settings": {"dose_nl": 26000}}),
+        "--dir",
+        dev,
+    )
     assert code == 0, err
     assert "settings.dose_nl: 30000 -> 26000" in out
     assert "saved to %s: settings.a, generation 3" % dev in out
@@ -152,8 +161,14 @@ def test_partial_push_merges_onto_the_stored_record(capsys, tmp_path, dev):
 
 def test_pushing_the_same_record_writes_nothing(capsys, tmp_path, dev):
     files = snapshot(dev)
-    code, out, _ = run(capsys, "settings", "push",
-                       write_json(tmp_path, {"settings": {"dose_nl": 30000}}), "--dir", dev)
+    code, out, _ = run(
+        capsys,
+        "settings",
+        "push",
+        write_json(tmp_path, {"settings": {"dose_nl": 30000}}),
+        "--dir",
+        dev,
+    )
     assert code == 0 and "no change" in out
     assert snapshot(dev) == files
 
@@ -177,8 +192,10 @@ BAD = [  # (change, the field the message must name)
     ({"settings": {"depth_um": 4100}}, "settings.depth_um: 4100 is out of range"),
     ({"settings": {"mode": 7}}, "settings.mode: 7 is not a mode"),
     ({"settings": {"syringe_model": 2}}, "settings.syringe_model: 2 is not a syringe"),
-    ({"settings": {"syringe_model": 0, "syringe_id_um": 5}},
-     "settings.syringe_id_um: 5 is out of range"),
+    (
+        {"settings": {"syringe_model": 0, "syringe_id_um": 5}},
+        "settings.syringe_id_um: 5 is out of range",
+    ),
     ({"settings": {"needle_count": 2}}, "settings.needle_count: 2 is not allowed"),
     ({"settings": {"speed_um_s": True}}, "settings.speed_um_s: True is not an integer"),
     ({"settings": {"dose_ul": 25}}, "settings.dose_ul: unknown setting"),
@@ -186,8 +203,14 @@ BAD = [  # (change, the field the message must name)
     ({"limits": {"occlusion_kpa": 10}}, "limits.occlusion_kpa: 10 is out of range"),
     ({"limits": {"needle_length_um": 500}}, "settings.depth_um: 1000 is out of range"),
     ({"limits": {"max_dose": 1}}, "limits.max_dose: unknown limit"),
-    ({"calibration": {"dose_factor_ppm": "1e6"}}, "calibration.dose_factor_ppm: '1e6' is not an integer"),
-    ({"calibration": {"dose_factor_ppm": 700_000}}, "calibration.dose_factor_ppm: 700000 is out of range"),
+    (
+        {"calibration": {"dose_factor_ppm": "1e6"}},
+        "calibration.dose_factor_ppm: '1e6' is not an integer",
+    ),
+    (
+        {"calibration": {"dose_factor_ppm": 700_000}},
+        "calibration.dose_factor_ppm: 700000 is out of range",
+    ),
     ({"calibration": {"backlash_steps": -1}}, "calibration.backlash_steps: -1 is out of range"),
     ({"service_pin": 1234}, "service_pin: not 4 digits"),
     ({"service_pin": "12345"}, "service_pin: not 4 digits"),
@@ -196,7 +219,9 @@ BAD = [  # (change, the field the message must name)
 
 
 @pytest.mark.hazard("H9")
-@pytest.mark.parametrize("change,message", BAD, ids=[m.split(":")[0] + str(i) for i, (_, m) in enumerate(BAD)])
+@pytest.mark.parametrize(
+    "change,message", BAD, ids=[m.split(":")[0] + str(i) for i, (_, m) in enumerate(BAD)]
+)
 def test_an_invalid_field_is_named_and_nothing_is_written(capsys, tmp_path, dev, change, message):
     files = snapshot(dev)
     code, out, err = run(capsys, "settings", "push", write_json(tmp_path, change), "--dir", dev)
@@ -207,14 +232,26 @@ def test_an_invalid_field_is_named_and_nothing_is_written(capsys, tmp_path, dev,
 
 @pytest.mark.hazard("H9")
 def test_every_invalid_field_is_reported_at_once(capsys, tmp_path, dev):
-    change = {"settings": {"dose_nl": 25001, "depth_um": 99999, "mode": 1.5, "bogus": 1},
-              "limits": {"occlusion_kpa": 5}, "calibration": {"dose_factor_ppm": 5},
-              "service_pin": "12a4", "extra": 1}
+    change = {
+        "settings": {"dose_nl": 25001, "depth_um": 99999, "mode": 1.5, "bogus": 1},
+        "limits": {"occlusion_kpa": 5},
+        "calibration": {"dose_factor_ppm": 5},
+        "service_pin": "12a4",
+        "extra": 1,
+    }
     files = snapshot(dev)
     code, out, err = run(capsys, "settings", "push", write_json(tmp_path, change), "--dir", dev)
     assert code == 2 and out == ""
-    for field in ("settings.dose_nl:", "settings.depth_um:", "settings.mode:", "settings.bogus:",
-                  "limits.occlusion_kpa:", "calibration.dose_factor_ppm:", "service_pin:", "extra:"):
+    for field in (
+        "settings.dose_nl:",
+        "settings.depth_um:",
+        "settings.mode:",
+        "settings.bogus:",
+        "limits.occlusion_kpa:",
+        "calibration.dose_factor_ppm:",
+        "service_pin:",
+        "extra:",
+    ):
         assert field in err, field
     assert "(8 problems)" in err
     assert snapshot(dev) == files
@@ -230,6 +267,7 @@ def test_merge_keeps_the_sections_it_is_not_given():
 
 # ---- calibrate -------------------------------------------------------------------
 
+
 def test_calibrate_uses_the_stored_factor_and_syringe(capsys, tmp_path):
     d = tmp_path / "dev"
     d.mkdir()
@@ -237,8 +275,9 @@ def test_calibrate_uses_the_stored_factor_and_syringe(capsys, tmp_path):
     p["calibration"]["dose_factor_ppm"] = 990_000
     store(d).save(p)
     files = snapshot(d)
-    code, out, err = run(capsys, "calibrate", "--counted-ul", "200", "--mass-mg", "203.5",
-                         "--dir", d)
+    code, out, err = run(
+        capsys, "calibrate", "--counted-ul", "200", "--mass-mg", "203.5", "--dir", d
+    )
     assert code == 0, err
     area = Settings(**p["settings"]).syringe()[0]
     measured = calib.weighed_nl(2035, M.WATER_MG_PER_ML)
@@ -253,27 +292,43 @@ def test_calibrate_uses_the_stored_factor_and_syringe(capsys, tmp_path):
 @pytest.mark.hazard("H9")
 def test_calibrate_apply_writes_the_factor_like_push(capsys, dev):
     before, _ = store(dev).load()
-    code, out, err = run(capsys, "calibrate", "--counted-ul", "100", "--mass-mg", "101",
-                         "--density", "1010", "--dir", dev, "--apply")
+    code, out, err = run(
+        capsys,
+        "calibrate",
+        "--counted-ul",
+        "100",
+        "--mass-mg",
+        "101",
+        "--density",
+        "1010",
+        "--dir",
+        dev,
+        "--apply",
+    )
     assert code == 0, err
     area = M.SYRINGES[1][M.SYR_AREA_CMM2]
     new = calib.gravimetric(100_000, calib.weighed_nl(1010, 1010), 1_000_000, area)[0]
     assert new == 1_000_000 * 100_000 // 100_000  # 101 mg at 1010 mg/mL is 100 uL: no change
-    code, out, err = run(capsys, "calibrate", "--counted-ul", "100", "--mass-mg", "97",
-                         "--dir", dev, "--apply")
+    code, out, err = run(
+        capsys, "calibrate", "--counted-ul", "100", "--mass-mg", "97", "--dir", dev, "--apply"
+    )
     assert code == 0, err
     after, info = store(dev).load()
     want = json.loads(json.dumps(before))
     want["calibration"]["dose_factor_ppm"] = calib.gravimetric(
-        100_000, calib.weighed_nl(970, M.WATER_MG_PER_ML), 1_000_000, area)[0]
+        100_000, calib.weighed_nl(970, M.WATER_MG_PER_ML), 1_000_000, area
+    )[0]
     assert after == want and info["generation"] == 3
-    assert "calibration.dose_factor_ppm: 1000000 -> %d" % want["calibration"]["dose_factor_ppm"] in out
+    assert (
+        "calibration.dose_factor_ppm: 1000000 -> %d" % want["calibration"]["dose_factor_ppm"] in out
+    )
 
 
 def test_calibrate_out_of_range_refuses_and_writes_nothing(capsys, dev):
     files = snapshot(dev)
-    code, out, err = run(capsys, "calibrate", "--counted-ul", "200", "--mass-mg", "100",
-                         "--dir", dev, "--apply")
+    code, out, err = run(
+        capsys, "calibrate", "--counted-ul", "200", "--mass-mg", "100", "--dir", dev, "--apply"
+    )
     assert code == 2
     assert "out of range (800000..1200000 ppm)" in err and "nothing changed" in err
     assert snapshot(dev) == files
@@ -288,20 +343,36 @@ def test_calibrate_without_a_source_uses_the_defaults(capsys):
 
 # ---- errors: one line, exit 2, never a traceback ------------------------------------
 
-@pytest.mark.parametrize("args,message", [
-    (("settings", "show", "--dir", "{tmp}/missing"), "no such folder"),
-    (("settings", "show", "--dir", "{tmp}/file.txt"), "is not a folder"),
-    (("settings", "show", "--port", "{tmp}/no-such-tty"), "mpremote could not read the settings"),
-    (("settings", "push", "{tmp}/missing.json", "--dir", "{tmp}"), "cannot read"),
-    (("settings", "push", "{tmp}/bad.json", "--dir", "{tmp}"), "is not valid JSON"),
-    (("settings", "push", "{tmp}/list.json", "--dir", "{tmp}"), "must hold a JSON object"),
-    (("settings", "push", "{tmp}/list.json"), "one of the arguments --port --dir is required"),
-    (("settings", "push", "{tmp}/bad.json", "--dir", "{tmp}", "--port", "x"), "not allowed with"),
-    (("settings",), "usage: injector settings"),
-    (("calibrate", "--counted-ul", "0", "--mass-mg", "1"), "--counted-ul must be more than 0"),
-    (("calibrate", "--counted-ul", "1", "--mass-mg", "1", "--density", "1.5"), "integer in mg/mL"),
-    (("calibrate", "--counted-ul", "1", "--mass-mg", "1", "--dir", "{tmp}/missing"), "no such folder"),
-])
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("settings", "show", "--dir", "{tmp}/missing"), "no such folder"),
+        (("settings", "show", "--dir", "{tmp}/file.txt"), "is not a folder"),
+        (
+            ("settings", "show", "--port", "{tmp}/no-such-tty"),
+            "mpremote could not read the settings",
+        ),
+        (("settings", "push", "{tmp}/missing.json", "--dir", "{tmp}"), "cannot read"),
+        (("settings", "push", "{tmp}/bad.json", "--dir", "{tmp}"), "is not valid JSON"),
+        (("settings", "push", "{tmp}/list.json", "--dir", "{tmp}"), "must hold a JSON object"),
+        (("settings", "push", "{tmp}/list.json"), "one of the arguments --port --dir is required"),
+        (
+            ("settings", "push", "{tmp}/bad.json", "--dir", "{tmp}", "--port", "x"),
+            "not allowed with",
+        ),
+        (("settings",), "usage: injector settings"),
+        (("calibrate", "--counted-ul", "0", "--mass-mg", "1"), "--counted-ul must be more than 0"),
+        (
+            ("calibrate", "--counted-ul", "1", "--mass-mg", "1", "--density", "1.5"),
+            "integer in mg/mL",
+        ),
+        (
+            ("calibrate", "--counted-ul", "1", "--mass-mg", "1", "--dir", "{tmp}/missing"),
+            "no such folder",
+        ),
+    ],
+)
 def test_errors_are_one_clear_line_with_exit_2(tmp_path, args, message):
     (tmp_path / "file.txt").write_text("x")
     (tmp_path / "bad.json").write_text('{"settings": {"dose_nl": 25000,}}')
@@ -315,8 +386,11 @@ def test_errors_are_one_clear_line_with_exit_2(tmp_path, args, message):
 
 
 def test_help_warns_that_mpremote_interrupts_main_py():
-    for args in (("settings", "show", "--help"), ("settings", "push", "--help"),
-                 ("calibrate", "--help")):
+    for args in (
+        ("settings", "show", "--help"),
+        ("settings", "push", "--help"),
+        ("calibrate", "--help"),
+    ):
         r = cli(*args)
         assert r.returncode == 0
         assert "interrupts the running main.py" in " ".join(r.stdout.split())
@@ -324,7 +398,15 @@ def test_help_warns_that_mpremote_interrupts_main_py():
 
 # ---- end to end on the virtual board ------------------------------------------------
 
-CORE_FILES = ("__init__", "compat", "machine", "settings", "store", "fsio", "codes")  # what the Store needs
+CORE_FILES = (
+    "__init__",
+    "compat",
+    "machine",
+    "settings",
+    "store",
+    "fsio",
+    "codes",
+)  # what the Store needs
 
 # Reports the record the app would boot with, then ends: the virtual board writes its
 # flash back to the host folder when the board is idle, not while main.py runs.
@@ -373,8 +455,13 @@ def test_push_and_show_over_the_virtual_board(tmp_path):
     board = vboard.VirtualBoard(flash)
     with board as port:
         assert _boots(board, flash, 1) == ["0 20000"]  # power-on: no record, the defaults
-        r = cli("settings", "push", write_json(tmp_path, {"settings": {"dose_nl": 25000}}),
-                "--port", port)
+        r = cli(
+            "settings",
+            "push",
+            write_json(tmp_path, {"settings": {"dose_nl": 25000}}),
+            "--port",
+            port,
+        )
         assert r.returncode == 2 and "no valid record" in r.stderr  # partial onto defaults
         assert not (flash / "settings.a").exists()
         assert len(_boots(board, flash, 2)) == 2  # reset even so (mpremote had stopped main.py)
@@ -386,8 +473,13 @@ def test_push_and_show_over_the_virtual_board(tmp_path):
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout) == full
         assert len(_boots(board, flash, 4)) == 4
-        r = cli("settings", "push", write_json(tmp_path, {"settings": {"dose_nl": 27000}}),
-                "--port", port)
+        r = cli(
+            "settings",
+            "push",
+            write_json(tmp_path, {"settings": {"dose_nl": 27000}}),
+            "--port",
+            port,
+        )
         assert r.returncode == 0 and "settings.b, generation 2" in r.stdout, r.stderr
         assert len(_boots(board, flash, 5)) == 5
         r = cli("settings", "show", "--port", port)

@@ -95,8 +95,13 @@ def test_round_trip():
     assert s.save(payload(1)) == ("a", 1)
     got, info = S.Store(fs, NAME).load()
     assert got == payload(1)
-    assert info == {"slot": "a", "generation": 1, "defaults": False, "migrated_from": None,
-                    "problems": {"b": "missing"}}
+    assert info == {
+        "slot": "a",
+        "generation": 1,
+        "defaults": False,
+        "migrated_from": None,
+        "problems": {"b": "missing"},
+    }
 
 
 @pytest.mark.hazard("H9")
@@ -147,20 +152,33 @@ def test_both_corrupt_gives_defaults_flagged():
     assert got == S.defaults()
     assert info["defaults"] is True and info["slot"] is None and info["generation"] == 0
     assert set(info["problems"]) == {"a", "b"}
-    assert S.Store(SimFS(), NAME).load() == (S.defaults(), {
-        "slot": None, "generation": 0, "defaults": True, "migrated_from": None,
-        "problems": {"a": "missing", "b": "missing"}})
+    assert S.Store(SimFS(), NAME).load() == (
+        S.defaults(),
+        {
+            "slot": None,
+            "generation": 0,
+            "defaults": True,
+            "migrated_from": None,
+            "problems": {"a": "missing", "b": "missing"},
+        },
+    )
 
 
 def _header(body, schema=S.SCHEMA_VERSION, generation=1, length=None):
-    head = struct.pack("<4sHII", S.MAGIC, schema, generation, len(body) if length is None else length)
+    head = struct.pack(
+        "<4sHII", S.MAGIC, schema, generation, len(body) if length is None else length
+    )
     return head + struct.pack("<I", zlib.crc32(body, zlib.crc32(head))) + body
 
 
 @pytest.mark.hazard("H9")
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(a=st.binary(max_size=400), b=st.binary(max_size=400), tmp=st.binary(max_size=50),
-       magic_b=st.booleans())
+@given(
+    a=st.binary(max_size=400),
+    b=st.binary(max_size=400),
+    tmp=st.binary(max_size=50),
+    magic_b=st.booleans(),
+)
 def test_garbage_files_never_raise(a, b, tmp, magic_b):
     fs = SimFS()
     fs.write_bytes(NAME + ".a", a)
@@ -173,17 +191,24 @@ def test_garbage_files_never_raise(a, b, tmp, magic_b):
 
 
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
-    max_leaves=20)
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5)
+    ),
+    max_leaves=20,
+)
 
 
 def _near_payload():
     """Payloads close to valid: one entry replaced by arbitrary JSON."""
-    return st.tuples(st.sampled_from(["settings", "limits", "calibration", "service_pin", "x"]),
-                     st.one_of(st.sampled_from(["depth_um", "needle_length_um", "backlash_steps", None]),
-                               st.text(max_size=5)),
-                     JSON)
+    return st.tuples(
+        st.sampled_from(["settings", "limits", "calibration", "service_pin", "x"]),
+        st.one_of(
+            st.sampled_from(["depth_um", "needle_length_um", "backlash_steps", None]),
+            st.text(max_size=5),
+        ),
+        JSON,
+    )
 
 
 @pytest.mark.hazard("H9")
@@ -205,7 +230,7 @@ def test_records_with_good_crc_but_bad_content_never_raise(value, near, schema):
         assert isinstance(r, str) or S.validate(r[1]) == []
     assert info["defaults"] or S.validate(got) == []
     # raw bytes that are not even UTF-8 / JSON behind a good CRC
-    fs.write_bytes(NAME + ".a", _header(b"\xff{\"a\":"))
+    fs.write_bytes(NAME + ".a", _header(b'\xff{"a":'))
     assert S.Store(fs, NAME).read_slot("a") == "payload is not JSON"
 
 
@@ -279,7 +304,9 @@ def test_newer_schema_is_refused_and_reported():
     got, info = S.Store(fs, NAME).load()
     assert got == payload(1) and info["slot"] == "a"
     assert info["problems"]["b"] == "schema %d is newer than this firmware's %d" % (
-        S.SCHEMA_VERSION + 1, S.SCHEMA_VERSION)
+        S.SCHEMA_VERSION + 1,
+        S.SCHEMA_VERSION,
+    )
     fs.remove(NAME + ".a")
     got, info = S.Store(fs, NAME).load()
     assert info["defaults"] and "newer" in info["problems"]["b"]
@@ -316,7 +343,8 @@ def test_out_of_range_values_refused_with_messages():
     assert "settings.depth_um: 99000 is out of range" in info["problems"]["b"]
     assert S.validate(S.defaults()) == [] and S.validate([]) == ["payload: not a dict"]
     assert "settings.bogus: unknown setting" in S.validate(
-        dict(payload(1), settings=dict(payload(1)["settings"], bogus=1)))
+        dict(payload(1), settings=dict(payload(1)["settings"], bogus=1))
+    )
 
 
 def test_floats_are_not_stored():
@@ -446,5 +474,8 @@ def test_store_on_micropython_matches_cpython():
     assert bytes.fromhex(out["hex"]) == want  # byte-identical record, CRC included
     crc = struct.unpack("<I", want[14:18])[0]
     assert out["soft"].split() == [str(crc), str(crc)]
-    assert out["fallback"] == "True a 1 length 484 does not match the file (481 bytes of payload)".replace(
-        "484", str(len(want) - 18)).replace("481", str(len(want) - 21))
+    assert out[
+        "fallback"
+    ] == "True a 1 length 484 does not match the file (481 bytes of payload)".replace(
+        "484", str(len(want) - 18)
+    ).replace("481", str(len(want) - 21))

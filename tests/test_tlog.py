@@ -16,19 +16,54 @@ from injcore.fsio import DirFS
 
 ROOT = Path(__file__).resolve().parents[1]
 
-PUNCTURE = {"mode": 1, "alarm": 1, "warning": 1, "partial": 1, "zone": 7, "session": 65535,
-            "number": 40000, "t_ms": (1 << 24) - 1, "fault": 15, "depth_set_um": 6000,
-            "depth_um": -1000, "dose_set_nl": 200_000, "dose_nl": -12345, "force_mn": 65534}
-START = {"syringe_model": 10, "session": 12, "time_s": 0xFFFFFFFF, "syringe_id_um": 30000,
-         "lot": "LOT-2024/a_Z"}
-END = {"interrupted": 1, "session": 12, "time_s": 1_700_000_000, "punctures": 20000,
-       "delivered_nl": 20_000_000, "primed_nl": 10_000_000, "alarms": 255, "partials": 3,
-       "lost": 4095, "lost_max": 32}
+PUNCTURE = {
+    "mode": 1,
+    "alarm": 1,
+    "warning": 1,
+    "partial": 1,
+    "zone": 7,
+    "session": 65535,
+    "number": 40000,
+    "t_ms": (1 << 24) - 1,
+    "fault": 15,
+    "depth_set_um": 6000,
+    "depth_um": -1000,
+    "dose_set_nl": 200_000,
+    "dose_nl": -12345,
+    "force_mn": 65534,
+}
+START = {
+    "syringe_model": 10,
+    "session": 12,
+    "time_s": 0xFFFFFFFF,
+    "syringe_id_um": 30000,
+    "lot": "LOT-2024/a_Z",
+}
+END = {
+    "interrupted": 1,
+    "session": 12,
+    "time_s": 1_700_000_000,
+    "punctures": 20000,
+    "delivered_nl": 20_000_000,
+    "primed_nl": 10_000_000,
+    "alarms": 255,
+    "partials": 3,
+    "lost": 4095,
+    "lost_max": 32,
+}
 
 
 def puncture(session, number, **kw):
-    v = {"session": session, "number": number, "t_ms": number * 500, "depth_set_um": 1000,
-         "depth_um": 1000, "dose_set_nl": 20000, "dose_nl": 20000, "force_mn": 900}
+    v = {
+        "session": session,
+        "number": number,
+        "t_ms": number * 500,
+        "depth_set_um": 1000,
+        "depth_um": 1000,
+        "dose_set_nl": 20000,
+        "dose_nl": 20000,
+        "force_mn": 900,
+    }
     v.update(kw)
     return bytes(tlog.encode(tlog.K_PUNCTURE, v))
 
@@ -39,9 +74,16 @@ def good(data):
 
 # ---- records ----------------------------------------------------------------
 
-@pytest.mark.parametrize("kind,values", [(tlog.K_PUNCTURE, PUNCTURE), (tlog.K_SESSION_START, START),
-                                         (tlog.K_SESSION_END, END),
-                                         (tlog.K_PUNCTURE, {"session": 1, "number": 1})])
+
+@pytest.mark.parametrize(
+    "kind,values",
+    [
+        (tlog.K_PUNCTURE, PUNCTURE),
+        (tlog.K_SESSION_START, START),
+        (tlog.K_SESSION_END, END),
+        (tlog.K_PUNCTURE, {"session": 1, "number": 1}),
+    ],
+)
 def test_record_round_trip_every_kind(kind, values):
     rec = tlog.encode(kind, values)
     assert len(rec) == tlog.REC_BYTES == 24
@@ -52,8 +94,12 @@ def test_record_round_trip_every_kind(kind, values):
 
 
 def test_values_saturate_and_lot_is_printable_ascii():
-    rec = tlog.decode(tlog.encode(tlog.K_PUNCTURE, {"dose_nl": 10**9, "depth_um": -10**6,
-                                                    "force_mn": 10**7, "number": 70000}))
+    rec = tlog.decode(
+        tlog.encode(
+            tlog.K_PUNCTURE,
+            {"dose_nl": 10**9, "depth_um": -(10**6), "force_mn": 10**7, "number": 70000},
+        )
+    )
     assert rec["dose_nl"] == (1 << 18) - 1 and rec["depth_um"] == -(1 << 13)
     assert rec["force_mn"] == 0xFFFF and rec["number"] == 0xFFFF
     s = tlog.decode(tlog.encode(tlog.K_SESSION_START, {"lot": "é\x01ABCDEFGHIJKLMNOP"}))
@@ -80,6 +126,7 @@ def test_crc_is_zlib_crc32():
 
 
 # ---- the ring ---------------------------------------------------------------
+
 
 def write(log, recs, flush_every=None):
     for i, r in enumerate(recs):
@@ -153,12 +200,16 @@ def test_add_allocates_nothing_and_counts_what_it_drops():
         log.add(rec)
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
-    grown = sum(s.size_diff for s in after.compare_to(before, "filename")
-                if s.traceback[0].filename.endswith("tlog.py"))
+    grown = sum(
+        s.size_diff
+        for s in after.compare_to(before, "filename")
+        if s.traceback[0].filename.endswith("tlog.py")
+    )
     assert grown <= 0
 
 
 # ---- power cuts -------------------------------------------------------------
+
 
 @pytest.mark.hazard("H9")
 def test_power_cut_at_every_byte_of_a_flush_leaves_a_prefix():
@@ -172,8 +223,11 @@ def test_power_cut_at_every_byte_of_a_flush_leaves_a_prefix():
     full = [r["number"] for r in log.records()]
     total = probe.counters()["bytes"]
     assert total == 12 * 24
-    cuts = [dict(n_bytes=n) for n in range(1, total + 1)] + \
-           [dict(n_removes=1)] + [dict(n_removes=1, n_bytes=9999)]
+    cuts = (
+        [dict(n_bytes=n) for n in range(1, total + 1)]
+        + [dict(n_removes=1)]
+        + [dict(n_removes=1, n_bytes=9999)]
+    )
     for cut in cuts:
         fs = base.clone()
         log = tlog.Log(fs, nfiles=3, file_recs=4)
@@ -196,7 +250,7 @@ def test_power_cut_at_every_byte_of_a_flush_leaves_a_prefix():
         # the log goes on after the reboot, and still decodes in order
         write(log, [puncture(1, 50), puncture(1, 51)])
         again = [r["number"] for r in log.records()]
-        assert again[-2:] == [50, 51] and again[:-2] == got[len(got) - len(again) + 2:]
+        assert again[-2:] == [50, 51] and again[:-2] == got[len(got) - len(again) + 2 :]
         assert full == list(range(5, 16))
 
 
@@ -221,7 +275,9 @@ def test_bad_crc_and_truncated_records_are_skipped_and_reported(tmp_path):
 
 
 @pytest.mark.hazard("H9")
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_random_corruption_never_crashes_nor_invents_records(tmp_path_factory, data):
     recs = [puncture(2, n, dose_nl=n * 7) for n in range(1, 30)]
@@ -237,8 +293,8 @@ def test_random_corruption_never_crashes_nor_invents_records(tmp_path_factory, d
         elif op == "insert":
             blob[i:i] = data.draw(st.binary(min_size=1, max_size=30))
         elif len(blob) > 1:
-            del blob[i:i + data.draw(st.integers(1, 30))]
-    blob = blob[:data.draw(st.integers(0, len(blob)))]
+            del blob[i : i + data.draw(st.integers(1, 30))]
+    blob = blob[: data.draw(st.integers(0, len(blob)))]
     d = tmp_path_factory.mktemp("c")
     (d / "00000001.tlg").write_bytes(bytes(blob))
     dec = logs.read_dir(d)
@@ -254,6 +310,7 @@ def test_random_corruption_never_crashes_nor_invents_records(tmp_path_factory, d
 
 
 # ---- the recorder on the simulator ----------------------------------------------
+
 
 class Driven:
     """A simulator whose main loop polls a Recorder every `every_ms`."""
@@ -334,8 +391,9 @@ def test_simulated_session_through_log_csv_and_report(ready_sim, tmp_path):
     rows = list(csv.DictReader(open(out_csv)))
     assert [r["kind"] for r in rows] == ["session_start"] + ["puncture"] * 6 + ["session_end"]
     assert rows[4]["fault_name"] == "emergency stop" and rows[4]["partial"] == "1"
-    assert sum(int(r["dose_nl"]) for r in rows if r["kind"] == "puncture") == \
-        sum(p["dose_nl"] for p in s.punctures)
+    assert sum(int(r["dose_nl"]) for r in rows if r["kind"] == "puncture") == sum(
+        p["dose_nl"] for p in s.punctures
+    )
 
     out = tmp_path / "report"
     r = cli("report", "1", "--log", str(tmp_path), "--out", str(out))
@@ -397,16 +455,20 @@ def test_long_burst_flushes_between_punctures_once_flush_at_wait(ready_sim):
 
 # ---- the CLI ----------------------------------------------------------------
 
-@pytest.mark.parametrize("args", [
-    ("logs", "show", "{tmp}/missing"),
-    ("logs", "export", "{tmp}/missing", "--csv", "{tmp}/x.csv"),
-    ("logs", "export", "{tmp}/garbage.bin", "--csv", "{tmp}/x.csv"),
-    ("logs", "show", "{tmp}/garbagedir"),
-    ("report", "1", "--log", "{tmp}/missing"),
-    ("report", "1", "--log", "{tmp}/garbagedir"),
-    ("report", "9", "--log", "{tmp}/gooddir", "--out", "{tmp}/r"),
-    ("logs",),
-])
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("logs", "show", "{tmp}/missing"),
+        ("logs", "export", "{tmp}/missing", "--csv", "{tmp}/x.csv"),
+        ("logs", "export", "{tmp}/garbage.bin", "--csv", "{tmp}/x.csv"),
+        ("logs", "show", "{tmp}/garbagedir"),
+        ("report", "1", "--log", "{tmp}/missing"),
+        ("report", "1", "--log", "{tmp}/garbagedir"),
+        ("report", "9", "--log", "{tmp}/gooddir", "--out", "{tmp}/r"),
+        ("logs",),
+    ],
+)
 def test_cli_bad_input_says_why_without_a_traceback(tmp_path, args):
     (tmp_path / "garbage.bin").write_bytes(bytes(range(256)) * 4)
     (tmp_path / "garbagedir").mkdir()
@@ -429,7 +491,17 @@ def test_cli_bad_input_says_why_without_a_traceback(tmp_path, args):
 
 def test_pull_command_line():
     cmd = logs.pull_command("/dev/ttyACM0", Path("out"))
-    assert cmd[1:] == ["-m", "mpremote", "connect", "/dev/ttyACM0", "fs", "cp", "-r", ":log", "out/"]
+    assert cmd[1:] == [
+        "-m",
+        "mpremote",
+        "connect",
+        "/dev/ttyACM0",
+        "fs",
+        "cp",
+        "-r",
+        ":log",
+        "out/",
+    ]
 
 
 @pytest.mark.micropython
@@ -467,13 +539,23 @@ print(tlog.crc32(b"123456789"))
 def test_encode_decode_on_micropython_match_cpython():
     if not mpy.available():
         pytest.fail("MicroPython (npm) is not installed: run `make test`, which installs it")
-    cases = [(tlog.K_PUNCTURE, PUNCTURE), (tlog.K_SESSION_START, START), (tlog.K_SESSION_END, END),
-             (tlog.K_PUNCTURE, {"session": 3, "number": 2, "dose_nl": -5, "depth_um": 2500})]
+    cases = [
+        (tlog.K_PUNCTURE, PUNCTURE),
+        (tlog.K_SESSION_START, START),
+        (tlog.K_SESSION_END, END),
+        (tlog.K_PUNCTURE, {"session": 3, "number": 2, "dose_nl": -5, "depth_um": 2500}),
+    ]
     out = mpy.run_with_core(MPY_SCRIPT % (cases,)).splitlines()
     import binascii
 
-    want = ["%s %s" % (binascii.hexlify(tlog.encode(k, v)).decode(), sorted(tlog.decode(tlog.encode(k, v)).items()))
-            for k, v in cases]
+    want = [
+        "%s %s"
+        % (
+            binascii.hexlify(tlog.encode(k, v)).decode(),
+            sorted(tlog.decode(tlog.encode(k, v)).items()),
+        )
+        for k, v in cases
+    ]
     assert out[:-1] == want
     assert out[-1] == "%d" % tlog.crc32(b"123456789")
 
@@ -522,9 +604,15 @@ def test_make_sim_writes_the_firmwares_log_and_a_report(tmp_path, capsys):
     decoded = logs.read_dir(tmp_path / "log")
     session = decoded.sessions[1]
     assert len(session.punctures) >= 3 + 2  # the single shots and a nappage burst
-    assert session.start["lot"] == "DEMO-LOT" and session.end is not None and not session.end["interrupted"]
+    assert (
+        session.start["lot"] == "DEMO-LOT"
+        and session.end is not None
+        and not session.end["interrupted"]
+    )
     logged_nl = sum(p["dose_nl"] for p in session.punctures)
-    assert abs(logged_nl - session.end["delivered_nl"]) <= len(session.punctures)  # per-record rounding
+    assert abs(logged_nl - session.end["delivered_nl"]) <= len(
+        session.punctures
+    )  # per-record rounding
     for name in ("dose.png", "depth.png", "force.png", "zones.png", "summary.md"):
         assert (tmp_path / "report" / name).stat().st_size > 0
     assert "treatment log:" in capsys.readouterr().out

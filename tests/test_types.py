@@ -34,8 +34,16 @@ def test_firmware_type_checks_against_rp2_stubs():
         pytest.fail("pyright did not run:\n%s%s" % (r.stdout, r.stderr))
     assert report["summary"]["filesAnalyzed"] >= 10
     root = str(typecheck.ROOT) + "/"
-    errors = ["%s:%d: %s (%s)" % (d["file"].replace(root, ""), d["range"]["start"]["line"] + 1,
-                                  d["message"], d.get("rule", ""))
-              for d in report["generalDiagnostics"] if d["severity"] == "error"]
+    errors = [
+        "%s:%d: %s (%s)"
+        % (
+            d["file"].replace(root, ""),
+            d["range"]["start"]["line"] + 1,
+            d["message"],
+            d.get("rule", ""),
+        )
+        for d in report["generalDiagnostics"]
+        if d["severity"] == "error"
+    ]
     assert not errors, "pyright, firmware/ against the rp2 stubs:\n" + "\n".join(errors)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -76,7 +76,9 @@ def test_screen_matches_its_golden_screenshot(name):
         write_png(frame, path)
     assert path.exists(), "no golden for %s: run `make golden` and review the PNGs" % name
     assert read_png(path) == frame, "%s differs from %s (make golden after a deliberate change)" % (
-        name, path)
+        name,
+        path,
+    )
     assert any(frame), "blank screen"
 
 
@@ -110,11 +112,15 @@ for name in ui_scenes.SCENES:
 def test_every_screen_renders_the_same_on_micropython():
     if not mpy.available():
         pytest.skip("the npm MicroPython is not installed (make setup)")
-    out = mpy.run(_MP_RENDER, {
-        ROOT / "firmware" / "injcore": "/lib/injcore",
-        ROOT / "firmware" / "ui": "/lib/ui",
-        ROOT / "host_tools" / "ui_scenes.py": "/lib/ui_scenes.py",
-    }, heap=4 * 1024 * 1024)
+    out = mpy.run(
+        _MP_RENDER,
+        {
+            ROOT / "firmware" / "injcore": "/lib/injcore",
+            ROOT / "firmware" / "ui": "/lib/ui",
+            ROOT / "host_tools" / "ui_scenes.py": "/lib/ui_scenes.py",
+        },
+        heap=4 * 1024 * 1024,
+    )
     real = dict(line.split(" ", 1) for line in out.strip().splitlines())
     assert set(real) == set(ui_scenes.SCENES)
     for name in ui_scenes.SCENES:
@@ -152,7 +158,12 @@ def test_every_main_menu_path_leads_back_to_status(index):
         assert ui.screen_name() == "status" and rig.core.state == C.ST_LOAD
         return
     # Without stored protocols the Protocol item says so and stays in the menu.
-    expected = {S.A_PRIME: "prime", S.A_SESSION: "confirm", S.A_SERVICE: "pin", S.A_PROTOCOL: "menu"}
+    expected = {
+        S.A_PRIME: "prime",
+        S.A_SESSION: "confirm",
+        S.A_SERVICE: "pin",
+        S.A_PROTOCOL: "menu",
+    }
     assert ui.screen_name() == (expected[item.key] if item.kind == S._ACTION else "edit")
     if item.kind != S._ACTION:
         keys(ui, UP)  # changed, then cancelled
@@ -235,8 +246,9 @@ def test_held_keys_repeat_and_go_ten_times_faster_after_a_second():
     assert ui.screen_name() == "edit"
 
 
-@pytest.mark.parametrize("item", [i for i in S.MAIN_MENU + S.SERVICE_MENU if i.kind == S._NUM],
-                         ids=lambda i: i.key)
+@pytest.mark.parametrize(
+    "item", [i for i in S.MAIN_MENU + S.SERVICE_MENU if i.kind == S._NUM], ids=lambda i: i.key
+)
 def test_out_of_range_edits_clamp_at_the_limits_and_say_so(item):
     rig, ui = fresh()
     if item.target == S._LIMIT:
@@ -470,8 +482,11 @@ def way_back(rig, ui):
     return ui.screen_name() == "status"
 
 
-@settings(max_examples=int(60 * float(os.environ.get("INJECTOR_SOAK", "1"))), deadline=None,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(60 * float(os.environ.get("INJECTOR_SOAK", "1"))),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(st.lists(ACTIONS, max_size=60), st.booleans())
 def test_random_buttons_never_crash_strand_or_change_a_setting_without_ok(actions, homed):
     rig, ui = fresh(homed=homed)

@@ -20,14 +20,41 @@ from ui.keys import BACK, DOWN, OK, PRESS, UP
 from ui.protocols import Protocols
 
 PROTOCOL = {
-    "format": 1, "name": "Test three zones", "version": 2, "session_cap_nl": 400_000,
+    "format": 1,
+    "name": "Test three zones",
+    "version": 2,
+    "session_cap_nl": 400_000,
     "zones": [
-        {"name": "Cheek L", "technique": "point", "depth_um": 1000, "dose_nl": 10_000,
-         "speed_um_s": 20_000, "rate_nl_s": 20_000, "punctures": 3, "cap_nl": 100_000},
-        {"name": "Eye L", "technique": "papule", "depth_um": 800, "dose_nl": 5_000,
-         "speed_um_s": 20_000, "rate_nl_s": 10_000, "punctures": 4, "cap_nl": 30_000},
-        {"name": "Neck", "technique": "point", "depth_um": 1500, "dose_nl": 20_000,
-         "speed_um_s": 20_000, "rate_nl_s": 40_000, "punctures": 2, "cap_nl": 100_000},
+        {
+            "name": "Cheek L",
+            "technique": "point",
+            "depth_um": 1000,
+            "dose_nl": 10_000,
+            "speed_um_s": 20_000,
+            "rate_nl_s": 20_000,
+            "punctures": 3,
+            "cap_nl": 100_000,
+        },
+        {
+            "name": "Eye L",
+            "technique": "papule",
+            "depth_um": 800,
+            "dose_nl": 5_000,
+            "speed_um_s": 20_000,
+            "rate_nl_s": 10_000,
+            "punctures": 4,
+            "cap_nl": 30_000,
+        },
+        {
+            "name": "Neck",
+            "technique": "point",
+            "depth_um": 1500,
+            "dose_nl": 20_000,
+            "speed_um_s": 20_000,
+            "rate_nl_s": 40_000,
+            "punctures": 2,
+            "cap_nl": 100_000,
+        },
     ],
 }
 
@@ -137,7 +164,9 @@ def test_a_zone_cap_stops_firing_in_that_zone_with_a_message(rig):
     keys(ui, DOWN)  # Cheek L not done: skip to the eye zone (30 uL cap, 5 uL doses)
     keys(ui, OK)
     fire(sim, 8)
-    assert 5 <= ui.run.done[1] <= 6 and sim.core.notice == C.N_ZONE_CAP  # 30 uL of 5 uL doses, to the step
+    assert (
+        5 <= ui.run.done[1] <= 6 and sim.core.notice == C.N_ZONE_CAP
+    )  # 30 uL of 5 uL doses, to the step
     assert ui.run.status()["capped"]
     assert ui.run.used_nl[1] <= 30_000
     assert "zone volume cap" in ui.banner()

@@ -32,7 +32,10 @@ def mpremote(port, *args, timeout=TIMEOUT):
     """Run `mpremote connect PORT ARGS...`; returns the CompletedProcess (text)."""
     return subprocess.run(
         [sys.executable, "-m", "mpremote", "connect", port, *args],
-        capture_output=True, text=True, timeout=timeout)
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def ok(port, *args, timeout=TIMEOUT):
@@ -80,8 +83,24 @@ def test_mpy_from_mpy_cross_imports_from_lib(port, tmp_path):
     assert mpy.read_bytes()[:2] == b"M\x06"  # mpy v6
     script = tmp_path / "use_mpy.py"
     script.write_text("from pkg import cmod\nprint(cmod.twice(), cmod.__file__)\n")
-    out = ok(port, "fs", "mkdir", ":lib", "+", "fs", "mkdir", ":lib/pkg",
-             "+", "fs", "cp", str(mpy), ":lib/pkg/cmod.mpy", "+", "run", str(script))
+    out = ok(
+        port,
+        "fs",
+        "mkdir",
+        ":lib",
+        "+",
+        "fs",
+        "mkdir",
+        ":lib/pkg",
+        "+",
+        "fs",
+        "cp",
+        str(mpy),
+        ":lib/pkg/cmod.mpy",
+        "+",
+        "run",
+        str(script),
+    )
     assert out.splitlines()[-1].strip() == "42 /lib/pkg/cmod.mpy"
 
 
@@ -89,8 +108,16 @@ def test_files_survive_soft_reset_and_restart(flash, tmp_path):
     keep = tmp_path / "keep.txt"
     keep.write_text("kept across resets\n")
     with VirtualBoard(flash) as port:
-        ok(port, "fs", "cp", str(keep), ":keep.txt",
-           "+", "exec", "open('made_on_board.txt', 'w').write('board wrote this')")
+        ok(
+            port,
+            "fs",
+            "cp",
+            str(keep),
+            ":keep.txt",
+            "+",
+            "exec",
+            "open('made_on_board.txt', 'w').write('board wrote this')",
+        )
         out = ok(port, "soft-reset", "+", "exec", "print(open('keep.txt').read())")
         assert "kept across resets" in out
         # the board's writes are in the host directory once the command is done
@@ -117,9 +144,13 @@ def test_filesystem_errors_map_to_real_errno(port):
     assert r.returncode != 0 and "File exists" in r.stdout + r.stderr
     r = mpremote(port, "fs", "rm", ":missing.py")
     assert r.returncode != 0 and "No such file" in r.stdout + r.stderr
-    out = ok(port, "exec", "import os, errno\n"
-                           "try:\n    os.stat('nope')\nexcept OSError as e:\n"
-                           "    print(e.errno == errno.ENOENT)")
+    out = ok(
+        port,
+        "exec",
+        "import os, errno\n"
+        "try:\n    os.stat('nope')\nexcept OSError as e:\n"
+        "    print(e.errno == errno.ENOENT)",
+    )
     assert out.strip() == "True"
 
 
@@ -137,7 +168,8 @@ def test_main_py_runs_at_power_on_and_ctrl_c_stops_it(flash):
         "MAIN_RAN = True\n"
         "open('main_ran.txt', 'w').write('yes')\n"
         "while True:\n"
-        "    time.sleep_ms(20)\n")
+        "    time.sleep_ms(20)\n"
+    )
     with VirtualBoard(flash) as port:
         t0 = time.monotonic()
         # mpremote interrupts main.py with Ctrl-C, then soft-resets in the raw

@@ -95,30 +95,58 @@ class App:
         self.led = machine.Pin(pins.LED, machine.Pin.OUT, value=0)
         # Switches close to GND; the pull-ups make an open contact read 1 (the
         # normally-closed E-stop: a cut wire reads as pressed).
-        self.switch_pins = [machine.Pin(n, machine.Pin.IN, machine.Pin.PULL_UP) for n in (
-            pins.NEEDLE_HOME, pins.PLUNGER_REAR, pins.PLUNGER_FRONT, pins.SYRINGE,
-            pins.TRIGGER, pins.PEDAL, pins.ESTOP)]
+        self.switch_pins = [
+            machine.Pin(n, machine.Pin.IN, machine.Pin.PULL_UP)
+            for n in (
+                pins.NEEDLE_HOME,
+                pins.PLUNGER_REAR,
+                pins.PLUNGER_FRONT,
+                pins.SYRINGE,
+                pins.TRIGGER,
+                pins.PEDAL,
+                pins.ESTOP,
+            )
+        ]
         sys_hz = machine.freq()
-        ng, nc = pio_step.start_axis(pins.SM_NEEDLE_GEN, pins.SM_NEEDLE_COUNT,
-                                     machine.Pin(pins.NEEDLE_STEP), machine.Pin(pins.NEEDLE_DIR),
-                                     sys_hz, run=False)
-        pg, pc = pio_step.start_axis(pins.SM_PLUNGER_GEN, pins.SM_PLUNGER_COUNT,
-                                     machine.Pin(pins.PLUNGER_STEP), machine.Pin(pins.PLUNGER_DIR),
-                                     sys_hz, run=False)
+        ng, nc = pio_step.start_axis(
+            pins.SM_NEEDLE_GEN,
+            pins.SM_NEEDLE_COUNT,
+            machine.Pin(pins.NEEDLE_STEP),
+            machine.Pin(pins.NEEDLE_DIR),
+            sys_hz,
+            run=False,
+        )
+        pg, pc = pio_step.start_axis(
+            pins.SM_PLUNGER_GEN,
+            pins.SM_PLUNGER_COUNT,
+            machine.Pin(pins.PLUNGER_STEP),
+            machine.Pin(pins.PLUNGER_DIR),
+            sys_hz,
+            run=False,
+        )
         # The board array: what the timer interrupt (board/irq.py) works with
         # besides the core's own state.
         b = self.board = irq.new_board()
-        self.needle = AxisPort(ng, nc, pio_step.pc_of(machine.mem32, pins.SM_NEEDLE_GEN), b,
-                               irq.B_HALTS_N)
-        self.plunger = AxisPort(pg, pc, pio_step.pc_of(machine.mem32, pins.SM_PLUNGER_GEN), b,
-                                irq.B_HALTS_P)
+        self.needle = AxisPort(
+            ng, nc, pio_step.pc_of(machine.mem32, pins.SM_NEEDLE_GEN), b, irq.B_HALTS_N
+        )
+        self.plunger = AxisPort(
+            pg, pc, pio_step.pc_of(machine.mem32, pins.SM_PLUNGER_GEN), b, irq.B_HALTS_P
+        )
         pio_step.run_together(machine.mem32, (pins.SM_NEEDLE_GEN, pins.SM_PLUNGER_GEN))
         self.hx711 = Hx711(board=b)
         self.hx711.start()
         self.inputs = Inputs(machine.mem32, self.hx711)
         self.outputs = Outputs(self.needle_driver, self.plunger_driver)
-        self.core = Core(self.needle, self.plunger, self.inputs, self.outputs,
-                           settings=settings, limits=limits, reset_cause=self.reset_cause)
+        self.core = Core(
+            self.needle,
+            self.plunger,
+            self.inputs,
+            self.outputs,
+            settings=settings,
+            limits=limits,
+            reset_cause=self.reset_cause,
+        )
         # Stored settings, limits and calibration (H9): the newest valid generation,
         # or the defaults, which inject nothing until an engineer confirms them.
         self.store = Store(fs if fs is not None else DirFS("/"), STORE_NAME)
@@ -126,7 +154,9 @@ class App:
         pin, self.load_problems = persist.restore(self.core, payload)
         self.core.require_confirmation(self.load_info["defaults"])
         # A record that needed a migration or was partly refused is stored again.
-        clean = not (self.load_info["migrated_from"] or self.load_problems or self.load_info["defaults"])
+        clean = not (
+            self.load_info["migrated_from"] or self.load_problems or self.load_info["defaults"]
+        )
         self._saved = persist.snapshot(self.core, pin) if clean else None
         self._save_ms = clock.ticks_ms()
         self.saves = 0
@@ -134,26 +164,37 @@ class App:
         # The treatment log (injcore/tlog.py): records buffered in RAM, flushed while idle.
         self.log = Log(self.store.fs, LOG_DIR)
         self.recorder = Recorder(self.core, self.log)
-        self.interrupted = self.recorder.boot(self._survivor())  # a session a reset cut short, or None
+        self.interrupted = self.recorder.boot(
+            self._survivor()
+        )  # a session a reset cut short, or None
         self._survivor_word = -1
         self.buttons = Buttons()
         self._attach_interrupt()
         self.buzzer = Buzzer()
         self.display = None
         try:
-            i2c = machine.I2C(pins.I2C_ID, scl=machine.Pin(pins.I2C_SCL),
-                              sda=machine.Pin(pins.I2C_SDA), freq=pins.I2C_HZ)
+            i2c = machine.I2C(
+                pins.I2C_ID,
+                scl=machine.Pin(pins.I2C_SCL),
+                sda=machine.Pin(pins.I2C_SDA),
+                freq=pins.I2C_HZ,
+            )
             self.display = Ssd1306(i2c)
             self.display.init()
         except OSError as e:  # no display answers: run without one, say so on the console
-            print("board: display not found at 0x%02x (%s); running without it" % (pins.OLED_ADDR, e))
+            print(
+                "board: display not found at 0x%02x (%s); running without it" % (pins.OLED_ADDR, e)
+            )
             self.display = None
         self.protocols = Protocols(self.core, self.store.fs, self.recorder)
-        self.ui = Ui(self.core, FIRMWARE_VERSION, self.info, pin, self.recorder.start_session,
-                     self.protocols)
+        self.ui = Ui(
+            self.core, FIRMWARE_VERSION, self.info, pin, self.recorder.start_session, self.protocols
+        )
         if self.interrupted is not None:
             self.ui.sticky(self.interrupted["text"])
-        self._sent = bytearray(len(self.display.buf)) if self.display else None  # the frame on the glass
+        self._sent = (
+            bytearray(len(self.display.buf)) if self.display else None
+        )  # the frame on the glass
         self.frames = 0  # frames sent to the display
         self.passes = 0  # main-loop passes
         self._btn_tail = 0  # button changes replayed (board/irq.py logs them)
@@ -174,7 +215,12 @@ class App:
         b[irq.B_SM_NCOUNT] = pins.SM_NEEDLE_COUNT
         b[irq.B_SM_PGEN] = pins.SM_PLUNGER_GEN
         b[irq.B_SM_PCOUNT] = pins.SM_PLUNGER_COUNT
-        for sm in (pins.SM_NEEDLE_GEN, pins.SM_NEEDLE_COUNT, pins.SM_PLUNGER_GEN, pins.SM_PLUNGER_COUNT):
+        for sm in (
+            pins.SM_NEEDLE_GEN,
+            pins.SM_NEEDLE_COUNT,
+            pins.SM_PLUNGER_GEN,
+            pins.SM_PLUNGER_COUNT,
+        ):
             if sm >> 2:
                 raise ValueError("the axes' state machines must be on PIO0 (0-3)")
         b[irq.B_ENTRY_N] = self.needle.entry_pc
@@ -188,10 +234,14 @@ class App:
         b[irq.B_ROOM] = ROOM_LEVEL
         first = self.buttons.pin_nos[0]
         if self.buttons.pin_nos != tuple(range(first, first + 4)):
-            raise ValueError("the four operator buttons must be consecutive GPIOs (UP, DOWN, OK, BACK)")
+            raise ValueError(
+                "the four operator buttons must be consecutive GPIOs (UP, DOWN, OK, BACK)"
+            )
         b[irq.B_BTN_SHIFT] = first
         # A button held at boot is the buttons' first level: locked out until released.
-        self._btn_level = b[irq.B_BTN_LAST] = self.buttons.pressed_mask(machine.mem32[ports.SIO_GPIO_IN])
+        self._btn_level = b[irq.B_BTN_LAST] = self.buttons.pressed_mask(
+            machine.mem32[ports.SIO_GPIO_IN]
+        )
         core = self.core
         irq.attach(core.S, core.ramps, WORDS, b, self.outputs.drivers)
 
@@ -219,7 +269,8 @@ class App:
 
     def _arm_timer(self):
         self.timer.init(  # pyright: ignore[reportOptionalMemberAccess]
-            mode=machine.Timer.PERIODIC, freq=1000, callback=irq.on_timer, hard=True)
+            mode=machine.Timer.PERIODIC, freq=1000, callback=irq.on_timer, hard=True
+        )
 
     def stop(self):
         """Timer off, drivers off, state machines and watchdog stopped.
@@ -301,7 +352,9 @@ class App:
         b = self.buttons
         ticks = self.core.ticks
         head = board[irq.B_BTN_HEAD]
-        if (head - self._btn_tail) & 0x3FFFFFFF > irq.BTN_LOG_SIZE:  # the log ran over: lost changes
+        if (
+            head - self._btn_tail
+        ) & 0x3FFFFFFF > irq.BTN_LOG_SIZE:  # the log ran over: lost changes
             self._btn_tail = (head - irq.BTN_LOG_SIZE) & 0x3FFFFFFF
         while self._btn_tail != head:
             at = irq.B_BTN_LOG + 2 * (self._btn_tail & (irq.BTN_LOG_SIZE - 1))
@@ -376,8 +429,12 @@ class App:
 
     def info(self):
         """Board figures for the device-info screen."""
-        return [("late irqs", str(self.late)), ("free mem", "%d k" % (gc.mem_free() // 1024)),
-                ("stored", "gen %d" % self.load_info["generation"]), ("saves", str(self.saves))]
+        return [
+            ("late irqs", str(self.late)),
+            ("free mem", "%d k" % (gc.mem_free() // 1024)),
+            ("stored", "gen %d" % self.load_info["generation"]),
+            ("saves", str(self.saves)),
+        ]
 
     def draw(self, now_ms):
         """Draw the interface; send it only if a pixel changed (at most every DISPLAY_PERIOD_MS).
@@ -423,10 +480,11 @@ def boot(**kw):
 
 def main():
     app = boot()
-    print("injector %s: %s, %d bytes free; OK opens the menu, Home first" % (
-        FIRMWARE_VERSION, C.RESET_NAMES[app.reset_cause], gc.mem_free()))
+    print(
+        "injector %s: %s, %d bytes free; OK opens the menu, Home first"
+        % (FIRMWARE_VERSION, C.RESET_NAMES[app.reset_cause], gc.mem_free())
+    )
     try:
         app.run()
     finally:
         app.stop()  # Ctrl-C from mpremote: leave the axes disabled
-

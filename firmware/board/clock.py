@@ -20,6 +20,7 @@ except ImportError:  # CPython host tests
     def ticks_us():
         return machine.now_ms() * 1000 & _TICKS_MASK  # type: ignore[attr-defined]
 
+
 _TICKS_MASK = const(0x3FFFFFFF)
 _TICKS_HALF = const(0x20000000)
 

@@ -103,8 +103,13 @@ class Hx711:
     STALE_TICKS polls) and `saturated` (raw at a 24-bit extreme).
     """
 
-    def __init__(self, dout_pin_no=_pins.HX711_DOUT, sck_pin_no=_pins.HX711_SCK,
-                 sm_id=_pins.SM_HX711, board=None):
+    def __init__(
+        self,
+        dout_pin_no=_pins.HX711_DOUT,
+        sck_pin_no=_pins.HX711_SCK,
+        sm_id=_pins.SM_HX711,
+        board=None,
+    ):
         if sm_id >> 2 != 1:
             raise ValueError("the HX711 reader runs on PIO1 (state machines 4-7)")
         self._dout_no = dout_pin_no

@@ -21,9 +21,9 @@ from array import array
 
 import machine as _machine  # only ptr32 below uses it, off the device
 
+from injcore.compat import const, micropython
 from injcore.monitor import after_halt
 from injcore.tick import tick
-from injcore.compat import const, micropython
 
 # ---- constants written by `make consts` from codes.py, layout.py: do not edit ----
 _SW_NEEDLE_STALL = const(128)

@@ -54,10 +54,24 @@ def switch_layout():
     normally-closed E-stop reads 1 when pressed, so it is not inverted).
     Raises ValueError at boot if someone rewires them out of order.
     """
-    order = (pins.NEEDLE_HOME, pins.PLUNGER_REAR, pins.PLUNGER_FRONT, pins.SYRINGE,
-             pins.TRIGGER, pins.PEDAL, pins.ESTOP)
-    bits = (C.SW_NEEDLE_HOME, C.SW_PLUNGER_REAR, C.SW_PLUNGER_FRONT, C.SW_SYRINGE,
-            C.SW_TRIGGER, C.SW_PEDAL, C.SW_ESTOP)
+    order = (
+        pins.NEEDLE_HOME,
+        pins.PLUNGER_REAR,
+        pins.PLUNGER_FRONT,
+        pins.SYRINGE,
+        pins.TRIGGER,
+        pins.PEDAL,
+        pins.ESTOP,
+    )
+    bits = (
+        C.SW_NEEDLE_HOME,
+        C.SW_PLUNGER_REAR,
+        C.SW_PLUNGER_FRONT,
+        C.SW_SYRINGE,
+        C.SW_TRIGGER,
+        C.SW_PEDAL,
+        C.SW_ESTOP,
+    )
     base = order[0]
     for k in range(len(order)):
         if order[k] != base + k or bits[k] != 1 << k:

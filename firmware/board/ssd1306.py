@@ -32,18 +32,27 @@ _INIT = bytes(
     (
         _CTRL_CMD,
         _DISPLAY_OFF,  # off while configuring
-        0xD5, 0x80,  # display clock: divide ratio 1, oscillator at its reset value
-        0xA8, HEIGHT - 1,  # multiplex ratio: 64 rows
-        0xD3, 0x00,  # display offset 0
+        0xD5,
+        0x80,  # display clock: divide ratio 1, oscillator at its reset value
+        0xA8,
+        HEIGHT - 1,  # multiplex ratio: 64 rows
+        0xD3,
+        0x00,  # display offset 0
         0x40,  # display start line 0
-        0x8D, 0x14,  # charge pump on (the module has no external VCC)
-        0x20, 0x00,  # memory addressing: horizontal, so one write fills the screen
+        0x8D,
+        0x14,  # charge pump on (the module has no external VCC)
+        0x20,
+        0x00,  # memory addressing: horizontal, so one write fills the screen
         0xA1,  # segment remap: column 127 on SEG0 (the usual module mounting)
         0xC8,  # COM scan from COM63 to COM0: together with 0xA1, not mirrored
-        0xDA, 0x12,  # COM pins: alternative configuration, no left/right remap (128x64 glass)
-        0x81, 0xCF,  # contrast
-        0xD9, 0xF1,  # pre-charge: phase 1 1 clock, phase 2 15 clocks (internal charge pump)
-        0xDB, 0x30,  # VCOMH deselect level about 0.83 x VCC
+        0xDA,
+        0x12,  # COM pins: alternative configuration, no left/right remap (128x64 glass)
+        0x81,
+        0xCF,  # contrast
+        0xD9,
+        0xF1,  # pre-charge: phase 1 1 clock, phase 2 15 clocks (internal charge pump)
+        0xDB,
+        0x30,  # VCOMH deselect level about 0.83 x VCC
         0xA4,  # display follows RAM content
         _NORMAL,  # not inverted
         0x2E,  # no scrolling

@@ -42,7 +42,6 @@ _SIZE = const(676)
 # ---- end of the written constants ----
 
 
-
 def _words():
     """Step words for 0..MAX_STEPS_PER_TICK steps, then the pad words (direction-less)."""
     n_max = M.MAX_STEPS_PER_TICK

@@ -60,10 +60,14 @@ def plan(core, ramp_at):
     s[_BL_DETECT_MN] = M.BACKLASH_DETECT_MN
     s[_BL_MEASURED] = -1
     s[_BACKLASH] = M.um_to_plunger_steps(M.PLUNGER_BACKLASH_UM)
-    return (core.new_plan("backlash preload", _PL_BL_PRELOAD, next(ramp_at)).set(
-                M.um_to_plunger_steps(M.BACKLASH_PRELOAD_UM), speed, accel),
-            core.new_plan("backlash probe", _PL_BL_PROBE, next(ramp_at)).set(
-                M.um_to_plunger_steps(M.BACKLASH_PROBE_UM), speed, accel))
+    return (
+        core.new_plan("backlash preload", _PL_BL_PRELOAD, next(ramp_at)).set(
+            M.um_to_plunger_steps(M.BACKLASH_PRELOAD_UM), speed, accel
+        ),
+        core.new_plan("backlash probe", _PL_BL_PROBE, next(ramp_at)).set(
+            M.um_to_plunger_steps(M.BACKLASH_PROBE_UM), speed, accel
+        ),
+    )
 
 
 def start(core):

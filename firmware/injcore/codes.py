@@ -66,20 +66,35 @@ ST_LOAD = const(9)
 ST_FAULT = const(10)
 ST_RELIEF = const(11)  # after a fault: plunger backs off, needle withdraws, then ST_FAULT
 ST_MEASURE = const(12)  # plunger backlash measurement (service menu)
-STATE_NAMES = ("unhomed", "homing", "ready", "advance", "inject", "suck-back",
-               "retract", "wait", "prime", "load", "fault", "relieving", "measuring")
+STATE_NAMES = (
+    "unhomed",
+    "homing",
+    "ready",
+    "advance",
+    "inject",
+    "suck-back",
+    "retract",
+    "wait",
+    "prime",
+    "load",
+    "fault",
+    "relieving",
+    "measuring",
+)
 
 # Groups of states, as masks
 # Nothing is moving or about to move: settings, limits and calibration change only here.
 IDLE_MASK = const((1 << ST_UNHOMED) | (1 << ST_READY) | (1 << ST_FAULT))
 # A puncture under way, from the first needle step to the last: the needle may be in the skin.
-PUNCTURING_MASK = const((1 << ST_ADVANCE) | (1 << ST_INJECT) | (1 << ST_SUCKBACK)
-                        | (1 << ST_RETRACT))
+PUNCTURING_MASK = const(
+    (1 << ST_ADVANCE) | (1 << ST_INJECT) | (1 << ST_SUCKBACK) | (1 << ST_RETRACT)
+)
 # The trigger's run: a puncture, or the wait between nappage shots.
 PUNCTURE_MASK = const(PUNCTURING_MASK | (1 << ST_WAIT))
 # The plunger may be pushing fluid: a syringe pulled out now means a partial dose (H7).
-DELIVERING_MASK = const((1 << ST_ADVANCE) | (1 << ST_INJECT) | (1 << ST_SUCKBACK)
-                        | (1 << ST_PRIME) | (1 << ST_MEASURE))
+DELIVERING_MASK = const(
+    (1 << ST_ADVANCE) | (1 << ST_INJECT) | (1 << ST_SUCKBACK) | (1 << ST_PRIME) | (1 << ST_MEASURE)
+)
 # Homing both axes, or the plunger alone to load a syringe.
 HOMING_MASK = const((1 << ST_HOMING) | (1 << ST_LOAD))
 # A fault here starts no recovery: the axes' positions are not yet known, or
@@ -162,11 +177,19 @@ N_SESSION_CAP = const(7)
 N_BACKLASH_FAILED = const(8)
 N_UNCONFIRMED = const(9)
 N_ZONE_CAP = const(10)
-NOTICE_NAMES = ("", "home first", "no syringe", "prime first", "not enough left for a dose", "busy",
-                "restarted by the watchdog: home first", "session volume cap reached",
-                "backlash not found: check the syringe",
-                "stored settings lost: defaults; an engineer must confirm them",
-                "zone volume cap reached: go to the next zone")
+NOTICE_NAMES = (
+    "",
+    "home first",
+    "no syringe",
+    "prime first",
+    "not enough left for a dose",
+    "busy",
+    "restarted by the watchdog: home first",
+    "session volume cap reached",
+    "backlash not found: check the syringe",
+    "stored settings lost: defaults; an engineer must confirm them",
+    "zone volume cap reached: go to the next zone",
+)
 
 # ---- why the controller (re)started, as the board reads it -----------------------------------
 

@@ -53,16 +53,30 @@ from array import array
 from . import backlash, calib, homing, monitor, puncture
 from . import machine as M
 from .axis import WORDS, Axis, new_state
-from .compat import const
 from .codes import (
-    ALARM_NONE, ALARM_WARNING, F_NONE, IDLE, N_BUSY, N_NONE, N_NOT_HOMED, N_UNCONFIRMED,
-    N_WATCHDOG_RESET, RC_POWER_ON, RC_WATCHDOG, REC_NONE, ST_FAULT, ST_LOAD, ST_READY, ST_UNHOMED,
+    ALARM_NONE,
+    ALARM_WARNING,
+    F_NONE,
+    IDLE,
+    N_BUSY,
+    N_NONE,
+    N_NOT_HOMED,
+    N_UNCONFIRMED,
+    N_WATCHDOG_RESET,
+    RC_POWER_ON,
+    RC_WATCHDOG,
+    REC_NONE,
+    ST_FAULT,
+    ST_LOAD,
+    ST_READY,
+    ST_UNHOMED,
     SW_FIRE,
 )
+from .compat import const
 from .planner import RAMP_TICKS_MAX, Plan
+from .puncture import can_fire, update_warning
 from .settings import Limits, Settings, SettingsError
 from .tick import after_halt, tick
-from .puncture import can_fire, update_warning
 
 # ---- constants written by `make consts` from layout.py: do not edit ----
 _SETTLE_MAX_STEPS = const(24)
@@ -118,11 +132,12 @@ _PL_CYCLE1 = const(406)
 # ---- end of the written constants ----
 
 # The ramps array: the fixed moves, the two plan sets, then the short settle moves.
-_STATIC_MOVES = 10  # homing's 6, prime, backlash's 2, relief (one more runs out of ramps: StopIteration)
+_STATIC_MOVES = (
+    10  # homing's 6, prime, backlash's 2, relief (one more runs out of ramps: StopIteration)
+)
 _STATIC_RAMPS = _STATIC_MOVES * 2 * RAMP_TICKS_MAX
 _SETTLE_RAMP = 2  # ramp ticks a settle move needs at most
-_RAMPS = (_STATIC_RAMPS + 2 * puncture.SET_RAMPS
-          + (_SETTLE_MAX_STEPS + 1) * 2 * _SETTLE_RAMP)
+_RAMPS = _STATIC_RAMPS + 2 * puncture.SET_RAMPS + (_SETTLE_MAX_STEPS + 1) * 2 * _SETTLE_RAMP
 
 
 def _slot(i):
@@ -194,7 +209,9 @@ class Core:
     # No valid stored settings at boot: the defaults run, but nothing is
     # injected until an engineer confirms them (H9, service menu).
     unconfirmed = _flag(_UNCONFIRMED)
-    recovery_pending = property(lambda self: self.S[_RECOVERY] != REC_NONE)  # a fault's recovery waits
+    recovery_pending = property(
+        lambda self: self.S[_RECOVERY] != REC_NONE
+    )  # a fault's recovery waits
     overrun_pending = property(lambda self: self.S[_OVERRUNS] != self.S[_OVERRUNS_SEEN])
     depth_reached_steps = property(lambda self: self.S[_DEPTH_REACHED])  # this puncture's, so far
     cap_steps = property(lambda self: self.S[_CAP_STEPS])  # the session cap in plunger steps
@@ -202,8 +219,16 @@ class Core:
     occlusion_mn = property(lambda self: self.S[_OCCLUSION_MN])  # the force that trips H4
     area_cmm2 = property(lambda self: self._area_cmm2)  # the barrel area doses are counted with
 
-    def __init__(self, needle_port, plunger_port, inputs, outputs, settings=None, limits=None,
-                 reset_cause=RC_POWER_ON):
+    def __init__(
+        self,
+        needle_port,
+        plunger_port,
+        inputs,
+        outputs,
+        settings=None,
+        limits=None,
+        reset_cause=RC_POWER_ON,
+    ):
         self.inputs = inputs
         self.outputs = outputs
         s = self.S = new_state()
@@ -224,8 +249,10 @@ class Core:
         homing.load(s)
         puncture.load(s)
         ramp_at = _STATIC_RAMPS
-        self._plans = (puncture.PlanSet(s, self.ramps, _SET0, _PL_CYCLE0, ramp_at),
-                       puncture.PlanSet(s, self.ramps, _SET1, _PL_CYCLE1, ramp_at + puncture.SET_RAMPS))
+        self._plans = (
+            puncture.PlanSet(s, self.ramps, _SET0, _PL_CYCLE0, ramp_at),
+            puncture.PlanSet(s, self.ramps, _SET1, _PL_CYCLE1, ramp_at + puncture.SET_RAMPS),
+        )
         self._area_cmm2, self._capacity_nl, self._dead_nl = self.settings.syringe()
         self._area_nominal = self._area_cmm2
         self._plan_static()
@@ -246,21 +273,35 @@ class Core:
     def _plan_static(self):
         """Moves that depend only on the machine: homing, priming, relief, backlash, settling."""
         at = iter(range(0, _STATIC_RAMPS, 2 * RAMP_TICKS_MAX))
-        (self.plan_needle_seek, self.plan_needle_backoff, self.plan_needle_approach,
-         self.plan_plunger_seek, self.plan_plunger_backoff,
-         self.plan_plunger_approach) = homing.plan(self, at)
+        (
+            self.plan_needle_seek,
+            self.plan_needle_backoff,
+            self.plan_needle_approach,
+            self.plan_plunger_seek,
+            self.plan_plunger_backoff,
+            self.plan_plunger_approach,
+        ) = homing.plan(self, at)
         self.plan_prime = self.new_plan("prime", _PL_PRIME, next(at))  # its speed: configure()
         self.plan_bl_preload, self.plan_bl_probe = backlash.plan(self, at)
         self.plan_relief = monitor.plan(self, at)
-        self.plan_settle = homing.plan_settles(self, _STATIC_RAMPS + 2 * puncture.SET_RAMPS,
-                                               _SETTLE_RAMP)
+        self.plan_settle = homing.plan_settles(
+            self, _STATIC_RAMPS + 2 * puncture.SET_RAMPS, _SETTLE_RAMP
+        )
 
     def plan_at(self, row):
         """The Plan whose row in S is `row` (tools that record the moves; not the tick)."""
-        plans = [self.plan_prime, self.plan_needle_seek, self.plan_needle_backoff,
-                 self.plan_needle_approach, self.plan_plunger_seek, self.plan_plunger_backoff,
-                 self.plan_plunger_approach, self.plan_bl_preload, self.plan_bl_probe,
-                 self.plan_relief] + self.plan_settle
+        plans = [
+            self.plan_prime,
+            self.plan_needle_seek,
+            self.plan_needle_backoff,
+            self.plan_needle_approach,
+            self.plan_plunger_seek,
+            self.plan_plunger_backoff,
+            self.plan_plunger_approach,
+            self.plan_bl_preload,
+            self.plan_bl_probe,
+            self.plan_relief,
+        ] + self.plan_settle
         for ps in self._plans:
             plans += ps.plans()
         for p in plans:
@@ -295,18 +336,25 @@ class Core:
                 # The session is counted in plunger steps: a syringe of another
                 # size must not reopen the cap (H1), so restate them in its steps.
                 self.delivered_steps = M.plunger_steps_for_nl(
-                    M.nl_for_plunger_steps(self.delivered_steps, area0), self._area_cmm2)
-            self.plan_prime.set(M.um_to_plunger_steps(M.PLUNGER_TRAVEL_UM),
-                                M.plunger_steps_for_nl(M.PRIME_RATE_NL_S, self._area_cmm2),
-                                M.um_to_plunger_steps(M.PLUNGER_ACCEL_UM_S2))
-            s[_NEEDLE_LIMIT] = M.um_to_needle_steps(M.NEEDLE_HOME_OFFSET_UM + self.limits.needle_length_um)
+                    M.nl_for_plunger_steps(self.delivered_steps, area0), self._area_cmm2
+                )
+            self.plan_prime.set(
+                M.um_to_plunger_steps(M.PLUNGER_TRAVEL_UM),
+                M.plunger_steps_for_nl(M.PRIME_RATE_NL_S, self._area_cmm2),
+                M.um_to_plunger_steps(M.PLUNGER_ACCEL_UM_S2),
+            )
+            s[_NEEDLE_LIMIT] = M.um_to_needle_steps(
+                M.NEEDLE_HOME_OFFSET_UM + self.limits.needle_length_um
+            )
             s[_USABLE] = M.plunger_steps_for_nl(self._capacity_nl - self._dead_nl, self._area_cmm2)
             cap_nl = self.limits.session_cap_nl
             if 0 < self.protocol_cap_nl < cap_nl:
                 cap_nl = self.protocol_cap_nl  # the smaller of the protocol's and the engineer's
             s[_CAP_STEPS] = M.plunger_steps_for_nl(cap_nl, self._area_cmm2)
             # Occlusion (H4): the limit pressure on this barrel, plus stopper friction.
-            occlusion_mn = self.limits.occlusion_kpa * self._area_nominal // 100 + M.OCCLUSION_FRICTION_MN
+            occlusion_mn = (
+                self.limits.occlusion_kpa * self._area_nominal // 100 + M.OCCLUSION_FRICTION_MN
+            )
             s[_OCCLUSION_MN] = occlusion_mn
             # Relief backs off below a quarter of it (the hazard asks for half): what
             # stays trapped in the line is then a microlitre or two at most.
@@ -333,8 +381,13 @@ class Core:
             if name not in values:
                 problems.append("%s: no such limit; known: %s" % (name, ", ".join(Limits.RANGES)))
         if problems:
-            raise SettingsError([SettingsError.refusal(name, SettingsError.NO_LIMIT)
-                                 for name in changes if name not in values])
+            raise SettingsError(
+                [
+                    SettingsError.refusal(name, SettingsError.NO_LIMIT)
+                    for name in changes
+                    if name not in values
+                ]
+            )
         values.update(changes)
         new = Limits(**values)
         new.check()
@@ -366,14 +419,18 @@ class Core:
     def set_protocol_caps(self, session_cap_nl=0, zone_left_nl=-1):
         """A protocol's caps: its session cap (0: none; the engineer's still applies
         when smaller) and what the current zone may still receive (-1: no zone cap)."""
-        self._reconfigure("protocol_cap_nl", session_cap_nl)  # the cap in steps; refused while moving
+        self._reconfigure(
+            "protocol_cap_nl", session_cap_nl
+        )  # the cap in steps; refused while moving
         if zone_left_nl < 0:
             self.S[_ZONE_END] = -1
         else:
-            self.S[_ZONE_END] = self.delivered_steps + M.plunger_steps_for_nl(zone_left_nl, self._area_cmm2)
+            self.S[_ZONE_END] = self.delivered_steps + M.plunger_steps_for_nl(
+                zone_left_nl, self._area_cmm2
+            )
 
     def set_calibration(self, dose_factor_ppm):
-        """Apply a gravimetric dose correction (delivered / counted, in ppm); SettingsError if refused."""
+        """Apply a gravimetric dose correction (delivered / counted, ppm); SettingsError if not."""
         if self.state not in IDLE:
             raise SettingsError.one("calibration", SettingsError.NOT_IDLE)
         calib.check_factor(dose_factor_ppm)
@@ -469,7 +526,7 @@ class Core:
         return max(0, self._capacity_nl - self.steps_to_nl(self.fluid_steps))
 
     def plunger_limit_left(self):
-        """Fluid steps the syringe can still give before its dead space (kept current by configure)."""
+        """Fluid steps the syringe can still give before its dead space (configure keeps it)."""
         return self.S[_USABLE] - self.S[_FLUID_STEPS]
 
     def can_fire(self):

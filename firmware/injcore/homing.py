@@ -104,8 +104,10 @@ STEPS = (
 def load(s):
     """Write STEPS into S, and where loading starts (the plunger's first row)."""
     if len(STEPS) >= _HOMING_STEPS_MAX:
-        raise ValueError("homing.STEPS has %d rows; layout.HOMING_STEPS_MAX is %d (one for the end)"
-                         % (len(STEPS), _HOMING_STEPS_MAX))
+        raise ValueError(
+            "homing.STEPS has %d rows; layout.HOMING_STEPS_MAX is %d (one for the end)"
+            % (len(STEPS), _HOMING_STEPS_MAX)
+        )
     for i in range(_HOMING_STEPS, _HOMING_END):
         s[i] = 0
     s[_HOME_STEP] = _HOMING_STEPS + len(STEPS) * _H_SIZE  # the end row: nothing under way
@@ -113,9 +115,16 @@ def load(s):
     for i, (kind, ax, row, direction) in enumerate(STEPS):
         at = _HOMING_STEPS + i * _H_SIZE
         switch, not_found, stuck, release = _AXES[ax]
-        for field, v in ((_H_KIND, kind), (_H_AXIS, ax), (_H_PLAN, row), (_H_DIR, direction),
-                         (_H_SWITCH, switch), (_H_NOT_FOUND, not_found), (_H_STUCK, stuck),
-                         (_H_RELEASE, release)):
+        for field, v in (
+            (_H_KIND, kind),
+            (_H_AXIS, ax),
+            (_H_PLAN, row),
+            (_H_DIR, direction),
+            (_H_SWITCH, switch),
+            (_H_NOT_FOUND, not_found),
+            (_H_STUCK, stuck),
+            (_H_RELEASE, release),
+        ):
             s[at + field] = v
         if ax == _PA and s[_HOME_PLUNGER_STEP] < 0:
             s[_HOME_PLUNGER_STEP] = at
@@ -132,31 +141,52 @@ def plan(core, ramp_at):
     needle_fast = M.NEEDLE_HOME_FAST_UM_S * ns // 1000
     plunger_fast = M.PLUNGER_HOME_FAST_UM_S * ps // 1000
     moves = (
-        ("needle seek", _PL_NEEDLE_SEEK, M.um_to_needle_steps(M.NEEDLE_TRAVEL_UM + M.HOME_MARGIN_UM),
-         needle_fast, na),
+        (
+            "needle seek",
+            _PL_NEEDLE_SEEK,
+            M.um_to_needle_steps(M.NEEDLE_TRAVEL_UM + M.HOME_MARGIN_UM),
+            needle_fast,
+            na,
+        ),
         ("needle back-off", _PL_NEEDLE_BACKOFF, nb, needle_fast, na),
         ("needle approach", _PL_NEEDLE_APPROACH, 2 * nb, M.NEEDLE_HOME_SLOW_UM_S * ns // 1000, na),
-        ("plunger seek", _PL_PLUNGER_SEEK,
-         M.um_to_plunger_steps(M.PLUNGER_TRAVEL_UM + M.HOME_MARGIN_UM), plunger_fast, pa),
+        (
+            "plunger seek",
+            _PL_PLUNGER_SEEK,
+            M.um_to_plunger_steps(M.PLUNGER_TRAVEL_UM + M.HOME_MARGIN_UM),
+            plunger_fast,
+            pa,
+        ),
         ("plunger back-off", _PL_PLUNGER_BACKOFF, pb, plunger_fast, pa),
-        ("plunger approach", _PL_PLUNGER_APPROACH, 2 * pb, M.PLUNGER_HOME_SLOW_UM_S * ps // 1000, pa),
+        (
+            "plunger approach",
+            _PL_PLUNGER_APPROACH,
+            2 * pb,
+            M.PLUNGER_HOME_SLOW_UM_S * ps // 1000,
+            pa,
+        ),
     )
     s = core.S
     s[_HOME_STUCK_N] = M.um_to_needle_steps(M.HOME_STUCK_UM)
     s[_HOME_STUCK_P] = M.um_to_plunger_steps(M.HOME_STUCK_UM)
     s[_RELEASE_N] = M.um_to_needle_steps(M.SWITCH_RELEASE_UM)
     s[_RELEASE_P] = M.um_to_plunger_steps(M.SWITCH_RELEASE_UM)
-    return tuple(core.new_plan(name, row, next(ramp_at)).set(dist, speed, accel)
-                 for name, row, dist, speed, accel in moves)
+    return tuple(
+        core.new_plan(name, row, next(ramp_at)).set(dist, speed, accel)
+        for name, row, dist, speed, accel in moves
+    )
 
 
 def plan_settles(core, ramp_at, ramp_ticks):
     """The short moves from where a seek stopped to exactly zero: d steps at PL_SETTLE + d rows."""
     speed = M.NEEDLE_HOME_SLOW_UM_S * M.NEEDLE_STEPS_PER_MM // 1000
     accel = M.um_to_needle_steps(M.NEEDLE_ACCEL_UM_S2)
-    return [core.new_plan("settle %d" % d, _PL_SETTLE + d * _ROW_SIZE, ramp_at + d * 2 * ramp_ticks,
-                      ramp_ticks).set(d, speed, accel)
-            for d in range(_SETTLE_MAX_STEPS + 1)]
+    return [
+        core.new_plan(
+            "settle %d" % d, _PL_SETTLE + d * _ROW_SIZE, ramp_at + d * 2 * ramp_ticks, ramp_ticks
+        ).set(d, speed, accel)
+        for d in range(_SETTLE_MAX_STEPS + 1)
+    ]
 
 
 # ---- the tick's part ------------------------------------------------------------------------

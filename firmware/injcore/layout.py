@@ -99,7 +99,9 @@ PAD_WORDS = const(RELEASE_P + 1)  # index of the pad words in the word table
 BL_SETTLE_TICKS = const(PAD_WORDS + 1)
 BL_DETECT_MN = const(BL_SETTLE_TICKS + 1)
 LOST_TOL = const(BL_DETECT_MN + 1)  # machine.LOST_STEPS_TOL (H5)
-HOME_PLUNGER_STEP = const(LOST_TOL + 1)  # S index of homing's first plunger step (loading starts there)
+HOME_PLUNGER_STEP = const(
+    LOST_TOL + 1
+)  # S index of homing's first plunger step (loading starts there)
 
 # ---- two plan sets (double-buffered: the main loop plans the spare one) -----------------
 C_DEPTH = const(0)

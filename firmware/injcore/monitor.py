@@ -75,7 +75,9 @@ RELIEF_NEEDLE = const(1)  # the needle withdraws
 def load(s):
     """Write the fault table's recovery column into S (once, at start)."""
     if len(FAULTS) > _FAULT_COUNT:
-        raise ValueError("codes.FAULTS has %d rows; layout.FAULT_COUNT is %d" % (len(FAULTS), _FAULT_COUNT))
+        raise ValueError(
+            "codes.FAULTS has %d rows; layout.FAULT_COUNT is %d" % (len(FAULTS), _FAULT_COUNT)
+        )
     for code, row in enumerate(FAULTS):
         s[_FAULT_RECOVERY + code] = row[2]
 
@@ -85,7 +87,8 @@ def plan(core, ramp_at):
     return core.new_plan("relief", _PL_RELIEF, next(ramp_at)).set(
         M.um_to_plunger_steps(M.RELIEF_MAX_UM),
         M.RELIEF_SPEED_UM_S * M.PLUNGER_STEPS_PER_MM // 1000,
-        M.um_to_plunger_steps(M.PLUNGER_ACCEL_UM_S2))
+        M.um_to_plunger_steps(M.PLUNGER_ACCEL_UM_S2),
+    )
 
 
 @micropython.viper

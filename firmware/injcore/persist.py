@@ -15,8 +15,10 @@ def snapshot(core, pin):
     return {
         "settings": core.settings.as_dict(),
         "limits": {name: getattr(lim, name) for name in S.LIMIT_FIELDS},
-        "calibration": {"dose_factor_ppm": core.dose_factor_ppm,
-                        "backlash_steps": core.backlash_steps},
+        "calibration": {
+            "dose_factor_ppm": core.dose_factor_ppm,
+            "backlash_steps": core.backlash_steps,
+        },
         "service_pin": "".join(str(d) for d in pin),
     }
 

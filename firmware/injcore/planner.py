@@ -50,8 +50,9 @@ class Plan:
     its ramps in arrays of its own.
     """
 
-    def __init__(self, name, ramp_ticks_max=RAMP_TICKS_MAX, table=None, row=0, ramps=None,
-                 ramp_at=0):
+    def __init__(
+        self, name, ramp_ticks_max=RAMP_TICKS_MAX, table=None, row=0, ramps=None, ramp_at=0
+    ):
         self.name = name
         # Short slow moves (homing's settle) need a tick or two of ramp: sizing
         # their arrays to that saves ~0.7 KB of heap per plan.
@@ -77,13 +78,13 @@ class Plan:
     @property
     def accel(self):
         """Steps per acceleration tick (a copy; the first ramp_ticks count)."""
-        return self._ramps[self._at:self._at + self.ramp_ticks_max]
+        return self._ramps[self._at : self._at + self.ramp_ticks_max]
 
     @property
     def decel(self):
         """Steps per deceleration tick (a copy)."""
         a = self._at + self.ramp_ticks_max
-        return self._ramps[a:a + self.ramp_ticks_max]
+        return self._ramps[a : a + self.ramp_ticks_max]
 
     @property
     def ticks(self):
@@ -92,8 +93,10 @@ class Plan:
     def set(self, distance, vmax_sps, amax_sps2):
         """Plan a move of `distance` microsteps under vmax (steps/s) and amax (steps/s^2)."""
         if distance < 0 or vmax_sps <= 0 or amax_sps2 <= 0:
-            raise PlanError("%s: bad move (distance %d, speed %d, accel %d)" % (
-                self.name, distance, vmax_sps, amax_sps2))
+            raise PlanError(
+                "%s: bad move (distance %d, speed %d, accel %d)"
+                % (self.name, distance, vmax_sps, amax_sps2)
+            )
         self.distance = distance
         self.vmax_sps = vmax_sps
         self.amax_sps2 = amax_sps2
@@ -168,8 +171,11 @@ def feasible_ramp(distance, n, vmax_sps, amax_sps2):
 def fewest_ticks(distance, vmax_sps, amax_sps2):
     """(N, K): the shortest tick grid for the move and its ramp length."""
     # Lower bounds: cruise the whole way at vmax, or a triangle at amax.
-    n = max(_ceil_div(TICKS_PER_S * distance, vmax_sps) + 1,
-            2 * _isqrt(TICKS_PER_S * TICKS_PER_S * distance // amax_sps2), 2)
+    n = max(
+        _ceil_div(TICKS_PER_S * distance, vmax_sps) + 1,
+        2 * _isqrt(TICKS_PER_S * TICKS_PER_S * distance // amax_sps2),
+        2,
+    )
     while True:
         k = feasible_ramp(distance, n, vmax_sps, amax_sps2)
         if k:

@@ -93,8 +93,16 @@ import json
 
 from . import store as S
 from .compat import const
-from .settings import (MODE_CONTINUOUS, MODE_SINGLE, Limits, Settings, SettingsError, is_int,
-                       problems_in, refusal_text)
+from .settings import (
+    MODE_CONTINUOUS,
+    MODE_SINGLE,
+    Limits,
+    Settings,
+    SettingsError,
+    is_int,
+    problems_in,
+    refusal_text,
+)
 
 FORMAT = const(1)
 MAX_PROTOCOLS = const(16)
@@ -112,8 +120,18 @@ TECHNIQUE_NAMES = ("nappage", "point", "papule")
 ZONE_NONE = const(0xFF)  # injcore.tlog.ZONE_NONE (not imported: tlog is big)
 
 TOP_KEYS = ("format", "name", "version", "example", "session_cap_nl", "notes", "zones")
-ZONE_KEYS = ("name", "technique", "depth_um", "dose_nl", "speed_um_s", "rate_nl_s",
-             "shot_rate_mhz", "suckback_nl", "punctures", "cap_nl")
+ZONE_KEYS = (
+    "name",
+    "technique",
+    "depth_um",
+    "dose_nl",
+    "speed_um_s",
+    "rate_nl_s",
+    "shot_rate_mhz",
+    "suckback_nl",
+    "punctures",
+    "cap_nl",
+)
 # zone fields that are injcore.settings fields
 _SETTING_KEYS = ("depth_um", "dose_nl", "speed_um_s", "rate_nl_s", "shot_rate_mhz", "suckback_nl")
 _REQUIRED_SETTINGS = ("depth_um", "dose_nl", "speed_um_s", "rate_nl_s")
@@ -170,8 +188,10 @@ def _zone_problems(z, i, limits, cap, seen, problems):  # noqa: C901  (one check
         elif isinstance(name, str):
             low = name.lower()
             if low in seen:
-                problems.append("%sname: %r is the name of zones[%d] too (zone names are "
-                                "unique, case-insensitive)" % (p, name, seen[low]))
+                problems.append(
+                    "%sname: %r is the name of zones[%d] too (zone names are "
+                    "unique, case-insensitive)" % (p, name, seen[low])
+                )
             else:
                 seen[low] = i
     tech = z.get("technique")
@@ -179,8 +199,9 @@ def _zone_problems(z, i, limits, cap, seen, problems):  # noqa: C901  (one check
     if "technique" not in z:
         problems.append(p + "technique: missing")
     elif not isinstance(tech, str) or tech not in TECHNIQUES:
-        problems.append("%stechnique: %r is not a technique; allowed %s" % (
-            p, tech, ", ".join(TECHNIQUE_NAMES)))
+        problems.append(
+            "%stechnique: %r is not a technique; allowed %s" % (p, tech, ", ".join(TECHNIQUE_NAMES))
+        )
     else:
         mode = TECHNIQUES[tech]
     present = []
@@ -206,10 +227,12 @@ def _zone_problems(z, i, limits, cap, seen, problems):  # noqa: C901  (one check
     n = z.get("punctures")
     if "punctures" not in z:
         problems.append(p + "punctures: missing")
-    elif not (n == FREE and isinstance(n, str)) and not (isinstance(n, int) and not isinstance(n, bool)
-                                                        and 1 <= n <= PUNCTURES_MAX):
-        problems.append("%spunctures: %r is not allowed; allowed 1..%d or \"free\"" % (
-            p, n, PUNCTURES_MAX))
+    elif not (n == FREE and isinstance(n, str)) and not (
+        isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= PUNCTURES_MAX
+    ):
+        problems.append(
+            '%spunctures: %r is not allowed; allowed 1..%d or "free"' % (p, n, PUNCTURES_MAX)
+        )
     c = z.get("cap_nl")
     if "cap_nl" not in z:
         problems.append(p + "cap_nl: missing")
@@ -235,7 +258,9 @@ def _check(obj, limits):  # noqa: C901  (one check per top-level key, each with 
     if "format" not in obj:
         problems.append("format: missing")
     elif not is_int(obj["format"]) or obj["format"] != FORMAT:
-        problems.append("format: %r is not a format this firmware reads (%d)" % (obj["format"], FORMAT))
+        problems.append(
+            "format: %r is not a format this firmware reads (%d)" % (obj["format"], FORMAT)
+        )
     if "name" not in obj:
         problems.append("name: missing")
     else:
@@ -346,8 +371,9 @@ def parse(text, limits=None):
     else:
         raise ProtocolError(["json: %r is not text" % (type(text).__name__,)])
     if len(data) > MAX_FILE_BYTES:
-        raise ProtocolError(["size: %d bytes is too large; allowed at most %d" % (
-            len(data), MAX_FILE_BYTES)])
+        raise ProtocolError(
+            ["size: %d bytes is too large; allowed at most %d" % (len(data), MAX_FILE_BYTES)]
+        )
     try:
         obj = json.loads(data.decode())
     except Exception as e:  # ValueError, UnicodeError, ...
@@ -396,8 +422,9 @@ class ProtocolStore:
 
     def _store(self, key):
         path = self.dir + "/" + key if self.dir else key
-        return S.Store(self.fs, path, schema=FORMAT, migrations={}, check=_structure,
-                       make_defaults=_none)
+        return S.Store(
+            self.fs, path, schema=FORMAT, migrations={}, check=_structure, make_defaults=_none
+        )
 
     def _keys(self):
         try:
@@ -408,7 +435,7 @@ class ProtocolStore:
         for f in files:
             for slot in S.SLOTS:
                 if f.endswith("." + slot):
-                    k = f[:-len(slot) - 1]
+                    k = f[: -len(slot) - 1]
                     if k not in keys:
                         keys.append(k)
         return keys
@@ -451,21 +478,24 @@ class ProtocolStore:
             except ValueError as e:
                 raise ProtocolError(["protocol: %s" % (e,)])
             if size > MAX_FILE_BYTES:
-                raise ProtocolError(["size: %d bytes is too large; allowed at most %d" % (
-                    size, MAX_FILE_BYTES)])
+                raise ProtocolError(
+                    ["size: %d bytes is too large; allowed at most %d" % (size, MAX_FILE_BYTES)]
+                )
         else:
             proto = parse(text_or_dict, self.limits)
         key = self.key(proto.name)
         keys = self._keys()
         if key not in keys:
             if len(keys) >= MAX_PROTOCOLS:
-                raise ProtocolError(["protocols: %d protocols are stored already; remove one first"
-                                     % MAX_PROTOCOLS])
+                raise ProtocolError(
+                    ["protocols: %d protocols are stored already; remove one first" % MAX_PROTOCOLS]
+                )
         else:
             got = _name_of(self._record(key)[0])
             if got is not None and got.lower() != proto.name.lower():
-                raise ProtocolError(["name: %r clashes with the stored %r; rename it" % (
-                    proto.name, got)])
+                raise ProtocolError(
+                    ["name: %r clashes with the stored %r; rename it" % (proto.name, got)]
+                )
         mkdir = getattr(self.fs, "mkdir", None)
         if mkdir and self.dir:
             mkdir(self.dir)

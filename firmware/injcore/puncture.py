@@ -132,10 +132,14 @@ SET_RAMPS = len(MOVES) * 2 * RAMP_TICKS_MAX  # ramp entries one plan set uses
 def load(s):
     """Write STEPS into S (the row after the last is the end: axis 0)."""
     if len(STEPS) >= _PUNCTURE_STEPS_MAX:
-        raise ValueError("puncture.STEPS has %d rows; layout.PUNCTURE_STEPS_MAX is %d (one for the end)"
-                         % (len(STEPS), _PUNCTURE_STEPS_MAX))
+        raise ValueError(
+            "puncture.STEPS has %d rows; layout.PUNCTURE_STEPS_MAX is %d (one for the end)"
+            % (len(STEPS), _PUNCTURE_STEPS_MAX)
+        )
     if len(MOVES) != _SET_MOVES:
-        raise ValueError("puncture.MOVES has %d moves; layout.SET_MOVES is %d" % (len(MOVES), _SET_MOVES))
+        raise ValueError(
+            "puncture.MOVES has %d moves; layout.SET_MOVES is %d" % (len(MOVES), _SET_MOVES)
+        )
     for i in range(_PUNCTURE_STEPS, _PUNCTURE_END):
         s[i] = 0
     for i, row in enumerate(STEPS):
@@ -153,8 +157,9 @@ class PlanSet:
         for i, (column, name) in enumerate(MOVES):
             row = rows + i * _ROW_SIZE
             s[base + column] = row
-            self.moves[column] = Plan(name, table=s, row=row, ramps=ramps,
-                                      ramp_at=ramp_at + i * 2 * RAMP_TICKS_MAX)
+            self.moves[column] = Plan(
+                name, table=s, row=row, ramps=ramps, ramp_at=ramp_at + i * 2 * RAMP_TICKS_MAX
+            )
         self.needle_in = self.moves[_C_NEEDLE_IN]
         self.needle_out = self.moves[_C_NEEDLE_OUT]
         self.inject_fwd = self.moves[_C_INJECT_FWD]
@@ -182,8 +187,9 @@ def plan_cycle(core, st, ps):
     rate = M.plunger_steps_for_nl(st.rate_nl_s, area)
     rate_max = M.um_to_plunger_steps(M.PLUNGER_MAX_SPEED_UM_S)
     if rate > rate_max:
-        raise SettingsError.one("rate_nl_s", SettingsError.PLUNGER, st.rate_nl_s,
-                                extra=M.PLUNGER_MAX_SPEED_UM_S)
+        raise SettingsError.one(
+            "rate_nl_s", SettingsError.PLUNGER, st.rate_nl_s, extra=M.PLUNGER_MAX_SPEED_UM_S
+        )
     ps.needle_in.set(depth, M.um_to_needle_steps(st.speed_um_s), needle_a)
     ps.needle_out.set(depth, M.um_to_needle_steps(M.NEEDLE_MAX_SPEED_UM_S), needle_a)
     bl = core.backlash_steps
@@ -201,8 +207,9 @@ def plan_cycle(core, st, ps):
     s[b + _C_NEAR_EMPTY] = M.NEAR_EMPTY_DOSES * (dose + sb)
     if st.mode == _MODE_CONTINUOUS and ps.cycle_ticks > ps.period_ticks:
         best = 1_000_000 // ps.cycle_ticks  # mHz
-        raise SettingsError.one("shot_rate_mhz", SettingsError.CYCLE, st.shot_rate_mhz,
-                                500, best, ps.cycle_ticks)
+        raise SettingsError.one(
+            "shot_rate_mhz", SettingsError.CYCLE, st.shot_rate_mhz, 500, best, ps.cycle_ticks
+        )
 
 
 # ---- the tick's part ------------------------------------------------------------------------

@@ -110,8 +110,18 @@ class Rig:
 
     def snapshot(self):
         c = self.core
-        return (c.ticks, c.state, c.needle.pos, c.plunger.pos, self.needle.pos, self.plunger.pos,
-                c.fluid_steps, c.punctures, self.needle.checksum, self.plunger.checksum)
+        return (
+            c.ticks,
+            c.state,
+            c.needle.pos,
+            c.plunger.pos,
+            self.needle.pos,
+            self.plunger.pos,
+            c.fluid_steps,
+            c.punctures,
+            self.needle.checksum,
+            self.plunger.checksum,
+        )
 
 
 def scripted_session(rig, log):

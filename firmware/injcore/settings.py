@@ -6,9 +6,8 @@ change is refused with one message per field and the old settings stay.
 """
 
 from . import machine as M
-from .compat import const
-
 from .codes import MODE_CONTINUOUS, MODE_NAMES, MODE_PRIME, MODE_SINGLE  # noqa: F401  (settings.MODE_*: the modes' one place is codes.py)
+from .compat import const
 
 NEEDLE_COUNTS = (1, 3, 5, 9)
 
@@ -98,8 +97,12 @@ class Limits:
         "occlusion_kpa": (50, 1000, "kPa"),
     }
 
-    def __init__(self, needle_length_um=M.NEEDLE_LENGTH_UM, session_cap_nl=M.SESSION_CAP_NL,
-                 occlusion_kpa=M.OCCLUSION_KPA):
+    def __init__(
+        self,
+        needle_length_um=M.NEEDLE_LENGTH_UM,
+        session_cap_nl=M.SESSION_CAP_NL,
+        occlusion_kpa=M.OCCLUSION_KPA,
+    ):
         self.needle_length_um = needle_length_um
         self.session_cap_nl = session_cap_nl
         self.occlusion_kpa = occlusion_kpa
@@ -138,8 +141,9 @@ class Settings:
     def changed(self, limits, **changes):
         """A new Settings with `changes` applied, or SettingsError naming every bad field."""
         values = self.as_dict()
-        refusals = [_refusal(name, SettingsError.NO_SETTING)
-                    for name in changes if name not in values]
+        refusals = [
+            _refusal(name, SettingsError.NO_SETTING) for name in changes if name not in values
+        ]
         values.update(changes)
         refusals.extend(problems_in(values, limits))
         if refusals:
@@ -150,7 +154,11 @@ class Settings:
     def syringe(self):
         """(area_cmm2, capacity_nl, dead_nl) of the syringe in use."""
         if self.syringe_model == M.CUSTOM_SYRINGE:
-            return M.area_cmm2_from_diameter(self.syringe_id_um), M.CUSTOM_CAPACITY_NL, M.CUSTOM_DEAD_NL
+            return (
+                M.area_cmm2_from_diameter(self.syringe_id_um),
+                M.CUSTOM_CAPACITY_NL,
+                M.CUSTOM_DEAD_NL,
+            )
         e = M.SYRINGES[self.syringe_model]
         return e[M.SYR_AREA_CMM2], e[M.SYR_CAPACITY_NL], e[M.SYR_DEAD_NL]
 
@@ -233,7 +241,7 @@ def refusal_text(r, named=True):
     if isinstance(r, str):
         return r
     field, code, value, lo, hi, extra = r
-    E = SettingsError
+    E = SettingsError  # noqa: N806  (the class, shorter: its codes read E.RANGE)
     if code == E.NOT_IDLE:  # "settings" and "limits" change, "calibration" changes
         verb = "change" if field[-1] == "s" else "changes"
         return "%s %s only while the injector is idle" % (field, verb)
@@ -244,21 +252,29 @@ def refusal_text(r, named=True):
     elif code == E.CHOICE:
         if field == "mode":
             what = "not a mode; allowed " + ", ".join(
-                "%d=%s" % (i, n) for i, n in enumerate(MODE_NAMES))
+                "%d=%s" % (i, n) for i, n in enumerate(MODE_NAMES)
+            )
         elif field == "syringe_model":
             what = "not a syringe model; allowed %s or 0 for a custom inner diameter" % "/".join(
-                str(s) for s in sorted(M.SYRINGES))
+                str(s) for s in sorted(M.SYRINGES)
+            )
         else:
             what = "not allowed; allowed " + ", ".join(str(n) for n in NEEDLE_COUNTS)
         text = "%r is %s" % (value, what)
     elif code == E.CYCLE:
-        text = "%d is faster than one puncture with this depth, dose and speeds takes (%d ms); " \
-               "allowed %d..%d %s" % (value, extra, lo, hi, _unit(field))
+        text = (
+            "%d is faster than one puncture with this depth, dose and speeds takes (%d ms); "
+            "allowed %d..%d %s" % (value, extra, lo, hi, _unit(field))
+        )
     elif code == E.PLUNGER:
         text = "%d needs the plunger faster than %d um/s with this syringe" % (value, extra)
     else:  # NOT_INT, RANGE
         text = "%r is %s; allowed %d..%d" % (
-            value, "not an integer" if code == E.NOT_INT else "out of range", lo, hi)
+            value,
+            "not an integer" if code == E.NOT_INT else "out of range",
+            lo,
+            hi,
+        )
         unit = _unit(field)
         if unit:
             text += " " + unit

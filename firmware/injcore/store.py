@@ -104,7 +104,9 @@ def encode(value):
                 raise ValueError("store: key %r is not a string" % (k,))
             parts.append(json.dumps(k) + ":" + encode(value[k]))
         return "{" + ",".join(parts) + "}"
-    raise ValueError("store: %r cannot be stored (integers, strings, lists and dicts only)" % (value,))
+    raise ValueError(
+        "store: %r cannot be stored (integers, strings, lists and dicts only)" % (value,)
+    )
 
 
 def pack(payload, generation, schema=SCHEMA_VERSION):
@@ -123,7 +125,9 @@ def unpack(data):
         return "not a record (bad magic)"
     if length != len(data) - HEADER_SIZE:
         return "length %d does not match the file (%d bytes of payload)" % (
-            length, len(data) - HEADER_SIZE)
+            length,
+            len(data) - HEADER_SIZE,
+        )
     body = data[HEADER_SIZE:]
     if crc32(body, crc32(data[:14])) != crc:
         return "CRC mismatch"
@@ -152,8 +156,12 @@ _NAMES_BEFORE_3 = {"syringe_model": "syringe_ml"}
 def _v1_to_v2(old):
     """Schema 1: one flat dict of settings, limits and service_pin -> nested schema 2."""
     d = defaults()
-    new = {"settings": {}, "limits": {}, "calibration": d["calibration"],
-           "service_pin": old.get("service_pin", DEFAULT_SERVICE_PIN)}
+    new = {
+        "settings": {},
+        "limits": {},
+        "calibration": d["calibration"],
+        "service_pin": old.get("service_pin", DEFAULT_SERVICE_PIN),
+    }
     for name in FIELDS:
         was = _NAMES_BEFORE_3.get(name, name)  # schema 2 keeps the old name; _v2_to_v3 renames
         new["settings"][was] = old.get(was, d["settings"][name])
@@ -252,8 +260,9 @@ def validate(payload):  # noqa: C901  (one check per payload field, each with it
 class Store:
     """Two slot files NAME.a / NAME.b and a scratch NAME.tmp on `fs` (fsio.DirFS or a SimFS)."""
 
-    def __init__(self, fs, name, schema=SCHEMA_VERSION, migrations=None, check=None,
-                 make_defaults=None):
+    def __init__(
+        self, fs, name, schema=SCHEMA_VERSION, migrations=None, check=None, make_defaults=None
+    ):
         self.fs = fs
         self.name = name
         self.schema = schema
@@ -338,11 +347,21 @@ class Store:
                 problems[slot] = found[slot]
         best = self._newest(found)
         if best is None:
-            return self.make_defaults(), {"slot": None, "generation": 0, "defaults": True,
-                                          "migrated_from": None, "problems": problems}
+            return self.make_defaults(), {
+                "slot": None,
+                "generation": 0,
+                "defaults": True,
+                "migrated_from": None,
+                "problems": problems,
+            }
         generation, payload, migrated = found[best]
-        return payload, {"slot": best, "generation": generation, "defaults": False,
-                         "migrated_from": migrated, "problems": problems}
+        return payload, {
+            "slot": best,
+            "generation": generation,
+            "defaults": False,
+            "migrated_from": migrated,
+            "problems": problems,
+        }
 
     def save(self, payload):
         """Write payload as the next generation; returns (slot, generation).
@@ -357,7 +376,9 @@ class Store:
         found = self.scan()
         best = self._newest(found)
         newest = found[best] if best is not None else None
-        generation = 1 if isinstance(newest, str) or newest is None else (newest[0] + 1) & 0xFFFFFFFF
+        generation = (
+            1 if isinstance(newest, str) or newest is None else (newest[0] + 1) & 0xFFFFFFFF
+        )
         target = "b" if best == "a" else "a"
         data = pack(payload, generation, self.schema)
         tmp = self.name + ".tmp"

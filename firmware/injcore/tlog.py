@@ -136,24 +136,59 @@ T_BITS = const(24)
 NAME_SUFFIX = ".tlg"
 
 _FIELDS = {
-    K_PUNCTURE: (("mode", 2, 0), ("alarm", 1, 0), ("warning", 1, 0), ("partial", 1, 0),
-                 ("zone", 8, 0), ("session", 16, 0), ("number", 16, 0), ("t_ms", 24, 0),
-                 ("fault", 5, 0), ("depth_set_um", 13, 0), ("depth_um", 14, 1),
-                 ("dose_set_nl", 18, 0), ("dose_nl", 19, 1), ("force_mn", 16, 0)),
-    K_SESSION_START: (("syringe_model", 5, 0), ("session", 16, 0), ("time_s", 32, 0),
-                      ("syringe_id_um", 15, 0)) + tuple(("lot%d" % i, 7, 0) for i in range(LOT_CHARS)),
-    K_SESSION_END: (("interrupted", 1, 0), ("session", 16, 0), ("time_s", 32, 0),
-                    ("punctures", 16, 0), ("delivered_nl", 25, 0), ("primed_nl", 25, 0),
-                    ("alarms", 8, 0), ("partials", 8, 0), ("lost", 12, 0), ("lost_max", 12, 0)),
+    K_PUNCTURE: (
+        ("mode", 2, 0),
+        ("alarm", 1, 0),
+        ("warning", 1, 0),
+        ("partial", 1, 0),
+        ("zone", 8, 0),
+        ("session", 16, 0),
+        ("number", 16, 0),
+        ("t_ms", 24, 0),
+        ("fault", 5, 0),
+        ("depth_set_um", 13, 0),
+        ("depth_um", 14, 1),
+        ("dose_set_nl", 18, 0),
+        ("dose_nl", 19, 1),
+        ("force_mn", 16, 0),
+    ),
+    K_SESSION_START: (
+        ("syringe_model", 5, 0),
+        ("session", 16, 0),
+        ("time_s", 32, 0),
+        ("syringe_id_um", 15, 0),
+    )
+    + tuple(("lot%d" % i, 7, 0) for i in range(LOT_CHARS)),
+    K_SESSION_END: (
+        ("interrupted", 1, 0),
+        ("session", 16, 0),
+        ("time_s", 32, 0),
+        ("punctures", 16, 0),
+        ("delivered_nl", 25, 0),
+        ("primed_nl", 25, 0),
+        ("alarms", 8, 0),
+        ("partials", 8, 0),
+        ("lost", 12, 0),
+        ("lost_max", 12, 0),
+    ),
     K_PROTOCOL: (("example", 1, 0), ("session", 16, 0), ("version", 16, 0), ("zones", 4, 0))
-                + tuple(("name%d" % i, 7, 0) for i in range(PROTOCOL_NAME_CHARS)),
-    K_ZONE: (("event", 2, 0), ("skipped", 1, 0), ("mode", 2, 0), ("session", 16, 0),
-             ("index", 4, 0), ("planned", 14, 0), ("cap_nl", 25, 0), ("dose_set_nl", 9, 0))
-            + tuple(("name%d" % i, 7, 0) for i in range(ZONE_NAME_CHARS)),
+    + tuple(("name%d" % i, 7, 0) for i in range(PROTOCOL_NAME_CHARS)),
+    K_ZONE: (
+        ("event", 2, 0),
+        ("skipped", 1, 0),
+        ("mode", 2, 0),
+        ("session", 16, 0),
+        ("index", 4, 0),
+        ("planned", 14, 0),
+        ("cap_nl", 25, 0),
+        ("dose_set_nl", 9, 0),
+    )
+    + tuple(("name%d" % i, 7, 0) for i in range(ZONE_NAME_CHARS)),
 }
 
 
 # ---- bit packing -----------------------------------------------------------
+
 
 def _put(buf, pos, bits, v):
     while bits > 0:
@@ -241,7 +276,10 @@ def check(data, off=0):
     if kind not in _FIELDS:
         return 0
     mv = memoryview(data)
-    if crc32(mv[off:off + PAYLOAD_BYTES], CRC_SEED) != struct.unpack_from("<I", data, off + PAYLOAD_BYTES)[0]:
+    if (
+        crc32(mv[off : off + PAYLOAD_BYTES], CRC_SEED)
+        != struct.unpack_from("<I", data, off + PAYLOAD_BYTES)[0]
+    ):
         return 0
     return kind
 
@@ -251,7 +289,7 @@ def decode(data, off=0):
     kind = check(data, off)
     if not kind:
         return None
-    mv = memoryview(data)[off:off + PAYLOAD_BYTES]
+    mv = memoryview(data)[off : off + PAYLOAD_BYTES]
     rec = {"kind": kind}
     pos = 3
     text = []
@@ -299,11 +337,12 @@ def scan(data):
 
 # ---- the ring of files --------------------------------------------------------
 
+
 def file_seq(name):
     """The sequence number of a ring file's name, or -1 if it is not one."""
     if not name.endswith(NAME_SUFFIX):
         return -1
-    stem = name[:-len(NAME_SUFFIX)]
+    stem = name[: -len(NAME_SUFFIX)]
     if len(stem) != 8 or not stem.isdigit():
         return -1
     return int(stem)
@@ -380,7 +419,7 @@ class Log:
                     k = room
                 f = self.fs.open(self._path(self.seqs[-1]), "ab")
                 try:
-                    f.write(mv[done * REC_BYTES:(done + k) * REC_BYTES])
+                    f.write(mv[done * REC_BYTES : (done + k) * REC_BYTES])
                 finally:
                     f.close()
                 self._cur_n += k
@@ -443,8 +482,16 @@ class Log:
         for rec in self.records(newest_first=True):
             s = rec["session"]
             if info is None:
-                info = {"session": s, "ended": rec["kind"] == K_SESSION_END, "started": False,
-                        "punctures": 0, "delivered_nl": 0, "alarms": 0, "partials": 0, "mode": -1}
+                info = {
+                    "session": s,
+                    "ended": rec["kind"] == K_SESSION_END,
+                    "started": False,
+                    "punctures": 0,
+                    "delivered_nl": 0,
+                    "alarms": 0,
+                    "partials": 0,
+                    "mode": -1,
+                }
             elif s != info["session"]:
                 break
             k = rec["kind"]
@@ -471,7 +518,9 @@ _T_MASK = const(0x3FFFFFFF)  # core.ticks wraps here
 
 def needle_steps_to_depth_um(steps):
     """Tip depth below the skin surface of a needle position (microsteps from home)."""
-    return (steps * 1000 + M.NEEDLE_STEPS_PER_MM // 2) // M.NEEDLE_STEPS_PER_MM - M.NEEDLE_HOME_OFFSET_UM
+    return (
+        steps * 1000 + M.NEEDLE_STEPS_PER_MM // 2
+    ) // M.NEEDLE_STEPS_PER_MM - M.NEEDLE_HOME_OFFSET_UM
 
 
 class Recorder:
@@ -525,20 +574,34 @@ class Recorder:
         if survivor is not None and survivor[0] == info["session"]:
             lost = max(0, survivor[1] - info["punctures"])
             lost_max = 0
-        self._add(K_SESSION_END, {
-            "interrupted": 1, "session": info["session"], "time_s": self.clock(),
-            "punctures": info["punctures"], "delivered_nl": info["delivered_nl"],
-            "alarms": info["alarms"], "partials": info["partials"],
-            "lost": lost, "lost_max": lost_max})
+        self._add(
+            K_SESSION_END,
+            {
+                "interrupted": 1,
+                "session": info["session"],
+                "time_s": self.clock(),
+                "punctures": info["punctures"],
+                "delivered_nl": info["delivered_nl"],
+                "alarms": info["alarms"],
+                "partials": info["partials"],
+                "lost": lost,
+                "lost_max": lost_max,
+            },
+        )
         self.log.flush()
         info["lost"] = lost
         info["lost_max"] = lost_max
         if lost_max:
-            info["text"] = "session %d was interrupted after puncture %d; up to %d more not logged" % (
-                info["session"], info["punctures"], lost_max)
+            info["text"] = (
+                "session %d was interrupted after puncture %d; up to %d more not logged"
+                % (info["session"], info["punctures"], lost_max)
+            )
         else:
             info["text"] = "session %d was interrupted after puncture %d; %d not logged" % (
-                info["session"], info["punctures"] + lost, lost)
+                info["session"],
+                info["punctures"] + lost,
+                lost,
+            )
         return info
 
     def start_session(self, lot="", reset_core=True):
@@ -559,20 +622,35 @@ class Recorder:
         self._alarms = self._partials = 0
         self._dropped0 = self.log.dropped
         self.missed = 0
-        self._add(K_SESSION_START, {
-            "session": self.session, "time_s": self.clock(), "syringe_model": s.syringe_model,
-            "syringe_id_um": s.syringe_id_um, "lot": lot[:LOT_CHARS]})
+        self._add(
+            K_SESSION_START,
+            {
+                "session": self.session,
+                "time_s": self.clock(),
+                "syringe_model": s.syringe_model,
+                "syringe_id_um": s.syringe_id_um,
+                "lot": lot[:LOT_CHARS],
+            },
+        )
 
     def end_session(self):
         """Write the open session's totals (call while idle: it flushes)."""
         if not self.session:
             return
         core = self.core
-        self._add(K_SESSION_END, {
-            "session": self.session, "time_s": self.clock(), "punctures": core.punctures,
-            "delivered_nl": core.delivered_nl(), "primed_nl": core.primed_nl(),
-            "alarms": self._alarms, "partials": self._partials,
-            "lost": self.log.dropped - self._dropped0 + self.missed})
+        self._add(
+            K_SESSION_END,
+            {
+                "session": self.session,
+                "time_s": self.clock(),
+                "punctures": core.punctures,
+                "delivered_nl": core.delivered_nl(),
+                "primed_nl": core.primed_nl(),
+                "alarms": self._alarms,
+                "partials": self._partials,
+                "lost": self.log.dropped - self._dropped0 + self.missed,
+            },
+        )
         self.session = 0
         self.log.flush()
 
@@ -585,8 +663,16 @@ class Recorder:
         """A PROTOCOL record in the open session (one is opened, lot "", if none is)."""
         if not self.session:
             self._open("")
-        return self._add(K_PROTOCOL, {"session": self.session, "name": name[:PROTOCOL_NAME_CHARS],
-                                      "version": version, "zones": zones, "example": example})
+        return self._add(
+            K_PROTOCOL,
+            {
+                "session": self.session,
+                "name": name[:PROTOCOL_NAME_CHARS],
+                "version": version,
+                "zones": zones,
+                "example": example,
+            },
+        )
 
     def zone_event(self, index, event, zone, skipped=None):
         """A ZONE record: `event` Z_ENTER / Z_SKIP / Z_DONE of zone number `index`.
@@ -599,10 +685,20 @@ class Recorder:
             self._open("")
         if skipped is None:
             skipped = event == Z_SKIP
-        return self._add(K_ZONE, {
-            "event": event, "skipped": skipped, "mode": zone.mode, "session": self.session,
-            "index": index, "planned": zone.planned, "cap_nl": zone.cap_nl,
-            "dose_set_nl": zone.settings.get("dose_nl", 0), "name": zone.name[:ZONE_NAME_CHARS]})
+        return self._add(
+            K_ZONE,
+            {
+                "event": event,
+                "skipped": skipped,
+                "mode": zone.mode,
+                "session": self.session,
+                "index": index,
+                "planned": zone.planned,
+                "cap_nl": zone.cap_nl,
+                "dose_set_nl": zone.settings.get("dose_nl", 0),
+                "name": zone.name[:ZONE_NAME_CHARS],
+            },
+        )
 
     # ---- each main-loop pass ------------------------------------------------
 
@@ -652,12 +748,22 @@ class Recorder:
         s = core.settings
         if not self.session:
             self._open("")
-        self._add(K_PUNCTURE, {
-            "mode": rec[4], "warning": core.warning != 0, "zone": self.zone,
-            "session": self.session, "number": rec[0],
-            "t_ms": self._t_ms(core.ticks - rec[3]), "depth_set_um": s.depth_um,
-            "depth_um": needle_steps_to_depth_um(rec[1]), "dose_set_nl": s.dose_nl,
-            "dose_nl": core.steps_to_nl(rec[2]), "force_mn": self._force()})
+        self._add(
+            K_PUNCTURE,
+            {
+                "mode": rec[4],
+                "warning": core.warning != 0,
+                "zone": self.zone,
+                "session": self.session,
+                "number": rec[0],
+                "t_ms": self._t_ms(core.ticks - rec[3]),
+                "depth_set_um": s.depth_um,
+                "depth_um": needle_steps_to_depth_um(rec[1]),
+                "dose_set_nl": s.dose_nl,
+                "dose_nl": core.steps_to_nl(rec[2]),
+                "force_mn": self._force(),
+            },
+        )
 
     def _cut(self):
         core = self.core
@@ -670,12 +776,25 @@ class Recorder:
         partial = steps < core.plans().dose_steps
         if partial:
             self._partials += 1
-        self._add(K_PUNCTURE, {
-            "mode": s.mode, "alarm": 1, "partial": partial, "warning": core.warning != 0,
-            "zone": self.zone, "session": self.session, "number": core.punctures + 1,
-            "t_ms": self._t_ms(self._start_tick), "fault": core.fault, "depth_set_um": s.depth_um,
-            "depth_um": needle_steps_to_depth_um(depth), "dose_set_nl": s.dose_nl,
-            "dose_nl": core.steps_to_nl(steps), "force_mn": self._force()})
+        self._add(
+            K_PUNCTURE,
+            {
+                "mode": s.mode,
+                "alarm": 1,
+                "partial": partial,
+                "warning": core.warning != 0,
+                "zone": self.zone,
+                "session": self.session,
+                "number": core.punctures + 1,
+                "t_ms": self._t_ms(self._start_tick),
+                "fault": core.fault,
+                "depth_set_um": s.depth_um,
+                "depth_um": needle_steps_to_depth_um(depth),
+                "dose_set_nl": s.dose_nl,
+                "dose_nl": core.steps_to_nl(steps),
+                "force_mn": self._force(),
+            },
+        )
 
     def service(self):
         """Flush when it is safe: both axes idle, and the core idle (or, in a burst, between

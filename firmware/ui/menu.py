@@ -52,8 +52,15 @@ A_SERVICE = "service"
 
 MODE_LABELS = ("single", "nappage", "prime")  # what the operator reads for MODE_*
 # What a protocol fixes per zone: not editable by hand while it runs.
-ZONE_FIELDS = ("mode", "depth_um", "dose_nl", "speed_um_s", "rate_nl_s", "shot_rate_mhz",
-               "suckback_nl")
+ZONE_FIELDS = (
+    "mode",
+    "depth_um",
+    "dose_nl",
+    "speed_um_s",
+    "rate_nl_s",
+    "shot_rate_mhz",
+    "suckback_nl",
+)
 FAST_AFTER_REPEATS = const(10)  # held this long (about 1 s of repeats): ten steps at a time
 MENU_ROWS = const(6)  # lines under the title
 BUSY = "busy: wait until ready"
@@ -63,7 +70,7 @@ def fixed(value, scale, decimals):
     """`value` / `scale` with `decimals` decimals, truncated: fixed(1500, 1000, 1) == '1.5'."""
     if decimals == 0:
         return str(value // scale)
-    p = 10 ** decimals
+    p = 10**decimals
     q = value * p // scale
     return "%d.%s" % (q // p, str(q % p + p)[1:])
 
@@ -118,8 +125,22 @@ class Item:
     names = ()
     done = None  # LOCAL items: done(ui) after OK stored the value
 
-    def __init__(self, label, kind, key, target=SETTING, unit="", scale=1, decimals=0,
-                 step=0, lo=0, hi=0, choices=(), names=(), done=None):
+    def __init__(
+        self,
+        label,
+        kind,
+        key,
+        target=SETTING,
+        unit="",
+        scale=1,
+        decimals=0,
+        step=0,
+        lo=0,
+        hi=0,
+        choices=(),
+        names=(),
+        done=None,
+    ):
         self.label = label
         self.kind = kind
         self.key = key  # the field name, or the action's name
@@ -178,8 +199,13 @@ MAIN_MENU = (  # in the order of a session: home, load, prime, set, fire
     _ranged("Suck-back", "suckback_nl", "uL", 1000, 1),
     _syringe_item(),
     _ranged("Syr. ID", "syringe_id_um", "mm", 1000, 2),
-    Item("Needles", CHOICE, "needle_count", choices=NEEDLE_COUNTS,
-         names=tuple(str(n) for n in NEEDLE_COUNTS)),
+    Item(
+        "Needles",
+        CHOICE,
+        "needle_count",
+        choices=NEEDLE_COUNTS,
+        names=tuple(str(n) for n in NEEDLE_COUNTS),
+    ),
     Item("New sess.", ACTION, A_SESSION),
     Item("Protocol", ACTION, A_PROTOCOL),
     Item("Service", ACTION, A_SERVICE),
@@ -196,6 +222,7 @@ def setup(ui):
 
 
 # ---- the lists ----------------------------------------------------------------
+
 
 def set_cursor(ui, i):
     n = len(ui.menu)
@@ -274,6 +301,7 @@ def done_or_needed(done):
 
 
 # ---- editing -------------------------------------------------------------------
+
 
 def current(ui, item):
     if item.target == LOCAL:
@@ -374,7 +402,7 @@ def _draw_edit(ui, fb):
     text = item.text(ui.value)
     if item.kind == NUM:
         unit = item.unit
-        digits = text[:len(text) - len(unit)]
+        digits = text[: len(text) - len(unit)]
         w = D.big_width(digits) + 2 + len(unit) * D.CHAR_W
         x = D.big(fb, digits, (128 - w) // 2, 13)
         fb.text(unit, x + 1, 25, 1)

@@ -86,8 +86,9 @@ _POLLS = (session.poll, service.poll)  # every pass: the protocol run, priming, 
 
 
 class Ui:
-    def __init__(self, core, version="", info=None, service_pin=SERVICE_PIN, new_session=None,
-                 protocols=None):
+    def __init__(
+        self, core, version="", info=None, service_pin=SERVICE_PIN, new_session=None, protocols=None
+    ):
         self.core = core
         # What "New session" does: the board's log recorder ends the open session
         # and starts one (tlog.Recorder.start_session); bare, the core's counters.

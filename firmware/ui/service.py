@@ -85,8 +85,11 @@ def setup(ui):
 
 def poll(ui):
     core = ui.core
-    if ui.screen == "cal-run" and core.state == C.ST_READY and \
-            core.punctures - ui._cal_p0 >= CAL_SHOTS:
+    if (
+        ui.screen == "cal-run"
+        and core.state == C.ST_READY
+        and core.punctures - ui._cal_p0 >= CAL_SHOTS
+    ):
         _cal_shots_done(ui)
 
 
@@ -97,6 +100,7 @@ def _pct(hundredths):
 
 
 # ---- the service code ----------------------------------------------------------
+
 
 def _ask_code(ui):
     if ui._pin_locked_until is not None and ui._now - ui._pin_locked_until < 0:
@@ -175,6 +179,7 @@ def _draw_pin(ui, fb):
 
 # ---- the service menu ------------------------------------------------------------
 
+
 def _service_key(ui, b):
     if b == BACK:  # up to the main menu, on the line it was left at
         open_main(ui, ui._main_cursor)
@@ -195,6 +200,7 @@ def _confirm(ui):
 
 
 # ---- device info -----------------------------------------------------------------
+
 
 def _open_info(ui):
     ui._info_top = 0
@@ -234,7 +240,7 @@ def _draw_lines(fb, title, lines, top, foot="BACK: return"):
             break
         label, value = lines[i]
         y = 11 + row * 9
-        fb.text(label[:D.LINE_CHARS - len(value) - 1], 0, y, 1)
+        fb.text(label[: D.LINE_CHARS - len(value) - 1], 0, y, 1)
         D.right(fb, value, y)
     D.inverted(fb, foot, 55)
 
@@ -244,6 +250,7 @@ def _draw_info(ui, fb):
 
 
 # ---- gravimetric calibration -----------------------------------------------------
+
 
 def _open_calib(ui):
     ui.go("calibration")
@@ -293,8 +300,8 @@ def cal_compute(ui):
     core = ui.core
     ui.cal_measured_nl = weighed_nl(ui.cal["mass_dmg"], ui.cal["density"])
     ui.cal_factor_ppm, ui.cal_error_before, ui.cal_error_after = gravimetric(
-        ui._cal_expected_nl, ui.cal_measured_nl, core.dose_factor_ppm,
-        core.settings.syringe()[0])
+        ui._cal_expected_nl, ui.cal_measured_nl, core.dose_factor_ppm, core.settings.syringe()[0]
+    )
 
 
 def _mass_entered(ui):
@@ -306,17 +313,22 @@ def _density_entered(ui):
     ui.go("cal-result")
 
 
-CAL_MASS = Item("Mass", NUM, "mass_dmg", LOCAL, "mg", 10, 1, 1, 1, 1_000_000,
-                done=_mass_entered)  # 0.1 mg
-CAL_DENSITY = Item("Density", NUM, "density", LOCAL, "mg/mL", 1, 0, 1, 500, 2000,
-                   done=_density_entered)
+CAL_MASS = Item(
+    "Mass", NUM, "mass_dmg", LOCAL, "mg", 10, 1, 1, 1, 1_000_000, done=_mass_entered
+)  # 0.1 mg
+CAL_DENSITY = Item(
+    "Density", NUM, "density", LOCAL, "mg/mL", 1, 0, 1, 500, 2000, done=_density_entered
+)
 
 
 def _draw_cal_run(ui, fb):
     D.inverted(fb, "Calibrate", 0)
     core = ui.core
-    for i, line in enumerate(D.wrap("fire %d shots of %suL into a cup" % (
-            CAL_SHOTS, dose_text(core.settings.dose_nl)))[:3]):
+    for i, line in enumerate(
+        D.wrap("fire %d shots of %suL into a cup" % (CAL_SHOTS, dose_text(core.settings.dose_nl)))[
+            :3
+        ]
+    ):
         fb.text(line, 0, 12 + 9 * i, 1)
     D.big(fb, "%d" % (core.punctures - ui._cal_p0), 0, 34)
     fb.text("of %d" % CAL_SHOTS, 40, 46, 1)
@@ -351,6 +363,7 @@ def _draw_cal_result(ui, fb):
 
 
 # ---- backlash --------------------------------------------------------------------
+
 
 def _open_backlash(ui):
     ui.go("backlash")

@@ -53,6 +53,7 @@ def poll(ui):
 
 # ---- actions ---------------------------------------------------------------------
 
+
 def _home(ui):
     if ui.core.start_homing():
         ui.to_status()
@@ -107,6 +108,7 @@ def _protocol(ui):
 
 # ---- prime -----------------------------------------------------------------------
 
+
 def _prime_key(ui, b):
     if b != BACK:
         return False
@@ -146,6 +148,7 @@ def _draw_prime(ui, fb):
 
 
 # ---- a new session: confirm, then the lot ------------------------------------------
+
 
 def _confirm_key(ui, b):
     if b == OK:
@@ -220,6 +223,7 @@ def _draw_lot(ui, fb):
 
 # ---- protocols -------------------------------------------------------------------
 
+
 def after_zone_move(ui):
     run = ui.run
     if run is None:
@@ -271,7 +275,7 @@ def _draw_protocols(ui, fb):
         i = top + row
         if i >= len(ui._proto_names):
             break
-        D.list_row(fb, row, ui._proto_names[i][:D.LINE_CHARS], "", i == ui._proto_cursor)
+        D.list_row(fb, row, ui._proto_names[i][: D.LINE_CHARS], "", i == ui._proto_cursor)
 
 
 def _skip_key(ui, b):

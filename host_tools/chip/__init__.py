@@ -52,8 +52,10 @@ def missing():
     d = rp2040_dir()
     for name in (IMAGE, BOOTROM):
         if not (d / name).is_file():
-            return "emulated Pico skipped: no %s in RP2040_DIR=%s (set RP2040_DIR to the folder " \
-                   "with the MicroPython image and the RP2040 boot ROM)" % (name, d)
+            return (
+                "emulated Pico skipped: no %s in RP2040_DIR=%s (set RP2040_DIR to the folder "
+                "with the MicroPython image and the RP2040 boot ROM)" % (name, d)
+            )
     if shutil.which("node") is None:
         return "emulated Pico skipped: node is not installed"
     if not (ROOT / "node_modules" / "rp2040js").is_dir():
@@ -80,12 +82,15 @@ def machine_model(**changes):
         um_per_plunger_step=1000 / M.PLUNGER_STEPS_PER_MM,
         syringe_area_mm2=M.SYRINGES[1][M.SYR_AREA_CMM2] / 100,
         # The line: needle resistance and compliance as in sim/machine.py (Fluid).
-        line_r=2.0, line_c=0.015,
+        line_r=2.0,
+        line_c=0.015,
         hx711_counts_per_mn=876 / 10,  # board/hx711.py's default scale, inverted
         hx711_period_us=12_500,
-        i2c_hz=pins.I2C_HZ, oled_addr=pins.OLED_ADDR,
+        i2c_hz=pins.I2C_HZ,
+        oled_addr=pins.OLED_ADDR,
         excursion_steps=M.um_to_needle_steps(M.NEEDLE_HOME_OFFSET_UM // 2),
-        flash_erase_us=45_000, flash_page_us=400,  # W25Q16JV, typical
+        flash_erase_us=45_000,
+        flash_page_us=400,  # W25Q16JV, typical
     )
     unknown = set(changes) - set(model)
     if unknown:
@@ -99,7 +104,7 @@ def _last_line(text):
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for ln in lines:
         if "chip.mjs: " in ln:
-            return ln[ln.index("chip.mjs: "):]
+            return ln[ln.index("chip.mjs: ") :]
     for ln in lines:
         if re.match(r"^(the emulator stopped: )?[A-Za-z_.]*(Error|Exception)\b.*:", ln):
             return ln
@@ -123,14 +128,21 @@ class Chip:
             "model": model or machine_model(),
         }
         for what, path in [("MicroPython image", cfg["uf2"]), ("boot ROM", cfg["bootrom"])] + [
-                ("flash image", p) for _off, p in cfg["flash"]]:
+            ("flash image", p) for _off, p in cfg["flash"]
+        ]:
             if not Path(path).is_file():
                 raise ChipError("no %s at %s: no such file" % (what, path))
         self.timeout = timeout
         self._uart_end = 0
-        self.proc = subprocess.Popen(["node", str(HARNESS)], cwd=ROOT, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     bufsize=1)
+        self.proc = subprocess.Popen(
+            ["node", str(HARNESS)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
         self._send(cfg)
         # chip.mjs checks the image, the boot ROM and the flash images before it boots, and on
         # a bad one exits with one line on stderr: a status request surfaces that line here
@@ -151,8 +163,21 @@ class Chip:
         """
         work_dir = Path(work_dir)
         mpy = work_dir / "mpy"
-        r = subprocess.run(["make", "-s", "-o", ".venv/.installed", "mpy", "PY=%s" % sys.executable,
-                            "MPY_DIR=%s" % mpy], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        r = subprocess.run(
+            [
+                "make",
+                "-s",
+                "-o",
+                ".venv/.installed",
+                "mpy",
+                "PY=%s" % sys.executable,
+                "MPY_DIR=%s" % mpy,
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if r.returncode:
             raise ChipError("make mpy failed:\n" + r.stdout + r.stderr)
         on_fs = dict(files or {})
@@ -275,7 +300,10 @@ class Chip:
         """Frames the display received: [(t_ms, 1024 bytes of SSD1306 RAM)]."""
         import base64
 
-        return [(f["t_ms"], base64.b64decode(f["ram"])) for f in self.request("frames", **{"from": start})["frames"]]
+        return [
+            (f["t_ms"], base64.b64decode(f["ram"]))
+            for f in self.request("frames", **{"from": start})["frames"]
+        ]
 
     def punctures(self, start=0):
         """Needle excursions seen on the pins: deepest position and net face travel, in steps."""

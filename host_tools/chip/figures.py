@@ -79,12 +79,13 @@ def module_deps(name, path, known):
         else:
             if node.level:
                 base = package.split(".")
-                base = base[:len(base) - (node.level - 1)] if node.level > 1 else base
+                base = base[: len(base) - (node.level - 1)] if node.level > 1 else base
                 mod = ".".join(base + ([node.module] if node.module else []))
             else:
                 mod = node.module
-            targets = [mod + "." + a.name if mod + "." + a.name in known else mod
-                       for a in node.names]
+            targets = [
+                mod + "." + a.name if mod + "." + a.name in known else mod for a in node.names
+            ]
         for t in targets:
             # a.b.c needs a and a.b first
             parts = t.split(".")
@@ -184,8 +185,15 @@ def module_heap(chip, modules=None):
         files[name] = where
         first = before if first is None else first
         last = after
-    return {"modules": heap, "files": files, "order": names, "total": sum(heap.values()),
-            "free_before": first, "free_after": last, "errors": errors}
+    return {
+        "modules": heap,
+        "files": files,
+        "order": names,
+        "total": sum(heap.values()),
+        "free_before": first,
+        "free_after": last,
+        "errors": errors,
+    }
 
 
 # ---- timing figures of a session through main.py (host_tools/chip/session.py) ----------
@@ -253,13 +261,29 @@ def irq_figures(status, clk_hz=None):
         i = int(key)
         name = STATE_NAMES[i] if 0 <= i < len(STATE_NAMES) else "?"
         mean = b["cycles"] / b["n"] / per_us if b["n"] else 0.0
-        states.append((i, name, {"n": b["n"], "mean_us": mean, "max_us": b["max"] / per_us,
-                                 "over_500us": b["over500"]}))
+        states.append(
+            (
+                i,
+                name,
+                {
+                    "n": b["n"],
+                    "mean_us": mean,
+                    "max_us": b["max"] / per_us,
+                    "over_500us": b["over500"],
+                },
+            )
+        )
     n = irq["timer_n"]
-    return {"states": states, "n": n, "mean_us": irq["timer_cycles"] / n / per_us if n else 0.0,
-            "max_us": irq["timer_max"] / per_us, "over_500us": irq["timer_over_500us"],
-            "main_share_pct": 100.0 * (1 - irq["timer_cycles"] / irq["span_cycles"])
-            if irq["span_cycles"] else None}
+    return {
+        "states": states,
+        "n": n,
+        "mean_us": irq["timer_cycles"] / n / per_us if n else 0.0,
+        "max_us": irq["timer_max"] / per_us,
+        "over_500us": irq["timer_over_500us"],
+        "main_share_pct": 100.0 * (1 - irq["timer_cycles"] / irq["span_cycles"])
+        if irq["span_cycles"]
+        else None,
+    }
 
 
 def session_figures(work_dir):
@@ -280,12 +304,22 @@ def session_figures(work_dir):
         boot_free = free_at_boot(chip.uart())
     st, core = rep["status"], rep["core"]
     seconds = (st["t_ms"] - run.main_ms) / 1000
-    return {"irq": irq_figures(st, st.get("clk_hz")), "seconds": seconds,
-            "passes_per_s": core["passes"] / seconds, "frames_per_s": core["frames"] / seconds,
-            "passes": core["passes"], "frames": core["frames"], "pass_us_max": core["pass_us_max"],
-            "overruns": core["overruns"], "late": core["late"], "watchdog": dict(st["watchdog"]),
-            "free_at_boot": boot_free, "free_after": core["mem_free"],
-            "punctures": core["punctures"], "report": rep}
+    return {
+        "irq": irq_figures(st, st.get("clk_hz")),
+        "seconds": seconds,
+        "passes_per_s": core["passes"] / seconds,
+        "frames_per_s": core["frames"] / seconds,
+        "passes": core["passes"],
+        "frames": core["frames"],
+        "pass_us_max": core["pass_us_max"],
+        "overruns": core["overruns"],
+        "late": core["late"],
+        "watchdog": dict(st["watchdog"]),
+        "free_at_boot": boot_free,
+        "free_after": core["mem_free"],
+        "punctures": core["punctures"],
+        "report": rep,
+    }
 
 
 _LOG_READBACK = """
@@ -354,8 +388,10 @@ def puncture_heap(work_dir, punctures=500, chunk_ms=2000, settings=None, quiet_m
             if st["punctures"] != seen:
                 seen, seen_ms = st["punctures"], st["t_ms"]
             elif st["t_ms"] - seen_ms > max(chunk_ms, 2000):
-                raise RuntimeError("no puncture for %d ms after %d of %d" % (
-                    st["t_ms"] - seen_ms, seen - p0, punctures))
+                raise RuntimeError(
+                    "no puncture for %d ms after %d of %d"
+                    % (st["t_ms"] - seen_ms, seen - p0, punctures)
+                )
         chip.set(trigger=False)
         burst_ms = st["t_ms"] - ms0
         excursions = st["punctures"] - p0
@@ -364,11 +400,20 @@ def puncture_heap(work_dir, punctures=500, chunk_ms=2000, settings=None, quiet_m
         out = chip.exec(_LOG_READBACK)
     core = {k: int(v) for k, v in (kv.split("=") for kv in out.split())}
     logged = (core["files"] - 1) * core["file_recs"] + core["newest_recs"] if core["files"] else 0
-    return {"settings": settings, "cycle_ticks": cycle, "free_at_boot": boot_free,
-            "free_after": core["mem_free"], "excursions": excursions, "burst_ms": burst_ms,
-            "core": core, "logged": logged, "flash": dict(st.get("flash", {})),
-            "irq": irq_figures(st, st.get("clk_hz")), "watchdog": dict(st["watchdog"]),
-            "wall_s": time.monotonic() - t0}
+    return {
+        "settings": settings,
+        "cycle_ticks": cycle,
+        "free_at_boot": boot_free,
+        "free_after": core["mem_free"],
+        "excursions": excursions,
+        "burst_ms": burst_ms,
+        "core": core,
+        "logged": logged,
+        "flash": dict(st.get("flash", {})),
+        "irq": irq_figures(st, st.get("clk_hz")),
+        "watchdog": dict(st["watchdog"]),
+        "wall_s": time.monotonic() - t0,
+    }
 
 
 def boot_heap_figures(work_dir):

@@ -24,7 +24,6 @@ BOOT_TEXT = "OK opens the menu"  # main.py's line once the App is up: the main l
 PRESS_MS = 50  # a quick operator press (debounce 20 ms); the interrupt logs it, however long a pass
 
 
-
 def settings_files(**changes):
     """The board's stored settings (settings.a), as the firmware's own Store writes them."""
     from injcore import persist
@@ -80,13 +79,23 @@ class Session:
     def wait_idle(self, quiet_ms=300, max_ms=30_000):
         """Run until neither motor has stepped for quiet_ms; the status then."""
         st = self.chip.status()
-        last = (st["needle"]["fwd"], st["needle"]["bwd"], st["plunger"]["fwd"], st["plunger"]["bwd"])
+        last = (
+            st["needle"]["fwd"],
+            st["needle"]["bwd"],
+            st["plunger"]["fwd"],
+            st["plunger"]["bwd"],
+        )
         quiet = 0
         waited = 0
         while waited < max_ms:
             st = self.chip.run_ms(50)
             waited += 50
-            now = (st["needle"]["fwd"], st["needle"]["bwd"], st["plunger"]["fwd"], st["plunger"]["bwd"])
+            now = (
+                st["needle"]["fwd"],
+                st["needle"]["bwd"],
+                st["plunger"]["fwd"],
+                st["plunger"]["bwd"],
+            )
             quiet = quiet + 50 if now == last else 0
             last = now
             if quiet >= quiet_ms:
@@ -99,8 +108,15 @@ class Session:
         from injcore.rig import Rig
 
         s = Rig().core.S  # the configuration slots the board's core holds too
-        slots = (L.PAD_WORDS, L.LOST_TOL, L.BL_DETECT_MN, L.BL_SETTLE_TICKS, L.HOME_STUCK_N,
-                 L.RELEASE_P, L.HOME_STUCK_P)
+        slots = (
+            L.PAD_WORDS,
+            L.LOST_TOL,
+            L.BL_DETECT_MN,
+            L.BL_SETTLE_TICKS,
+            L.HOME_STUCK_N,
+            L.RELEASE_P,
+            L.HOME_STUCK_P,
+        )
         found = self.chip.find_words({4 * i: s[i] for i in slots})
         if len(found) != 1:
             raise RuntimeError("the core's state array: %d candidates in RAM" % len(found))
@@ -185,8 +201,12 @@ class Session:
         st = self.chip.status()
         out = self.chip.exec(READBACK)
         core = dict(kv.split("=") for kv in out.split())
-        return {"status": st, "core": {k: int(v) for k, v in core.items()},
-                "punctures": self.chip.punctures(), "marks": list(self.marks)}
+        return {
+            "status": st,
+            "core": {k: int(v) for k, v in core.items()},
+            "punctures": self.chip.punctures(),
+            "marks": list(self.marks),
+        }
 
 
 READBACK = """

@@ -24,7 +24,8 @@ SIZE = 256 * 8
 MARK = "FONT8X8 "
 
 # Runs on MicroPython: one line, MARK then 256 x 8 bytes in hex.
-SCRIPT = """
+SCRIPT = (
+    """
 import framebuf
 _buf = bytearray(8)
 _fb = framebuf.FrameBuffer(_buf, 8, 8, framebuf.MONO_VLSB)
@@ -33,8 +34,11 @@ for _b in range(256):
     _fb.fill(0)
     _fb.text(bytes([_b]), 0, 0, 1)
     _hex.append(''.join('%02x' % v for v in _buf))
-print('""" + MARK + """' + ''.join(_hex))
+print('"""
+    + MARK
+    + """' + ''.join(_hex))
 """
+)
 
 
 class FontUnavailable(RuntimeError):
@@ -56,7 +60,7 @@ def parse(stdout):
     """The table from what SCRIPT printed (other lines are ignored)."""
     for line in stdout.splitlines():
         if line.startswith(MARK):
-            data = bytes.fromhex(line[len(MARK):].strip())
+            data = bytes.fromhex(line[len(MARK) :].strip())
             if len(data) != SIZE:
                 break
             return data
@@ -72,7 +76,8 @@ def derive():
             "the framebuf fake's text() needs MicroPython's 8x8 font, which is derived from "
             "the npm MicroPython into %s; that file is missing and node or "
             "node_modules/@micropython/micropython-webassembly-pyscript is not installed: "
-            "run `make setup`" % CACHE)
+            "run `make setup`" % CACHE
+        )
     return parse(mpy.run(SCRIPT, timeout=120))
 
 

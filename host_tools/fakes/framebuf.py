@@ -178,10 +178,13 @@ class FrameBuffer:
         table = font8x8.font()
         width, height, stride, buf = self.width, self.height, self.stride, self.buf
         # Rows of the cell inside the buffer, with their byte offset and bit.
-        rows = [(k, ((y + k) >> 3) * stride, 1 << ((y + k) & 7))
-                for k in range(8) if 0 <= y + k < height]
+        rows = [
+            (k, ((y + k) >> 3) * stride, 1 << ((y + k) & 7))
+            for k in range(8)
+            if 0 <= y + k < height
+        ]
         for b in s:
-            glyph = table[b * 8:b * 8 + 8]
+            glyph = table[b * 8 : b * 8 + 8]
             for j in range(8):
                 xx = x + j
                 if not 0 <= xx < width:

@@ -439,8 +439,13 @@ class Timer:
         self.callback = callback
         self.hard = hard
         self.active = True
-        log.append(("timer_init", self.id, {"mode": mode, "freq": freq, "period": period,
-                                           "callback": callback, "hard": hard}))
+        log.append(
+            (
+                "timer_init",
+                self.id,
+                {"mode": mode, "freq": freq, "period": period, "callback": callback, "hard": hard},
+            )
+        )
 
     def period_us(self):
         """The period the timer was set to, in microseconds (None if not running)."""
@@ -565,8 +570,13 @@ class I2C:
         log.append(("i2c_init", bus, self.scl, self.sda, freq))
 
     def init(self, *, scl=None, sda=None, freq=400_000, timeout=50_000):
-        self._setup(self.bus, scl if scl is not None else self.scl,
-                    sda if sda is not None else self.sda, freq, timeout)
+        self._setup(
+            self.bus,
+            scl if scl is not None else self.scl,
+            sda if sda is not None else self.sda,
+            freq,
+            timeout,
+        )
 
     def scan(self):
         found = set()

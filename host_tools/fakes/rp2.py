@@ -259,7 +259,16 @@ class _Assembler:
             | c["autopush"] << _AUTOPUSH
         )
         prog = Program(
-            [self.opcodes, -1, -1, execctrl, shiftctrl, c["out_init"], c["set_init"], c["sideset_init"]]
+            [
+                self.opcodes,
+                -1,
+                -1,
+                execctrl,
+                shiftctrl,
+                c["out_init"],
+                c["set_init"],
+                c["sideset_init"],
+            ]
         )
         prog.labels = dict(self.labels)
         prog.sideset_count = self.side_pins

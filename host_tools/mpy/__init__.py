@@ -16,8 +16,10 @@ class MicroPythonError(RuntimeError):
 
 
 def available():
-    return shutil.which("node") is not None and (
-        ROOT / "node_modules" / "@micropython" / "micropython-webassembly-pyscript").is_dir()
+    return (
+        shutil.which("node") is not None
+        and (ROOT / "node_modules" / "@micropython" / "micropython-webassembly-pyscript").is_dir()
+    )
 
 
 # The hot path is compiled to machine code on the device (`@micropython.viper`,
@@ -35,7 +37,9 @@ def portable_source(text):
 def portable_copy(src, dst):
     """Copy a file or a tree of .py/.mpy files, the .py files made portable."""
     src, dst = Path(src), Path(dst)
-    files = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.suffix in (".py", ".mpy"))
+    files = (
+        [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.suffix in (".py", ".mpy"))
+    )
     for p in files:
         out = dst if src.is_file() else dst / p.relative_to(src)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -59,12 +63,20 @@ def run(source, puts=None, heap=2 * 1024 * 1024, timeout=300):
                 portable_copy(host, local)
                 cmd += ["--put", "%s=%s" % (local, target)]
             cmd.append(script)
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                                  env=dict(os.environ, NODE_PATH=str(ROOT / "node_modules")))
+            proc = subprocess.run(
+                cmd,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                cwd=ROOT,
+                env=dict(os.environ, NODE_PATH=str(ROOT / "node_modules")),
+            )
     finally:
         os.unlink(script)
     if proc.returncode != 0:
-        raise MicroPythonError(proc.stderr.strip() or "MicroPython exited with %d" % proc.returncode)
+        raise MicroPythonError(
+            proc.stderr.strip() or "MicroPython exited with %d" % proc.returncode
+        )
     return proc.stdout
 
 

@@ -72,8 +72,18 @@ class VirtualBoard:
     fakes: directory holding the machine.py / rp2.py fakes (default host_tools/fakes).
     """
 
-    def __init__(self, flash_dir=DEFAULT_FLASH, link=None, *, heap=None, run_main=True,
-                 ctrl_c_timeout=None, node=None, log=None, fakes=None):
+    def __init__(
+        self,
+        flash_dir=DEFAULT_FLASH,
+        link=None,
+        *,
+        heap=None,
+        run_main=True,
+        ctrl_c_timeout=None,
+        node=None,
+        log=None,
+        fakes=None,
+    ):
         self.flash_dir = Path(flash_dir).resolve()
         self.link = Path(link).absolute() if link else None
         self.heap = heap
@@ -120,12 +130,21 @@ class VirtualBoard:
         if self.fakes is not None:
             cmd += ["--fakes", str(self.fakes)]
         self._proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            bufsize=0, cwd=str(REPO_ROOT), start_new_session=True)
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=0,
+            cwd=str(REPO_ROOT),
+            start_new_session=True,
+        )
         self._wake_r, self._wake_w = os.pipe()
         self._thread = threading.Thread(
-            target=self._pump, args=(self._proc, master, self._wake_r), name="vboard-pump",
-            daemon=True)
+            target=self._pump,
+            args=(self._proc, master, self._wake_r),
+            name="vboard-pump",
+            daemon=True,
+        )
         self._thread.start()
 
         try:
@@ -149,7 +168,8 @@ class VirtualBoard:
             if proc.poll() is not None:
                 raise VirtualBoardError(
                     "virtual board exited (%s): %s"
-                    % (proc.returncode, b"".join(self._stderr_tail).decode(errors="replace")))
+                    % (proc.returncode, b"".join(self._stderr_tail).decode(errors="replace"))
+                )
             if time.monotonic() > deadline:
                 raise VirtualBoardError("virtual board not ready after %.0f s" % timeout)
 
@@ -231,9 +251,9 @@ class VirtualBoard:
     def _emit_log(self, line):
         text = line.decode(errors="replace")
         with self._messages_changed:
-            self.messages.append(text[len("vboard: "):] if text.startswith("vboard: ") else text)
+            self.messages.append(text[len("vboard: ") :] if text.startswith("vboard: ") else text)
             if len(self.messages) > _MAX_MESSAGES:
-                del self.messages[:len(self.messages) - _MAX_MESSAGES]
+                del self.messages[: len(self.messages) - _MAX_MESSAGES]
             self._messages_changed.notify_all()
         out = self.log if self.log is not None else sys.stderr
         try:
@@ -316,7 +336,7 @@ class VirtualBoard:
                     if connected:
                         to_host.extend(data)
                         if len(to_host) > _MAX_BACKLOG:
-                            del to_host[:len(to_host) - _MAX_BACKLOG]
+                            del to_host[: len(to_host) - _MAX_BACKLOG]
                 elif tag == "err":
                     data = os.read(node_err, 65536)
                     if not data:
@@ -354,21 +374,39 @@ def main(argv=None):
 
     ap = argparse.ArgumentParser(
         prog="python -m host_tools.vboard",
-        description="Run a virtual MicroPython board on a pty (for mpremote).")
-    ap.add_argument("--flash", default=str(DEFAULT_FLASH),
-                    help="host directory used as the board's flash (default: %(default)s)")
+        description="Run a virtual MicroPython board on a pty (for mpremote).",
+    )
+    ap.add_argument(
+        "--flash",
+        default=str(DEFAULT_FLASH),
+        help="host directory used as the board's flash (default: %(default)s)",
+    )
     ap.add_argument("--link", help="create a symlink to the pty here, e.g. build/vboard/tty")
     ap.add_argument("--heap", type=int, help="MicroPython heap size in bytes")
-    ap.add_argument("--no-main", action="store_true",
-                    help="do not run main.py at power-on / hard reset")
-    ap.add_argument("--ctrl-c-timeout", type=float, default=None,
-                    help="seconds before a program that ignores Ctrl-C is killed (default 3)")
-    ap.add_argument("--fakes", default=None,
-                    help="directory of the machine.py/rp2.py fakes (default: host_tools/fakes)")
+    ap.add_argument(
+        "--no-main", action="store_true", help="do not run main.py at power-on / hard reset"
+    )
+    ap.add_argument(
+        "--ctrl-c-timeout",
+        type=float,
+        default=None,
+        help="seconds before a program that ignores Ctrl-C is killed (default 3)",
+    )
+    ap.add_argument(
+        "--fakes",
+        default=None,
+        help="directory of the machine.py/rp2.py fakes (default: host_tools/fakes)",
+    )
     args = ap.parse_args(argv)
 
-    board = VirtualBoard(args.flash, args.link, heap=args.heap, run_main=not args.no_main,
-                         ctrl_c_timeout=args.ctrl_c_timeout, fakes=args.fakes)
+    board = VirtualBoard(
+        args.flash,
+        args.link,
+        heap=args.heap,
+        run_main=not args.no_main,
+        ctrl_c_timeout=args.ctrl_c_timeout,
+        fakes=args.fakes,
+    )
     stop = threading.Event()
 
     def on_signal(signum, frame):
@@ -384,8 +422,11 @@ def main(argv=None):
         return 1
     print(port, flush=True)
     if args.link:
-        print("vboard: %s -> %s (flash: %s)" % (args.link, port, board.flash_dir),
-              file=sys.stderr, flush=True)
+        print(
+            "vboard: %s -> %s (flash: %s)" % (args.link, port, board.flash_dir),
+            file=sys.stderr,
+            flush=True,
+        )
     code = 0
     while not stop.wait(0.5):
         if not board.running():
