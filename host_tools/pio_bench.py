@@ -513,6 +513,8 @@ def plan_tick_steps(distance, ramp_ticks, cruise_ticks):
     if distance == 0:
         return []
     k, n = ramp_ticks, 2 * ramp_ticks + cruise_ticks
+    if k == 0:  # a take-up: no ramps, p(t) = floor(D t / N)
+        return [distance * t // n - distance * (t - 1) // n for t in range(1, n + 1)]
     den = 2 * k * (n - k)
 
     def p(t):

@@ -610,21 +610,31 @@ def test_puncture_streams_are_one_full_puncture_of_the_core():
     puncture_v = M.um_to_needle_steps(bench.PUNCTURE["speed_um_s"])
     assert max(needle.axis_tick_steps()[: needle.moves[1].tick]) == puncture_v // 1000
     assert -min(needle.axis_tick_steps()) <= NEEDLE_V // 1000
-    # Plunger: inject dose + suck-back after the reversal (backlash taken up), suck back.
-    assert [(m.name, m.direction) for m in plunger.moves] == [
-        ("inject after reversal", 1),
-        ("suck-back", 0),
-    ]
+    # Plunger: each move of the plan set that has steps, in the table's order; where
+    # the plunger reverses, the nut first crosses its backlash in a take-up move.
     bl = core.backlash_steps
-    assert plunger.moves[0].distance == plans.dose_steps + plans.sb_steps + bl
-    assert plunger.moves[1].distance == plans.sb_steps + bl
+    want, last = [], 0  # the warm-up puncture ended drawing back
+    for name, plan, direction in (
+        ("pressure advance", plans.push, 1),
+        ("inject", plans.inject, 1),
+        ("pressure release", plans.release, 0),
+        ("suck-back", plans.suckback, 0),
+    ):
+        if plan.distance:
+            if direction != last:
+                want.append(("take-up", direction, bl))
+            want.append((name, direction, plan.distance))
+            last = direction
+    assert [(m.name, m.direction, m.distance) for m in plunger.moves] == want
+    assert plans.push.distance and plans.release.distance  # this line's pressure advance
     assert plunger.net == plans.dose_steps == core.last_puncture[L.P_DOSE_STEPS]
     area = M.SYRINGES[1][M.SYR_AREA_CMM2]
     assert plans.dose_steps == M.plunger_steps_for_nl(bench.PUNCTURE["dose_nl"], area)
     # Each move starts in the tick after the previous one's last tick.
     assert plunger.moves[0].tick == needle.moves[0].end
-    assert plunger.moves[1].tick == plunger.moves[0].end
-    assert needle.moves[1].tick == plunger.moves[1].end
+    for a, b in zip(plunger.moves, plunger.moves[1:]):
+        assert b.tick == a.end
+    assert needle.moves[1].tick == plunger.moves[-1].end
     assert needle.moves[1].end == needle.ticks  # READY in the tick the needle is home
 
 

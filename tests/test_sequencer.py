@@ -147,7 +147,9 @@ def test_load_returns_plunger_to_rear_switch(ready_sim):
     sim.shot()
     assert sim.core.fluid_steps > 0
     sim.load(3)
-    assert sim.core.plunger.pos == 0 and sim.machine.plunger_axis.motor_steps == 0
+    # Zero is where the switch was read closed: read once a tick, on the slow
+    # approach (1.6 steps a tick) that is the switch point or one step past it.
+    assert sim.core.plunger.pos == 0 and abs(sim.machine.plunger_axis.motor_steps) <= 1
     assert sim.core.volume_left_nl() == 3_000_000
     assert not sim.core.primed
 

@@ -11,7 +11,8 @@ offered to the engineer, who applies it with `set_backlash`.
 
 from . import machine as M
 from .compat import const, micropython, ptr32
-from .motion import plunger_start, stop
+from .motion import start as start_move
+from .motion import stop
 from .settings import SettingsError
 
 # ---- constants written by `make consts` from codes.py, layout.py: do not edit ----
@@ -30,18 +31,18 @@ _BACKWARD = const(0)
 _STATE = const(9)
 _NOTICE = const(13)
 _PLUNGER_EMITTED = const(19)
-_BL_PHASE = const(40)
-_BL_TIMER = const(41)
-_BL_F0 = const(42)
-_BL_POS0 = const(43)
-_BL_MEASURED = const(44)
-_BACKLASH = const(54)
-_BL_SETTLE_TICKS = const(62)
-_BL_DETECT_MN = const(63)
+_BL_PHASE = const(44)
+_BL_TIMER = const(45)
+_BL_F0 = const(46)
+_BL_POS0 = const(47)
+_BL_MEASURED = const(48)
+_BACKLASH = const(58)
+_BL_SETTLE_TICKS = const(66)
+_BL_DETECT_MN = const(67)
 _A_PHASE = const(2)
-_PA = const(131)
-_PL_BL_PRELOAD = const(334)
-_PL_BL_PROBE = const(343)
+_PA = const(144)
+_PL_BL_PRELOAD = const(357)
+_PL_BL_PROBE = const(366)
 # ---- end of the written constants ----
 
 # Measurement phases
@@ -85,7 +86,7 @@ def start(core):
     core.notice = _N_NONE
     s[_BL_MEASURED] = -1
     s[_BL_PHASE] = BL_PRELOAD
-    plunger_start(s, _PL_BL_PRELOAD, _FORWARD)
+    start_move(s, _PA, _PL_BL_PRELOAD, _FORWARD)  # no take-up: the probe finds the gap itself
     core.state = _ST_MEASURE
     return True
 
@@ -114,7 +115,7 @@ def measure_tick(sbuf, force: int):
             s[_BL_F0] = force
             s[_BL_POS0] = s[_PLUNGER_EMITTED]
             s[_BL_PHASE] = BL_PROBE
-            plunger_start(sbuf, _PL_BL_PROBE, _BACKWARD)
+            start_move(sbuf, _PA, _PL_BL_PROBE, _BACKWARD)
     elif phase == BL_STOPPING:
         if s[_PA + _A_PHASE] == _IDLE:
             s[_STATE] = _ST_READY

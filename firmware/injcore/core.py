@@ -101,34 +101,43 @@ _NEEDLE_EMITTED = const(18)
 _PLUNGER_EMITTED = const(19)
 _FIRE_PREV = const(20)
 _RECOVERY = const(21)
-_DEPTH_REACHED = const(34)
-_PRIMED = const(36)
-_HOMED = const(37)
-_UNCONFIRMED = const(38)
-_CONFIGURING = const(39)
-_BL_MEASURED = const(44)
-_ZONE_END = const(45)
-_PUNCTURES = const(46)
-_FLUID_STEPS = const(47)
-_DELIVERED = const(48)
-_PRIMED_STEPS = const(49)
-_ACTIVE_SET = const(50)
-_NEEDLE_LIMIT = const(51)
-_OCCLUSION_MN = const(52)
-_RELIEF_MN = const(53)
-_BACKLASH = const(54)
-_USABLE = const(55)
-_CAP_STEPS = const(56)
-_LOST_TOL = const(64)
-_SET0 = const(66)
-_SET1 = const(78)
-_LAST = const(106)
+_GAP = const(33)
+_DEPTH_REACHED = const(38)
+_PRIMED = const(40)
+_HOMED = const(41)
+_UNCONFIRMED = const(42)
+_CONFIGURING = const(43)
+_BL_MEASURED = const(48)
+_ZONE_END = const(49)
+_PUNCTURES = const(50)
+_FLUID_STEPS = const(51)
+_DELIVERED = const(52)
+_PRIMED_STEPS = const(53)
+_ACTIVE_SET = const(54)
+_NEEDLE_LIMIT = const(55)
+_OCCLUSION_MN = const(56)
+_RELIEF_MN = const(57)
+_BACKLASH = const(58)
+_USABLE = const(59)
+_CAP_STEPS = const(60)
+_LOST_TOL = const(68)
+_TAKEUP_N = const(70)
+_SET0 = const(71)
+_SET1 = const(87)
+_LAST = const(119)
 _RECORD_SIZE = const(5)
-_NA = const(111)
-_PA = const(131)
-_PL_PRIME = const(325)
-_PL_CYCLE0 = const(361)
-_PL_CYCLE1 = const(406)
+_NA = const(124)
+_PA = const(144)
+_R_DIST = const(0)
+_R_CRUISE = const(2)
+_R_Q = const(3)
+_R_R = const(4)
+_R_DEN = const(5)
+_R_ACC0 = const(6)
+_PL_PRIME = const(348)
+_PL_TAKEUP = const(384)
+_PL_CYCLE0 = const(393)
+_PL_CYCLE1 = const(465)
 # ---- end of the written constants ----
 
 # The ramps array: the fixed moves, the two plan sets, then the short settle moves.
@@ -241,6 +250,10 @@ class Core:
         self.settings = Settings()
         self.dose_factor_ppm = M.DOSE_FACTOR_ONE_PPM  # gravimetric calibration (set_calibration)
         self.protocol_cap_nl = 0  # a protocol's session cap, below the engineer's; 0: none
+        self.line_tau_us = M.LINE_TAU_US  # pressure advance (set_line_tau)
+        s[_TAKEUP_N] = max(
+            1, M.um_to_plunger_steps(M.PLUNGER_TAKEUP_SPEED_UM_S) * M.TICK_US // 1_000_000
+        )
         s[_LOST_TOL] = M.LOST_STEPS_TOL
         s[_ZONE_END] = -1
         s[_FIRE_PREV] = SW_FIRE  # a trigger held at boot must be released first (H3)
@@ -256,6 +269,7 @@ class Core:
         self._area_cmm2, self._capacity_nl, self._dead_nl = self.settings.syringe()
         self._area_nominal = self._area_cmm2
         self._plan_static()
+        s[_GAP] = s[_BACKLASH]  # unknown until homing: as if last moved back
         self.needle.plan_at = self.plunger.plan_at = self.plan_at  # pyright: ignore[reportAttributeAccessIssue]
         self._drivers_out = False  # what the outputs port was last told
         self._alarm_out = ALARM_NONE
@@ -290,6 +304,8 @@ class Core:
 
     def plan_at(self, row):
         """The Plan whose row in S is `row` (tools that record the moves; not the tick)."""
+        if row == _PL_TAKEUP:
+            return self._takeup_plan()
         plans = [
             self.plan_prime,
             self.plan_needle_seek,
@@ -308,6 +324,16 @@ class Core:
             if p.row == row:
                 return p
         raise KeyError("no plan at row %d" % row)
+
+    def _takeup_plan(self):
+        """The latest take-up (motion.plunger_start writes its row): a Plan without ramps."""
+        s, r = self.S, _PL_TAKEUP
+        p = Plan("take-up", 1)
+        p.distance = s[r + _R_DIST]
+        p.cruise_ticks = s[r + _R_CRUISE]
+        p.cruise_q, p.cruise_r = s[r + _R_Q], s[r + _R_R]
+        p.cruise_den, p.cruise_acc0 = s[r + _R_DEN], s[r + _R_ACC0]
+        return p
 
     @property
     def _active(self):
@@ -472,6 +498,18 @@ class Core:
         except SettingsError:
             self.S[_BACKLASH] = old
             raise
+        if self.S[_GAP] > steps:
+            self.S[_GAP] = steps
+
+    def set_line_tau(self, tau_us):
+        """The line's time constant pressure advance uses (a measurement's result, us)."""
+        if self.state not in IDLE:
+            raise SettingsError.one("line_tau_us", SettingsError.NOT_IDLE)
+        if not isinstance(tau_us, int) or not 0 <= tau_us <= M.LINE_TAU_MAX_US:
+            raise SettingsError.one(
+                "line_tau_us", SettingsError.RANGE, tau_us, 0, M.LINE_TAU_MAX_US
+            )
+        self._reconfigure("line_tau_us", tau_us)
 
     def acknowledge(self):
         """Clear a latched fault; motion then needs homing again (H3)."""

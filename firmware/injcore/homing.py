@@ -15,7 +15,7 @@ which runs ahead by the FIFO lead.
 from . import machine as M
 from .compat import const, micropython, ptr32
 from .monitor import fault
-from .motion import plunger_start, start, stop
+from .motion import start, stop
 
 # ---- constants written by `make consts` from codes.py, layout.py: do not edit ----
 _SW_NEEDLE_HOME = const(1)
@@ -39,20 +39,19 @@ _PLUNGER_EMITTED = const(19)
 _HOME_STEP = const(26)
 _HOME_FOUND = const(27)
 _TRIP_POS = const(28)
-_COMP_LEFT = const(33)
-_PRIMED = const(36)
-_HOMED = const(37)
-_FLUID_STEPS = const(47)
-_HOME_STUCK_N = const(57)
-_HOME_STUCK_P = const(58)
-_RELEASE_N = const(59)
-_RELEASE_P = const(60)
-_HOME_PLUNGER_STEP = const(65)
+_PRIMED = const(40)
+_HOMED = const(41)
+_FLUID_STEPS = const(51)
+_HOME_STUCK_N = const(61)
+_HOME_STUCK_P = const(62)
+_RELEASE_N = const(63)
+_RELEASE_P = const(64)
+_HOME_PLUNGER_STEP = const(69)
 _A_POS = const(0)
 _A_ORIGIN = const(1)
 _A_PHASE = const(2)
-_NA = const(111)
-_PA = const(131)
+_NA = const(124)
+_PA = const(144)
 _H_KIND = const(0)
 _H_AXIS = const(1)
 _H_PLAN = const(2)
@@ -62,17 +61,17 @@ _H_NOT_FOUND = const(5)
 _H_STUCK = const(6)
 _H_RELEASE = const(7)
 _H_SIZE = const(8)
-_HOMING_STEPS = const(198)
+_HOMING_STEPS = const(221)
 _HOMING_STEPS_MAX = const(9)
-_HOMING_END = const(270)
+_HOMING_END = const(293)
 _ROW_SIZE = const(9)
-_PL_NEEDLE_SEEK = const(271)
-_PL_NEEDLE_BACKOFF = const(280)
-_PL_NEEDLE_APPROACH = const(289)
-_PL_PLUNGER_SEEK = const(298)
-_PL_PLUNGER_BACKOFF = const(307)
-_PL_PLUNGER_APPROACH = const(316)
-_PL_SETTLE = const(451)
+_PL_NEEDLE_SEEK = const(294)
+_PL_NEEDLE_BACKOFF = const(303)
+_PL_NEEDLE_APPROACH = const(312)
+_PL_PLUNGER_SEEK = const(321)
+_PL_PLUNGER_BACKOFF = const(330)
+_PL_PLUNGER_APPROACH = const(339)
+_PL_SETTLE = const(537)
 # ---- end of the written constants ----
 
 # What a row does
@@ -217,7 +216,6 @@ def _begin_step(sbuf, k: int):
     if kind == DONE:
         # The plunger face rests at the rear switch: where a full syringe sits.
         s[_FLUID_STEPS] = 0
-        s[_COMP_LEFT] = 0
         s[_PRIMED] = 0
         s[_HOMED] = 1
         s[_STATE] = _ST_READY
@@ -232,9 +230,8 @@ def _begin_step(sbuf, k: int):
             start(sbuf, ax, _PL_SETTLE + _ROW_SIZE * (0 - off), _FORWARD)
         else:
             start(sbuf, ax, _PL_SETTLE + _ROW_SIZE * off, _BACKWARD)
-    elif ax == _PA:
-        plunger_start(sbuf, s[k + _H_PLAN], s[k + _H_DIR])
     else:
+        # No take-up first: these moves find a switch, and the tick keeps the nut's gap.
         start(sbuf, ax, s[k + _H_PLAN], s[k + _H_DIR])
 
 

@@ -65,8 +65,16 @@ PUNCTURE_STEP = const(TRIP_POS + 1)  # S index of the puncture's current step (a
 SHOT_TIMER = const(PUNCTURE_STEP + 1)
 PUNCTURE_TICKS = const(SHOT_TIMER + 1)
 PUNCTURE_FLUID0 = const(PUNCTURE_TICKS + 1)
-COMP_LEFT = const(PUNCTURE_FLUID0 + 1)  # backlash steps still to take up in this plunger move
-DEPTH_REACHED = const(COMP_LEFT + 1)
+# The plunger nut's forward gap: steps the nut moves forward before it pushes the
+# syringe plunger (0: engaged forward, BACKLASH: engaged backward). Every plunger
+# step of every path goes through it (tick.tick), so fluid counts only the steps
+# that move the syringe plunger.
+GAP = const(PUNCTURE_FLUID0 + 1)
+PA_NEXT = const(GAP + 1)  # plan row of the plunger move that follows the take-up; 0: none
+PA_NEXT_DIR = const(PA_NEXT + 1)
+HOVER = const(PA_NEXT_DIR + 1)  # 1: the needle rests at the hover point between shots
+DWELL = const(HOVER + 1)  # ticks the puncture still waits at depth (a DWELL step)
+DEPTH_REACHED = const(DWELL + 1)
 PRIME_FLUID0 = const(DEPTH_REACHED + 1)
 PRIMED = const(PRIME_FLUID0 + 1)
 HOMED = const(PRIMED + 1)
@@ -102,6 +110,7 @@ LOST_TOL = const(BL_DETECT_MN + 1)  # machine.LOST_STEPS_TOL (H5)
 HOME_PLUNGER_STEP = const(
     LOST_TOL + 1
 )  # S index of homing's first plunger step (loading starts there)
+TAKEUP_N = const(HOME_PLUNGER_STEP + 1)  # take-up speed, plunger steps per tick
 
 # ---- two plan sets (double-buffered: the main loop plans the spare one) -----------------
 C_DEPTH = const(0)
@@ -111,14 +120,18 @@ C_CYCLE = const(3)
 C_PERIOD = const(4)
 C_MODE = const(5)
 C_NEAR_EMPTY = const(6)  # fewer fluid steps than this left: warn (H7)
-C_NEEDLE_IN = const(7)  # S index of the set's plan rows
-C_NEEDLE_OUT = const(8)
-C_INJECT_FWD = const(9)  # the plunger last moved forward
-C_INJECT_REV = const(10)  # + backlash take-up
-C_SUCKBACK = const(11)
-SET_SIZE = const(12)
-SET_MOVES = const(5)  # plan rows a set has (puncture.MOVES)
-SET0 = const(HOME_PLUNGER_STEP + 1)
+C_DWELL = const(7)  # ticks to wait at depth after the dose (puncture.plan_cycle)
+C_NEEDLE_IN = const(8)  # S index of the set's plan rows: from home to depth
+C_NEEDLE_IN_HOVER = const(9)  # from the hover point to depth
+C_NEEDLE_OUT = const(10)  # from depth to home (single) or to the hover point (nappage)
+C_NEEDLE_HOME = const(11)  # from the hover point to home, when the nappage stops
+C_PUSH = const(12)  # pressure advance: the line's stored volume, pushed ahead fast
+C_INJECT = const(13)
+C_RELEASE = const(14)  # pressure advance: the stored volume drawn back fast
+C_SUCKBACK = const(15)
+SET_SIZE = const(16)
+SET_MOVES = const(8)  # plan rows a set has (puncture.MOVES)
+SET0 = const(TAKEUP_N + 1)
 SET1 = const(SET0 + SET_SIZE)
 
 # ---- lag rings, the last puncture's record (codes.P_* fields) ------------------------------
@@ -163,13 +176,15 @@ FAULT_COUNT = const(16)
 
 # The puncture's steps (puncture.STEPS), one row each
 K_STATE = const(0)  # the state while the step's move runs
-K_AXIS = const(1)  # NA or PA
+K_AXIS = const(1)  # NA, PA, or WAIT_AXIS: a wait of C_DWELL ticks, no move
 K_PLAN = const(2)  # C_* of the move's row in the plan set
-K_PLAN_REVERSED = const(3)  # C_* of its row when the plunger reverses (backlash taken up)
+K_PLAN_HOVER = const(3)  # C_* of its row when the needle starts at the hover point
 K_DIR = const(4)
 K_SIZE = const(5)
+WAIT_AXIS = const(1)  # K_AXIS of a step that only waits
+HOMEWARD = const(0)  # PUNCTURE_STEP while the needle goes from the hover point home
 PUNCTURE_STEPS = const(FAULT_RECOVERY + FAULT_COUNT)
-PUNCTURE_STEPS_MAX = const(6)  # rows, the end row included
+PUNCTURE_STEPS_MAX = const(8)  # rows, the end row included
 PUNCTURE_END = const(PUNCTURE_STEPS + K_SIZE * PUNCTURE_STEPS_MAX)  # S index: the end marker
 
 # Homing's steps (homing.STEPS), one row each
@@ -209,7 +224,8 @@ PL_PRIME = const(PL_PLUNGER_APPROACH + ROW_SIZE)
 PL_BL_PRELOAD = const(PL_PRIME + ROW_SIZE)
 PL_BL_PROBE = const(PL_BL_PRELOAD + ROW_SIZE)
 PL_RELIEF = const(PL_BL_PROBE + ROW_SIZE)
-PL_CYCLE0 = const(PL_RELIEF + ROW_SIZE)  # SET0's rows
+PL_TAKEUP = const(PL_RELIEF + ROW_SIZE)  # the take-up move: written by motion.plunger_start
+PL_CYCLE0 = const(PL_TAKEUP + ROW_SIZE)  # SET0's rows
 PL_CYCLE1 = const(PL_CYCLE0 + SET_MOVES * ROW_SIZE)  # SET1's
 PL_SETTLE = const(PL_CYCLE1 + SET_MOVES * ROW_SIZE)  # + ROW_SIZE * d: the move of d steps to zero
 SIZE = const(PL_SETTLE + (SETTLE_MAX_STEPS + 1) * ROW_SIZE)

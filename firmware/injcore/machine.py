@@ -23,17 +23,28 @@ NEEDLE_ACCEL_UM_S2 = const(5_000_000)
 NEEDLE_HOME_FAST_UM_S = const(5000)
 NEEDLE_HOME_SLOW_UM_S = const(500)
 NEEDLE_HOME_BACKOFF_UM = const(1000)
+# Nappage: between shots the needle waits this far behind the skin, not at home
+# (an engineer limit, settings.Limits.hover_clearance_um; this is its default).
+# 250 um is what the needle needs to reach 50 mm/s at its acceleration.
+NEEDLE_HOVER_CLEARANCE_UM = const(250)
 
 # Plunger axis (dose): 1 mm lead, 200 full steps/rev, 1/16 microstepping.
 PLUNGER_STEPS_PER_MM = const(3200)
 PLUNGER_STEPS_PER_FULL_STEP = const(16)
 PLUNGER_TRAVEL_UM = const(66_000)  # rear switch to front limit switch
 PLUNGER_MAX_SPEED_UM_S = const(10_000)
-PLUNGER_ACCEL_UM_S2 = const(500_000)
+PLUNGER_ACCEL_UM_S2 = const(2_000_000)  # the nut is light: the line, not inertia, limits the flow
 PLUNGER_HOME_FAST_UM_S = const(5000)
 PLUNGER_HOME_SLOW_UM_S = const(500)
 PLUNGER_HOME_BACKOFF_UM = const(1000)
 PLUNGER_BACKLASH_UM = const(20)  # taken up on every reversal before fluid moves
+# The take-up crosses the backlash without a ramp (the nut carries no load), so
+# at a speed a stepper starts at without losing steps: 2.5 mm/s, 500 full steps/s.
+PLUNGER_TAKEUP_SPEED_UM_S = const(2500)
+# The line's time constant (stopper compliance x needle resistance) that pressure
+# advance starts from until the engineer measures it (Core.set_line_tau).
+LINE_TAU_US = const(30_000)
+LINE_TAU_MAX_US = const(2_000_000)
 # Backlash measurement (Core.start_backlash): a 50 um push engages the nut
 # forward (about 0.9 uL out of a 1 mL syringe, into the cup), the line settles,
 # then a slow 300 um back-off; a force drop of BACKLASH_DETECT_MN marks the

@@ -48,22 +48,27 @@ _RELIEF_PHASE = const(23)
 _NWIN = const(24)
 _PWIN = const(25)
 _PUNCTURE_FLUID0 = const(32)
-_COMP_LEFT = const(33)
-_HOMED = const(37)
-_FLUID_STEPS = const(47)
-_DELIVERED = const(48)
-_RELIEF_MN = const(53)
-_NRING = const(90)
-_PRING = const(98)
+_GAP = const(33)
+_PA_NEXT = const(34)
+_HOVER = const(36)
+_HOMED = const(41)
+_FLUID_STEPS = const(51)
+_DELIVERED = const(52)
+_RELIEF_MN = const(57)
+_BACKLASH = const(58)
+_NRING = const(103)
+_PRING = const(111)
 _A_POS = const(0)
 _A_ORIGIN = const(1)
 _A_PHASE = const(2)
-_NA = const(111)
-_PA = const(131)
-_FAULT_RECOVERY = const(151)
+_A_ROW = const(17)
+_NA = const(124)
+_PA = const(144)
+_FAULT_RECOVERY = const(164)
 _FAULT_COUNT = const(16)
-_PL_NEEDLE_SEEK = const(271)
-_PL_RELIEF = const(352)
+_PL_NEEDLE_SEEK = const(294)
+_PL_RELIEF = const(375)
+_PL_TAKEUP = const(384)
 # ---- end of the written constants ----
 
 
@@ -99,6 +104,8 @@ def fault(sbuf, code: int):
     s[_OUT_PUT] = 0  # this tick's words so far are dropped with the queue
     s[_NA + _A_PHASE] = _IDLE
     s[_PA + _A_PHASE] = _IDLE
+    s[_PA_NEXT] = 0  # nothing chained after a take-up starts
+    s[_HOVER] = 0
     s[_OUT_DRIVERS] = 0
     i = 0
     while i < 8:
@@ -124,9 +131,17 @@ def after_halt(sbuf):
     # syringe lost none of the plunger steps that were thrown away.
     s[_NA + _A_POS] = s[_IN_NCOUNT] - s[_NA + _A_ORIGIN]
     e = s[_IN_PCOUNT] - s[_PA + _A_ORIGIN]
-    s[_FLUID_STEPS] -= s[_PA + _A_POS] - e
+    lost = s[_PA + _A_POS] - e  # signed: + forward steps never made
+    if s[_PA + _A_ROW] == _PL_TAKEUP:
+        g = s[_GAP] + lost  # a take-up cut short leaves that much of the gap
+        if g < 0:
+            g = 0
+        elif g > s[_BACKLASH]:
+            g = s[_BACKLASH]
+        s[_GAP] = g
+    else:
+        s[_FLUID_STEPS] -= lost
     s[_PA + _A_POS] = e
-    s[_COMP_LEFT] = 0
     was = s[_FAULT_WAS]
     if (1 << was) & _PUNCTURING_MASK:
         # A puncture cut short still delivered what the plunger pushed: it

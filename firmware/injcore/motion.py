@@ -4,9 +4,13 @@ Hot path (`@micropython.viper`, see tick.py for the rules): an axis is a
 block of S at NA or PA (layout.py), a move is a plan row of S that the
 planner (planner.py) filled. `axis_tick` turns the running move into this
 tick's step count and the two PIO words for it (pio_word.py's tables, in
-`wbuf`), and keeps the commanded position. `plunger_start` is how every
-plunger move begins: it takes up the nut's backlash first when the plunger
-reverses, so the syringe moves by exactly the planned fluid steps.
+`wbuf`), and keeps the commanded position. `plunger_start` is how the
+moves that count fluid begin (the puncture, prime, relief): if the nut has a
+gap to cross before it pushes or pulls the syringe plunger (S[GAP], which
+the tick keeps for every step of every path), it crosses it first in a move
+of its own at the take-up speed, and the tick then starts the planned move
+(S[PA_NEXT]): the syringe moves by exactly the planned fluid steps, and the
+take-up never runs at the injection rate.
 """
 
 from .compat import const, micropython, ptr16, ptr32
@@ -16,9 +20,12 @@ _IDLE = const(0)
 _ACCEL = const(1)
 _CRUISE = const(2)
 _DECEL = const(3)
-_COMP_LEFT = const(33)
-_BACKLASH = const(54)
-_PAD_WORDS = const(61)
+_GAP = const(33)
+_PA_NEXT = const(34)
+_PA_NEXT_DIR = const(35)
+_BACKLASH = const(58)
+_PAD_WORDS = const(65)
+_TAKEUP_N = const(70)
 _A_POS = const(0)
 _A_PHASE = const(2)
 _A_DIR = const(3)
@@ -38,7 +45,7 @@ _A_WORD2 = const(16)
 _A_ROW = const(17)
 _A_MOVES = const(18)
 _A_TICKED = const(19)
-_PA = const(131)
+_PA = const(144)
 _R_DIST = const(0)
 _R_K = const(1)
 _R_CRUISE = const(2)
@@ -48,6 +55,7 @@ _R_DEN = const(5)
 _R_ACC0 = const(6)
 _R_UP = const(7)
 _R_DOWN = const(8)
+_PL_TAKEUP = const(384)
 # ---- end of the written constants ----
 
 
@@ -78,8 +86,12 @@ def start(sbuf, ax: int, row: int, direction: int):
 def stop(sbuf, ax: int):
     """Decelerate to a stop along the move's own ramp (switch found, trigger released)."""
     s = ptr32(sbuf)
+    if ax == _PA:
+        s[_PA_NEXT] = 0  # a move waiting for its take-up never starts
     ph = s[ax + _A_PHASE]
-    if ph == _ACCEL:
+    if s[ax + _A_K] == 0:
+        s[ax + _A_PHASE] = _IDLE  # a move without ramps (a take-up) stops at once
+    elif ph == _ACCEL:
         if s[ax + _A_I] == 0:  # not a step made yet
             s[ax + _A_PHASE] = _IDLE
             return
@@ -107,7 +119,7 @@ def axis_tick(sbuf, ax: int, rbuf, wbuf) -> int:
         s[ax + _A_CRUISE] = c
         if c <= 0:
             s[ax + _A_I] = 0
-            s[ax + _A_PHASE] = _DECEL
+            s[ax + _A_PHASE] = _DECEL if s[ax + _A_K] else _IDLE
     elif ph == _ACCEL:
         r = ptr16(rbuf)
         i = s[ax + _A_I]
@@ -139,8 +151,37 @@ def axis_tick(sbuf, ax: int, rbuf, wbuf) -> int:
 
 
 @micropython.viper
+def takeup_ticks(steps: int, per_tick: int) -> int:
+    """Ticks a take-up of `steps` lasts: the fewest power of two at `per_tick` at most."""
+    t = 1
+    while steps > per_tick * t:
+        t = t << 1
+    return t
+
+
+@micropython.viper
 def plunger_start(sbuf, row: int, direction: int):
-    """Start a plunger move, taking up the backlash first if it reverses."""
+    """Start a plunger move; if the nut has a gap to cross that way, cross it first."""
     s = ptr32(sbuf)
-    s[_COMP_LEFT] = s[_BACKLASH] if s[_PA + _A_LAST_DIR] != direction else 0
-    start(sbuf, _PA, row, direction)
+    g = s[_GAP] if direction else s[_BACKLASH] - s[_GAP]
+    if g <= 0 or s[row + _R_DIST] == 0:
+        start(sbuf, _PA, row, direction)
+        return
+    # The take-up: g steps at up to TAKEUP_N a tick without a ramp (the nut
+    # carries no load), over a power of two ticks so no division is needed.
+    t = int(takeup_ticks(g, s[_TAKEUP_N]))
+    sh = 0
+    while (1 << sh) < t:
+        sh += 1
+    r = _PL_TAKEUP
+    s[r + _R_DIST] = g
+    s[r + _R_K] = 0
+    s[r + _R_CRUISE] = t
+    s[r + _R_Q] = g >> sh
+    s[r + _R_R] = g & (t - 1)
+    s[r + _R_DEN] = t
+    s[r + _R_ACC0] = 0
+    start(sbuf, _PA, r, direction)
+    s[_PA + _A_PHASE] = _CRUISE
+    s[_PA_NEXT] = row
+    s[_PA_NEXT_DIR] = direction

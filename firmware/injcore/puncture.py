@@ -1,14 +1,26 @@
 """The puncture, and the rest of what the trigger does: one table of steps.
 
-A puncture is STEPS walked in order: the needle in to depth, the plunger
-pushes the dose (and the suck-back volume), draws the suck-back back, the
-needle out. Each row names the state it runs in, the axis, the move (a
-column of the plan set, and the column to use when the plunger reverses, so
-the nut's backlash is taken up inside the move) and the direction. A row
-whose move is empty (no suck-back set) is skipped. `load` writes the table
+A puncture is STEPS walked in order: the needle in to depth; the plunger
+pushes the line's stored volume ahead (pressure advance), then the dose
+(and the suck-back volume) at the injection rate; it waits at depth for the
+line to empty, or draws the stored volume back (whichever is quicker); it
+draws the suck-back back; the needle comes out. Each row names the state it
+runs in, the axis (or WAIT_AXIS for a wait), the move (a column of the plan
+set, and the column to use when the needle starts at the hover point) and
+the direction. A row whose move is empty is skipped. `load` writes the table
 into S; the tick walks it (`puncture_tick`); `plan_cycle` plans the moves
 and sums the same rows into the cycle time the shot rate is checked with.
 To change the sequence, change the rows (and, for a new state, codes.py).
+
+Nappage: between shots the needle waits at the hover point, a clearance
+behind the skin, not at home; when the shots stop it goes home.
+
+Pressure advance (as 3D-printer firmware compensates an extruder): the line
+(stopper, hub, needle) is a compliance drained through the needle's
+resistance, so at flow q it holds q * tau (tau: the line's time constant,
+Core.line_tau_us). Pushed ahead at the start, that volume makes the flow out
+of the needle start with the plunger; drawn back at the end (or let out
+during a wait at depth), it stops the flow before the needle leaves.
 
 Also here, what the trigger's press does in the other modes (prime), the
 firing gate (`can_fire`: H1, H7, H9) and the near-empty warning.
@@ -16,9 +28,9 @@ firing gate (`can_fire`: H1, H7, H9) and the near-empty warning.
 
 from . import machine as M
 from .compat import const, micropython, ptr32
-from .motion import plunger_start, start, stop
+from .motion import plunger_start, start, stop, takeup_ticks
 from .planner import RAMP_TICKS_MAX, Plan
-from .settings import SettingsError
+from .settings import RANGES, SettingsError
 
 # ---- constants written by `make consts` from codes.py, layout.py: do not edit ----
 _SW_SYRINGE = const(8)
@@ -57,19 +69,22 @@ _PUNCTURE_STEP = const(29)
 _SHOT_TIMER = const(30)
 _PUNCTURE_TICKS = const(31)
 _PUNCTURE_FLUID0 = const(32)
-_DEPTH_REACHED = const(34)
-_PRIME_FLUID0 = const(35)
-_PRIMED = const(36)
-_UNCONFIRMED = const(38)
-_CONFIGURING = const(39)
-_ZONE_END = const(45)
-_PUNCTURES = const(46)
-_FLUID_STEPS = const(47)
-_DELIVERED = const(48)
-_PRIMED_STEPS = const(49)
-_ACTIVE_SET = const(50)
-_USABLE = const(55)
-_CAP_STEPS = const(56)
+_HOVER = const(36)
+_DWELL = const(37)
+_DEPTH_REACHED = const(38)
+_PRIME_FLUID0 = const(39)
+_PRIMED = const(40)
+_UNCONFIRMED = const(42)
+_CONFIGURING = const(43)
+_ZONE_END = const(49)
+_PUNCTURES = const(50)
+_FLUID_STEPS = const(51)
+_DELIVERED = const(52)
+_PRIMED_STEPS = const(53)
+_ACTIVE_SET = const(54)
+_USABLE = const(59)
+_CAP_STEPS = const(60)
+_TAKEUP_N = const(70)
 _C_DEPTH = const(0)
 _C_DOSE = const(1)
 _C_SB = const(2)
@@ -77,13 +92,17 @@ _C_CYCLE = const(3)
 _C_PERIOD = const(4)
 _C_MODE = const(5)
 _C_NEAR_EMPTY = const(6)
-_C_NEEDLE_IN = const(7)
-_C_NEEDLE_OUT = const(8)
-_C_INJECT_FWD = const(9)
-_C_INJECT_REV = const(10)
-_C_SUCKBACK = const(11)
-_SET_MOVES = const(5)
-_LAST = const(106)
+_C_DWELL = const(7)
+_C_NEEDLE_IN = const(8)
+_C_NEEDLE_IN_HOVER = const(9)
+_C_NEEDLE_OUT = const(10)
+_C_NEEDLE_HOME = const(11)
+_C_PUSH = const(12)
+_C_INJECT = const(13)
+_C_RELEASE = const(14)
+_C_SUCKBACK = const(15)
+_SET_MOVES = const(8)
+_LAST = const(119)
 _P_NUMBER = const(0)
 _P_DEPTH_STEPS = const(1)
 _P_DOSE_STEPS = const(2)
@@ -91,29 +110,33 @@ _P_TICKS = const(3)
 _P_MODE = const(4)
 _A_POS = const(0)
 _A_PHASE = const(2)
-_A_LAST_DIR = const(4)
-_NA = const(111)
-_PA = const(131)
+_NA = const(124)
+_PA = const(144)
 _K_STATE = const(0)
 _K_AXIS = const(1)
 _K_PLAN = const(2)
-_K_PLAN_REVERSED = const(3)
+_K_PLAN_HOVER = const(3)
 _K_DIR = const(4)
 _K_SIZE = const(5)
-_PUNCTURE_STEPS = const(167)
-_PUNCTURE_STEPS_MAX = const(6)
-_PUNCTURE_END = const(197)
+_WAIT_AXIS = const(1)
+_HOMEWARD = const(0)
+_PUNCTURE_STEPS = const(180)
+_PUNCTURE_STEPS_MAX = const(8)
+_PUNCTURE_END = const(220)
 _R_DIST = const(0)
 _ROW_SIZE = const(9)
-_PL_PRIME = const(325)
+_PL_PRIME = const(348)
 # ---- end of the written constants ----
 
-# (state, axis, plan column, plan column when the plunger reverses, direction), in order
+# (state, axis, plan column, plan column from the hover point, direction), in order
 STEPS = (
-    (_ST_ADVANCE, _NA, _C_NEEDLE_IN, _C_NEEDLE_IN, _FORWARD),
+    (_ST_ADVANCE, _NA, _C_NEEDLE_IN, _C_NEEDLE_IN_HOVER, _FORWARD),
+    (_ST_INJECT, _PA, _C_PUSH, _C_PUSH, _FORWARD),  # the line's stored volume, ahead
     # Inject pushes dose + suck-back and suck-back draws suck-back back, so
     # every puncture nets exactly the dose whatever came before it.
-    (_ST_INJECT, _PA, _C_INJECT_FWD, _C_INJECT_REV, _FORWARD),
+    (_ST_INJECT, _PA, _C_INJECT, _C_INJECT, _FORWARD),
+    (_ST_INJECT, _WAIT_AXIS, _C_DWELL, _C_DWELL, _FORWARD),  # the line empties at depth, or
+    (_ST_SUCKBACK, _PA, _C_RELEASE, _C_RELEASE, _BACKWARD),  # its stored volume comes back
     (_ST_SUCKBACK, _PA, _C_SUCKBACK, _C_SUCKBACK, _BACKWARD),
     (_ST_RETRACT, _NA, _C_NEEDLE_OUT, _C_NEEDLE_OUT, _BACKWARD),
 )
@@ -121,12 +144,16 @@ STEPS = (
 # The plan set's moves: (column, name); the rows follow in this order
 MOVES = (
     (_C_NEEDLE_IN, "needle in"),
+    (_C_NEEDLE_IN_HOVER, "needle in from hover"),
     (_C_NEEDLE_OUT, "needle out"),
-    (_C_INJECT_FWD, "inject"),  # the plunger last moved forward
-    (_C_INJECT_REV, "inject after reversal"),  # + backlash take-up
-    (_C_SUCKBACK, "suck-back"),  # + backlash take-up
+    (_C_NEEDLE_HOME, "needle home from hover"),
+    (_C_PUSH, "pressure advance"),
+    (_C_INJECT, "inject"),
+    (_C_RELEASE, "pressure release"),
+    (_C_SUCKBACK, "suck-back"),
 )
 SET_RAMPS = len(MOVES) * 2 * RAMP_TICKS_MAX  # ramp entries one plan set uses
+LEFT_IN_LINE_PER_DOSE = 50  # the wait at depth leaves at most 1/50 of the dose in the line
 
 
 def load(s):
@@ -161,9 +188,12 @@ class PlanSet:
                 name, table=s, row=row, ramps=ramps, ramp_at=ramp_at + i * 2 * RAMP_TICKS_MAX
             )
         self.needle_in = self.moves[_C_NEEDLE_IN]
+        self.needle_in_hover = self.moves[_C_NEEDLE_IN_HOVER]
         self.needle_out = self.moves[_C_NEEDLE_OUT]
-        self.inject_fwd = self.moves[_C_INJECT_FWD]
-        self.inject_rev = self.moves[_C_INJECT_REV]
+        self.needle_home = self.moves[_C_NEEDLE_HOME]
+        self.push = self.moves[_C_PUSH]
+        self.inject = self.moves[_C_INJECT]
+        self.release = self.moves[_C_RELEASE]
         self.suckback = self.moves[_C_SUCKBACK]
 
     def plans(self):
@@ -171,12 +201,29 @@ class PlanSet:
 
     depth_steps = property(lambda self: self.s[self.base + _C_DEPTH])
     dose_steps = property(lambda self: self.s[self.base + _C_DOSE])
+    # Steps a shot pushes beyond its dose and draws back (suck-back, pressure release)
     sb_steps = property(lambda self: self.s[self.base + _C_SB])
     cycle_ticks = property(lambda self: self.s[self.base + _C_CYCLE])
     period_ticks = property(lambda self: self.s[self.base + _C_PERIOD])
+    dwell_ticks = property(lambda self: self.s[self.base + _C_DWELL])
 
 
-def plan_cycle(core, st, ps):
+def _outflow_steps(q_steps_s, ticks):
+    """Fluid steps out of the needle while the line fills from empty to q * tau (or back) in
+    `ticks`: the flow rises (or falls) about linearly, so half of q over that time."""
+    return q_steps_s * ticks * M.TICK_US // 2_000_000
+
+
+def _ticks_to_empty(stored_steps, left_steps, tau_us):
+    """Ticks the line takes to fall from `stored_steps` to `left_steps` (e-folds of tau)."""
+    folds = 0
+    while stored_steps > left_steps and folds < 20:
+        stored_steps = stored_steps * 368 // 1000  # 1/e
+        folds += 1
+    return (folds * tau_us + M.TICK_US - 1) // M.TICK_US
+
+
+def plan_cycle(core, st, ps):  # noqa: C901  (one plan after the other, each with its reason)
     """Plan settings `st` into the spare plan set `ps`; SettingsError if the machine cannot."""
     area = core.dose_area(st)
     needle_a = M.um_to_needle_steps(M.NEEDLE_ACCEL_UM_S2)
@@ -190,26 +237,75 @@ def plan_cycle(core, st, ps):
         raise SettingsError.one(
             "rate_nl_s", SettingsError.PLUNGER, st.rate_nl_s, extra=M.PLUNGER_MAX_SPEED_UM_S
         )
-    ps.needle_in.set(depth, M.um_to_needle_steps(st.speed_um_s), needle_a)
-    ps.needle_out.set(depth, M.um_to_needle_steps(M.NEEDLE_MAX_SPEED_UM_S), needle_a)
-    bl = core.backlash_steps
-    ps.inject_fwd.set(dose + sb, rate, plunger_a)
-    ps.inject_rev.set(dose + sb + bl, rate, plunger_a)
-    ps.suckback.set(sb + bl if sb else 0, rate, plunger_a)
+    continuous = st.mode == _MODE_CONTINUOUS
+    speed = M.um_to_needle_steps(st.speed_um_s)
+    # The hover point: the engineer's clearance behind the skin, but never less than the
+    # needle needs to reach the puncture speed before it touches the skin.
+    home = M.um_to_needle_steps(M.NEEDLE_HOME_OFFSET_UM)
+    clearance = max(
+        M.um_to_needle_steps(core.limits.hover_clearance_um), speed * speed // (2 * needle_a) + 1
+    )
+    hover = max(0, home - clearance) if continuous else 0
+    needle_max = M.um_to_needle_steps(M.NEEDLE_MAX_SPEED_UM_S)
+    ps.needle_in.set(depth, speed, needle_a)
+    ps.needle_in_hover.set(depth - hover, speed, needle_a)
+    ps.needle_out.set(depth - hover, needle_max, needle_a)
+    ps.needle_home.set(hover, needle_max, needle_a)
+    # Pressure advance: at flow `rate` the line holds rate * tau; push it ahead, fast.
+    stored = rate * core.line_tau_us // 1_000_000
+    ps.push.set(stored, rate_max, plunger_a)
+    push = stored + _outflow_steps(rate, ps.push.ticks)  # what flows out while it fills
+    push = min(push, dose + sb)  # a dose smaller than the line holds: all of it, fast
+    ps.push.set(push, rate_max, plunger_a)
+    # At the end, draw the stored volume back, or wait at depth while it flows out:
+    # whichever is quicker (a release reverses the plunger twice: two take-ups).
+    ps.release.set(stored, rate_max, plunger_a)
+    release = max(0, stored - _outflow_steps(rate, ps.release.ticks))
+    takeup = int(takeup_ticks(core.backlash_steps, core.S[_TAKEUP_N]))
+    release_cost = ps.release.ticks + (0 if sb else 2 * takeup)
+    dwell = _ticks_to_empty(stored, dose // LEFT_IN_LINE_PER_DOSE, core.line_tau_us)
+    if release and release_cost < dwell:
+        dwell = 0
+    else:
+        release = 0
+    ps.release.set(release, rate_max, plunger_a)
+    sb = max(0, sb - release)  # the release draws back first: suck-back is what it leaves
+    ps.inject.set(max(0, dose + sb + release - push), rate, plunger_a)
+    ps.suckback.set(sb, rate, plunger_a)
     s, b = core.S, ps.base
     s[b + _C_DEPTH] = depth
     s[b + _C_DOSE] = dose
-    s[b + _C_SB] = sb
-    # The longest a puncture takes: every step's move, the plunger's with its take-up.
-    s[b + _C_CYCLE] = sum(ps.moves[reversed_].ticks for _, _, _, reversed_, _ in STEPS)
+    s[b + _C_SB] = sb + release
+    s[b + _C_DWELL] = dwell
     s[b + _C_PERIOD] = st.shot_period_us() // M.TICK_US
     s[b + _C_MODE] = st.mode
-    s[b + _C_NEAR_EMPTY] = M.NEAR_EMPTY_DOSES * (dose + sb)
-    if st.mode == _MODE_CONTINUOUS and ps.cycle_ticks > ps.period_ticks:
+    s[b + _C_NEAR_EMPTY] = M.NEAR_EMPTY_DOSES * (dose + sb + release)
+    s[b + _C_CYCLE] = _cycle_ticks(ps, continuous, takeup, dwell)
+    if continuous and ps.cycle_ticks > ps.period_ticks:
+        lo = RANGES["shot_rate_mhz"][0]
         best = 1_000_000 // ps.cycle_ticks  # mHz
         raise SettingsError.one(
-            "shot_rate_mhz", SettingsError.CYCLE, st.shot_rate_mhz, 500, best, ps.cycle_ticks
+            "shot_rate_mhz", SettingsError.CYCLE, st.shot_rate_mhz, lo, best, ps.cycle_ticks
         )
+
+
+def _cycle_ticks(ps, continuous, takeup, dwell):
+    """One shot to the next in nappage (from the hover point), or one puncture (from home):
+    the same rows the tick walks, a take-up wherever the plunger reverses, the tick between."""
+    ticks = 1  # a shot starts the tick after the last one ended (puncture_tick's WAIT)
+    dirs = []
+    for _, ax, column, column_hover, direction in STEPS:
+        if ax == _WAIT_AXIS:
+            ticks += dwell
+            continue
+        move = ps.moves[column_hover if continuous else column]
+        if move.distance:
+            ticks += move.ticks
+            if ax == _PA:
+                dirs.append(direction)
+    # Shot after shot, the first plunger move follows the last one's (cyclic).
+    ticks += takeup * sum(1 for i, d in enumerate(dirs) if d != dirs[i - 1])
+    return ticks
 
 
 # ---- the tick's part ------------------------------------------------------------------------
@@ -284,26 +380,48 @@ def _start_puncture(sbuf):
 
 @micropython.viper
 def _begin_step(sbuf, k: int, fire: int):
-    """Start the first move with steps from the row at S[k] on; past the last, the puncture ends."""
+    """Start the first step with something to do from the row at S[k] on; past the last,
+    the puncture ends."""
     s = ptr32(sbuf)
     c = s[_ACTIVE_SET]
     while s[k + _K_AXIS]:
         ax = s[k + _K_AXIS]
-        direction = s[k + _K_DIR]
-        if ax == _PA and s[_PA + _A_LAST_DIR] != direction:
-            row = s[c + s[k + _K_PLAN_REVERSED]]
+        if ax == _WAIT_AXIS:
+            t = s[c + s[k + _K_PLAN]]
+            if t:
+                s[_DWELL] = t
+                s[_PUNCTURE_STEP] = k
+                s[_STATE] = s[k + _K_STATE]
+                return
         else:
-            row = s[c + s[k + _K_PLAN]]
-        if s[row + _R_DIST]:
-            if ax == _PA:
-                plunger_start(sbuf, row, direction)
+            direction = s[k + _K_DIR]
+            if s[_HOVER]:
+                row = s[c + s[k + _K_PLAN_HOVER]]
             else:
-                start(sbuf, ax, row, direction)
-            s[_PUNCTURE_STEP] = k
-            s[_STATE] = s[k + _K_STATE]
-            return
-        k += _K_SIZE  # nothing to move (no suck-back set)
+                row = s[c + s[k + _K_PLAN]]
+            if s[row + _R_DIST]:
+                if ax == _PA:
+                    plunger_start(sbuf, row, direction)
+                else:
+                    start(sbuf, ax, row, direction)
+                    s[_HOVER] = 0  # the needle has left the hover point
+                s[_PUNCTURE_STEP] = k
+                s[_STATE] = s[k + _K_STATE]
+                return
+        k += _K_SIZE  # nothing to do (no suck-back set, no wait planned)
     _end_puncture(sbuf, fire)
+
+
+@micropython.viper
+def _homeward(sbuf):
+    """The shots have stopped: from the hover point home, then ready."""
+    s = ptr32(sbuf)
+    if s[_HOVER]:
+        start(sbuf, _NA, s[s[_ACTIVE_SET] + _C_NEEDLE_HOME], _BACKWARD)
+        s[_PUNCTURE_STEP] = _HOMEWARD
+        s[_STATE] = _ST_RETRACT
+    else:
+        s[_STATE] = _ST_READY
 
 
 @micropython.viper
@@ -312,19 +430,29 @@ def puncture_tick(sbuf, fire: int):
     s[_SHOT_TIMER] -= 1
     if s[_STATE] == _ST_WAIT:
         if fire == 0:
-            s[_STATE] = _ST_READY
+            _homeward(sbuf)
         elif s[_SHOT_TIMER] <= 0:
             if int(can_fire(sbuf)):
                 _start_puncture(sbuf)
             else:
-                s[_STATE] = _ST_READY
+                _homeward(sbuf)
+        return
+    k = s[_PUNCTURE_STEP]
+    if k == _HOMEWARD:
+        if s[_NA + _A_PHASE] == _IDLE:
+            s[_HOVER] = 0
+            s[_STATE] = _ST_READY
         return
     s[_PUNCTURE_TICKS] += 1
-    k = s[_PUNCTURE_STEP]
     ax = s[k + _K_AXIS]
-    if s[ax + _A_PHASE] != _IDLE:
+    if ax == _WAIT_AXIS:
+        t = s[_DWELL] - 1
+        s[_DWELL] = t
+        if t > 0:
+            return
+    elif s[ax + _A_PHASE] != _IDLE:
         return
-    if ax == _NA and s[k + _K_DIR] == _FORWARD:
+    elif ax == _NA and s[k + _K_DIR] == _FORWARD:
         s[_DEPTH_REACHED] = s[_NA + _A_POS]  # the needle is at depth
     _begin_step(sbuf, k + _K_SIZE, fire)
 
@@ -343,8 +471,12 @@ def _end_puncture(sbuf, fire: int):
     s[_LAST + _P_TICKS] = s[_PUNCTURE_TICKS]
     s[_LAST + _P_MODE] = mode
     update_warning(sbuf)
-    if mode == _MODE_CONTINUOUS and fire:
-        s[_STATE] = _ST_WAIT
+    if mode == _MODE_CONTINUOUS:
+        s[_HOVER] = 1  # nappage retracts to the hover point
+        if fire:
+            s[_STATE] = _ST_WAIT
+        else:
+            _homeward(sbuf)
     else:
         s[_STATE] = _ST_READY
 

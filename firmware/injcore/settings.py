@@ -89,12 +89,14 @@ class Limits:
     session_cap_nl     volume one session may deliver; no shot starts past it (H1)
     occlusion_kpa      line pressure that counts as a blocked needle (H4); the
                        force limit is this pressure on the syringe's barrel area
+    hover_clearance_um where the needle waits between nappage shots, behind the skin
     """
 
     RANGES = {
         "needle_length_um": (RANGES["depth_um"][0], M.NEEDLE_LENGTH_MAX_UM, "um"),
         "session_cap_nl": (1000, 20_000_000, "nL"),
         "occlusion_kpa": (50, 1000, "kPa"),
+        "hover_clearance_um": (100, M.NEEDLE_HOME_OFFSET_UM, "um"),
     }
 
     def __init__(
@@ -102,14 +104,16 @@ class Limits:
         needle_length_um=M.NEEDLE_LENGTH_UM,
         session_cap_nl=M.SESSION_CAP_NL,
         occlusion_kpa=M.OCCLUSION_KPA,
+        hover_clearance_um=M.NEEDLE_HOVER_CLEARANCE_UM,
     ):
         self.needle_length_um = needle_length_um
         self.session_cap_nl = session_cap_nl
         self.occlusion_kpa = occlusion_kpa
+        self.hover_clearance_um = hover_clearance_um
 
     def check(self):
         refusals = []
-        for name in ("needle_length_um", "session_cap_nl", "occlusion_kpa"):
+        for name in Limits.RANGES:
             lo, hi, _ = Limits.RANGES[name]
             v = getattr(self, name)
             if not is_int(v) or not lo <= v <= hi:
@@ -233,6 +237,19 @@ def _unit(field):
     return "ppm" if field == "dose_factor_ppm" else ""  # backlash_steps: a bare count
 
 
+def _cycle_text(field, value, lo, hi, puncture_ms):
+    if hi < lo:  # not even the slowest rate: say what limits it
+        return (
+            "one puncture with this depth, dose and speeds takes %d ms: no shot rate from "
+            "%d %s fits; lower the dose or the depth, or raise the injection rate"
+            % (puncture_ms, lo, _unit(field))
+        )
+    return (
+        "%d is faster than one puncture with this depth, dose and speeds takes (%d ms); "
+        "allowed %d..%d %s" % (value, puncture_ms, lo, hi, _unit(field))
+    )
+
+
 def refusal_text(r, named=True):
     """The words of a refusal: "depth_um: 7000 is out of range; allowed ...".
 
@@ -262,10 +279,7 @@ def refusal_text(r, named=True):
             what = "not allowed; allowed " + ", ".join(str(n) for n in NEEDLE_COUNTS)
         text = "%r is %s" % (value, what)
     elif code == E.CYCLE:
-        text = (
-            "%d is faster than one puncture with this depth, dose and speeds takes (%d ms); "
-            "allowed %d..%d %s" % (value, extra, lo, hi, _unit(field))
-        )
+        text = _cycle_text(field, value, lo, hi, extra)
     elif code == E.PLUNGER:
         text = "%d needs the plunger faster than %d um/s with this syringe" % (value, extra)
     else:  # NOT_INT, RANGE

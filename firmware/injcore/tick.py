@@ -41,7 +41,7 @@ from .backlash import measure_tick
 from .compat import const, micropython, ptr32
 from .homing import homing_tick
 from .monitor import after_halt, fault, relief_tick, start_recovery  # noqa: F401  (after_halt: the drivers call it here)
-from .motion import axis_tick
+from .motion import axis_tick, start
 from .puncture import on_press, prime_tick, puncture_tick
 
 # ---- constants written by `make consts` from codes.py, layout.py: do not edit ----
@@ -78,6 +78,7 @@ _F_NEEDLE_HOME_STUCK = const(12)
 _F_PLUNGER_REAR_STUCK = const(13)
 _F_TICK_OVERRUN = const(14)
 _F_SYRINGE_REMOVED = const(15)
+_IDLE = const(0)
 _WINDOW = const(5)
 _IN_SW = const(0)
 _IN_FORCE = const(1)
@@ -95,21 +96,25 @@ _FIRE_PREV = const(20)
 _RECOVERY = const(21)
 _NWIN = const(24)
 _PWIN = const(25)
-_COMP_LEFT = const(33)
-_HOMED = const(37)
-_FLUID_STEPS = const(47)
-_NEEDLE_LIMIT = const(51)
-_OCCLUSION_MN = const(52)
-_HOME_STUCK_N = const(57)
-_HOME_STUCK_P = const(58)
-_LOST_TOL = const(64)
-_NRING = const(90)
-_PRING = const(98)
+_GAP = const(33)
+_PA_NEXT = const(34)
+_PA_NEXT_DIR = const(35)
+_HOMED = const(41)
+_FLUID_STEPS = const(51)
+_NEEDLE_LIMIT = const(55)
+_OCCLUSION_MN = const(56)
+_BACKLASH = const(58)
+_HOME_STUCK_N = const(61)
+_HOME_STUCK_P = const(62)
+_LOST_TOL = const(68)
+_NRING = const(103)
+_PRING = const(111)
 _A_POS = const(0)
 _A_ORIGIN = const(1)
+_A_PHASE = const(2)
 _A_DIR = const(3)
-_NA = const(111)
-_PA = const(131)
+_NA = const(124)
+_PA = const(144)
 # ---- end of the written constants ----
 
 
@@ -199,20 +204,26 @@ def tick(sbuf, rbuf, wbuf):
     s[_PWIN] += n - s[_PRING + j]
     s[_PRING + k] = n
     if n:
-        # Backlash take-up moves the nut, not the syringe plunger.
-        c = s[_COMP_LEFT]
-        if c:
-            if n > c:
-                n -= c
-                c = 0
-            else:
-                c -= n
-                n = 0
-            s[_COMP_LEFT] = c
+        # The nut crosses its gap before it moves the syringe plunger: only
+        # the steps beyond it move fluid, whichever move made them.
+        g = s[_GAP]
         if s[_PA + _A_DIR]:
-            s[_FLUID_STEPS] += n
+            if n > g:
+                s[_FLUID_STEPS] += n - g
+                g = 0
+            else:
+                g -= n
         else:
-            s[_FLUID_STEPS] -= n
+            room = s[_BACKLASH] - g
+            if n > room:
+                s[_FLUID_STEPS] -= n - room
+                g = s[_BACKLASH]
+            else:
+                g += n
+        s[_GAP] = g
+    if s[_PA_NEXT] and s[_PA + _A_PHASE] == _IDLE:
+        start(sbuf, _PA, s[_PA_NEXT], s[_PA_NEXT_DIR])  # the gap is crossed: the move itself
+        s[_PA_NEXT] = 0
 
     if state == _ST_READY:
         if pressed:

@@ -100,6 +100,8 @@ def explain(refusal):
     if code == SettingsError.NOT_IDLE:
         return BUSY
     # The value edited was fine by itself: another setting stands in the way.
+    if code == SettingsError.CYCLE and refusal[4] < refusal[3]:
+        return "no shot rate fits this puncture: lower the dose or depth"
     if code == SettingsError.CYCLE:
         return "shot rate too fast for this puncture: lower it first"
     if code == SettingsError.PLUNGER:
