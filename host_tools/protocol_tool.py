@@ -2,21 +2,28 @@
 
     injector protocol validate FILE [--limits-from DIR | --port PORT]
                                     [--needle-length-um N] [--session-cap-nl N]
-    injector protocol push FILE --port PORT
+                                    [--syringe MODEL [--syringe-id-um N]]...
+    injector protocol push FILE --port PORT [--syringe MODEL [--syringe-id-um N]]...
     injector protocol pull --port PORT [--out DIR]
 
-validate checks a protocol file twice: against the published format,
+validate checks a protocol file three times: against the published format,
 docs/protocol.schema.json (JSON Schema 2020-12, with integers that must be
-written as integers), and with the device's own rules, injcore.protocol.check,
+written as integers), with the device's own rules, injcore.protocol.check,
 under the engineer's limits: the firmware's defaults (injcore.settings.Limits()),
 those stored on a device (--port) or in a folder holding settings.a / settings.b
-(--limits-from), then --needle-length-um / --session-cap-nl if given. Every
-problem is printed with its field path, one a line.
+(--limits-from), then --needle-length-um / --session-cap-nl if given; and with
+the machine (injcore.feasible, the control core's own planning, as the device
+judges a protocol before it starts): every zone with every syringe model of
+injcore.machine.SYRINGES, or those named with --syringe, under those limits and
+the record's backlash and dose calibration (the core's defaults without one).
+Every problem is printed with its field path, one a line.
 
-push copies FILE to the device and has the device's own ProtocolStore save it
-(under the limits the device has stored), so the device validates it again,
-writes it atomically and refuses a 17th protocol. pull copies the device's
-protocols/ folder and decodes its records into plain JSON files.
+push checks FILE with the schema, reads the device's stored record and checks
+every zone with the machine as validate does, under that record; then it copies
+FILE to the device and has the device's own ProtocolStore save it (under the
+limits the device has stored), so the device validates it again, writes it
+atomically and refuses a 17th protocol. pull copies the device's protocols/
+folder and decodes its records into plain JSON files.
 
 Exit codes: 0 valid / done; 2 invalid, refused, unreadable or an error.
 """
@@ -31,8 +38,9 @@ import sim  # noqa: F401  (puts firmware/ on sys.path)
 from host_tools import settings_tool as ST  # noqa: E402
 from injcore import machine as M  # noqa: E402
 from injcore import protocol as P  # noqa: E402
+from injcore.feasible import planning_core, zone_refusals  # noqa: E402
 from injcore.fsio import DirFS  # noqa: E402
-from injcore.settings import Limits, SettingsError  # noqa: E402
+from injcore.settings import Limits, SettingsError, refusal_text  # noqa: E402
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "docs" / "protocol.schema.json"
 PROTOCOL_DIR = P.DIR  # the device's folder
@@ -136,10 +144,84 @@ def problems_of(obj, limits):
     ]
 
 
-def limits_from(args):
-    """(Limits, where they came from) for validate; ToolError if they are not valid limits."""
+# ---- the machine: can it run every zone? -------------------------------------------------
+
+
+def syringe_name(model, id_um=None):
+    """'1 mL', or 'custom 4.70 mm' for model 0 (machine.CUSTOM_SYRINGE)."""
+    if model == M.CUSTOM_SYRINGE:
+        return "custom %d.%02d mm" % (id_um // 1000, id_um % 1000 // 10)
+    return M.SYRINGES[model][M.SYR_NAME]
+
+
+def syringes_of(args=None):
+    """[(model, id_um or None)] to judge the zones with: --syringe, else (or without args)
+    every model of machine.SYRINGES (a protocol does not name its syringe); ToolError if
+    one is unknown."""
+    models = getattr(args, "syringe", None)
+    id_um = getattr(args, "syringe_id_um", None)
+    if not models:
+        if id_um is not None:
+            raise ToolError("--syringe-id-um goes with --syringe %d" % M.CUSTOM_SYRINGE, False)
+        return [(m, None) for m in sorted(M.SYRINGES)]
+    out = []
+    for m in models:
+        if m == M.CUSTOM_SYRINGE:
+            if id_um is None:
+                raise ToolError(
+                    "--syringe %d (custom) needs --syringe-id-um" % M.CUSTOM_SYRINGE, False
+                )
+            out.append((m, id_um))
+        elif m in M.SYRINGES:
+            out.append((m, None))
+        else:
+            raise ToolError(
+                "--syringe %d: no such model; known: %s, or %d (custom) with --syringe-id-um"
+                % (m, ", ".join(str(k) for k in sorted(M.SYRINGES)), M.CUSTOM_SYRINGE),
+                False,
+            )
+    return out
+
+
+def machine_of(lim, calibration):
+    """The control core that judges the zones: the engineer's limits, backlash and dose
+    calibration (a record's "calibration"; {}: the core's defaults). ToolError if refused."""
+    try:
+        return planning_core(
+            lim, calibration.get("backlash_steps"), calibration.get("dose_factor_ppm")
+        )
+    except SettingsError as e:
+        raise ToolError("invalid calibration: " + "; ".join(e.problems)) from None
+
+
+def machine_problems(proto, core, syringes):
+    """Every refusal of a zone by the control core, "zones[i].field: ..." one each, per
+    syringe (injcore.feasible.zone_refusals: the device's own judgement)."""
+    zones = [z.settings for z in proto.zones]
+    out = []
+    for model, id_um in syringes:
+        for i, refusals in enumerate(zone_refusals(core, zones, model, id_um)):
+            for r in refusals:
+                field = "settings" if isinstance(r, str) else r[0]
+                out.append(
+                    "zones[%d].%s: zone %r cannot run with the %s syringe: %s"
+                    % (
+                        i,
+                        field,
+                        proto.zones[i].name,
+                        syringe_name(model, id_um),
+                        refusal_text(r, False),
+                    )
+                )
+    return out
+
+
+def machine_from(args):
+    """(Limits, calibration, where they came from) for validate: the record's calibration
+    ({} without a record: the core's defaults); ToolError if they are not valid limits."""
     where = "the firmware's defaults"
     values = {name: getattr(Limits(), name) for name in Limits.RANGES}
+    calibration = {}
     if args.port or args.limits_from:
         src = ST.Source(args.port, args.limits_from, not args.no_reset)
         try:
@@ -147,6 +229,7 @@ def limits_from(args):
         finally:
             src.finish()
         values.update(payload["limits"])
+        calibration = payload.get("calibration", {})
         where = (
             "the defaults (no valid record on %s)"
             if info["defaults"]
@@ -165,16 +248,21 @@ def limits_from(args):
         lim.check()
     except SettingsError as e:
         raise ToolError("invalid limits: " + "; ".join(e.problems)) from None
-    return lim, where
+    return lim, calibration, where
 
 
 def run_validate(args, out=None):
     out = sys.stdout if out is None else out
-    lim, where = limits_from(args)
+    syringes = syringes_of(args)
+    lim, calibration, where = machine_from(args)
+    core = machine_of(lim, calibration)
     obj, problems = read_document(args.file)
     found = [("file", p) for p in problems]
     if obj is not None:
         found += problems_of(obj, lim)
+        if not found:  # a zone is planned only once the protocol is whole
+            proto = P.build(obj, lim)
+            found += [("machine", p) for p in machine_problems(proto, core, syringes)]
     if found:
         print(
             "injector protocol: %s is invalid (%d problem%s; limits: needle %d um, session cap "
@@ -192,7 +280,6 @@ def run_validate(args, out=None):
         for source, p in found:
             print("  %s  (%s)" % (p, source), file=sys.stderr)
         return 2
-    proto = P.build(obj, lim)
     print(
         "%s: valid: %r version %d%s, %d zone%s, session cap %d nL (effective %d nL)"
         % (
@@ -210,6 +297,15 @@ def run_validate(args, out=None):
     print(
         "  limits: needle %d um, session cap %d nL (%s)"
         % (lim.needle_length_um, lim.session_cap_nl, where),
+        file=out,
+    )
+    print(
+        "  machine: every zone runs with the %s syringe (backlash %d steps, dose factor %d ppm)"
+        % (
+            ", ".join(syringe_name(m, i) for m, i in syringes),
+            core.backlash_steps,
+            core.dose_factor_ppm,
+        ),
         file=out,
     )
     for z in proto.zones:
@@ -259,12 +355,27 @@ def push_command(local, snippet):
     return ["fs", "cp", str(local), ":" + PUSH_NAME, "+", "exec", snippet]
 
 
-def push(src, path, out=None):
+def device_machine_problems(src, obj, syringes):
+    """The zones the control core would refuse under the device's stored record (limits,
+    backlash, calibration), per syringe; [] when the device's own rules refuse the protocol
+    (it says why when it tries to save it)."""
+    payload, _, _ = src.load()
+    lim = Limits(**payload["limits"])
+    if P.check(obj, lim):
+        return []
+    return machine_problems(
+        P.build(obj, lim), machine_of(lim, payload.get("calibration", {})), syringes
+    )
+
+
+def push(src, path, out=None, syringes=None):
     out = sys.stdout if out is None else out
     port = src.port
     obj, problems = read_document(path)
     if obj is not None:
         problems += schema_problems(obj)  # the device's own rules run on the device, its limits
+    if obj is not None and not problems:
+        problems += device_machine_problems(src, obj, syringes or syringes_of())
     if problems:
         print(
             "injector protocol: %s refused, nothing sent (%d problem%s):"
@@ -407,6 +518,7 @@ def add_parser(sub):
         action="store_true",
         help="with --port: leave the board at the REPL instead of resetting it",
     )
+    add_syringe_options(pv)
     pp = psub.add_parser(
         "push",
         help="store a protocol on the device (the device validates it too)",
@@ -428,6 +540,7 @@ def add_parser(sub):
         action="store_true",
         help="leave the board at the REPL instead of resetting it",
     )
+    add_syringe_options(pp)
     pl = psub.add_parser(
         "pull",
         help="copy the device's protocols into plain JSON files",
@@ -456,6 +569,27 @@ def add_parser(sub):
     p.set_defaults(run=run, parser=p)
 
 
+def add_syringe_options(p):
+    p.add_argument(
+        "--syringe",
+        type=int,
+        action="append",
+        metavar="MODEL",
+        help="judge the zones with this syringe model only (repeatable): %s, or %d (custom, "
+        "with --syringe-id-um); default every model"
+        % (
+            ", ".join("%d (%s)" % (m, M.SYRINGES[m][M.SYR_NAME]) for m in sorted(M.SYRINGES)),
+            M.CUSTOM_SYRINGE,
+        ),
+    )
+    p.add_argument(
+        "--syringe-id-um",
+        type=int,
+        metavar="N",
+        help="the inner diameter of the custom syringe (--syringe %d), um" % M.CUSTOM_SYRINGE,
+    )
+
+
 def run(args):
     cmd = args.protocol_command
     if cmd is None:
@@ -465,8 +599,13 @@ def run(args):
     try:
         if cmd == "validate":
             return run_validate(args)
-        src = ST.Source(args.port, None, not args.no_reset)
-        code = push(src, args.file) if cmd == "push" else pull(src, args.out)
+        if cmd == "push":
+            syringes = syringes_of(args)  # before connecting: a typo costs no reset
+            src = ST.Source(args.port, None, not args.no_reset)
+            code = push(src, args.file, syringes=syringes)
+        else:
+            src = ST.Source(args.port, None, not args.no_reset)
+            code = pull(src, args.out)
     except (ToolError, OSError) as e:
         print("injector protocol: %s" % e, file=sys.stderr)
         code = 2

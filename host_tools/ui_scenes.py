@@ -11,7 +11,7 @@ beyond its subset, no CPython-only modules.
 
 from injcore import codes as C
 from injcore.rig import Rig
-from injcore.settings import MODE_CONTINUOUS
+from injcore.settings import MODE_CONTINUOUS, SettingsError
 from ui.keys import DOWN, OK, PRESS, UP
 from ui.screens import Ui
 from ui.service import cal_compute
@@ -180,6 +180,11 @@ def scene(name):  # noqa: C901  (one branch per named scene)
         core.punctures += 12  # twelve shots of 20 uL in the first zone
         core.delivered_steps = _steps_for(core, 240_000 + core.steps_to_nl(core.delivered_steps))
         run.poll()
+    elif name == "status_protocol_stopped":
+        _ready(core)
+        run = _protocol_run(core, ui)
+        # its second zone refused by the core (say, since another syringe): stopped there
+        run.stop(1, SettingsError.refusal("shot_rate_mhz", SettingsError.CYCLE, 3000, 500, 857))
     elif name == "protocols":
         _ready(core)
         ui.protocols = _Stored(["Face booster", "Nappage face", "Pain: low back"])
@@ -266,6 +271,7 @@ SCENES = (
     "confirm_session",
     "lot",
     "status_protocol",
+    "status_protocol_stopped",
     "protocols",
     "skip",
     "prime",

@@ -6,7 +6,9 @@ like an operator with the device:
   1. home; load the syringe model of machine.SYRINGES with the least usable
      volume (capacity less dead space) that holds the protocol's effective
      session cap plus the priming (PRIME_MS at the prime rate); one syringe,
-     never a change mid-session; if none is large enough: SimError;
+     never a change mid-session; if none is large enough: SimError; if the
+     core refuses a zone with it (injcore.feasible, as the device checks
+     before a session): SimError naming the zone;
   2. a tlog.Recorder writes the firmware's treatment log to log_dir (a new
      log each run); the session starts (lot SIM), the syringe is primed;
   3. an injcore.protocol.Run starts, logged by a tlog.ProtocolLog; the main
@@ -26,7 +28,7 @@ like an operator with the device:
      the log and writing the report is the host tools' part (sim_tool).
 
 SimError: the session cannot be simulated (no syringe large enough, homing
-failed, a zone refused).
+failed, a zone the core refuses).
 """
 
 from dataclasses import dataclass, field
@@ -36,7 +38,8 @@ from injcore import codes as C
 from injcore import machine as M
 from injcore import protocol as P
 from injcore import tlog
-from injcore.settings import MODE_CONTINUOUS, Limits
+from injcore.feasible import zone_refusals
+from injcore.settings import MODE_CONTINUOUS, Limits, refusal_text
 
 from .session import Simulator
 
@@ -176,6 +179,13 @@ def run_protocol(protocol, log_dir, seed=1, lot=LOT):
     if not sim.home():
         raise SimError("homing failed: %s" % C.FAULT_NAMES[sim.core.fault])
     sim.load(model=syringe)
+    verdicts = zone_refusals(sim.core, [z.settings for z in protocol.zones])
+    for zone, refusals in zip(protocol.zones, verdicts):
+        if refusals:
+            raise SimError(
+                "zone %r cannot run with the %s syringe: %s"
+                % (zone.name, M.SYRINGES[syringe][M.SYR_NAME], refusal_text(refusals[0]))
+            )
     recorder = sim.attach_log(log_dir)
     session = recorder.start_session(lot)
     sim.prime(PRIME_MS)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from host_tools.simfs import PowerCut, SimFS
 from injcore import codes as C
 from injcore import protocol as P
-from injcore.settings import MODE_CONTINUOUS, MODE_SINGLE, Limits
+from injcore.settings import MODE_CONTINUOUS, MODE_SINGLE, Limits, SettingsError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -617,3 +617,60 @@ def test_check_gives_the_same_problems_on_micropython():
             want.append([m.split(":")[0] for m in e.problems])
     assert want[0] == [] and all(want[1 : len(texts)])
     assert got == want
+
+
+@pytest.mark.hazard("H10")
+def test_a_zone_the_core_refuses_stops_the_run_and_no_shot_fires(ready_sim):
+    sim = ready_sim
+    obj = good()
+    obj["zones"][2].update(dose_nl=20_000, rate_nl_s=20_000)  # 1 s a shot, 3 shots a second
+    run = start_run(sim, obj)
+    sim.shot()
+    assert run.next() and not run.next()  # the nappage zone: refused by the core
+    assert run.refused[0] == 2 and run.refused[1][1] == SettingsError.CYCLE
+    assert run.index == 1 and run.status()["refused"] == 2
+    assert run.message.startswith("shot_rate_mhz: 3000 is faster than one puncture")
+    assert sim.core.settings.depth_um == 1500  # zone 1's settings stay, but shut:
+    p = sim.core.punctures
+    sim.shot()
+    assert sim.core.punctures == p and sim.core.notice == C.N_ZONE_CAP
+    assert not run.back() and not run.skip() and run.index == 1 and run.message == P.STOPPED
+    assert run.end() and run.refused is None and sim.core.protocol_cap_nl == 0
+    sim.shot()
+    assert sim.core.punctures == p + 1
+
+
+@pytest.mark.hazard("H10")
+def test_a_run_started_while_firing_stops_and_shuts_once_idle(ready_sim):
+    sim = ready_sim
+    sim.configure(mode=MODE_CONTINUOUS, dose_nl=2000, shot_rate_mhz=1000)
+    run = P.Run(sim.core, P.build(good(), sim.core.limits))
+    sim.main_loop.append(run.poll)
+    sim.machine.trigger = True
+    sim.run_ms(50)  # a manual nappage burst under way
+    assert not run.start() and run.refused == (
+        0,
+        ("settings", SettingsError.NOT_IDLE, None, 0, 0, None),
+    )
+    sim.machine.trigger = False
+    sim.run_until(lambda s: s.core.state == C.ST_READY, 5000)
+    sim.settle()
+    sim.run_ms(5)  # a main-loop pass: poll() shuts the trigger
+    p = sim.core.punctures
+    sim.burst(1500)
+    assert sim.core.punctures == p and sim.core.notice == C.N_ZONE_CAP
+    assert run.end() and sim.core.protocol_cap_nl == 0
+
+
+@pytest.mark.hazard("H1")
+def test_a_zone_cap_holds_across_a_syringe_change(ready_sim):
+    sim = ready_sim
+    obj = good()
+    obj["zones"][0].update(dose_nl=20_000, cap_nl=50_000, punctures="free")
+    run = start_run(sim, obj)
+    sim.shot()
+    sim.configure(syringe_model=3)  # the session is restated in the 3 mL syringe's steps
+    sim.run_ms(5)
+    for _ in range(4):
+        sim.shot()
+    assert run.done[0] == 2 and sim.core.notice == C.N_ZONE_CAP  # 2 x 20 uL fit in 50, no more

@@ -568,7 +568,11 @@ def test_push_and_pull_over_the_virtual_board(tmp_path):
         r = cli("protocol", "push", face, "--port", port)  # the 16th
         assert r.returncode == 0, r.stdout + r.stderr
         assert "saved to %s: 'Facial skin booster'" % port in r.stdout
-        r = cli("protocol", "push", ROOT / "protocols" / "nappage-face-neck.json", "--port", port)
+        nappage = ROOT / "protocols" / "nappage-face-neck.json"
+        r = cli("protocol", "push", nappage, "--port", port)  # 3 shots/s: too fast with 5 mL
+        assert r.returncode == 2 and "nothing sent" in r.stderr, r.stderr
+        assert "zone 'Neck' cannot run with the 5 mL syringe" in r.stderr
+        r = cli("protocol", "push", nappage, "--port", port, "--syringe", "1")
         assert r.returncode == 2 and "16 protocols are stored already" in r.stderr, r.stderr
         out = tmp_path / "pulled"
         r = cli("protocol", "pull", "--port", port, "--out", out)

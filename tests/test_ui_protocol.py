@@ -12,9 +12,13 @@ import pytest
 from host_tools.simfs import SimFS
 from host_tools.ui_scenes import _menu_at
 from injcore import codes as C
+from injcore import machine as M
 from injcore import tlog
 from injcore.protocol import ProtocolStore
+from injcore.settings import SettingsError
 from sim.session import Simulator
+from ui import draw as D
+from ui import menu, session
 from ui import screens as S
 from ui.keys import BACK, DOWN, OK, PRESS, UP
 from ui.protocols import Protocols
@@ -170,3 +174,147 @@ def test_a_zone_cap_stops_firing_in_that_zone_with_a_message(rig):
     assert ui.run.status()["capped"]
     assert ui.run.used_nl[1] <= 30_000
     assert "zone volume cap" in ui.banner()
+
+
+# ---- a zone the core refuses (issue 14, defect 5) ------------------------------------------
+
+POINT = PROTOCOL["zones"][0]
+# The reported zone: nappage, 20 uL a shot at 20 uL/s (1 s) but 3 shots a second.
+TOO_FAST = dict(
+    POINT, name="Neck", technique="nappage", dose_nl=20_000, shot_rate_mhz=3000, cap_nl=200_000
+)
+# 2 uL at 3 shots/s: the 1 mL syringe's take-up allows it, the 10 mL one's not.
+SMALL_ONLY = dict(TOO_FAST, name="Forehead", dose_nl=2000, cap_nl=100_000)
+
+
+def proto(name, *zones):
+    return dict(PROTOCOL, name=name, zones=[dict(z) for z in zones])
+
+
+def choose(ui, name):
+    """Menu > Protocol, then OK on `name`."""
+    _menu_at(ui, "Protocol")
+    keys(ui, OK)
+    for _ in ui._proto_names:
+        if ui._proto_names[ui._proto_cursor] == name:
+            break
+        keys(ui, DOWN)
+    keys(ui, OK)
+
+
+def end_protocol(ui):
+    _menu_at(ui, "Protocol")
+    keys(ui, OK)
+    assert ui._proto_names[0] == "End protocol"
+    keys(ui, OK)
+    assert ui.run is None
+
+
+def motion(sim):
+    """Where the machine's needle and plunger are, and the fluid pushed (what left the
+    needle and what the line still holds: that keeps flowing out after a shot), in nL."""
+    m = sim.machine
+    pushed_nl = round((m.fluid.delivered_ul + m.fluid.excess_ul) * 1000)
+    return m.needle_axis.motor_steps, m.plunger_axis.motor_steps, pushed_nl
+
+
+def assert_trigger_fires_nothing(sim):
+    before = motion(sim), sim.core.punctures, sim.core.delivered_steps
+    assert sim.shot() is None
+    sim.hold_trigger(1500)  # held, as in nappage
+    sim.run_ms(50)
+    assert (motion(sim), sim.core.punctures, sim.core.delivered_steps) == before
+    assert sim.core.notice == C.N_ZONE_CAP
+
+
+def draw_lines(ui):
+    """The banner's lines, once the status screen has drawn (on the host's framebuf)."""
+    from host_tools.fakes import framebuf
+
+    buf = bytearray(1024)
+    ui.draw(framebuf.FrameBuffer(buf, 128, 64, framebuf.MONO_VLSB), 0)
+    return D.wrap(ui.banner())
+
+
+@pytest.mark.hazard("H10")
+def test_a_protocol_the_core_refuses_never_starts_and_the_trigger_fires_nothing(rig):
+    sim, ui, log = rig
+    core = sim.core
+    recorder = ui.protocols.recorder
+    ui.protocols.store.save(json.dumps(proto("Too fast", POINT, TOO_FAST)))
+    fire(sim, 2)  # a manual session under way
+    counters = core.punctures, core.delivered_steps, recorder.session
+    manual = core.settings.as_dict()
+    choose(ui, "Too fast")
+    # no confirm (counters to zero), no lot: straight back to the status screen, stopped
+    assert ui.screen_name() == "status"
+    assert (core.punctures, core.delivered_steps, recorder.session) == counters
+    assert core.settings.as_dict() == manual  # no zone was applied
+    assert ui.run.refused[0] == 1 and ui.run.refused[1][1] == SettingsError.CYCLE
+    assert ui.state_text() == "NO SHOTS"
+    assert draw_lines(ui) == ["shots too fast;", "OK>Protocol>End"]
+    assert_trigger_fires_nothing(sim)
+    assert not keys(ui, DOWN) and not keys(ui, UP) and ui.run.index == 0  # no way round it
+    assert draw_lines(ui)[1] == "OK>Protocol>End"  # above the zone-cap notice
+    end_protocol(ui)  # what the screen says: OK, Protocol, End
+    assert core.protocol_cap_nl == 0 and ui.state_text() == "READY"
+    assert core.punctures == counters[0] and recorder.session == counters[2]
+    assert sim.shot() is not None  # the manual settings again, on purpose
+
+
+@pytest.mark.hazard("H10")
+def test_a_zone_refused_later_stops_the_run_with_the_trigger_off(rig):
+    sim, ui, log = rig
+    core = sim.core
+    ui.protocols.store.save(json.dumps(proto("Small syringe", POINT, SMALL_ONLY)))
+    choose(ui, "Small syringe")  # the 1 mL syringe runs both zones
+    keys(ui, OK, OK)
+    run = ui.run
+    assert run is not None and run.refused is None
+    fire(sim, 1)
+    sim.configure(syringe_model=10)  # the operator changes the syringe: zone 0 still runs
+    fire(sim, 1)
+    assert run.done[0] == 2
+    keys(ui, DOWN, OK)  # skip the rest of zone 0: the nappage zone is too fast now
+    assert ui.run is run and run.refused[0] == 1 and run.index == 0
+    assert ui.state_text() == "NO SHOTS"
+    assert draw_lines(ui) == ["shots too fast;", "OK>Protocol>End"]
+    assert_trigger_fires_nothing(sim)
+    sim.configure(syringe_model=1)  # the zone cap follows the syringe's steps
+    sim.run_ms(5)
+    assert_trigger_fires_nothing(sim)
+    assert not keys(ui, UP)
+    end_protocol(ui)
+    assert core.protocol_cap_nl == 0 and sim.shot() is not None
+
+
+def test_a_zone_refused_between_choice_and_lot_starts_no_session(rig):
+    sim, ui, log = rig
+    core = sim.core
+    recorder = ui.protocols.recorder
+    ui.protocols.store.save(json.dumps(proto("Small syringe", POINT, SMALL_ONLY)))
+    fire(sim, 1)
+    choose(ui, "Small syringe")
+    keys(ui, OK)
+    assert ui.screen_name() == "lot"
+    counters = core.punctures, core.delivered_steps, recorder.session
+    core.set_backlash(M.um_to_plunger_steps(M.BACKLASH_MAX_UM))  # a longer take-up since
+    keys(ui, OK)  # the lot is complete: checked again before the session
+    assert (core.punctures, core.delivered_steps, recorder.session) == counters
+    assert ui.run.refused[0] == 1 and ui.state_text() == "NO SHOTS"
+    assert_trigger_fires_nothing(sim)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [SettingsError.CYCLE, SettingsError.PLUNGER, SettingsError.NOT_IDLE, SettingsError.RANGE],
+)
+def test_the_stopped_banner_fits_two_display_lines(code):
+    class Run:
+        refused = (0, SettingsError.refusal("shot_rate_mhz", code, 3000, 500, 857, 1166))
+
+    lines = D.wrap(session.stopped_text(Run()))
+    assert len(lines) == 2 and lines[1] == session.LEAVE
+    assert all(len(line) <= D.LINE_CHARS for line in lines)
+    for mode in menu.MODE_LABELS:  # the title: the mode, then the state
+        assert len(mode.upper()) + 1 + len("NO SHOTS") <= D.LINE_CHARS

@@ -344,6 +344,20 @@ class Core:
     def _configuring(self):
         return bool(self.S[_CONFIGURING])
 
+    def _plan(self, changes):
+        """The settings `changes` make, planned into the spare plan set (the tick reads only
+        the active one); SettingsError if they are wrong or the machine cannot run them.
+        Every refusal of new settings belongs here: check_settings shares it."""
+        new = self.settings.changed(self.limits, **changes)
+        spare = self._plans[1 - self._active]
+        puncture.plan_cycle(self, new, spare)  # raises if the machine cannot
+        return new, spare
+
+    def check_settings(self, **changes):
+        """What configure(**changes) would refuse, without applying anything: SettingsError
+        if refused. Busy or not: a protocol's zones are judged before they are entered."""
+        self._plan(changes)
+
     def configure(self, **changes):
         """Apply operator settings; raises SettingsError and keeps the old ones if any is wrong."""
         s = self.S
@@ -351,9 +365,7 @@ class Core:
         try:
             if self.state not in IDLE:
                 raise SettingsError.one("settings", SettingsError.NOT_IDLE)
-            new = self.settings.changed(self.limits, **changes)
-            spare = self._plans[1 - self._active]
-            puncture.plan_cycle(self, new, spare)  # raises if the machine cannot
+            new, spare = self._plan(changes)
             self.settings = new
             area0 = self._area_cmm2
             self._area_nominal, self._capacity_nl, self._dead_nl = new.syringe()

@@ -63,7 +63,10 @@ Functions:
   start(): applies zone 0; enter(i): core.configure(**zone.settings) and
     core.set_protocol_caps(protocol.session_cap_nl, zone.cap_nl - used_nl[i]); sets
     recorder.zone = i if a recorder is given; returns False with .message if the core refuses
-    (busy).
+    (busy: the zone stays as it was; the zone's settings: the run stops, see .refused).
+  .refused: None, or (zone index, refusal) of a zone the core refused to enter: the run is
+    stopped with a zone cap of 0, so the trigger fires nothing until end(); stop(i, refusal)
+    stops it so (also a Run never started: a protocol refused before its session).
   poll(): call every main-loop pass: attributes new punctures / volume to the current zone.
   next() / back(): move zone (counts kept; going back resumes that zone with the cap left).
     skip(): marks the current zone skipped then next(). end(): core.set_protocol_caps() (no
@@ -82,7 +85,9 @@ Functions:
 #  - check() looks at the first MAX_ZONES zones only when there are more (the
 #    count itself is the problem then).
 #  - Whether a nappage shot rate fits the puncture cycle is the core's call
-#    (Core.configure): Run.enter() returns False with that message.
+#    (Core.configure): injcore.feasible asks it for every zone before a session
+#    starts (ui/protocols.py, the host tools); a zone it refuses later (another
+#    syringe, backlash or calibration since) stops the Run (Run.refused).
 #  - Protocols are identified case-insensitively ("Facial" replaces "facial");
 #    the file of a protocol is DIR/<slug>-<crc32 of the lower-case name>.a/.b.
 #  - Added: build(obj, limits) -> Protocol (check + construct); ProtocolStore.exists;
@@ -118,6 +123,7 @@ FREE = "free"
 TECHNIQUES = {"nappage": MODE_CONTINUOUS, "point": MODE_SINGLE, "papule": MODE_SINGLE}
 TECHNIQUE_NAMES = ("nappage", "point", "papule")
 ZONE_NONE = const(0xFF)  # injcore.tlog.ZONE_NONE (not imported: tlog is big)
+STOPPED = "stopped at a zone the core refused: end the protocol"  # Run.message then
 
 TOP_KEYS = ("format", "name", "version", "example", "session_cap_nl", "notes", "zones")
 ZONE_KEYS = (
@@ -540,7 +546,11 @@ class Run:
         self.skipped = [False] * n
         self.finished = False
         self.message = ""
+        self.refused = None  # (zone index, refusal): stopped; the trigger fires nothing
         self._entered = False  # a zone's settings and caps are applied
+        # The barrel area the zone cap was set with: a syringe change restates the
+        # session in its steps, so the cap is set again (poll); None: still to set.
+        self._caps_area = None
         self._seen_p = core.punctures
         self._seen_nl = core.steps_to_nl(core.delivered_steps)
 
@@ -552,7 +562,15 @@ class Run:
         return self.enter(0)
 
     def enter(self, i):
-        """Apply zone i's settings and caps; False with .message if the core refuses."""
+        """Apply zone i's settings and caps; False with .message if the core refuses.
+
+        Busy, the zone stays as it was. A zone whose settings the core refuses
+        stops the run (.refused): its zone cap 0 stays, so the trigger fires
+        nothing, not even the settings in use, until end().
+        """
+        if self.refused is not None:
+            self.message = STOPPED
+            return False
         if not 0 <= i < len(self.protocol.zones):
             self.message = "no zone %d" % i
             return False
@@ -563,19 +581,22 @@ class Run:
         try:
             core.set_protocol_caps(cap, 0)  # no shot while the zone changes
         except SettingsError as e:
+            if not self._entered:  # the settings in use are no zone's
+                self.stop(i, e.refusals[0])
             self.message = "; ".join(e.problems)
             return False
+        self._caps_area = core.area_cmm2
         try:
             core.configure(**z.settings)
         except SettingsError as e:
+            if self._entered and e.refusals[0][1] == SettingsError.NOT_IDLE:
+                try:  # busy after all: the old zone again
+                    core.set_protocol_caps(cap, self._left(self.index))
+                except SettingsError:
+                    pass  # the zone stays shut (cap 0)
+            else:
+                self.stop(i, e.refusals[0])
             self.message = "; ".join(e.problems)
-            try:
-                if self._entered:
-                    core.set_protocol_caps(cap, self._left(self.index))  # the old zone again
-                else:
-                    core.set_protocol_caps()  # as before start() / after end()
-            except SettingsError:
-                pass
             return False
         self.index = i
         self.zone = z
@@ -591,8 +612,26 @@ class Run:
         self.message = ""
         return True
 
+    def stop(self, i, refusal):
+        """Stop at zone i, which the core refuses (`refusal`, SettingsError's): a zone cap
+        of 0, so the trigger fires nothing until end(); busy, poll() sets it once idle."""
+        self.refused = (i, refusal)
+        self.message = STOPPED
+        self._caps_area = None
+        self._set_caps()
+
+    def _set_caps(self):
+        """The caps again (stopped: a zone cap of 0); False while the core is busy."""
+        try:
+            left = 0 if self.refused is not None else self._left(self.index)
+            self.core.set_protocol_caps(self.protocol.session_cap_nl, left)
+        except SettingsError:
+            return False
+        self._caps_area = self.core.area_cmm2
+        return True
+
     def poll(self):
-        """Attribute new punctures and their volume to the current zone."""
+        """Attribute new punctures and their volume to the current zone; keep the caps."""
         core = self.core
         p = core.punctures
         nl = core.steps_to_nl(core.delivered_steps)
@@ -603,6 +642,9 @@ class Run:
             self.skipped[i] = False
         self._seen_p = p
         self._seen_nl = nl  # also after a syringe change (restated steps) or a new session
+        live = self.refused is not None or (self._entered and not self.finished)
+        if live and self._caps_area != core.area_cmm2:
+            self._set_caps()  # busy: the next pass
 
     def next(self):
         if self.index + 1 < len(self.protocol.zones):
@@ -633,6 +675,7 @@ class Run:
             return False
         self.finished = True
         self._entered = False
+        self.refused = None
         if self.recorder is not None:
             self.recorder.zone = ZONE_NONE
         self.message = ""
@@ -660,4 +703,5 @@ class Run:
             "session_cap_nl": min(self.protocol.session_cap_nl, self.core.limits.session_cap_nl),
             "skipped": self.skipped[i],
             "finished": self.finished,
+            "refused": self.refused[0] if self.refused is not None else -1,
         }

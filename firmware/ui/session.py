@@ -8,6 +8,13 @@ counters; Protocol lists the stored protocols (protocols) and starts the one
 chosen as a new session, or ends the one running. While a protocol runs the
 status screen moves between its zones, asking before a zone is skipped
 (skip). Entries as in ui/menu.py.
+
+A protocol with a zone the core would refuse (with the syringe in use) is
+refused when chosen, before the counters or the lot: its run stays stopped at
+that zone, no session started. So does a run at a zone refused later (the
+syringe, backlash or calibration changed since). Stopped, the trigger fires
+nothing; the status screen shows NO SHOTS, the zone, why, and the way out
+(stopped_text): OK > Protocol > End protocol.
 """
 
 from injcore import codes as C
@@ -200,12 +207,13 @@ def _lot_key(ui, b):
     protocols = ui.protocols
     if protocols is None:
         return False
-    try:
+    try:  # checked again: nothing changes if a zone is refused now
         ui.run = protocols.start(ui._chosen, lot_text(ui))
-    except (ValueError, OSError) as e:  # a stored protocol the limits now refuse, flash trouble
-        ui.message("protocol refused: %s" % e)
+    except (ValueError, OSError) as e:
+        _refused(ui, e)
         return False
-    ui.message("protocol: " + ui.run.protocol.name)
+    if ui.run.refused is None:
+        ui.message("protocol: " + ui.run.protocol.name)
     return True
 
 
@@ -223,6 +231,38 @@ def _draw_lot(ui, fb):
 
 # ---- protocols -------------------------------------------------------------------
 
+LEAVE = "OK>Protocol>End"  # how a stopped run is left: OK (menu), Protocol, End protocol
+
+
+def refusal_short(refusal):
+    """Why the core refuses a zone, in at most 14 characters (a line with its ';')."""
+    code = refusal[1]
+    if code == SettingsError.CYCLE:
+        return "shots too fast"
+    if code == SettingsError.PLUNGER:
+        return "rate too fast"
+    if code == SettingsError.NOT_IDLE:
+        return "injector busy"
+    return "cannot run"
+
+
+def stopped_text(run):
+    """A stopped run's banner, two display lines: why, and how to leave (the zone is
+    on the line above it, the title says NO SHOTS)."""
+    return "%s; %s" % (refusal_short(run.refused[1]), LEAVE)
+
+
+def _refused(ui, e):
+    """A protocol that did not start: stopped at the zone the core refuses, or (the
+    store refuses it) why, until BACK. On the status screen, either way."""
+    ui.to_status()
+    if getattr(e, "refusal", None) is not None:  # ui.protocols.ZoneRefused
+        if ui.run is not None:
+            finish_run(ui)  # the operator chose to leave it
+        ui.run = ui.protocols.hold(e)
+    else:  # a stored protocol the limits now refuse, flash trouble
+        ui.sticky("protocol refused: %s" % e)
+
 
 def after_zone_move(ui):
     run = ui.run
@@ -231,8 +271,8 @@ def after_zone_move(ui):
     if run.finished:
         finish_run(ui)
         ui.message("protocol done: " + run.protocol.name)
-    elif getattr(run, "message", ""):
-        ui.message(run.message)
+    elif run.refused is None and getattr(run, "message", ""):
+        ui.message(run.message)  # stopped: the status screen says so itself
 
 
 def finish_run(ui):
@@ -263,6 +303,11 @@ def _protocols_key(ui, b):
         ui.message("protocol ended: " + run.protocol.name)
         ui.to_status()
         return True
+    try:  # every zone, with the syringe in use, before the counters or the lot
+        ui.protocols.check(name)
+    except (ValueError, OSError) as e:
+        _refused(ui, e)
+        return False
     ui._chosen = name
     ui.go("confirm")  # a protocol is a new session: counters to zero, then the lot
     return True

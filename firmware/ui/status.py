@@ -17,7 +17,12 @@ from . import draw as D
 from . import menu
 from .keys import BACK, DOWN, OK, SND_CLICK, SND_REFUSE, UP
 from .menu import dose_text, fixed, ml_text, used_of
-from .session import after_zone_move
+from .session import after_zone_move, stopped_text
+
+
+def _stopped(ui):
+    """The protocol run stopped at a zone the core refused (the trigger fires nothing)."""
+    return ui.run is not None and ui.run.refused is not None
 
 
 def state_text(ui):
@@ -32,12 +37,16 @@ def state_text(ui):
         return "PRIMING"
     if s == C.ST_LOAD:
         return "LOADING"
+    if s == C.ST_READY and _stopped(ui):
+        return "NO SHOTS"
     return C.STATE_NAMES[s].upper()
 
 
 def banner(ui):
     """The status screen's bottom line when it has something to say, else ''."""
     core = ui.core
+    if _stopped(ui):  # above all: why nothing fires, and the way out
+        return stopped_text(ui.run)
     if ui._msg:
         return ui._msg
     if ui._sticky:
@@ -68,6 +77,8 @@ def _status_key(ui, b):
     if run is not None and (b == UP or b == DOWN):
         if core.state != C.ST_READY and core.state != C.ST_UNHOMED:
             return False  # not while a puncture runs
+        if run.refused is not None:
+            return False  # stopped: only ending the protocol leaves it
         if b == UP:
             if run.index == 0:
                 return False
@@ -96,16 +107,19 @@ def _draw_status(ui, fb):
     fb.fill_rect(0, 0, 128, 9, 1)
     fb.text(menu.MODE_LABELS[st.mode].upper(), 0, 1, 0)
     D.right(fb, state_text(ui), 1, 0)
-    # Large depth (left half) and dose (right half), units beside them.
-    x = D.big(fb, fixed(st.depth_um, 1000, 1), 0, 12)
+    # Large depth (left half) and dose (right half), units beside them; dashes
+    # while a stopped protocol run lets no shot fire (no zone's values apply).
+    off = _stopped(ui)
+    x = D.big(fb, "--" if off else fixed(st.depth_um, 1000, 1), 0, 12)
     fb.text("mm", x + 1, 24, 1)
-    dose = dose_text(st.dose_nl)  # right-aligned, well clear of the depth
+    dose = "--" if off else dose_text(st.dose_nl)  # right-aligned, well clear of the depth
     x = D.big(fb, dose, 128 - 2 * D.CHAR_W - 1 - D.big_width(dose), 12)
     fb.text("uL", x + 1, 24, 1)
     run = ui.run
     z = run.status() if run is not None else None
-    if z is not None:  # the zone in place of the speed, its progress in place of the totals
-        fb.text("%d/%d %s" % (z["index"] + 1, z["count"], z["zone"]), 0, 35, 1)
+    if run is not None and z is not None:  # the zone for the speed, its progress for the totals
+        i = z["index"] if z["refused"] < 0 else z["refused"]  # stopped: the zone refused
+        fb.text("%d/%d %s" % (i + 1, z["count"], run.protocol.zones[i].name), 0, 35, 1)
     else:
         fb.text(fixed(st.speed_um_s, 1000, 0) + "mm/s", 0, 35, 1)
         if st.mode == MODE_CONTINUOUS:
