@@ -38,7 +38,7 @@ _A_TICKED = const(19)
 _NA = const(111)
 _PA = const(131)
 _PL_PRIME = const(325)
-_SIZE = const(676)
+_SIZE = const(677)
 # ---- end of the written constants ----
 
 

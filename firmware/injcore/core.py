@@ -2,9 +2,10 @@
 
 `Core` is what the board, the simulator, the interface and the tools talk
 to: settings and limits (configure, set_limits), the operator's actions
-(start_homing, start_load, acknowledge, new_session), the service routines
-(start_backlash, set_backlash, set_calibration) and the figures (punctures,
-delivered_nl, volume_left_nl, ...). It plans; the work is in its rooms:
+(start_homing, start_load, confirm_syringe, acknowledge, new_session), the
+service routines (start_backlash, set_backlash, set_calibration) and the
+figures (punctures, delivered_nl, volume_left_nl, ...). It plans; the work is
+in its rooms:
 
     codes.py      the codes and their names; the fault table; groups of states
     layout.py     the tick's state array `S`, field by field
@@ -59,8 +60,10 @@ from .codes import (
     F_NONE,
     IDLE,
     N_BUSY,
+    N_NO_SYRINGE,
     N_NONE,
     N_NOT_HOMED,
+    N_SYRINGE_UNCONFIRMED,
     N_UNCONFIRMED,
     N_WATCHDOG_RESET,
     RC_POWER_ON,
@@ -71,6 +74,7 @@ from .codes import (
     ST_READY,
     ST_UNHOMED,
     SW_FIRE,
+    SW_SYRINGE,
 )
 from .compat import const
 from .planner import RAMP_TICKS_MAX, Plan
@@ -129,6 +133,7 @@ _PA = const(131)
 _PL_PRIME = const(325)
 _PL_CYCLE0 = const(361)
 _PL_CYCLE1 = const(406)
+_SYRINGE_OK = const(676)
 # ---- end of the written constants ----
 
 # The ramps array: the fixed moves, the two plan sets, then the short settle moves.
@@ -138,6 +143,11 @@ _STATIC_MOVES = (
 _STATIC_RAMPS = _STATIC_MOVES * 2 * RAMP_TICKS_MAX
 _SETTLE_RAMP = 2  # ramp ticks a settle move needs at most
 _RAMPS = _STATIC_RAMPS + 2 * puncture.SET_RAMPS + (_SETTLE_MAX_STEPS + 1) * 2 * _SETTLE_RAMP
+
+
+def _syringe_size(st):
+    """What fixes the barrel of settings `st`: the model, and the bore of a custom one."""
+    return (st.syringe_model, st.syringe_id_um if st.syringe_model == M.CUSTOM_SYRINGE else 0)
 
 
 def _slot(i):
@@ -209,6 +219,11 @@ class Core:
     # No valid stored settings at boot: the defaults run, but nothing is
     # injected until an engineer confirms them (H9, service menu).
     unconfirmed = _flag(_UNCONFIRMED)
+    # The seated syringe was loaded and the operator confirmed its size: doses
+    # are counted with that size, so nothing is injected without it (H13).
+    syringe_confirmed = _flag(_SYRINGE_OK)
+    # A load is under way or has ended, and its syringe awaits confirmation.
+    syringe_to_confirm = property(lambda self: self._load_to_confirm)
     recovery_pending = property(
         lambda self: self.S[_RECOVERY] != REC_NONE
     )  # a fault's recovery waits
@@ -241,6 +256,9 @@ class Core:
         self.settings = Settings()
         self.dose_factor_ppm = M.DOSE_FACTOR_ONE_PPM  # gravimetric calibration (set_calibration)
         self.protocol_cap_nl = 0  # a protocol's session cap, below the engineer's; 0: none
+        # A load began and its syringe awaits the operator's confirmation (H13).
+        self._load_to_confirm = False
+        self.syringe_confirms = 0  # syringes confirmed since boot (the log notes each)
         s[_LOST_TOL] = M.LOST_STEPS_TOL
         s[_ZONE_END] = -1
         s[_FIRE_PREV] = SW_FIRE  # a trigger held at boot must be released first (H3)
@@ -328,7 +346,9 @@ class Core:
             new = self.settings.changed(self.limits, **changes)
             spare = self._plans[1 - self._active]
             puncture.plan_cycle(self, new, spare)  # raises if the machine cannot
-            self.settings = new
+            old, self.settings = self.settings, new
+            if _syringe_size(new) != _syringe_size(old):
+                self._unload()  # the device cannot see the barrel: confirm it, prime it (H13)
             area0 = self._area_cmm2
             self._area_nominal, self._capacity_nl, self._dead_nl = new.syringe()
             self._area_cmm2 = self.dose_area(new)
@@ -442,6 +462,7 @@ class Core:
         """Home both axes; the only way out of power-up, a reset or a fault (H3)."""
         if self.state not in (ST_UNHOMED, ST_READY):
             return False
+        self._load_to_confirm = False  # only a load ends with a syringe to confirm
         homing.begin_homing(self.S, 0)
         self._sync_outputs()
         return True
@@ -451,9 +472,36 @@ class Core:
         if self.state != ST_READY:
             self.notice = N_NOT_HOMED if self.state == ST_UNHOMED else N_BUSY
             return False
+        self._unload()  # the syringe is changed now: its size is confirmed once seated
         homing.begin_homing(self.S, 1)
         self.state = ST_LOAD
+        self._load_to_confirm = True
         self._sync_outputs()
+        return True
+
+    def _unload(self):
+        """Another syringe, or another size: not primed, nothing injected until confirmed."""
+        self.S[_SYRINGE_OK] = 0
+        self.S[_PRIMED] = 0
+
+    def confirm_syringe(self):
+        """The operator confirms that the syringe seated is the size set (H13).
+
+        Only once a load has ended with a syringe seated: the device cannot see
+        the barrel, so its size is what the operator confirms then. A size set
+        between the load's end and this is the one confirmed (the plunger has
+        not moved since). False if refused: still loading, no syringe seated,
+        or no load since the last confirmation or homing. A size change or a
+        new load clears it again.
+        """
+        s = self.S
+        if self.state != ST_READY or not self._load_to_confirm or not s[_IN_SW] & SW_SYRINGE:
+            return False
+        s[_SYRINGE_OK] = 1
+        self._load_to_confirm = False
+        self.syringe_confirms += 1
+        if self.notice == N_SYRINGE_UNCONFIRMED or self.notice == N_NO_SYRINGE:
+            self.notice = N_NONE
         return True
 
     def start_backlash(self):

@@ -212,4 +212,9 @@ PL_RELIEF = const(PL_BL_PROBE + ROW_SIZE)
 PL_CYCLE0 = const(PL_RELIEF + ROW_SIZE)  # SET0's rows
 PL_CYCLE1 = const(PL_CYCLE0 + SET_MOVES * ROW_SIZE)  # SET1's
 PL_SETTLE = const(PL_CYCLE1 + SET_MOVES * ROW_SIZE)  # + ROW_SIZE * d: the move of d steps to zero
-SIZE = const(PL_SETTLE + (SETTLE_MAX_STEPS + 1) * ROW_SIZE)
+
+# ---- after the rows, so adding it moved no index above ----------------------------------
+# 1: the seated syringe was loaded and its size confirmed (Core.confirm_syringe); a
+# size change or a new load clears it. Read by can_fire and on_press, not every tick (H13).
+SYRINGE_OK = const(PL_SETTLE + (SETTLE_MAX_STEPS + 1) * ROW_SIZE)
+SIZE = const(SYRINGE_OK + 1)

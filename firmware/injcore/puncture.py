@@ -45,6 +45,7 @@ _N_BUSY = const(5)
 _N_SESSION_CAP = const(7)
 _N_UNCONFIRMED = const(9)
 _N_ZONE_CAP = const(10)
+_N_SYRINGE_UNCONFIRMED = const(11)
 _IDLE = const(0)
 _FORWARD = const(1)
 _BACKWARD = const(0)
@@ -106,6 +107,7 @@ _PUNCTURE_END = const(197)
 _R_DIST = const(0)
 _ROW_SIZE = const(9)
 _PL_PRIME = const(325)
+_SYRINGE_OK = const(676)
 # ---- end of the written constants ----
 
 # (state, axis, plan column, plan column when the plunger reverses, direction), in order
@@ -241,6 +243,8 @@ def can_fire(sbuf) -> int:
         notice = _N_UNCONFIRMED
     elif (s[_IN_SW] & _SW_SYRINGE) == 0:
         notice = _N_NO_SYRINGE
+    elif s[_SYRINGE_OK] == 0:
+        notice = _N_SYRINGE_UNCONFIRMED  # H13: doses are counted with the size set
     elif s[_PRIMED] == 0:
         notice = _N_NOT_PRIMED
     elif s[_USABLE] - s[_FLUID_STEPS] < shot:
@@ -263,6 +267,9 @@ def on_press(sbuf):
             return
         if (s[_IN_SW] & _SW_SYRINGE) == 0:
             s[_NOTICE] = _N_NO_SYRINGE
+            return
+        if s[_SYRINGE_OK] == 0:
+            s[_NOTICE] = _N_SYRINGE_UNCONFIRMED  # H13: primed volume counted with the size set
             return
         s[_NOTICE] = _N_NONE
         s[_PRIME_FLUID0] = s[_FLUID_STEPS]
