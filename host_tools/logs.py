@@ -3,7 +3,7 @@
     injector logs pull --port PORT [--out DIR]   copy the device's :log folder to DIR/log
     injector logs show DIR                       sessions, totals and problems
     injector logs export DIR --csv FILE          one row per record (puncture, session start/end,
-                                                 protocol, zone)
+                                                 protocol, zone, syringe)
 
 The records and their layout are firmware/injcore/tlog.py's (one decoder for
 both). A damaged file never stops the decoding: bad CRCs and torn records
@@ -30,11 +30,12 @@ from injcore.codes import FAULT_NAMES  # noqa: E402
 from injcore.settings import MODE_NAMES  # noqa: E402
 
 
-def syringe_text(start):
-    """The syringe of a SESSION_START record: its model's name from the table, or the bore."""
-    model = start["syringe_model"]
+def syringe_text(rec):
+    """The syringe of a SESSION_START or SYRINGE record: its model's name from the table,
+    or the bore."""
+    model = rec["syringe_model"]
     if model == M.CUSTOM_SYRINGE:
-        return "custom, inner diameter %.2f mm" % (start["syringe_id_um"] / 1000)
+        return "custom, inner diameter %.2f mm" % (rec["syringe_id_um"] / 1000)
     if model in M.SYRINGES:
         return M.SYRINGES[model][M.SYR_NAME]
     return "model %d (not in this syringe table)" % model  # a log of another firmware
@@ -82,6 +83,16 @@ class Session:
     protocol: ProtocolInfo | None = None  # from its PROTOCOL record
     zones: dict = field(default_factory=dict)  # zone index -> ZoneInfo
     zone_events: list = field(default_factory=list)  # its ZONE records in log order
+    syringes: list = field(default_factory=list)  # SYRINGE records: syringes confirmed in it
+
+    def syringe_of(self, rec):
+        """The record naming the syringe a record of this session came from (a puncture
+        of it): the last SYRINGE record before it, else the SESSION_START (None if gone)."""
+        found = self.start
+        for r in self.syringes:
+            if (r["file"], r["offset"]) < (rec["file"], rec["offset"]):
+                found = r
+        return found
 
     @property
     def run_ended(self):
@@ -175,6 +186,8 @@ def sessions_of(records):
             s.end = r
         elif k == tlog.K_PROTOCOL:
             s.protocol = ProtocolInfo(r["name"], r["version"], r["zones"], bool(r["example"]))
+        elif k == tlog.K_SYRINGE:
+            s.syringes.append(r)
         elif k == tlog.K_ZONE:
             s.zone_events.append(r)
             i = r["index"]
@@ -303,6 +316,10 @@ def summary_lines(decoded):
                 " (+ up to %d)" % s.end["lost_max"] if s.end and s.end["lost_max"] else "",
             )
         )
+        for r in s.syringes:
+            lines.append(
+                "  syringe %s confirmed after puncture %d" % (syringe_text(r), r["punctures"])
+            )
         if s.protocol:
             lines.append(
                 "  protocol %r v%d: %d zones, %d skipped%s"

@@ -747,21 +747,33 @@ def next_step(panel):
     if s == C.ST_HOMING:
         return "Homing..."
     if s == C.ST_LOAD:
-        return "Plunger going back; then s seats a syringe"
+        return "Plunger going back; then s seats a syringe and Enter confirms its size"
     if screen == "prime":
         if core.state == C.ST_PRIME or panel.trigger_held:
             return "Priming: t again releases the trigger, then Esc"
         return "Prime: t holds the trigger (fluid flows), t releases, Esc when done"
+    if screen == "syringe":
+        if not core.switches & C.SW_SYRINGE:
+            return "Load: s seats a syringe of the size shown, then Enter confirms it"
+        return "Enter: the syringe seated is the size shown; Esc: it is not (menu > Syringe)"
     if screen == "edit":
         return "Up/Down change the value, Enter sets it, Esc cancels"
     if screen == "menu":
         return "Up/Down choose, Enter opens/does it, Esc back to the status screen"
     if screen != "status":
         return "Esc goes back; B (long BACK) to the status screen"
+    return _status_step(core)
+
+
+def _status_step(core):
+    """next_step on the status screen: what the machine still needs before a shot."""
+    s = core.state
     if s == C.ST_UNHOMED:
         return "Start: Enter opens the menu, Enter again homes"
     if not core.switches & C.SW_SYRINGE:
         return "No syringe: Enter (menu), Down to Load syr., Enter: the plunger goes back; then s"
+    if not core.syringe_confirmed:
+        return "Size not confirmed: Enter (menu), Down to Load syr., Enter; Enter confirms it"
     if not core.primed:
         return "Prime: Enter (menu), Up/Down to Prime, Enter; t holds the trigger a second, t, Esc"
     if s in C.PUNCTURE:

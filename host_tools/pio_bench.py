@@ -693,7 +693,12 @@ def puncture_streams(**settings):
 
     core.start_homing()
     run(30_000, ready)
+    core.start_load()
+    run(30_000, ready)
     inputs.syringe = True
+    core.tick()  # the core reads the syringe switch
+    if not core.confirm_syringe():
+        raise AssertionError("the syringe loaded was not confirmed")
     core.configure(mode=S.MODE_PRIME)
     inputs.trigger = True
     core.tick()

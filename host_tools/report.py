@@ -48,6 +48,8 @@ def summary(session):
     delivered = end.get("delivered_nl") if end else None
     logged = sum(p["dose_nl"] for p in s.punctures)
     syringe = logs.syringe_text(start) if start else "?"
+    for r in s.syringes:  # changed during the session
+        syringe += "; %s after puncture %d" % (logs.syringe_text(r), r["punctures"])
     faults = sorted(
         {FAULT_NAMES[p["fault"]] if p["fault"] < len(FAULT_NAMES) else str(p["fault"]) for p in cut}
     )

@@ -22,10 +22,11 @@ VERSION = "test"  # fixed, so a version bump does not change the goldens
 
 
 def _ready(core, punctures=37, delivered_nl=740_000, left_nl=180_000):
-    """Homed, primed, with a session under way: the state fields the screens read."""
+    """Homed, loaded, primed, with a session under way: the state fields the screens read."""
     core.state = C.ST_READY
     core.switches |= C.SW_SYRINGE  # a syringe seated
     core.homed = True
+    core.syringe_confirmed = True
     core.primed = True
     core.punctures = punctures
     core.delivered_steps = _steps_for(core, delivered_nl)
@@ -139,6 +140,9 @@ def scene(name):  # noqa: C901  (one branch per named scene)
         core.notice = C.N_NOT_PRIMED
     elif name == "status_watchdog":
         core.notice = C.N_WATCHDOG_RESET
+    elif name == "status_unconfirmed":  # the size changed after loading and priming
+        _ready(core)
+        core.configure(syringe_model=3)
     elif name == "menu_home":
         _keys(ui, OK)
     elif name == "menu_end":
@@ -194,6 +198,18 @@ def scene(name):  # noqa: C901  (one branch per named scene)
         _ready(core)
         _protocol_run(core, ui)
         _keys(ui, DOWN)
+    elif name == "syringe_loading":  # Load: the plunger on its way back
+        _ready(core)
+        _menu_at(ui, "Load syr.")
+        _keys(ui, OK)
+        rig.run(5)
+    elif name == "syringe_confirm":  # the load done, a syringe seated: is it the size set?
+        _ready(core)
+        core.configure(syringe_model=3)
+        rig.inputs.syringe = True
+        _menu_at(ui, "Load syr.")
+        _keys(ui, OK)
+        rig.run(20_000, lambda c: c.state != C.ST_LOAD)
     elif name == "prime":
         _ready(core)
         _menu_at(ui, "Prime")
@@ -261,6 +277,7 @@ SCENES = (
     "status_warning",
     "status_notice",
     "status_watchdog",
+    "status_unconfirmed",
     "menu_home",
     "menu_end",
     "edit_depth",
@@ -274,6 +291,8 @@ SCENES = (
     "status_protocol_stopped",
     "protocols",
     "skip",
+    "syringe_loading",
+    "syringe_confirm",
     "prime",
     "pin",
     "pin_wrong",

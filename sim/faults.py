@@ -1087,6 +1087,8 @@ def _run_empty(f, phase):  # noqa: C901  (one fault kind, its cases per phase)
         m.insert_syringe(1)
         core.configure(syringe_model=1)
         run.step(10)
+        if not core.confirm_syringe():  # the operator's OK on the load screen
+            cell.fail("the syringe loaded could not be confirmed")
     if phase in PUNCTURE_PHASES:
         cell.applicable = True
         if not warned:
@@ -1181,6 +1183,9 @@ def _run_trigger(f, phase):  # noqa: C901  (one fault kind, its cases per phase)
         if phase == "load":
             m.insert_syringe(1)
             core.configure(syringe_model=1, mode=MODE_PRIME)
+            run.step(1)  # the core reads the syringe switch
+            if not core.confirm_syringe():  # the operator's OK on the load screen
+                cell.fail("the syringe loaded could not be confirmed")
         face = m.face_um
         run.step(600)
         if m.face_um != face:

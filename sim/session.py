@@ -197,9 +197,11 @@ class Simulator:
         self.settle()
         return self.core.state == C.ST_READY
 
-    def load(self, model=1, timeout_ms=30_000):
-        """Plunger back to the rear switch, then seat a full syringe of `model` (an id of
-        machine.SYRINGES)."""
+    def load(self, model=1, timeout_ms=30_000, confirm=True):
+        """Set the size `model` (an id of machine.SYRINGES), plunger back to the rear
+        switch, seat a full syringe of that model and confirm its size (the operator's
+        OK on the load screen; confirm=False: declined)."""
+        self.configure(syringe_model=model)
         self.machine.remove_syringe()
         self.run_ms(5)
         if not self.core.start_load():
@@ -207,7 +209,9 @@ class Simulator:
         self.run_until(lambda s: s.core.state in (C.ST_READY, C.ST_FAULT), timeout_ms)
         self.settle()
         self.machine.insert_syringe(model)
-        self.configure(syringe_model=model)
+        self.run_ms(1)  # the core reads the syringe switch
+        if confirm and not self.core.confirm_syringe():
+            raise RuntimeError("syringe not confirmed in state %s" % self.state)
 
     def configure(self, **changes):
         self.core.configure(**changes)

@@ -77,14 +77,14 @@ def test_first_minute_script_homes_loads_primes_sets_the_dose_and_fires(tmp_path
     assert p.now_ms < 60_000, "the first minute took %d ms" % p.now_ms
     # Every key went through the debouncer: as many PRESS events as script presses.
     presses = [e for e in p.events if e[2] == "PRESS"]
-    assert len(presses) == 2 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 3 + 1 + 5 + 1 + 1
+    assert len(presses) == 2 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 3 + 1 + 5 + 1 + 1
     assert all(s == "click" for _, s in p.sounds), p.sounds
 
 
 def test_screenshots_decode_to_the_frames_shown(tmp_path):
     code, runner = P.execute_script(SCRIPTS / "first_minute.txt", tmp_path, stderr=io.StringIO())
     assert code == 0
-    names = ["boot", "menu-home", "primed", "dose-edit", "after-three"]
+    names = ["boot", "menu-home", "syringe-confirm", "primed", "dose-edit", "after-three"]
     assert [Path(s).name for s in runner.shots] == [n + ".png" for n in names]
     frames = {n: decode_png(tmp_path / (n + ".png")) for n in names}
     assert len({str(f) for f in frames.values()}) == len(names), "two screenshots are the same"

@@ -536,6 +536,12 @@ class InjectorMachine(RuleBasedStateMachine):
         self.syringe = (size, custom_id)
         if size == M.CUSTOM_SYRINGE:
             m.syringe_area_mm2 = M.area_cmm2_from_diameter(custom_id) / 100
+        self.sim.run_ms(1)  # the core reads the syringe switch
+        # The operator confirms the size on the load screen: taken only right after a load.
+        STATS[
+            "syringe seated: "
+            + ("confirmed" if self.core.confirm_syringe() else "no load to confirm")
+        ] += 1
 
     @rule(
         size=st.sampled_from(sorted(M.SYRINGES) + [M.CUSTOM_SYRINGE]),

@@ -39,6 +39,13 @@ START = {
     "syringe_id_um": 30000,
     "lot": "LOT-2024/a_Z",
 }
+SYRINGE = {
+    "syringe_model": 0,
+    "session": 12,
+    "time_s": 1_700_000_000,
+    "syringe_id_um": 30000,
+    "punctures": 65535,
+}
 END = {
     "interrupted": 1,
     "session": 12,
@@ -81,6 +88,7 @@ def good(data):
         (tlog.K_PUNCTURE, PUNCTURE),
         (tlog.K_SESSION_START, START),
         (tlog.K_SESSION_END, END),
+        (tlog.K_SYRINGE, SYRINGE),
         (tlog.K_PUNCTURE, {"session": 1, "number": 1}),
     ],
 )
@@ -389,7 +397,11 @@ def test_simulated_session_through_log_csv_and_report(ready_sim, tmp_path):
     out_csv = tmp_path / "out" / "log.csv"
     assert cli("logs", "export", str(tmp_path), "--csv", str(out_csv)).returncode == 0
     rows = list(csv.DictReader(open(out_csv)))
-    assert [r["kind"] for r in rows] == ["session_start"] + ["puncture"] * 6 + ["session_end"]
+    # After the cut shot a syringe was loaded again (cut_shot): its record comes before
+    # the punctures from it.
+    assert [r["kind"] for r in rows] == ["session_start"] + ["puncture"] * 4 + ["syringe"] + [
+        "puncture"
+    ] * 2 + ["session_end"]
     assert rows[4]["fault_name"] == "emergency stop" and rows[4]["partial"] == "1"
     assert sum(int(r["dose_nl"]) for r in rows if r["kind"] == "puncture") == sum(
         p["dose_nl"] for p in s.punctures
@@ -403,6 +415,50 @@ def test_simulated_session_through_log_csv_and_report(ready_sim, tmp_path):
     md = (out / "summary.md").read_text()
     assert "AB123" in md and "%.3f uL" % (core.delivered_nl() / 1000) in md
     assert "5 complete, 1 cut by a fault" in md and "emergency stop" in md
+
+
+@pytest.mark.hazard("H13")
+def test_a_syringe_changed_mid_session_is_logged_and_names_the_punctures_after_it(
+    ready_sim, tmp_path
+):
+    sim = ready_sim
+    core = sim.core
+    d = Driven(sim, DirFS(str(tmp_path)))
+    d.rec.start_session(lot="SWAP")
+    sim.configure(dose_nl=10_000)
+    assert sim.shot()
+    sim.configure(syringe_model=3)  # the size changed after loading and priming
+    assert sim.shot() is None and core.notice == C.N_SYRINGE_UNCONFIRMED
+    sim.load(3)  # loaded again and confirmed: a SYRINGE record
+    sim.prime(800)
+    assert sim.shot() and sim.shot()
+    sim.run_ms(10)
+    d.rec.end_session()
+    dec = logs.read_dir(tmp_path)
+    assert not dec.problems
+    kinds = [tlog.KIND_NAMES[r["kind"]] for r in dec.records]
+    assert kinds == ["session_start", "puncture", "syringe", "puncture", "puncture", "session_end"]
+    s = dec.sessions[1]
+    assert s.start["syringe_model"] == 1 and s.start["lot"] == "SWAP"
+    (swap,) = s.syringes
+    assert swap["syringe_model"] == 3 and swap["session"] == 1 and swap["punctures"] == 1
+    assert swap["time_s"] == 1_700_000_000
+    assert [s.syringe_of(p)["syringe_model"] for p in s.punctures] == [1, 3, 3]
+    # Each dose counted with the bore of its own syringe (a 3 mL step is 18 nL).
+    assert [p["dose_set_nl"] for p in s.punctures] == [10_000] * 3
+    assert all(abs(p["dose_nl"] - 10_000) <= 10 for p in s.punctures)
+    assert s.end["delivered_nl"] == core.delivered_nl() and s.end["punctures"] == 3
+    assert "  syringe 3 mL confirmed after puncture 1" in logs.summary_lines(dec)
+    out_csv = tmp_path / "out" / "log.csv"
+    logs.export_csv(dec, out_csv)
+    rows = list(csv.DictReader(open(out_csv)))
+    assert [r["kind"] for r in rows] == kinds and rows[2]["syringe_model"] == "3"
+    # A session opened after a confirmation names that syringe in its start alone.
+    d.rec.start_session(lot="NEXT")
+    sim.run_ms(10)
+    d.rec.end_session()
+    s2 = logs.read_dir(tmp_path).sessions[2]
+    assert s2.start["syringe_model"] == 3 and not s2.syringes
 
 
 @pytest.mark.hazard("H9")

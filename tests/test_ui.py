@@ -22,8 +22,10 @@ for _p in (ROOT, ROOT / "firmware"):
 from host_tools import fakes, mpy, ui_scenes  # noqa: E402
 from host_tools.screenshot import read_png, write_png  # noqa: E402
 from injcore import codes as C  # noqa: E402
+from injcore import machine as M  # noqa: E402
 from injcore.rig import Rig  # noqa: E402
 from injcore.settings import MODE_CONTINUOUS, MODE_PRIME, MODE_SINGLE  # noqa: E402
+from ui import menu  # noqa: E402
 from ui import screens as S  # noqa: E402
 from ui.keys import (  # noqa: E402
     BACK,
@@ -155,10 +157,10 @@ def test_every_main_menu_path_leads_back_to_status(index):
         assert ui.screen_name() == "status" and rig.core.state == C.ST_HOMING
         return
     if item.kind == S._ACTION and item.key == S.A_LOAD:
-        assert ui.screen_name() == "status" and rig.core.state == C.ST_LOAD
-        return
+        assert rig.core.state == C.ST_LOAD  # the load screen then asks for the size
     # Without stored protocols the Protocol item says so and stays in the menu.
     expected = {
+        S.A_LOAD: "syringe",
         S.A_PRIME: "prime",
         S.A_SESSION: "confirm",
         S.A_SERVICE: "pin",
@@ -417,6 +419,164 @@ def test_a_lot_fills_at_most_twelve_characters():
     for _ in range(S.LOT_LEN + 3):
         keys(ui, UP, OK)
     assert started == ["0" * S.LOT_LEN]
+
+
+# ---- loading: the syringe's size confirmed (H13) -------------------------------------------
+
+
+def press_trigger(rig):
+    rig.run(2)  # released first: a trigger held since boot fires nothing (H3)
+    rig.inputs.trigger = True
+    rig.run(30)
+    rig.inputs.trigger = False
+    rig.run(5)
+
+
+def set_syringe(ui, model):
+    """Menu > Syringe, UP until `model`, OK: the size set through the interface."""
+    ui_scenes._menu_at(ui, "Syringe")
+    keys(ui, OK)
+    for _ in range(len(ui.item.choices)):
+        if ui.value == model:
+            break
+        keys(ui, UP)
+    keys(ui, OK)
+    assert ui.core.settings.syringe_model == model and ui.screen_name() == "menu"
+
+
+def load_to_the_question(rig, ui):
+    """Menu > Load syr.: the plunger back, then a syringe seated; the screen asks."""
+    ui_scenes._menu_at(ui, "Load syr.")
+    keys(ui, OK)
+    assert ui.screen_name() == "syringe" and rig.core.state == C.ST_LOAD
+    rig.run(20_000, until=lambda core: core.state != C.ST_LOAD)
+    assert rig.core.state == C.ST_READY
+    rig.inputs.syringe = True
+    rig.run(2)
+
+
+def screen_text(ui):
+    """The strings the current screen draws (fb.text calls), in order."""
+    drawn = []
+    fb = TextRecorder(drawn)
+    ui.draw(fb, 0)
+    return drawn
+
+
+class TextRecorder:
+    """A framebuf that keeps the text drawn, with its position, and draws nothing."""
+
+    def __init__(self, drawn):
+        self.drawn = drawn
+
+    def text(self, s, x, y, c=1):
+        self.drawn.append((s, x, y))
+
+    def fill(self, c):
+        pass
+
+    def fill_rect(self, x, y, w, h, c):
+        pass
+
+    def rect(self, x, y, w, h, c):
+        pass
+
+    def hline(self, x, y, w, c):
+        pass
+
+
+@pytest.mark.hazard("H13")
+def test_a_size_change_unloads_until_load_shows_the_size_and_ok_confirms_it():
+    rig, ui = fresh()
+    core = rig.core
+    set_syringe(ui, 3)  # after loading and priming a 1 mL
+    assert not core.syringe_confirmed and not core.primed
+    keys(ui, BACK)
+    assert ui.banner() == C.NOTICE_NAMES[C.N_SYRINGE_UNCONFIRMED]
+    press_trigger(rig)
+    assert core.punctures == 37 and core.notice == C.N_SYRINGE_UNCONFIRMED
+    rig.inputs.syringe = False  # the 1 mL out: the load seats the 3 mL
+    load_to_the_question(rig, ui)
+    drawn = [s for s, _, _ in screen_text(ui)]
+    assert "3 mL" in drawn and "this size?" in drawn and "OK: yes BACK: no" in drawn
+    assert not core.syringe_confirmed
+    keys(ui, OK)
+    assert core.syringe_confirmed and ui.screen_name() == "status"
+    assert ui.banner() == "confirmed: 3 mL" and ui.take_sound() == SND_CLICK
+
+
+@pytest.mark.hazard("H13")
+def test_declining_the_size_leaves_the_syringe_unconfirmed_and_nothing_primes():
+    rig, ui = fresh()
+    core = rig.core
+    rig.inputs.syringe = False
+    load_to_the_question(rig, ui)
+    keys(ui, BACK)  # not this size
+    assert ui.screen_name() == "menu" and not core.syringe_confirmed
+    ui_scenes._menu_at(ui, "Prime")
+    keys(ui, OK)
+    assert ui.screen_name() == "prime" and "confirmed: BACK," in [s for s, _, _ in screen_text(ui)]
+    face = rig.plunger.pos
+    press_trigger(rig)
+    assert rig.plunger.pos == face and core.notice == C.N_SYRINGE_UNCONFIRMED
+    assert not core.primed
+    keys(ui, BACK)
+    # Load again: loaded already, nothing pushed since, so it asks without moving.
+    ui_scenes._menu_at(ui, "Load syr.")
+    keys(ui, OK)
+    assert ui.screen_name() == "syringe" and core.state == C.ST_READY
+    keys(ui, OK)
+    assert core.syringe_confirmed
+
+
+@pytest.mark.hazard("H13")
+def test_ok_is_refused_while_loading_and_with_no_syringe_seated():
+    rig, ui = fresh()
+    core = rig.core
+    rig.inputs.syringe = False
+    ui_scenes._menu_at(ui, "Load syr.")
+    keys(ui, OK)
+    rig.run(2)
+    ui.take_sound()
+    keys(ui, OK)
+    assert ui.note == "wait: loading" and ui.take_sound() == SND_REFUSE
+    rig.run(20_000, until=lambda c: c.state != C.ST_LOAD)
+    assert "seat a syringe" in [s for s, _, _ in screen_text(ui)]
+    keys(ui, OK)
+    assert ui.note == "seat one first" and not core.syringe_confirmed
+    rig.inputs.syringe = True
+    rig.run(2)
+    keys(ui, OK)
+    assert core.syringe_confirmed and ui.screen_name() == "status"
+
+
+@pytest.mark.parametrize(
+    "model,id_um",
+    [(m, 4700) for m in sorted(M.SYRINGES)]
+    + [(M.CUSTOM_SYRINGE, M.CUSTOM_ID_MIN_UM), (M.CUSTOM_SYRINGE, M.CUSTOM_ID_MAX_UM)],
+)
+def test_the_load_screens_fit_the_display_for_every_syringe(model, id_um):
+    rig, ui = fresh()
+    # 10 uL/s: what the plunger reaches with the narrowest bore
+    rig.core.configure(syringe_model=model, syringe_id_um=id_um, rate_nl_s=10_000)
+    rig.inputs.syringe = False
+    seen = []
+    ui_scenes._menu_at(ui, "Load syr.")
+    keys(ui, OK)
+    seen += screen_text(ui)  # loading
+    rig.run(20_000, until=lambda c: c.state != C.ST_LOAD)
+    keys(ui, OK)
+    seen += screen_text(ui)  # no syringe: seat one (and the refusal's note)
+    rig.inputs.syringe = True
+    rig.run(2)
+    seen += screen_text(ui)  # the question
+    keys(ui, BACK)
+    ui_scenes._menu_at(ui, "Prime")
+    keys(ui, OK)
+    seen += screen_text(ui)  # prime refused: why
+    assert any(s == menu.syringe_text(rig.core.settings) for s, _, _ in seen)
+    for s, x, y in seen:
+        assert x >= 0 and x + len(s) * 8 <= 128 and 0 <= y <= 56, (s, x, y)
 
 
 # ---- alarms ------------------------------------------------------------------------------

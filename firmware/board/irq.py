@@ -40,8 +40,8 @@ _OVERRUNS = const(8)
 _TICKS = const(15)
 _A_WORD = const(15)
 _A_WORD2 = const(16)
-_NA = const(124)
-_PA = const(144)
+_NA = const(125)
+_PA = const(145)
 # ---- end of the written constants ----
 
 # RP2040 registers (datasheet 2.3.1, 3.7), as word indexes from their block

@@ -23,7 +23,7 @@ from .planner import RAMP_TICKS_MAX
 # ---- constants written by `make consts` from layout.py: do not edit ----
 _IDLE = const(0)
 _FORWARD = const(1)
-_PAD_WORDS = const(65)
+_PAD_WORDS = const(66)
 _A_POS = const(0)
 _A_ORIGIN = const(1)
 _A_PHASE = const(2)
@@ -35,10 +35,10 @@ _A_WORD2 = const(16)
 _A_ROW = const(17)
 _A_MOVES = const(18)
 _A_TICKED = const(19)
-_NA = const(124)
-_PA = const(144)
-_PL_PRIME = const(348)
-_SIZE = const(762)
+_NA = const(125)
+_PA = const(145)
+_PL_PRIME = const(349)
+_SIZE = const(763)
 # ---- end of the written constants ----
 
 

@@ -177,6 +177,7 @@ N_SESSION_CAP = const(7)
 N_BACKLASH_FAILED = const(8)
 N_UNCONFIRMED = const(9)
 N_ZONE_CAP = const(10)
+N_SYRINGE_UNCONFIRMED = const(11)  # size set since the load, or a load not confirmed (H13)
 NOTICE_NAMES = (
     "",
     "home first",
@@ -189,6 +190,7 @@ NOTICE_NAMES = (
     "backlash not found: check the syringe",
     "stored settings lost: defaults; an engineer must confirm them",
     "zone volume cap reached: go to the next zone",
+    "confirm syringe: menu > Load syr.",
 )
 
 # ---- why the controller (re)started, as the board reads it -----------------------------------

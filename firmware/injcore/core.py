@@ -2,9 +2,10 @@
 
 `Core` is what the board, the simulator, the interface and the tools talk
 to: settings and limits (configure, set_limits), the operator's actions
-(start_homing, start_load, acknowledge, new_session), the service routines
-(start_backlash, set_backlash, set_calibration) and the figures (punctures,
-delivered_nl, volume_left_nl, ...). It plans; the work is in its rooms:
+(start_homing, start_load, confirm_syringe, acknowledge, new_session), the
+service routines (start_backlash, set_backlash, set_calibration) and the
+figures (punctures, delivered_nl, volume_left_nl, ...). It plans; the work is
+in its rooms:
 
     codes.py      the codes and their names; the fault table; groups of states
     layout.py     the tick's state array `S`, field by field
@@ -59,8 +60,10 @@ from .codes import (
     F_NONE,
     IDLE,
     N_BUSY,
+    N_NO_SYRINGE,
     N_NONE,
     N_NOT_HOMED,
+    N_SYRINGE_UNCONFIRMED,
     N_UNCONFIRMED,
     N_WATCHDOG_RESET,
     RC_POWER_ON,
@@ -71,6 +74,7 @@ from .codes import (
     ST_READY,
     ST_UNHOMED,
     SW_FIRE,
+    SW_SYRINGE,
 )
 from .compat import const
 from .planner import RAMP_TICKS_MAX, Plan
@@ -106,38 +110,39 @@ _DEPTH_REACHED = const(38)
 _PRIMED = const(40)
 _HOMED = const(41)
 _UNCONFIRMED = const(42)
-_CONFIGURING = const(43)
-_BL_MEASURED = const(48)
-_ZONE_END = const(49)
-_PUNCTURES = const(50)
-_FLUID_STEPS = const(51)
-_DELIVERED = const(52)
-_PRIMED_STEPS = const(53)
-_ACTIVE_SET = const(54)
-_NEEDLE_LIMIT = const(55)
-_OCCLUSION_MN = const(56)
-_RELIEF_MN = const(57)
-_BACKLASH = const(58)
-_USABLE = const(59)
-_CAP_STEPS = const(60)
-_LOST_TOL = const(68)
-_TAKEUP_N = const(70)
-_SET0 = const(71)
-_SET1 = const(87)
-_LAST = const(119)
+_SYRINGE_OK = const(43)
+_CONFIGURING = const(44)
+_BL_MEASURED = const(49)
+_ZONE_END = const(50)
+_PUNCTURES = const(51)
+_FLUID_STEPS = const(52)
+_DELIVERED = const(53)
+_PRIMED_STEPS = const(54)
+_ACTIVE_SET = const(55)
+_NEEDLE_LIMIT = const(56)
+_OCCLUSION_MN = const(57)
+_RELIEF_MN = const(58)
+_BACKLASH = const(59)
+_USABLE = const(60)
+_CAP_STEPS = const(61)
+_LOST_TOL = const(69)
+_TAKEUP_N = const(71)
+_SET0 = const(72)
+_SET1 = const(88)
+_LAST = const(120)
 _RECORD_SIZE = const(5)
-_NA = const(124)
-_PA = const(144)
+_NA = const(125)
+_PA = const(145)
 _R_DIST = const(0)
 _R_CRUISE = const(2)
 _R_Q = const(3)
 _R_R = const(4)
 _R_DEN = const(5)
 _R_ACC0 = const(6)
-_PL_PRIME = const(348)
-_PL_TAKEUP = const(384)
-_PL_CYCLE0 = const(393)
-_PL_CYCLE1 = const(465)
+_PL_PRIME = const(349)
+_PL_TAKEUP = const(385)
+_PL_CYCLE0 = const(394)
+_PL_CYCLE1 = const(466)
 # ---- end of the written constants ----
 
 # The ramps array: the fixed moves, the two plan sets, then the short settle moves.
@@ -147,6 +152,11 @@ _STATIC_MOVES = (
 _STATIC_RAMPS = _STATIC_MOVES * 2 * RAMP_TICKS_MAX
 _SETTLE_RAMP = 2  # ramp ticks a settle move needs at most
 _RAMPS = _STATIC_RAMPS + 2 * puncture.SET_RAMPS + (_SETTLE_MAX_STEPS + 1) * 2 * _SETTLE_RAMP
+
+
+def _syringe_size(st):
+    """What fixes the barrel of settings `st`: the model, and the bore of a custom one."""
+    return (st.syringe_model, st.syringe_id_um if st.syringe_model == M.CUSTOM_SYRINGE else 0)
 
 
 def _slot(i):
@@ -218,6 +228,11 @@ class Core:
     # No valid stored settings at boot: the defaults run, but nothing is
     # injected until an engineer confirms them (H9, service menu).
     unconfirmed = _flag(_UNCONFIRMED)
+    # The seated syringe was loaded and the operator confirmed its size: doses
+    # are counted with that size, so nothing is injected without it (H13).
+    syringe_confirmed = _flag(_SYRINGE_OK)
+    # A load is under way or has ended, and its syringe awaits confirmation.
+    syringe_to_confirm = property(lambda self: self._load_to_confirm)
     recovery_pending = property(
         lambda self: self.S[_RECOVERY] != REC_NONE
     )  # a fault's recovery waits
@@ -254,6 +269,9 @@ class Core:
         s[_TAKEUP_N] = max(
             1, M.um_to_plunger_steps(M.PLUNGER_TAKEUP_SPEED_UM_S) * M.TICK_US // 1_000_000
         )
+        # A load began and its syringe awaits the operator's confirmation (H13).
+        self._load_to_confirm = False
+        self.syringe_confirms = 0  # syringes confirmed since boot (the log notes each)
         s[_LOST_TOL] = M.LOST_STEPS_TOL
         s[_ZONE_END] = -1
         s[_FIRE_PREV] = SW_FIRE  # a trigger held at boot must be released first (H3)
@@ -366,7 +384,9 @@ class Core:
             if self.state not in IDLE:
                 raise SettingsError.one("settings", SettingsError.NOT_IDLE)
             new, spare = self._plan(changes)
-            self.settings = new
+            old, self.settings = self.settings, new
+            if _syringe_size(new) != _syringe_size(old):
+                self._unload()  # the device cannot see the barrel: confirm it, prime it (H13)
             area0 = self._area_cmm2
             self._area_nominal, self._capacity_nl, self._dead_nl = new.syringe()
             self._area_cmm2 = self.dose_area(new)
@@ -480,6 +500,7 @@ class Core:
         """Home both axes; the only way out of power-up, a reset or a fault (H3)."""
         if self.state not in (ST_UNHOMED, ST_READY):
             return False
+        self._load_to_confirm = False  # only a load ends with a syringe to confirm
         homing.begin_homing(self.S, 0)
         self._sync_outputs()
         return True
@@ -489,9 +510,36 @@ class Core:
         if self.state != ST_READY:
             self.notice = N_NOT_HOMED if self.state == ST_UNHOMED else N_BUSY
             return False
+        self._unload()  # the syringe is changed now: its size is confirmed once seated
         homing.begin_homing(self.S, 1)
         self.state = ST_LOAD
+        self._load_to_confirm = True
         self._sync_outputs()
+        return True
+
+    def _unload(self):
+        """Another syringe, or another size: not primed, nothing injected until confirmed."""
+        self.S[_SYRINGE_OK] = 0
+        self.S[_PRIMED] = 0
+
+    def confirm_syringe(self):
+        """The operator confirms that the syringe seated is the size set (H13).
+
+        Only once a load has ended with a syringe seated: the device cannot see
+        the barrel, so its size is what the operator confirms then. A size set
+        between the load's end and this is the one confirmed (the plunger has
+        not moved since). False if refused: still loading, no syringe seated,
+        or no load since the last confirmation or homing. A size change or a
+        new load clears it again.
+        """
+        s = self.S
+        if self.state != ST_READY or not self._load_to_confirm or not s[_IN_SW] & SW_SYRINGE:
+            return False
+        s[_SYRINGE_OK] = 1
+        self._load_to_confirm = False
+        self.syringe_confirms += 1
+        if self.notice == N_SYRINGE_UNCONFIRMED or self.notice == N_NO_SYRINGE:
+            self.notice = N_NONE
         return True
 
     def start_backlash(self):

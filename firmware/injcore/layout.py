@@ -79,7 +79,8 @@ PRIME_FLUID0 = const(DEPTH_REACHED + 1)
 PRIMED = const(PRIME_FLUID0 + 1)
 HOMED = const(PRIMED + 1)
 UNCONFIRMED = const(HOMED + 1)  # no valid stored settings: nothing is injected until confirmed (H9)
-CONFIGURING = const(UNCONFIRMED + 1)  # the main loop is re-planning: the tick starts no move
+SYRINGE_OK = const(UNCONFIRMED + 1)  # 1: a syringe loaded and its size confirmed (H13)
+CONFIGURING = const(SYRINGE_OK + 1)  # the main loop is re-planning: the tick starts no move
 BL_PHASE = const(CONFIGURING + 1)
 BL_TIMER = const(BL_PHASE + 1)
 BL_F0 = const(BL_TIMER + 1)
@@ -228,4 +229,5 @@ PL_TAKEUP = const(PL_RELIEF + ROW_SIZE)  # the take-up move: written by motion.p
 PL_CYCLE0 = const(PL_TAKEUP + ROW_SIZE)  # SET0's rows
 PL_CYCLE1 = const(PL_CYCLE0 + SET_MOVES * ROW_SIZE)  # SET1's
 PL_SETTLE = const(PL_CYCLE1 + SET_MOVES * ROW_SIZE)  # + ROW_SIZE * d: the move of d steps to zero
+
 SIZE = const(PL_SETTLE + (SETTLE_MAX_STEPS + 1) * ROW_SIZE)

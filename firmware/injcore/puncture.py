@@ -57,6 +57,7 @@ _N_BUSY = const(5)
 _N_SESSION_CAP = const(7)
 _N_UNCONFIRMED = const(9)
 _N_ZONE_CAP = const(10)
+_N_SYRINGE_UNCONFIRMED = const(11)
 _IDLE = const(0)
 _FORWARD = const(1)
 _BACKWARD = const(0)
@@ -75,16 +76,17 @@ _DEPTH_REACHED = const(38)
 _PRIME_FLUID0 = const(39)
 _PRIMED = const(40)
 _UNCONFIRMED = const(42)
-_CONFIGURING = const(43)
-_ZONE_END = const(49)
-_PUNCTURES = const(50)
-_FLUID_STEPS = const(51)
-_DELIVERED = const(52)
-_PRIMED_STEPS = const(53)
-_ACTIVE_SET = const(54)
-_USABLE = const(59)
-_CAP_STEPS = const(60)
-_TAKEUP_N = const(70)
+_SYRINGE_OK = const(43)
+_CONFIGURING = const(44)
+_ZONE_END = const(50)
+_PUNCTURES = const(51)
+_FLUID_STEPS = const(52)
+_DELIVERED = const(53)
+_PRIMED_STEPS = const(54)
+_ACTIVE_SET = const(55)
+_USABLE = const(60)
+_CAP_STEPS = const(61)
+_TAKEUP_N = const(71)
 _C_DEPTH = const(0)
 _C_DOSE = const(1)
 _C_SB = const(2)
@@ -102,7 +104,7 @@ _C_INJECT = const(13)
 _C_RELEASE = const(14)
 _C_SUCKBACK = const(15)
 _SET_MOVES = const(8)
-_LAST = const(119)
+_LAST = const(120)
 _P_NUMBER = const(0)
 _P_DEPTH_STEPS = const(1)
 _P_DOSE_STEPS = const(2)
@@ -110,8 +112,8 @@ _P_TICKS = const(3)
 _P_MODE = const(4)
 _A_POS = const(0)
 _A_PHASE = const(2)
-_NA = const(124)
-_PA = const(144)
+_NA = const(125)
+_PA = const(145)
 _K_STATE = const(0)
 _K_AXIS = const(1)
 _K_PLAN = const(2)
@@ -120,12 +122,12 @@ _K_DIR = const(4)
 _K_SIZE = const(5)
 _WAIT_AXIS = const(1)
 _HOMEWARD = const(0)
-_PUNCTURE_STEPS = const(180)
+_PUNCTURE_STEPS = const(181)
 _PUNCTURE_STEPS_MAX = const(8)
-_PUNCTURE_END = const(220)
+_PUNCTURE_END = const(221)
 _R_DIST = const(0)
 _ROW_SIZE = const(9)
-_PL_PRIME = const(348)
+_PL_PRIME = const(349)
 # ---- end of the written constants ----
 
 # (state, axis, plan column, plan column from the hover point, direction), in order
@@ -337,6 +339,8 @@ def can_fire(sbuf) -> int:
         notice = _N_UNCONFIRMED
     elif (s[_IN_SW] & _SW_SYRINGE) == 0:
         notice = _N_NO_SYRINGE
+    elif s[_SYRINGE_OK] == 0:
+        notice = _N_SYRINGE_UNCONFIRMED  # H13: doses are counted with the size set
     elif s[_PRIMED] == 0:
         notice = _N_NOT_PRIMED
     elif s[_USABLE] - s[_FLUID_STEPS] < shot:
@@ -359,6 +363,9 @@ def on_press(sbuf):
             return
         if (s[_IN_SW] & _SW_SYRINGE) == 0:
             s[_NOTICE] = _N_NO_SYRINGE
+            return
+        if s[_SYRINGE_OK] == 0:
+            s[_NOTICE] = _N_SYRINGE_UNCONFIRMED  # H13: primed volume counted with the size set
             return
         s[_NOTICE] = _N_NONE
         s[_PRIME_FLUID0] = s[_FLUID_STEPS]

@@ -124,6 +124,19 @@ class Rig:
         )
 
 
+def load_syringe(rig, run):
+    """Load: the plunger to its rear switch, a syringe seated, its size confirmed.
+
+    `run(ms, until)` advances the rig (Rig.run, or a logging wrapper of it).
+    """
+    core = rig.core
+    core.start_load()
+    run(20000, lambda c: c.state == C.ST_READY or c.state == C.ST_FAULT)
+    rig.inputs.syringe = True
+    run(1)  # the core reads the syringe switch
+    return core.confirm_syringe()
+
+
 def scripted_session(rig, log):
     """Home, load, prime, 3 single punctures, a burst of continuous ones.
 
@@ -145,7 +158,7 @@ def scripted_session(rig, log):
 
     core.start_homing()
     run_logged(20000, lambda c: c.state == C.ST_READY or c.state == C.ST_FAULT)
-    rig.inputs.syringe = True
+    load_syringe(rig, run_logged)
     core.configure(mode=2)  # prime
     rig.inputs.trigger = True
     run_logged(800)
@@ -237,7 +250,7 @@ def profile(rig, measure):
     core.start_homing()
     rig.run(20000, lambda c: c.state == C.ST_READY)
     measure("ready", rig)
-    rig.inputs.syringe = True
+    load_syringe(rig, rig.run)
     core.configure(mode=2)
     rig.inputs.trigger = True
     rig.run(600)

@@ -33,6 +33,18 @@ first 3 bits are the kind. Field widths (bits; "s" = two's complement):
                     zone's cap), dose_set_nl 9 (in DOSE_UNIT_NL = 500 nL
                     units: every allowed dose is a multiple), name 12 x
                     7-bit ASCII                                     157 bits
+  SYRINGE (6)       syringe_model 5, session 16, time_s 32,
+                    syringe_id_um 15, punctures 16 (the core's count
+                    when it was confirmed)                           87 bits
+
+Syringes
+--------
+Doses are counted with the size of the syringe confirmed on loading
+(Core.confirm_syringe, H13). A session's SESSION_START names the size set
+when it opened; each syringe confirmed while the session is open adds a
+SYRINGE record (a new syringe, whatever its size). So every puncture's
+syringe is named by the last SESSION_START or SYRINGE record of its session
+before it: nothing fires between a size change and its confirmation.
 
 A protocol run (injcore.protocol.Run) in a session writes, through
 ProtocolLog below: one PROTOCOL record when it starts (and again if a new
@@ -115,7 +127,8 @@ K_SESSION_START = const(2)
 K_SESSION_END = const(3)
 K_PROTOCOL = const(4)
 K_ZONE = const(5)
-KIND_NAMES = ("", "puncture", "session_start", "session_end", "protocol", "zone")
+K_SYRINGE = const(6)
+KIND_NAMES = ("", "puncture", "session_start", "session_end", "protocol", "zone", "syringe")
 
 Z_ENTER = const(0)  # ZONE events
 Z_SKIP = const(1)
@@ -184,6 +197,13 @@ _FIELDS = {
         ("dose_set_nl", 9, 0),
     )
     + tuple(("name%d" % i, 7, 0) for i in range(ZONE_NAME_CHARS)),
+    K_SYRINGE: (
+        ("syringe_model", 5, 0),
+        ("session", 16, 0),
+        ("time_s", 32, 0),
+        ("syringe_id_um", 15, 0),
+        ("punctures", 16, 0),
+    ),
 }
 
 
@@ -531,7 +551,9 @@ class Recorder:
     a fault while a puncture was under way a cut one. Peak force and the
     deepest needle position of a cut puncture are sampled at main-loop rate
     (a peak between two passes is missed; depth of a finished puncture is
-    the core's own). `zone` is the zone / protocol step of the next
+    the core's own). A changed `core.syringe_confirms` means a syringe
+    confirmed: a SYRINGE record in an open session (a session opened later
+    names it in its start). `zone` is the zone / protocol step of the next
     punctures (ZONE_NONE: none). `clock()` gives the device time in seconds
     (0 without a clock). Punctures outside a session open one (lot "").
     """
@@ -554,6 +576,7 @@ class Recorder:
         self._alarms = 0
         self._partials = 0
         self._dropped0 = log.dropped
+        self._confirms = core.syringe_confirms
         self.missed = 0  # finished punctures the main loop was too slow to see
         last = log.last_session()
         self._last_session = last["session"] if last else 0
@@ -621,6 +644,7 @@ class Recorder:
         self._t0 = core.ticks
         self._alarms = self._partials = 0
         self._dropped0 = self.log.dropped
+        self._confirms = core.syringe_confirms  # the start names the syringe confirmed so far
         self.missed = 0
         self._add(
             K_SESSION_START,
@@ -704,6 +728,10 @@ class Recorder:
 
     def poll(self):
         core = self.core
+        if core.syringe_confirms != self._confirms:
+            self._confirms = core.syringe_confirms
+            if self.session:
+                self._syringe()
         st = core.state
         n = core.punctures
         if n != self._seen:
@@ -733,6 +761,21 @@ class Recorder:
             if st == C.ST_FAULT or st == C.ST_RELIEF:
                 self._cut()
             self._in = False
+
+    def _syringe(self):
+        """A syringe confirmed mid-session: the punctures after this record are from it."""
+        core = self.core
+        s = core.settings
+        self._add(
+            K_SYRINGE,
+            {
+                "syringe_model": s.syringe_model,
+                "session": self.session,
+                "time_s": self.clock(),
+                "syringe_id_um": s.syringe_id_um,
+                "punctures": core.punctures,
+            },
+        )
 
     def _t_ms(self, tick):
         return ((tick - self._t0) & _T_MASK) & ((1 << T_BITS) - 1)

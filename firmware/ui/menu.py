@@ -2,9 +2,9 @@
 screens, the edit screen, and the few words a refused change shows.
 
 Also the figures as the operator reads them (fixed, dose_text, ml_text,
-used_of), which every screen uses. Like the other screen modules (status,
-session, service) it holds module-level handlers taking the Ui first, and
-its entries of the interface's tables (ui/screens.py collects them):
+used_of, syringe_text), which every screen uses. Like the other screen
+modules (status, session, service) it holds module-level handlers taking the
+Ui first, and its entries of the interface's tables (ui/screens.py collects them):
     SCREENS   (name, key(ui, button) -> bool, draw(ui, fb), BACK target or None)
     ACTIONS   (name, do(ui) -> bool, state(ui) -> the menu's right column, or None)
 and setup(ui), which gives the Ui the fields its screens keep.
@@ -92,6 +92,17 @@ def ml_text(nl):
     if nl < 1_000_000:
         return fixed(nl, 1000, 1) + "uL"
     return fixed(nl, 1_000_000, 2) + "mL"
+
+
+CUSTOM_NAME = "custom"  # what the operator reads for a custom inner diameter
+
+
+def syringe_text(settings):
+    """The syringe size set, as the operator reads it: "3 mL", "custom 4.70mm"."""
+    model = settings.syringe_model
+    if model == M.CUSTOM_SYRINGE:
+        return CUSTOM_NAME + " " + fixed(settings.syringe_id_um, 1000, 2) + "mm"
+    return M.SYRINGES[model][M.SYR_NAME]
 
 
 def explain(refusal):
@@ -184,7 +195,7 @@ def limit_item(label, field, unit, scale, decimals, step):
 def _syringe_item():
     sizes = sorted(M.SYRINGES)
     codes = tuple(sizes) + (M.CUSTOM_SYRINGE,)
-    names = tuple(M.SYRINGES[s][M.SYR_NAME] for s in sizes) + ("custom",)
+    names = tuple(M.SYRINGES[s][M.SYR_NAME] for s in sizes) + (CUSTOM_NAME,)
     return Item("Syringe", CHOICE, "syringe_model", choices=codes, names=names)
 
 

@@ -1,13 +1,15 @@
 """The session and protocols: the main menu's actions in the order of a
 session and the screens they open.
 
-Home and Load syringe start a move and return to the status screen; Prime
-switches the core to prime mode until the prime screen is left; New session
-asks first (confirm), then takes the product lot (lot) and zeroes the
-counters; Protocol lists the stored protocols (protocols) and starts the one
-chosen as a new session, or ends the one running. While a protocol runs the
-status screen moves between its zones, asking before a zone is skipped
-(skip). Entries as in ui/menu.py.
+Home starts a move and returns to the status screen; Load syringe starts
+one and shows the size set until the operator confirms the syringe seated is
+that size (syringe: OK, or BACK to decline); Prime switches the core to
+prime mode until the prime screen is left; New session asks first
+(confirm), then takes the product lot (lot) and zeroes the counters;
+Protocol lists the stored protocols (protocols) and starts the one chosen
+as a new session, or ends the one running. While a protocol runs the status
+screen moves between its zones, asking before a zone is skipped (skip).
+Entries as in ui/menu.py.
 
 A protocol with a zone the core would refuse (with the syringe in use) is
 refused when chosen, before the counters or the lot: its run stays stopped at
@@ -35,6 +37,7 @@ from .menu import (
     explain,
     fixed,
     ml_text,
+    syringe_text,
 )
 
 LOT_CHARS = " 0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-"  # a blank ends the lot
@@ -71,8 +74,13 @@ def _home(ui):
 
 def _load(ui):
     core = ui.core
+    if core.syringe_to_confirm and (core.state == C.ST_READY or core.state == C.ST_LOAD):
+        # Loading, or loaded with nothing pushed since (a size set after it, say):
+        # only the OK is missing.
+        ui.go("syringe")
+        return True
     if core.start_load():
-        ui.to_status()
+        ui.go("syringe")
         return True
     ui.message(C.NOTICE_NAMES[core.notice])
     return False
@@ -113,6 +121,46 @@ def _protocol(ui):
     return True
 
 
+# ---- load: the size the doses are counted with, confirmed (H13) ----------------------
+
+
+def _syringe_key(ui, b):
+    if b != OK:
+        return False
+    core = ui.core
+    if core.confirm_syringe():
+        ui.to_status()
+        ui.message("confirmed: " + syringe_text(core.settings))
+        return True
+    if core.state == C.ST_LOAD:
+        ui.note = "wait: loading"
+    elif core.state == C.ST_READY and not core.switches & C.SW_SYRINGE:
+        ui.note = "seat one first"
+    else:
+        ui.note = "BACK, Load again"
+    return False
+
+
+def _draw_syringe(ui, fb):
+    core = ui.core
+    D.inverted(fb, "Load syringe", 0)
+    fb.text("size set:", 0, 12, 1)
+    D.center(fb, syringe_text(core.settings), 24)
+    foot = "BACK: menu"
+    if core.state == C.ST_LOAD:
+        lines = ("plunger going", "back: wait")
+    elif core.state != C.ST_READY or not core.syringe_to_confirm:
+        lines = ("not loaded:", "BACK, Load again")
+    elif not core.switches & C.SW_SYRINGE:
+        lines = ("seat a syringe", "of this size")
+    else:
+        lines = ("is the syringe", "this size?")
+        foot = "OK: yes BACK: no"
+    for i in range(len(lines)):
+        fb.text(lines[i], 0, 36 + i * 9, 1)
+    D.inverted(fb, ui.note or foot, 55)
+
+
 # ---- prime -----------------------------------------------------------------------
 
 
@@ -146,6 +194,8 @@ def _draw_prime(ui, fb):
         lines = ("home first:", "BACK, then Home")
     elif not core.switches & C.SW_SYRINGE:
         lines = ("no syringe:", "seat one first")
+    elif not core.syringe_confirmed:
+        lines = ("syringe size not", "confirmed: BACK,", "then Load syr.")
     else:
         lines = ("hold the trigger", "to push fluid,", "release to stop")
     for i in range(len(lines)):
@@ -345,6 +395,7 @@ def _draw_skip(ui, fb):
 
 
 SCREENS = (
+    ("syringe", _syringe_key, _draw_syringe, "menu"),  # load: is the syringe seated this size?
     ("prime", _prime_key, _draw_prime, None),
     ("confirm", _confirm_key, _draw_confirm, "menu"),  # start a new session?
     ("lot", _lot_key, _draw_lot, None),  # the product lot, typed with the buttons

@@ -62,6 +62,8 @@ def banner(ui):
     if core.state == C.ST_READY:
         if not core.switches & C.SW_SYRINGE:
             return "no syringe: menu > Load syr."
+        if not core.syringe_confirmed:
+            return C.NOTICE_NAMES[C.N_SYRINGE_UNCONFIRMED]
         if not core.primed:
             return "not primed: menu > Prime"
     return ""

@@ -1,9 +1,9 @@
 """The scripted session on the emulated Pico: main.py, driven as an operator would.
 
-boot -> OK, OK (home) -> Load syringe, a syringe seated -> Prime (trigger held)
--> single punctures -> Mode: nappage, a burst with the trigger held -> the
-emergency stop and its acknowledgement; then Ctrl-C into the REPL to read the
-core's own counts back. Every step is a button, a switch or emulated time; the
+boot -> OK, OK (home) -> Load syringe, a syringe seated, OK (its size) -> Prime
+(trigger held) -> single punctures -> Mode: nappage, a burst with the trigger
+held -> the emergency stop and its acknowledgement; then Ctrl-C into the REPL
+to read the core's own counts back. Every step is a button, a switch or emulated time; the
 figures come from the pins (the machine model) and from the chip.
 
 Used by tests/test_chip.py (which asserts) and host_tools/bench.py (which prints).
@@ -135,7 +135,8 @@ class Session:
         self.mark("boot")
 
     def prime(self):
-        """Boot, home, load a syringe and prime it from the buttons; back on the status screen."""
+        """Boot, home, load a syringe (its size confirmed) and prime it from the buttons; back
+        on the status screen."""
         c = self.chip
         self.boot()
         # Home: OK opens the menu on Home, OK homes.
@@ -144,12 +145,14 @@ class Session:
         self.press("ok")
         self.wait_idle(500)
         self.mark("homed")
-        # Load: the plunger back to its rear switch; a syringe seated.
+        # Load: the plunger back to its rear switch; a syringe seated; OK: it is the size set.
         self.press("ok")
         self.menu_to("Load syr.")
         self.press("ok")
         self.wait_idle()
         c.set(syringe=True)
+        c.run_ms(100)
+        self.press("ok")
         self.mark("loaded")
         # Prime: hold the trigger, release, back to the status screen.
         self.press("ok")
