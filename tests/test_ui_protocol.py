@@ -183,8 +183,11 @@ POINT = PROTOCOL["zones"][0]
 TOO_FAST = dict(
     POINT, name="Neck", technique="nappage", dose_nl=20_000, shot_rate_mhz=3000, cap_nl=200_000
 )
-# 2 uL at 3 shots/s: the 1 mL syringe's take-up allows it, the 10 mL one's not.
-SMALL_ONLY = dict(TOO_FAST, name="Forehead", dose_nl=2000, cap_nl=100_000)
+# 2 uL at 3 shots/s with suck-back (the plunger reverses twice a shot): the
+# reference backlash allows it, the longest the engineer may set (two take-ups of
+# 128 ms) does not.
+SMALL_ONLY = dict(TOO_FAST, name="Forehead", dose_nl=2000, cap_nl=100_000, suckback_nl=500)
+LONG_BACKLASH_STEPS = M.um_to_plunger_steps(M.BACKLASH_MAX_UM)
 
 
 def proto(name, *zones):
@@ -267,12 +270,12 @@ def test_a_zone_refused_later_stops_the_run_with_the_trigger_off(rig):
     sim, ui, log = rig
     core = sim.core
     ui.protocols.store.save(json.dumps(proto("Small syringe", POINT, SMALL_ONLY)))
-    choose(ui, "Small syringe")  # the 1 mL syringe runs both zones
+    choose(ui, "Small syringe")  # the reference backlash runs both zones
     keys(ui, OK, OK)
     run = ui.run
     assert run is not None and run.refused is None
     fire(sim, 1)
-    sim.configure(syringe_model=10)  # the operator changes the syringe: zone 0 still runs
+    core.set_backlash(LONG_BACKLASH_STEPS)  # the engineer applies a measurement: zone 0 runs
     fire(sim, 1)
     assert run.done[0] == 2
     keys(ui, DOWN, OK)  # skip the rest of zone 0: the nappage zone is too fast now
@@ -280,7 +283,7 @@ def test_a_zone_refused_later_stops_the_run_with_the_trigger_off(rig):
     assert ui.state_text() == "NO SHOTS"
     assert draw_lines(ui) == ["shots too fast;", "OK>Protocol>End"]
     assert_trigger_fires_nothing(sim)
-    sim.configure(syringe_model=1)  # the zone cap follows the syringe's steps
+    core.set_calibration(1_050_000)  # the zone cap follows the steps of a new dose area
     sim.run_ms(5)
     assert_trigger_fires_nothing(sim)
     assert not keys(ui, UP)
@@ -298,7 +301,7 @@ def test_a_zone_refused_between_choice_and_lot_starts_no_session(rig):
     keys(ui, OK)
     assert ui.screen_name() == "lot"
     counters = core.punctures, core.delivered_steps, recorder.session
-    core.set_backlash(M.um_to_plunger_steps(M.BACKLASH_MAX_UM))  # a longer take-up since
+    core.set_backlash(LONG_BACKLASH_STEPS)  # a longer take-up since
     keys(ui, OK)  # the lot is complete: checked again before the session
     assert (core.punctures, core.delivered_steps, recorder.session) == counters
     assert ui.run.refused[0] == 1 and ui.state_text() == "NO SHOTS"
