@@ -147,7 +147,8 @@ class Fluid:
 
     P_ATM_KPA = 101.325  # air drawn in is at this absolute pressure
 
-    def __init__(self, compliance_ul_per_kpa=0.015, r_kpa_s_per_ul=0.256, friction_n=0.3):
+    def __init__(self, compliance_ul_per_kpa, r_kpa_s_per_ul, friction_n=0.0):
+        # Machine.new_fluid gives the figures of a syringe model on the machine's Line.
         self.compliance_ul_per_kpa = compliance_ul_per_kpa
         self.r_kpa_s_per_ul = r_kpa_s_per_ul
         self.friction_n = friction_n  # the stopper's glide friction, while it slides
