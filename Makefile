@@ -102,7 +102,7 @@ golden: setup
 	UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/test_ui.py -k golden
 
 soak: setup
-	INJECTOR_SOAK=$(SOAK) $(PY) -m pytest -q -n $(PYTEST_WORKERS) tests/test_planner.py tests/test_sequencer.py tests/test_settings.py tests/test_pio_step.py tests/test_stateful.py tests/test_ui.py
+	INJECTOR_SOAK=$(SOAK) $(PY) -m pytest -q -n $(PYTEST_WORKERS) tests/test_planner.py tests/test_sequencer.py tests/test_settings.py tests/test_pio_step.py tests/test_stateful.py tests/test_ui.py tests/test_dose_model.py
 
 bench: setup
 	$(PY) host_tools/bench.py

@@ -17,6 +17,11 @@
   gc.mem_free after boot, which means nothing there: the WebAssembly heap is
   whatever the bridge gives it)
 - simulator speed: simulated seconds per wall second, 1000-puncture session (CPython)
+- the dose table (`python host_tools/bench.py dose` prints only it): single shots of
+  1-200 uL from every syringe model on the reference line (the fluid model,
+  sim/dose.py), measured on the model's side: the drug out of the needle against
+  the dose set, the share that left in the skin and with the tip at its set depth,
+  and the highest nappage rate the core accepts at 0.5 mm/1 uL and 1 mm/2 uL
 - time per tick on CPython and, heap per tick and time per tick, on MicroPython's
   WebAssembly build, each also in reference-loop iterations (10,000 x `x = x + 1`
   in a function, timed in the same run). x 4.75 us per iteration gives an
@@ -88,6 +93,78 @@ def sim_speed(punctures=1000):
     sim.run_until(lambda s: s.core.state == 2, 10_000)
     wall = time.perf_counter() - t0
     return sim.now_us / 1e6, wall, sim.core.punctures
+
+
+DOSE_TABLE_UL = (1, 2, 10, 20, 100, 200)
+NAPPAGE_POINTS = ((500, 1000), (1000, 2000))  # (depth um, dose nL): nappage's figures
+
+
+def dose_table():
+    """Where the doses go on the reference line, per syringe model; printed."""
+    from injcore import machine as M
+    from injcore.settings import Settings
+    from sim.dose import steady_shots
+    from sim.session import AT_DEPTH_UM, Simulator
+
+    t0 = time.monotonic()
+    st = Settings()
+    print(
+        "== dose table: reference line %d G x %.0f mm, viscosity %.3f mPa s; single shots "
+        "%.1f mm deep at %d mm/s, %d uL/s, suck-back %.1f uL (the defaults)"
+        % (
+            M.REF_NEEDLE_GAUGE,
+            M.REF_NEEDLE_LENGTH_UM / 1000,
+            M.REF_VISCOSITY_UPA_S / 1e6 * 1000,
+            st.depth_um / 1000,
+            st.speed_um_s // 1000,
+            st.rate_nl_s // 1000,
+            st.suckback_nl / 1000,
+        )
+    )
+    print(
+        "   measured on the model's side, the second of two shots of each dose: dose out"
+        " = all the drug out of the needle; at depth = tip within %d um of the set depth"
+        % AT_DEPTH_UM
+    )
+    rates_head = "  ".join("max Hz %.1fmm/%guL" % (d / 1000, n / 1000) for d, n in NAPPAGE_POINTS)
+    head = "  %-6s %9s %7s %12s %9s %10s %8s  %s" % (
+        "syr",
+        "tau ms",
+        "dose uL",
+        "dose out err",
+        "in skin",
+        "at depth",
+        "tail",
+        rates_head,
+    )
+    print(head)
+    probe = Simulator(trace=False)  # asks the core only: never moves
+    for model in sorted(M.SYRINGES):
+        e = M.SYRINGES[model]
+        rates = [
+            probe.highest_shot_rate_mhz(syringe_model=model, depth_um=d, dose_nl=n)
+            for d, n in NAPPAGE_POINTS
+        ]
+        rates_txt = "  ".join(
+            "%18s" % ("%.1f" % (r / 1000) if r is not None else "refused") for r in rates
+        )
+        tau_ms = M.line_tau_us(e[M.SYR_COMPLIANCE_NL_KPA]) / 1000
+        shots = steady_shots(model, [d * 1000 for d in DOSE_TABLE_UL])
+        for i, (dose_nl, p) in enumerate(shots.items()):
+            print(
+                "  %-6s %9s %7g %11.2f%% %8.1f%% %9.1f%% %7.1f%%  %s"
+                % (
+                    e[M.SYR_NAME] if i == 0 else "",
+                    "%.1f" % tau_ms if i == 0 else "",
+                    dose_nl / 1000,
+                    p.dose_error * 100,
+                    p.in_skin_share * 100,
+                    p.at_depth_share * 100,
+                    p.tail_nl / dose_nl * 100,
+                    rates_txt if i == 0 else "",
+                )
+            )
+    line("  wall time", "%.1f" % (time.monotonic() - t0), "s")
 
 
 def cpython_tick():
@@ -476,6 +553,8 @@ def main():
     line("  wall time", "%.2f" % wall, "s")
     line("  speed", "%.0f" % (sim_s / wall), "simulated s per wall s")
 
+    dose_table()
+
     ref, ticks = cpython_tick()
     print("== tick on CPython")
     line("reference loop (10,000 x x=x+1)", ref, "us")
@@ -516,4 +595,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] == ["dose"]:
+        dose_table()
+    else:
+        main()

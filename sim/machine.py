@@ -7,6 +7,7 @@ firmware. Positions come from the step words the core actually emitted.
 import math
 import random
 from collections import deque
+from dataclasses import dataclass
 
 from injcore import codes as C
 from injcore import machine as M
@@ -103,36 +104,104 @@ class PioAxis:
                 self.motor_steps += sign * n
 
 
+@dataclass(frozen=True)
+class Line:
+    """The needle on the syringe and the drug in it: what sets the line's resistance.
+
+    The defaults are the reference line of machine.py (30 G x 4 mm, water);
+    docs/line-model.md gives the figures and their sources.
+    """
+
+    gauge: int = M.REF_NEEDLE_GAUGE  # a key of machine.NEEDLE_ID_UM
+    needle_length_um: int = M.REF_NEEDLE_LENGTH_UM
+    viscosity_upa_s: int = M.REF_VISCOSITY_UPA_S
+
+    def resistance_kpa_s_per_ul(self):
+        """Hagen-Poiseuille through the needle's bore (machine.needle_r_pa_s_ml)."""
+        r = M.needle_r_pa_s_ml(self.gauge, self.needle_length_um, self.viscosity_upa_s)
+        return r / 1e6  # Pa per mL/s -> kPa per uL/s
+
+
+AIR = "air"  # drawn in through a tip out of the skin
+TISSUE = "tissue"  # drawn in through a tip in the skin: tissue fluid
+
+
 class Fluid:
     """Syringe, line and needle: a compliant volume drained through a resistance.
 
-    Plunger displacement compresses the line (compliance C); the needle lets
-    fluid out at Q = P / R. Force on the load cell is pressure times barrel area
-    plus a little friction. A blocked needle has R -> infinity, so pressure and
-    force climb with every step pushed.
+    Plunger displacement compresses the line (compliance C, from the syringe
+    model); the needle lets liquid out at Q = P / R (R from the Line): a
+    first-order lag with time constant R*C. Force on the load cell is pressure
+    times barrel area, plus the stopper's friction while it slides (Machine).
+    A blocked needle has R -> infinity, so pressure and force climb with every
+    step pushed.
+
+    Below zero pressure (a suck-back) the tip draws in what is outside it:
+    air with the tip out of the skin, tissue fluid with it in. What was drawn
+    in sits at the tip and leaves first when the line pushes again, before any
+    drug; air adds its own compliance (isothermal, at atmospheric pressure).
+    `delivered_ul` is the drug that left the needle, net; `outflow_ul` is all
+    that left, drawn-in volume included (the plunger's displacement less what
+    the line holds).
     """
 
-    R_KPA_S_PER_UL = 2.0  # needle flow resistance: 100 uL/s needs 200 kPa
-    COMPLIANCE_UL_PER_KPA = 0.015  # time constant R*C = 30 ms
-    FRICTION_N = 0.3
+    P_ATM_KPA = 101.325  # air drawn in is at this absolute pressure
 
-    def __init__(self):
+    def __init__(self, compliance_ul_per_kpa, r_kpa_s_per_ul, friction_n=0.0):
+        # Machine.new_fluid gives the figures of a syringe model on the machine's Line.
+        self.compliance_ul_per_kpa = compliance_ul_per_kpa
+        self.r_kpa_s_per_ul = r_kpa_s_per_ul
+        self.friction_n = friction_n  # the stopper's glide friction, while it slides
         self.excess_ul = 0.0  # volume squeezed into the line's compliance
-        self.delivered_ul = 0.0  # out of the needle tip, net
+        self.delivered_ul = 0.0  # drug out of the needle tip, net
+        self.outflow_ul = 0.0  # all that left the tip, net
+        self.drawn = []  # [kind, uL] drawn in at the tip, the newest last (it leaves first)
         self.blocked = False
 
-    def step(self, pushed_ul, area_mm2, dt_s):
+    @property
+    def air_ul(self):
+        return sum(v for kind, v in self.drawn if kind == AIR)
+
+    @property
+    def drawn_in_ul(self):
+        """Air and tissue fluid in the needle: pushed out before drug flows again."""
+        return sum(v for _, v in self.drawn)
+
+    def compliance(self):
+        """uL per kPa: the line's, plus the air in it (V / P_atm)."""
+        return self.compliance_ul_per_kpa + self.air_ul / self.P_ATM_KPA
+
+    def tau_s(self):
+        return self.r_kpa_s_per_ul * self.compliance()
+
+    def pressure_kpa(self):
+        return self.excess_ul / self.compliance()
+
+    def step(self, pushed_ul, area_mm2, dt_s, tip_in_skin=True):
+        """Advance dt_s with pushed_ul more displaced by the plunger; returns the force, N."""
         self.excess_ul += pushed_ul
         if self.blocked:
             out = 0.0
         else:
-            tau = self.R_KPA_S_PER_UL * self.COMPLIANCE_UL_PER_KPA
-            out = self.excess_ul * (1.0 - math.exp(-dt_s / tau))
+            out = self.excess_ul * (1.0 - math.exp(-dt_s / self.tau_s()))
         self.excess_ul -= out
-        self.delivered_ul += out
-        pressure_kpa = self.excess_ul / self.COMPLIANCE_UL_PER_KPA
-        force_n = pressure_kpa * area_mm2 / 1000.0  # kPa x mm^2 = mN
-        return force_n
+        self.outflow_ul += out
+        if out > 0:
+            while out > 0 and self.drawn:  # what was drawn in leaves first
+                seg = self.drawn[-1]
+                took = min(out, seg[1])
+                seg[1] -= took
+                out -= took
+                if seg[1] <= 1e-12:
+                    self.drawn.pop()
+            self.delivered_ul += out
+        elif out < 0:
+            kind = TISSUE if tip_in_skin else AIR
+            if self.drawn and self.drawn[-1][0] == kind:
+                self.drawn[-1][1] -= out
+            else:
+                self.drawn.append([kind, -out])
+        return self.pressure_kpa() * area_mm2 / 1000.0  # kPa x mm^2 = mN
 
 
 class Machine:
@@ -140,17 +209,24 @@ class Machine:
 
     STOPPER_N_PER_UM = 0.05  # a rubber stopper pressed on the barrel's end: 50 N/mm
     SLIDE_MS = 5  # the stopper counts as sliding this long after its last step
+    # The stopper's glide friction grows with its rim: 0.3 N on the 1 mL's 14.8 mm
+    # (an ESTIMATE: docs/line-model.md), 0.9 N on the 10 mL's 45 mm.
+    FRICTION_N_PER_MM_RIM = 0.02
 
-    def __init__(self, needle_start_um=3000.0, plunger_start_um=12000.0, seed=1):
+    def __init__(
+        self, needle_start_um=3000.0, plunger_start_um=12000.0, seed=1, line=None, syringe_model=1
+    ):
         self.rng = random.Random(seed)
         self.needle_axis = PioAxis(round(needle_start_um / NEEDLE_UM_PER_STEP))
         self.plunger_axis = PioAxis(round(plunger_start_um / PLUNGER_UM_PER_STEP))
         self.backlash_um = 20.0
         # The pusher face lags the nut by up to the backlash; it starts engaged forward.
         self.face_um = self.plunger_axis.motor_steps * PLUNGER_UM_PER_STEP
-        self.fluid = Fluid()
+        self.line = line or Line()  # the needle and the drug (sim.machine.Line)
         self.syringe_present = False
-        self.syringe_area_mm2 = M.SYRINGES[1][M.SYR_AREA_CMM2] / 100
+        self.syringe_model = syringe_model
+        self.syringe_area_mm2 = M.SYRINGES[syringe_model][M.SYR_AREA_CMM2] / 100
+        self.fluid = self.new_fluid(syringe_model)
         self.syringe_face0_um = 0.0  # face position at which the syringe is full
         self.trigger = False
         self.pedal = False
@@ -243,7 +319,7 @@ class Machine:
             squeezed_um = max(0.0, self.face_um - bottom)
             pushed -= (squeezed_um - max(0.0, old_face - bottom)) * self.syringe_area_mm2 / 1000.0
         self.force_n = (
-            self.fluid.step(pushed, self.syringe_area_mm2, dt_us / 1e6)
+            self.fluid.step(pushed, self.syringe_area_mm2, dt_us / 1e6, tip_in_skin=tip > 0)
             if self.syringe_present
             else 0.0
         )
@@ -253,7 +329,7 @@ class Machine:
         if self.syringe_present and self.now_us < self._slide_until_us:
             # The rubber stopper drags while it slides; at a slow speed the steps
             # come a few ms apart but the stopper does not stick between them.
-            self.force_n += self._slide_dir * self.fluid.FRICTION_N
+            self.force_n += self._slide_dir * self.fluid.friction_n
         self.force_n += squeezed_um * self.STOPPER_N_PER_UM
         # The HX711 samples at 80 Hz: the core sees the latest sample, held.
         if self.now_us >= self._hx711_due_us:
@@ -265,8 +341,19 @@ class Machine:
         """A full syringe of `model` (an id of machine.SYRINGES) seated with its plunger against
         the pusher at the rear switch."""
         self.syringe_present = True
+        self.syringe_model = model
         self.syringe_area_mm2 = M.SYRINGES[model][M.SYR_AREA_CMM2] / 100
-        self.fluid = Fluid()
+        self.fluid = self.new_fluid(model)
+
+    def new_fluid(self, model):
+        """A primed line for syringe `model` on this machine's needle and drug."""
+        area_mm2 = M.SYRINGES[model][M.SYR_AREA_CMM2] / 100
+        rim_mm = 2 * math.sqrt(math.pi * area_mm2)
+        return Fluid(
+            compliance_ul_per_kpa=M.SYRINGES[model][M.SYR_COMPLIANCE_NL_KPA] / 1000,
+            r_kpa_s_per_ul=self.line.resistance_kpa_s_per_ul(),
+            friction_n=self.FRICTION_N_PER_MM_RIM * rim_mm,
+        )
 
     def remove_syringe(self):
         self.syringe_present = False

@@ -1,5 +1,6 @@
 """The simulator: the real control core, the machine model and a simulated clock."""
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from injcore import codes as C
@@ -10,9 +11,27 @@ from injcore.settings import MODE_NAMES, Settings
 
 from .machine import NEEDLE_UM_PER_STEP, Machine
 
+# Where a dose goes, measured on the model's side (sim.machine: the fluid and the
+# motors' true positions), not from what the core counted.
+AT_DEPTH_UM = 50  # "at depth": the tip within this of the set depth
+TAIL_MS = 3000  # a puncture's tail is watched this long after the tip left the skin
+ENTRY_WINDOW_TICKS = 5  # the needle's speed at skin entry: its travel over these ticks
+
 
 @dataclass
 class Puncture:
+    """One finished puncture: the core's record, and what the model saw of it.
+
+    The drug figures come from the fluid model's `delivered_ul` (drug that
+    left the needle; what a suck-back drew in is not drug), split by where
+    the tip was when it left: before the tip entered the skin
+    (pre_entry_nl), in the skin (in_skin_nl; at_depth_nl the part of it with
+    the tip within AT_DEPTH_UM of the set depth) and after the tip left the
+    skin (tail_nl, until the next puncture started or TAIL_MS passed, whichever
+    came first; Simulator.tail_ms). dose_out_nl adds them up; the shares are
+    of the dose set.
+    """
+
     number: int
     mode: str
     depth_set_um: int
@@ -21,9 +40,89 @@ class Puncture:
     dose_set_nl: int
     dose_steps: int
     dose_nl: int  # from counted plunger steps
-    outflow_nl: float  # what left the needle in the fluid model during the puncture
+    outflow_nl: float  # drug out of the needle in the fluid model, advance to the puncture's end
     duration_ms: int
     start_ms: float
+    pre_entry_nl: float = 0.0  # drug out before the tip entered the skin (on the skin)
+    in_skin_nl: float = 0.0  # drug out while the tip was in the skin (tip > 0 um)
+    at_depth_nl: float = 0.0  # of in_skin_nl, with the tip within AT_DEPTH_UM of the set depth
+    tail_nl: float = 0.0  # drug out after the tip left the skin (on the skin)
+    tail_ms: float = 0.0  # how long the tail has been watched so far
+    entry_speed_um_s: float | None = None  # the needle's speed as the tip crossed 0 um
+    interval_ms: float | None = None  # from the previous puncture's start (nappage: 1 / rate)
+    # Air and tissue fluid in the needle (drawn in by suck-backs) when the puncture
+    # started and when its tail ended: what was drawn in has displaced drug, so the
+    # drug out is the plunger's net push plus the growth of this column.
+    drawn_in_start_nl: float = 0.0
+    drawn_in_end_nl: float = 0.0
+
+    @property
+    def dose_out_nl(self):
+        """All the drug this puncture put out: before, in and after the skin."""
+        return self.pre_entry_nl + self.in_skin_nl + self.tail_nl
+
+    @property
+    def dose_error(self):
+        """Drug out against the dose set, as a fraction (+0.01: 1 % more)."""
+        return self.dose_out_nl / self.dose_set_nl - 1
+
+    @property
+    def in_skin_share(self):
+        return self.in_skin_nl / self.dose_set_nl
+
+    @property
+    def at_depth_share(self):
+        """The share of the dose set that left with the tip at its set depth."""
+        return self.at_depth_nl / self.dose_set_nl
+
+
+class _Meter:
+    """The model-side figures of the puncture under way, and of its tail once it is recorded."""
+
+    def __init__(self, start_ms, depth_set_um, tail_ms, drawn_in_nl):
+        self.start_ms = start_ms
+        self.depth_set_um = depth_set_um
+        self.tail_watch_ms = tail_ms
+        self.drawn_in_start_nl = self.drawn_in_end_nl = drawn_in_nl
+        self.phase = "pre"  # pre -> skin -> tail -> done
+        self.pre_entry_nl = self.in_skin_nl = self.at_depth_nl = self.tail_nl = 0.0
+        self.tail_start_ms = None
+        self.tail_ms = 0.0
+        self.entry_speed_um_s = None
+        self.record = None  # the Puncture, once the core has counted it
+
+    def add(self, now_ms, tip_um, drug_nl, tips, drawn_in_nl):
+        self.drawn_in_end_nl = drawn_in_nl
+        if self.phase == "pre":
+            if tip_um > 0:
+                self.phase = "skin"
+                span = len(tips) - 1
+                if span > 0:
+                    self.entry_speed_um_s = (tips[-1] - tips[0]) * 1000 / (span * M.TICK_US / 1000)
+            else:
+                self.pre_entry_nl += drug_nl
+        if self.phase == "skin":
+            if tip_um > 0:
+                self.in_skin_nl += drug_nl
+                if abs(tip_um - self.depth_set_um) <= AT_DEPTH_UM:
+                    self.at_depth_nl += drug_nl
+            else:
+                self.phase = "tail"
+                self.tail_start_ms = now_ms - M.TICK_US / 1000  # it left during this tick
+        if self.phase == "tail":
+            self.tail_nl += drug_nl
+            self.tail_ms = now_ms - self.tail_start_ms
+            if self.tail_ms >= self.tail_watch_ms:
+                self.phase = "done"
+        if self.record is not None:
+            self.flush()
+
+    def flush(self):
+        p = self.record
+        p.pre_entry_nl, p.in_skin_nl = self.pre_entry_nl, self.in_skin_nl
+        p.at_depth_nl, p.tail_nl, p.tail_ms = self.at_depth_nl, self.tail_nl, self.tail_ms
+        p.entry_speed_um_s = self.entry_speed_um_s
+        p.drawn_in_start_nl, p.drawn_in_end_nl = self.drawn_in_start_nl, self.drawn_in_end_nl
 
 
 @dataclass
@@ -60,6 +159,11 @@ class Simulator:
         self._seen = 0
         self._outflow0 = 0.0
         self._start_ms = 0.0
+        self._meter = None  # the model-side figures of the puncture under way (_Meter)
+        self.tail_ms = TAIL_MS  # how long a puncture's tail is watched (a slow line: longer)
+        self._fluid = self.machine.fluid
+        self._drug_ul = self._fluid.delivered_ul
+        self._tips = deque(maxlen=ENTRY_WINDOW_TICKS + 1)  # the tip's last positions, um
         self._prev_state = self.core.state
         self.main_loop = []  # callables run after every tick, like the board's main loop
 
@@ -88,7 +192,13 @@ class Simulator:
             m.needle_depth_max_um = -1e9
             self._outflow0 = m.fluid.delivered_ul
             self._start_ms = self.now_us / 1000
+            if self._meter is not None and self._meter.record is not None:
+                self._meter.phase = "done"  # the next puncture ends the last one's tail
+            self._meter = _Meter(
+                self._start_ms, core.settings.depth_um, self.tail_ms, m.fluid.drawn_in_ul * 1000
+            )
         self._prev_state = state
+        self._measure()
         if core.punctures != self._seen:
             self._record()
         for fn in self.main_loop:
@@ -117,6 +227,7 @@ class Simulator:
         self.now_us += M.TICK_US
         m.step(M.TICK_US)
         m.starve(False)
+        self._measure()
         if self.tracing:
             t = self.trace
             t.t_ms.append(self.now_us / 1000)
@@ -163,11 +274,25 @@ class Simulator:
             timeout_ms,
         )
 
+    def _measure(self):
+        """Where the drug that left the needle this tick went (the _Meter of the puncture)."""
+        m = self.machine
+        tip = m.needle_tip_um()
+        self._tips.append(tip)
+        if m.fluid is not self._fluid:  # a syringe inserted: a new line, counted from zero
+            self._fluid, self._drug_ul = m.fluid, 0.0
+        drug_nl = (m.fluid.delivered_ul - self._drug_ul) * 1000
+        self._drug_ul = m.fluid.delivered_ul
+        meter = self._meter
+        if meter is not None and meter.phase != "done":
+            meter.add(self.now_us / 1000, tip, drug_nl, self._tips, m.fluid.drawn_in_ul * 1000)
+
     def _record(self):
         core, m = self.core, self.machine
         rec = core.last_puncture
         s = core.settings
         self._seen = core.punctures
+        prev = self.punctures[-1] if self.punctures else None
         self.punctures.append(
             Puncture(
                 number=rec[L.P_NUMBER],
@@ -181,8 +306,48 @@ class Simulator:
                 outflow_nl=(m.fluid.delivered_ul - self._outflow0) * 1000,
                 duration_ms=rec[L.P_TICKS],
                 start_ms=self._start_ms,
+                interval_ms=self._start_ms - prev.start_ms if prev else None,
             )
         )
+        if self._meter is not None:
+            self._meter.record = self.punctures[-1]
+            self._meter.flush()
+
+    # ---- asking the core ----------------------------------------------------------
+
+    def highest_shot_rate_mhz(self, **settings):
+        """The highest nappage rate the core accepts with `settings`, in mHz; None if none.
+
+        Found by asking the core (Core.configure, a SettingsError for a rate it
+        refuses) on the setting's grid, by bisection; the settings the core
+        had are put back. Only while the core is idle.
+        """
+        from injcore.settings import MODE_CONTINUOUS, RANGES, SettingsError
+
+        core = self.core
+        before = core.settings.as_dict()
+        lo, hi, step, _ = RANGES["shot_rate_mhz"]
+
+        def accepts(rate):
+            try:
+                core.configure(**dict(settings, mode=MODE_CONTINUOUS, shot_rate_mhz=rate))
+            except SettingsError:
+                return False
+            return True
+
+        try:
+            if not accepts(lo):
+                return None
+            good, bad = 0, (hi - lo) // step + 1  # grid indexes: good accepted, bad refused
+            while bad - good > 1:
+                mid = (good + bad) // 2
+                if accepts(lo + mid * step):
+                    good = mid
+                else:
+                    bad = mid
+            return lo + good * step
+        finally:
+            core.configure(**before)
 
     # ---- operator actions ------------------------------------------------------
 

@@ -61,24 +61,46 @@ PRIME_RATE_NL_S = const(10_000)  # prime pushes slowly to purge air
 # Homing gives up after the full travel plus this margin (hazard H12).
 HOME_MARGIN_UM = const(2000)
 
+# The line between the plunger and the skin: the syringe, the needle and the drug
+# (docs/line-model.md has the figures' sources). A push first squeezes the line's
+# compliance C, then leaves through the needle's resistance R: a first-order lag,
+# time constant R x C (line_tau_us). Compliance is in nL per kPa (= uL per MPa).
+# The rubber stopper gives under the line pressure like a spring: A^2 / k for a
+# barrel area A and an axial stiffness k; the hub, the barrel wall and the liquid
+# add a little. Both figures are ESTIMATES: k puts a 50 mL syringe at 10 uL/kPa,
+# inside the 9-21 uL/kPa measured on syringe-pump set-ups; a syringe's measured
+# compliance replaces the estimate in its SYRINGES row.
+STOPPER_STIFFNESS_N_MM = const(30)
+LINE_COMPLIANCE_NL_KPA = const(5)
+
+
+def compliance_nl_kpa(area_cmm2):
+    """The line's compliance with a barrel of area_cmm2, nL per kPa: A^2 / k plus the rest."""
+    k = STOPPER_STIFFNESS_N_MM * 10_000  # area_cmm2^2 / 10^4 is mm^4; mm^4 / (N/mm) is nL/kPa
+    return (area_cmm2 * area_cmm2 + k // 2) // k + LINE_COMPLIANCE_NL_KPA
+
+
 # Syringe models, keyed by the model id that the settings (syringe_model), the
 # treatment log and stored records carry. The first ids equal the sizes in mL
 # they were keyed by before there were models, so old records stay valid; a
 # new model takes an unused id up to 31 (the log keeps 5 bits); 0 is
 # CUSTOM_SYRINGE. Each entry, read by the SYR_* indexes: name (what the menu
 # and reports show, at most 8 characters), nominal size uL, inner
-# cross-section 0.01 mm^2, capacity nL, dead space nL. BD Plastipak figures;
-# the 3 mL dead space is not in the reference table and is taken as the 5 mL one.
+# cross-section 0.01 mm^2, capacity nL, dead space nL, the line's compliance
+# nL/kPa (compliance_nl_kpa's estimate from the area until the model's own is
+# measured). BD Plastipak figures; the 3 mL dead space is not in the reference
+# table and is taken as the 5 mL one. New columns go at the end: the indexes stay.
 SYR_NAME = const(0)
 SYR_NOMINAL_UL = const(1)
 SYR_AREA_CMM2 = const(2)
 SYR_CAPACITY_NL = const(3)
 SYR_DEAD_NL = const(4)
+SYR_COMPLIANCE_NL_KPA = const(5)
 SYRINGES = {
-    1: ("1 mL", 1000, 1734, 1_000_000, 70_000),
-    3: ("3 mL", 3000, 5789, 3_000_000, 75_000),
-    5: ("5 mL", 5000, 11290, 5_000_000, 75_000),
-    10: ("10 mL", 10_000, 16350, 10_000_000, 100_000),
+    1: ("1 mL", 1000, 1734, 1_000_000, 70_000, compliance_nl_kpa(1734)),
+    3: ("3 mL", 3000, 5789, 3_000_000, 75_000, compliance_nl_kpa(5789)),
+    5: ("5 mL", 5000, 11290, 5_000_000, 75_000, compliance_nl_kpa(11290)),
+    10: ("10 mL", 10_000, 16350, 10_000_000, 100_000, compliance_nl_kpa(16350)),
 }
 # Gravimetric calibration: what a syringe really delivers per counted volume,
 # in ppm. Beyond +-20 % the syringe or the scale is wrong, not the table.
@@ -96,9 +118,27 @@ CUSTOM_DEAD_NL = const(100_000)
 NEEDLE_LENGTH_UM = const(4000)  # usable needle length: depth never exceeds it
 NEEDLE_LENGTH_MAX_UM = const(6000)
 
+# Needles: nominal inner diameter by gauge, um, regular wall (a thin-wall needle of
+# the same gauge is wider; its maker states the bore). The needle's bore sets the
+# line's resistance (needle_r_pa_s_ml); docs/line-model.md has the sources.
+NEEDLE_ID_UM = {27: 210, 28: 184, 29: 184, 30: 159, 31: 133, 32: 108}
+# The reference line the simulator and the figures assume: the usual mesotherapy
+# needle, 32 G and 4 mm long (the usable length NEEDLE_LENGTH_UM allows), water.
+# The finest needle of the table: the slowest line of the common ones.
+REF_NEEDLE_GAUGE = const(32)
+REF_NEEDLE_LENGTH_UM = const(4000)
+WATER_UPA_S = const(1002)  # viscosity at 20 C, micropascal seconds (1.002 mPa s)
+# Non-cross-linked hyaluronic acid, as it flows through a fine needle: an ESTIMATE
+# (it thins under shear: Pa s at rest, tens of mPa s at the bore's shear rates).
+HYALURONIC_UPA_S = const(50_000)
+REF_VISCOSITY_UPA_S = WATER_UPA_S
+
 # Safety defaults (engineer limits, settings.Limits) and monitor figures
 SESSION_CAP_NL = const(5_000_000)  # 5 mL a session unless the engineer says otherwise
-OCCLUSION_KPA = const(400)  # twice the pressure of 100 uL/s through a 30 G needle
+# 400 kPa: 100 uL/s of water needs about 120 kPa through the reference 32 G x 4 mm
+# needle, 26 kPa through a 30 G x 4 mm one and 390 kPa through a 32 G x 13 mm one
+# (needle_r_pa_s_ml); a viscous drug needs a lower rate (docs/line-model.md).
+OCCLUSION_KPA = const(400)
 OCCLUSION_FRICTION_MN = const(500)  # stopper friction allowed on top of the pressure
 RELIEF_MAX_UM = const(1000)  # plunger back-off after an occlusion, at most
 RELIEF_SPEED_UM_S = const(2000)
@@ -135,3 +175,34 @@ def nl_for_plunger_steps(steps, area_cmm2):
     """Volume in nL displaced by `steps` microsteps, to the nearest nL."""
     num = steps * 10 * area_cmm2
     return (num + PLUNGER_STEPS_PER_MM // 2) // PLUNGER_STEPS_PER_MM
+
+
+def needle_r_pa_s_ml(gauge, length_um, viscosity_upa_s):
+    """Flow resistance of a needle's bore, Pa per mL/s: Hagen-Poiseuille, 128 mu L / (pi d^4).
+
+    Integer maths with pi as 355/113; outside the tick (the products pass 2^30:
+    long integers on the device). 30 G x 4 mm with water: about 256,000.
+    """
+    d = NEEDLE_ID_UM[gauge]
+    den = 355 * d * d * d * d
+    return (128 * 113 * 1_000_000 * viscosity_upa_s * length_um + den // 2) // den
+
+
+def line_tau_us(
+    compliance_nl_kpa,
+    gauge=REF_NEEDLE_GAUGE,
+    length_um=REF_NEEDLE_LENGTH_UM,
+    viscosity_upa_s=REF_VISCOSITY_UPA_S,
+):
+    """The line's time constant R x C in us, for a compliance (SYRINGES' column) and a needle.
+
+    Pa s/mL times nL/kPa is ns. The 1 mL syringe on the reference line: about 18 ms.
+    """
+    r = needle_r_pa_s_ml(gauge, length_um, viscosity_upa_s)
+    return (r * compliance_nl_kpa + 500) // 1000
+
+
+def syringe_compliance_nl_kpa(model, area_cmm2):
+    """The compliance of syringe `model` (SYRINGES' column), or of a custom barrel's area."""
+    e = SYRINGES.get(model)
+    return e[SYR_COMPLIANCE_NL_KPA] if e else compliance_nl_kpa(area_cmm2)

@@ -74,6 +74,9 @@ def machine_model(**changes):
     from board import pins
     from injcore import machine as M
 
+    ref_r_pa_s_ml = M.needle_r_pa_s_ml(
+        M.REF_NEEDLE_GAUGE, M.REF_NEEDLE_LENGTH_UM, M.REF_VISCOSITY_UPA_S
+    )
     model = dict(
         needle_start_steps=M.um_to_needle_steps(500),  # half a millimetre in front of the switch
         plunger_start_steps=M.um_to_plunger_steps(1000),
@@ -81,9 +84,10 @@ def machine_model(**changes):
         backlash_steps=M.um_to_plunger_steps(M.PLUNGER_BACKLASH_UM),
         um_per_plunger_step=1000 / M.PLUNGER_STEPS_PER_MM,
         syringe_area_mm2=M.SYRINGES[1][M.SYR_AREA_CMM2] / 100,
-        # The line: needle resistance and compliance as in sim/machine.py (Fluid).
-        line_r=2.0,
-        line_c=0.015,
+        # The line as sim/machine.py's Fluid has it: the reference needle and drug
+        # (kPa per uL/s) and the 1 mL syringe's compliance (uL per kPa).
+        line_r=ref_r_pa_s_ml / 1e6,
+        line_c=M.SYRINGES[1][M.SYR_COMPLIANCE_NL_KPA] / 1000,
         hx711_counts_per_mn=876 / 10,  # board/hx711.py's default scale, inverted
         hx711_period_us=12_500,
         i2c_hz=pins.I2C_HZ,
