@@ -15,7 +15,7 @@ from .machine import NEEDLE_UM_PER_STEP, Machine
 # motors' true positions), not from what the core counted.
 AT_DEPTH_UM = 50  # "at depth": the tip within this of the set depth
 TAIL_MS = 3000  # a puncture's tail is watched this long after the tip left the skin
-ENTRY_WINDOW_TICKS = 5  # the needle's speed at skin entry: its travel over these ticks
+ENTRY_WINDOW_TICKS = 3  # the needle's speed at skin entry: its travel over these ticks
 
 
 @dataclass

@@ -265,7 +265,7 @@ class Core:
         self.settings = Settings()
         self.dose_factor_ppm = M.DOSE_FACTOR_ONE_PPM  # gravimetric calibration (set_calibration)
         self.protocol_cap_nl = 0  # a protocol's session cap, below the engineer's; 0: none
-        self.line_tau_us = M.LINE_TAU_US  # pressure advance (set_line_tau)
+        self._tau_measured = None  # (tau us, the compliance it was measured with): set_line_tau
         s[_TAKEUP_N] = max(
             1, M.um_to_plunger_steps(M.PLUNGER_TAKEUP_SPEED_UM_S) * M.TICK_US // 1_000_000
         )
@@ -562,14 +562,32 @@ class Core:
             self.S[_GAP] = steps
 
     def set_line_tau(self, tau_us):
-        """The line's time constant pressure advance uses (a measurement's result, us)."""
+        """The line's time constant pressure advance uses (a measurement's result, us;
+        0: no pressure advance; None: back to the reference line's estimate)."""
         if self.state not in IDLE:
             raise SettingsError.one("line_tau_us", SettingsError.NOT_IDLE)
-        if not isinstance(tau_us, int) or not 0 <= tau_us <= M.LINE_TAU_MAX_US:
+        if tau_us is not None and (
+            not isinstance(tau_us, int) or not 0 <= tau_us <= M.LINE_TAU_MAX_US
+        ):
             raise SettingsError.one(
                 "line_tau_us", SettingsError.RANGE, tau_us, 0, M.LINE_TAU_MAX_US
             )
-        self._reconfigure("line_tau_us", tau_us)
+        c = M.syringe_compliance_nl_kpa(self.settings.syringe_model, self._area_nominal)
+        self._reconfigure("_tau_measured", None if tau_us is None else (tau_us, c))
+
+    def line_tau_for(self, settings):
+        """The line's time constant pressure advance plans `settings` with, us: the measured
+        one (set_line_tau) scaled to the syringe's compliance (the needle's resistance stays),
+        else the reference line's estimate for the syringe (machine.line_tau_us)."""
+        c = M.syringe_compliance_nl_kpa(settings.syringe_model, settings.syringe()[0])
+        if self._tau_measured is not None:
+            tau_us, c0 = self._tau_measured
+            return tau_us * c // c0
+        return M.line_tau_us(c)
+
+    @property
+    def line_tau_us(self):
+        return self.line_tau_for(self.settings)
 
     def acknowledge(self):
         """Clear a latched fault; motion then needs homing again (H3)."""

@@ -33,7 +33,9 @@ PLUNGER_STEPS_PER_MM = const(3200)
 PLUNGER_STEPS_PER_FULL_STEP = const(16)
 PLUNGER_TRAVEL_UM = const(66_000)  # rear switch to front limit switch
 PLUNGER_MAX_SPEED_UM_S = const(10_000)
-PLUNGER_ACCEL_UM_S2 = const(2_000_000)  # the nut is light: the line, not inertia, limits the flow
+# The nut, the pusher and the syringe's plunger are light: 10 m/s^2 asks 0.07 N m of the
+# motor (rotor and screw about 1e-6 kg m^2, 1 mm lead); the line, not inertia, shapes the flow.
+PLUNGER_ACCEL_UM_S2 = const(10_000_000)
 PLUNGER_HOME_FAST_UM_S = const(5000)
 PLUNGER_HOME_SLOW_UM_S = const(500)
 PLUNGER_HOME_BACKOFF_UM = const(1000)
@@ -41,10 +43,10 @@ PLUNGER_BACKLASH_UM = const(20)  # taken up on every reversal before fluid moves
 # The take-up crosses the backlash without a ramp (the nut carries no load), so
 # at a speed a stepper starts at without losing steps: 2.5 mm/s, 500 full steps/s.
 PLUNGER_TAKEUP_SPEED_UM_S = const(2500)
-# The line's time constant (stopper compliance x needle resistance) that pressure
-# advance starts from until the engineer measures it (Core.set_line_tau).
-LINE_TAU_US = const(30_000)
-LINE_TAU_MAX_US = const(2_000_000)
+# The longest line time constant (stopper compliance x needle resistance) an
+# engineer may set (Core.set_line_tau); until then pressure advance plans with
+# the reference line's estimate for the syringe (line_tau_us below).
+LINE_TAU_MAX_US = const(60_000_000)
 # Backlash measurement (Core.start_backlash): a 50 um push engages the nut
 # forward (about 0.9 uL out of a 1 mL syringe, into the cup), the line settles,
 # then a slow 300 um back-off; a force drop of BACKLASH_DETECT_MN marks the
@@ -123,9 +125,9 @@ NEEDLE_LENGTH_MAX_UM = const(6000)
 # line's resistance (needle_r_pa_s_ml); docs/line-model.md has the sources.
 NEEDLE_ID_UM = {27: 210, 28: 184, 29: 184, 30: 159, 31: 133, 32: 108}
 # The reference line the simulator and the figures assume: the usual mesotherapy
-# needle, 32 G and 4 mm long (the usable length NEEDLE_LENGTH_UM allows), water.
-# The finest needle of the table: the slowest line of the common ones.
-REF_NEEDLE_GAUGE = const(32)
+# needle (machine.md: 27-30 G of 3-6 mm), 30 G and 4 mm long (the usable length
+# NEEDLE_LENGTH_UM allows), water. A 32 G line is 4.7 times slower (docs/line-model.md).
+REF_NEEDLE_GAUGE = const(30)
 REF_NEEDLE_LENGTH_UM = const(4000)
 WATER_UPA_S = const(1002)  # viscosity at 20 C, micropascal seconds (1.002 mPa s)
 # Non-cross-linked hyaluronic acid, as it flows through a fine needle: an ESTIMATE
@@ -135,8 +137,8 @@ REF_VISCOSITY_UPA_S = WATER_UPA_S
 
 # Safety defaults (engineer limits, settings.Limits) and monitor figures
 SESSION_CAP_NL = const(5_000_000)  # 5 mL a session unless the engineer says otherwise
-# 400 kPa: 100 uL/s of water needs about 120 kPa through the reference 32 G x 4 mm
-# needle, 26 kPa through a 30 G x 4 mm one and 390 kPa through a 32 G x 13 mm one
+# 400 kPa: 100 uL/s of water needs about 26 kPa through the reference 30 G x 4 mm
+# needle, 120 kPa through a 32 G x 4 mm one and 390 kPa through a 32 G x 13 mm one
 # (needle_r_pa_s_ml); a viscous drug needs a lower rate (docs/line-model.md).
 OCCLUSION_KPA = const(400)
 OCCLUSION_FRICTION_MN = const(500)  # stopper friction allowed on top of the pressure

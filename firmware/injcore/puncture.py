@@ -155,7 +155,8 @@ MOVES = (
     (_C_SUCKBACK, "suck-back"),
 )
 SET_RAMPS = len(MOVES) * 2 * RAMP_TICKS_MAX  # ramp entries one plan set uses
-LEFT_IN_LINE_PER_DOSE = 50  # the wait at depth leaves at most 1/50 of the dose in the line
+LEFT_IN_LINE_PER_DOSE = 30  # the wait at depth leaves at most 1/30 of the dose in the line
+AT_DEPTH_UM = 50  # the tip counts as at its depth this close to it (also while it leaves)
 
 
 def load(s):
@@ -217,12 +218,25 @@ def _outflow_steps(q_steps_s, ticks):
 
 
 def _ticks_to_empty(stored_steps, left_steps, tau_us):
-    """Ticks the line takes to fall from `stored_steps` to `left_steps` (e-folds of tau)."""
-    folds = 0
-    while stored_steps > left_steps and folds < 20:
-        stored_steps = stored_steps * 368 // 1000  # 1/e
-        folds += 1
-    return (folds * tau_us + M.TICK_US - 1) // M.TICK_US
+    """Ticks the line takes to fall from `stored_steps` to `left_steps`, in eighths of tau."""
+    eighths = 0
+    while stored_steps > left_steps and eighths < 160:
+        stored_steps = stored_steps * 8825 // 10000  # exp(-1/8)
+        eighths += 1
+    return (eighths * tau_us // 8 + M.TICK_US - 1) // M.TICK_US
+
+
+def _ticks_still_at_depth(needle_out):
+    """The first ticks of the retract, while the tip is still within AT_DEPTH_UM of its depth:
+    the line goes on emptying into the skin then."""
+    near = M.um_to_needle_steps(AT_DEPTH_UM)
+    moved = ticks = 0
+    for n in needle_out.accel[: needle_out.ramp_ticks]:
+        moved += n
+        if moved > near:
+            break
+        ticks += 1
+    return ticks
 
 
 def plan_cycle(core, st, ps):  # noqa: C901  (one plan after the other, each with its reason)
@@ -242,11 +256,11 @@ def plan_cycle(core, st, ps):  # noqa: C901  (one plan after the other, each wit
     continuous = st.mode == _MODE_CONTINUOUS
     speed = M.um_to_needle_steps(st.speed_um_s)
     # The hover point: the engineer's clearance behind the skin, but never less than the
-    # needle needs to reach the puncture speed before it touches the skin.
+    # needle needs to reach the puncture speed before it touches the skin (the ramp on
+    # whole ticks runs up to two ticks longer than v^2 / 2a).
     home = M.um_to_needle_steps(M.NEEDLE_HOME_OFFSET_UM)
-    clearance = max(
-        M.um_to_needle_steps(core.limits.hover_clearance_um), speed * speed // (2 * needle_a) + 1
-    )
+    ramp = speed * speed // (2 * needle_a) + 2 * speed * M.TICK_US // 1_000_000
+    clearance = max(M.um_to_needle_steps(core.limits.hover_clearance_um), ramp)
     hover = max(0, home - clearance) if continuous else 0
     needle_max = M.um_to_needle_steps(M.NEEDLE_MAX_SPEED_UM_S)
     ps.needle_in.set(depth, speed, needle_a)
@@ -254,10 +268,10 @@ def plan_cycle(core, st, ps):  # noqa: C901  (one plan after the other, each wit
     ps.needle_out.set(depth - hover, needle_max, needle_a)
     ps.needle_home.set(hover, needle_max, needle_a)
     # Pressure advance: at flow `rate` the line holds rate * tau; push it ahead, fast.
-    stored = rate * core.line_tau_us // 1_000_000
+    tau_us = core.line_tau_for(st)
+    stored = rate * tau_us // 1_000_000
     ps.push.set(stored, rate_max, plunger_a)
     push = stored + _outflow_steps(rate, ps.push.ticks)  # what flows out while it fills
-    push = min(push, dose + sb)  # a dose smaller than the line holds: all of it, fast
     ps.push.set(push, rate_max, plunger_a)
     # At the end, draw the stored volume back, or wait at depth while it flows out:
     # whichever is quicker (a release reverses the plunger twice: two take-ups).
@@ -265,14 +279,20 @@ def plan_cycle(core, st, ps):  # noqa: C901  (one plan after the other, each wit
     release = max(0, stored - _outflow_steps(rate, ps.release.ticks))
     takeup = int(takeup_ticks(core.backlash_steps, core.S[_TAKEUP_N]))
     release_cost = ps.release.ticks + (0 if sb else 2 * takeup)
-    dwell = _ticks_to_empty(stored, dose // LEFT_IN_LINE_PER_DOSE, core.line_tau_us)
+    dwell = _ticks_to_empty(stored, dose // LEFT_IN_LINE_PER_DOSE, tau_us)
+    dwell = max(0, dwell - _ticks_still_at_depth(ps.needle_out))
     if release and release_cost < dwell:
         dwell = 0
     else:
         release = 0
     ps.release.set(release, rate_max, plunger_a)
     sb = max(0, sb - release)  # the release draws back first: suck-back is what it leaves
-    ps.inject.set(max(0, dose + sb + release - push), rate, plunger_a)
+    inject = dose + sb + release - push
+    if inject < 0:  # the dose flows out while the line fills and empties: no cruise
+        release -= inject
+        ps.release.set(release, rate_max, plunger_a)
+        inject = 0
+    ps.inject.set(inject, rate, plunger_a)
     ps.suckback.set(sb, rate, plunger_a)
     s, b = core.S, ps.base
     s[b + _C_DEPTH] = depth
