@@ -750,7 +750,7 @@ def test_puncture_records_are_flushed_from_the_main_loop_only_while_idle():
     rig.ms(2)
     assert rig.app.log.pending() == 0 and core.overruns == 0
     kinds = [r["kind"] for r in rig.app.log.records()]
-    assert kinds == [tlog.K_SESSION_START, tlog.K_PUNCTURE]
+    assert kinds == [tlog.K_SESSION_START, tlog.K_CALIBRATION, tlog.K_PUNCTURE]
 
 
 @pytest.mark.hazard("H9")
