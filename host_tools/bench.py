@@ -260,6 +260,7 @@ HEAP_MODULES = (
     "injcore.persist",
     "injcore.tlog",
     "injcore.calib",
+    "injcore.linefit",
     "injcore.protocol",
     "ui.screens",
     "ui.protocols",

@@ -3,7 +3,7 @@
     injector logs pull --port PORT [--out DIR]   copy the device's :log folder to DIR/log
     injector logs show DIR                       sessions, totals and problems
     injector logs export DIR --csv FILE          one row per record (puncture, session start/end,
-                                                 protocol, zone, syringe)
+                                                 protocol, zone, syringe, calibration)
 
 The records and their layout are firmware/injcore/tlog.py's (one decoder for
 both). A damaged file never stops the decoding: bad CRCs and torn records
@@ -14,7 +14,9 @@ A session run by a protocol (injcore.protocol.Run, logged through
 tlog.ProtocolLog) has .protocol (name, version, zone count) and .zones:
 zone index -> ZoneInfo (name, planned punctures, cap, skipped, ...) from its
 ZONE records; its punctures carry the zone index. zone_totals() sums the
-punctures per zone.
+punctures per zone. A session's .calibrations are its CALIBRATION records (the
+line time constant, backlash and dose factor in use: one when it opened, one
+per change); calibration_of(rec) names the one a puncture was made with.
 """
 
 import csv
@@ -28,6 +30,15 @@ from injcore import machine as M  # noqa: E402
 from injcore import tlog  # noqa: E402
 from injcore.codes import FAULT_NAMES  # noqa: E402
 from injcore.settings import MODE_NAMES  # noqa: E402
+
+
+def calibration_text(rec):
+    """The figures of a CALIBRATION record, for a person: tau, backlash, dose factor."""
+    return "line tau %.1f ms, backlash %.1f um, dose factor x%.4f" % (
+        rec["line_tau_us"] / 1000,
+        rec["backlash_steps"] * 1000 / M.PLUNGER_STEPS_PER_MM,
+        rec["dose_factor_ppm"] / M.DOSE_FACTOR_ONE_PPM,
+    )
 
 
 def syringe_text(rec):
@@ -84,15 +95,17 @@ class Session:
     zones: dict = field(default_factory=dict)  # zone index -> ZoneInfo
     zone_events: list = field(default_factory=list)  # its ZONE records in log order
     syringes: list = field(default_factory=list)  # SYRINGE records: syringes confirmed in it
+    calibrations: list = field(default_factory=list)  # CALIBRATION records: at its start, changes
 
     def syringe_of(self, rec):
         """The record naming the syringe a record of this session came from (a puncture
         of it): the last SYRINGE record before it, else the SESSION_START (None if gone)."""
-        found = self.start
-        for r in self.syringes:
-            if (r["file"], r["offset"]) < (rec["file"], rec["offset"]):
-                found = r
-        return found
+        return _last_before(self.syringes, rec, self.start)
+
+    def calibration_of(self, rec):
+        """The CALIBRATION record in force for a record of this session (a puncture): the
+        last one before it (None: gone from the ring, or a log older than the records)."""
+        return _last_before(self.calibrations, rec, None)
 
     @property
     def run_ended(self):
@@ -108,6 +121,14 @@ class Session:
         """Punctures known lost: gaps in the numbering plus what the SESSION_END counts."""
         gap = sum(b - a - 1 for a, b in self.gaps)
         return gap + (self.end["lost"] if self.end else 0)
+
+
+def _last_before(recs, rec, found):
+    """The last of `recs` (in log order) before `rec`, else `found`."""
+    for r in recs:
+        if (r["file"], r["offset"]) < (rec["file"], rec["offset"]):
+            found = r
+    return found
 
 
 @dataclass
@@ -188,6 +209,8 @@ def sessions_of(records):
             s.protocol = ProtocolInfo(r["name"], r["version"], r["zones"], bool(r["example"]))
         elif k == tlog.K_SYRINGE:
             s.syringes.append(r)
+        elif k == tlog.K_CALIBRATION:
+            s.calibrations.append(r)
         elif k == tlog.K_ZONE:
             s.zone_events.append(r)
             i = r["index"]
@@ -262,6 +285,9 @@ CSV_COLUMNS = (
     "skipped",
     "planned",
     "cap_nl",
+    "line_tau_us",
+    "backlash_steps",
+    "dose_factor_ppm",
     "file",
     "offset",
 )
@@ -320,6 +346,9 @@ def summary_lines(decoded):
             lines.append(
                 "  syringe %s confirmed after puncture %d" % (syringe_text(r), r["punctures"])
             )
+        for i, r in enumerate(s.calibrations):  # the first one is the session's start
+            when = "at the start" if i == 0 else "after puncture %d" % r["punctures"]
+            lines.append("  calibration %s: %s" % (when, calibration_text(r)))
         if s.protocol:
             lines.append(
                 "  protocol %r v%d: %d zones, %d skipped%s"

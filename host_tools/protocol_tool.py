@@ -184,11 +184,15 @@ def syringes_of(args=None):
 
 
 def machine_of(lim, calibration):
-    """The control core that judges the zones: the engineer's limits, backlash and dose
-    calibration (a record's "calibration"; {}: the core's defaults). ToolError if refused."""
+    """The control core that judges the zones: the engineer's limits, backlash, dose
+    calibration and line time constant (a record's "calibration"; {}: the core's defaults).
+    ToolError if refused."""
     try:
         return planning_core(
-            lim, calibration.get("backlash_steps"), calibration.get("dose_factor_ppm")
+            lim,
+            calibration.get("backlash_steps"),
+            calibration.get("dose_factor_ppm"),
+            calibration.get("line_tau_us"),
         )
     except SettingsError as e:
         raise ToolError("invalid calibration: " + "; ".join(e.problems)) from None
@@ -300,11 +304,13 @@ def run_validate(args, out=None):
         file=out,
     )
     print(
-        "  machine: every zone runs with the %s syringe (backlash %d steps, dose factor %d ppm)"
+        "  machine: every zone runs with the %s syringe (backlash %d steps, dose factor %d ppm,"
+        " line tau %d us)"
         % (
             ", ".join(syringe_name(m, i) for m, i in syringes),
             core.backlash_steps,
             core.dose_factor_ppm,
+            core.line_tau_us,
         ),
         file=out,
     )

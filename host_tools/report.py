@@ -50,6 +50,10 @@ def summary(session):
     syringe = logs.syringe_text(start) if start else "?"
     for r in s.syringes:  # changed during the session
         syringe += "; %s after puncture %d" % (logs.syringe_text(r), r["punctures"])
+    calibration = "; ".join(
+        ("" if i == 0 else "after puncture %d: " % r["punctures"]) + logs.calibration_text(r)
+        for i, r in enumerate(s.calibrations)
+    )
     faults = sorted(
         {FAULT_NAMES[p["fault"]] if p["fault"] < len(FAULT_NAMES) else str(p["fault"]) for p in cut}
     )
@@ -66,6 +70,7 @@ def summary(session):
         ("Session", "%d" % s.number),
         ("State", state),
         ("Syringe", syringe),
+        ("Calibration", calibration or "? (no calibration record: an older log)"),
         (
             "Product lot",
             (start.get("lot") or "(none)") if start else "? (start record not in the log)",

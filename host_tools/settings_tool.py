@@ -278,7 +278,8 @@ def is_full(change):
 
 def core_problems(payload):
     """What the core refuses at boot although the store accepts it (persist.restore applies the
-    calibration through Core.set_calibration / set_backlash, which check these ranges)."""
+    calibration through Core.set_calibration / set_backlash / set_line_tau, which check these
+    ranges)."""
     cal = payload.get("calibration") if isinstance(payload, dict) else None
     if not isinstance(cal, dict):
         return []
@@ -296,6 +297,12 @@ def core_problems(payload):
         problems.append(
             "calibration.backlash_steps: %d is out of range; allowed 0..%d steps "
             "(the core refuses it at boot)" % (b, hi)
+        )
+    t = cal.get("line_tau_us")
+    if is_int(t) and not 0 <= t <= M.LINE_TAU_MAX_US:
+        problems.append(
+            "calibration.line_tau_us: %d is out of range; allowed 0..%d us "
+            "(the core refuses it at boot)" % (t, M.LINE_TAU_MAX_US)
         )
     return problems
 
@@ -427,6 +434,8 @@ def describe(payload, info, where, copied=None):
     lines.append(
         "  %-17s %d steps  (%.1f um)" % ("backlash_steps", b, b * 1000 / M.PLUNGER_STEPS_PER_MM)
     )
+    t = cal["line_tau_us"]
+    lines.append("  %-17s %d us  (%.1f ms)" % ("line_tau_us", t, t / 1000))
     for name in sorted(set(cal) - set(S.CALIBRATION_DEFAULTS)):
         lines.append("  %-17s %r" % (name, cal[name]))
     lines.append("service_pin: %s" % payload["service_pin"])

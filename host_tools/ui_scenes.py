@@ -10,6 +10,7 @@ beyond its subset, no CPython-only modules.
 """
 
 from injcore import codes as C
+from injcore import linefit
 from injcore.rig import Rig
 from injcore.settings import MODE_CONTINUOUS, SettingsError
 from ui.keys import DOWN, OK, PRESS, UP
@@ -254,6 +255,7 @@ def scene(name):  # noqa: C901  (one branch per named scene)
         _menu_at(ui, "Backlash")
         _keys(ui, OK)
         core.backlash_measured_steps = 70
+        ui.line_fit.status, ui.line_fit.tau_us = linefit.S_OK, 42_300  # read in the settle
     elif name == "alarm_relief":
         _fault(core, C.F_OCCLUSION)
         core.state = C.ST_RELIEF

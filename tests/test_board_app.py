@@ -649,6 +649,33 @@ def test_settings_are_stored_only_while_the_axes_are_idle_and_the_flash_write_is
 
 
 @pytest.mark.hazard("H9")
+def test_a_line_time_constant_applied_is_stored_and_applied_at_the_next_boot():
+    from injcore import machine as IM
+    from injcore import store as S
+
+    fs = SimFS()
+    rig = Rig(fs=fs)
+    rig.ms(600)  # the confirmed defaults are stored first
+    assert rig.app.core.line_tau_us == IM.LINE_TAU_US
+    rig.app.core.set_line_tau(42_300)  # what the backlash screen's OK applies
+    rig.ms(600)
+    got = A.Store(fs, A.STORE_NAME).load()[0]
+    assert got["calibration"]["line_tau_us"] == 42_300
+    assert Rig(fs=fs).app.core.line_tau_us == 42_300
+    # A record of schema 3 (no line_tau_us) boots with the default and is stored again.
+    old = dict(got, calibration=dict(got["calibration"]))
+    del old["calibration"]["line_tau_us"]
+    fs2 = SimFS()
+    fs2.write_bytes("settings.a", S.pack(old, 7, schema=3))
+    rig3 = Rig(fs=fs2)
+    assert rig3.app.load_info["migrated_from"] == 3 and not rig3.app.core.unconfirmed
+    assert rig3.app.core.line_tau_us == IM.LINE_TAU_US
+    rig3.ms(600)
+    assert rig3.app.saves == 1
+    assert A.Store(fs2, A.STORE_NAME).load()[0]["calibration"]["line_tau_us"] == IM.LINE_TAU_US
+
+
+@pytest.mark.hazard("H9")
 def test_a_corrupt_newest_record_falls_back_to_the_older_one():
     fs = SimFS()
     rig = Rig(fs=fs)
@@ -723,7 +750,7 @@ def test_puncture_records_are_flushed_from_the_main_loop_only_while_idle():
     rig.ms(2)
     assert rig.app.log.pending() == 0 and core.overruns == 0
     kinds = [r["kind"] for r in rig.app.log.records()]
-    assert kinds == [tlog.K_SESSION_START, tlog.K_PUNCTURE]
+    assert kinds == [tlog.K_SESSION_START, tlog.K_CALIBRATION, tlog.K_PUNCTURE]
 
 
 @pytest.mark.hazard("H9")

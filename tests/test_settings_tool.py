@@ -68,6 +68,9 @@ def test_show_prints_the_newest_record_with_units(capsys, dev):
     assert re.search(r"depth_um\s+1000 um", out)
     assert re.search(r"needle_length_um\s+4000 um", out)
     assert re.search(r"dose_factor_ppm\s+1000000 ppm", out)
+    assert re.search(
+        r"line_tau_us\s+%d us\s+\(%.1f ms\)" % (M.LINE_TAU_US, M.LINE_TAU_US / 1000), out
+    )
     assert "service_pin: 0123" in out and "DEFAULTS" not in out
 
 
@@ -119,6 +122,24 @@ def test_show_says_when_a_record_was_migrated(capsys, tmp_path):
 # ---- push ----------------------------------------------------------------------
 
 
+def test_a_schema_3_record_lacks_only_the_line_time_constant(capsys, tmp_path, dev):
+    """A record stored before line_tau_us (schema 3) shows and pushes with its default."""
+    old = store(dev).load()[0]
+    del old["calibration"]["line_tau_us"]
+    d = tmp_path / "v3"
+    d.mkdir()
+    (d / "settings.a").write_bytes(S.pack(old, 4, schema=3))
+    code, out, _ = run(capsys, "settings", "show", "--dir", d)
+    assert code == 0 and "stored as schema 3: migrated to 4" in out
+    assert re.search(r"line_tau_us\s+%d us" % M.LINE_TAU_US, out)
+    change = {"calibration": {"line_tau_us": 52_000}}
+    code, out, err = run(capsys, "settings", "push", write_json(tmp_path, change), "--dir", d)
+    assert code == 0, err
+    assert "calibration.line_tau_us: %d -> 52000" % M.LINE_TAU_US in out
+    got, info = store(d).load()
+    assert got["calibration"]["line_tau_us"] == 52_000 and info["migrated_from"] is None
+
+
 def test_push_full_then_show_round_trip(capsys, tmp_path):
     d = tmp_path / "empty"
     d.mkdir()
@@ -126,7 +147,7 @@ def test_push_full_then_show_round_trip(capsys, tmp_path):
         dose_nl=50000, depth_um=2500, mode=1, syringe_model=0, syringe_id_um=8000, needle_count=5
     )
     p["limits"]["session_cap_nl"] = 2_000_000
-    p["calibration"] = {"dose_factor_ppm": 1_010_000, "backlash_steps": 10}
+    p["calibration"] = {"dose_factor_ppm": 1_010_000, "backlash_steps": 10, "line_tau_us": 45_000}
     p["service_pin"] = "0042"
     code, out, err = run(capsys, "settings", "push", write_json(tmp_path, p), "--dir", d)
     assert code == 0, err
@@ -212,6 +233,10 @@ BAD = [  # (change, the field the message must name)
         "calibration.dose_factor_ppm: 700000 is out of range",
     ),
     ({"calibration": {"backlash_steps": -1}}, "calibration.backlash_steps: -1 is out of range"),
+    (
+        {"calibration": {"line_tau_us": M.LINE_TAU_MAX_US + 1}},
+        "calibration.line_tau_us: %d is out of range" % (M.LINE_TAU_MAX_US + 1),
+    ),
     ({"service_pin": 1234}, "service_pin: not 4 digits"),
     ({"service_pin": "12345"}, "service_pin: not 4 digits"),
     ({"firmware": "0.4.0"}, "firmware: unknown entry"),

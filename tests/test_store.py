@@ -14,9 +14,12 @@ from hypothesis import strategies as st
 
 from host_tools import mpy
 from host_tools.simfs import PowerCut, SimFS
+from injcore import machine as M
+from injcore import persist
 from injcore import store as S
 from injcore.fsio import DirFS
 from injcore.settings import SettingsError
+from sim.session import Simulator
 
 NAME = "cfg/settings"
 
@@ -287,6 +290,39 @@ def test_schema_1_syringe_ml_survives_both_migrations():
     got, info = S.Store(fs, NAME).load()
     assert got["settings"]["syringe_model"] == 10 and "syringe_ml" not in got["settings"]
     assert info["migrated_from"] == 1 and S.validate(got) == []
+
+
+@pytest.mark.hazard("H9")
+def test_schema_3_gains_the_line_time_constant_at_its_default():
+    """Schema 3 had no line_tau_us: the migration adds the default, nothing else changes."""
+    old = payload(6)
+    del old["calibration"]["line_tau_us"]
+    fs = SimFS()
+    fs.write_bytes(NAME + ".a", S.pack(old, 8, schema=3))
+    got, info = S.Store(fs, NAME).load()
+    assert got == payload(6) and got["calibration"]["line_tau_us"] == M.LINE_TAU_US
+    assert info["migrated_from"] == 3 and S.validate(got) == []
+    assert S.Store(fs, NAME).save(got) == ("b", 9)  # the device stores it again, as schema 4
+    got2, info2 = S.Store(fs, NAME).load()
+    assert got2 == got and info2["migrated_from"] is None
+    assert struct.unpack("<H", fs.read_bytes(NAME + ".b")[4:6]) == (4,)
+
+
+@pytest.mark.hazard("H9")
+def test_a_measured_line_time_constant_survives_the_store(sim):
+    core = sim.core
+    core.set_line_tau(42_300)
+    fs = SimFS()
+    S.Store(fs, NAME).save(persist.snapshot(core, (2, 5, 8, 0)))
+    got, info = S.Store(fs, NAME).load()
+    assert got["calibration"]["line_tau_us"] == 42_300 and not info["migrated_from"]
+    fresh = Simulator(trace=False).core
+    assert fresh.line_tau_us == M.LINE_TAU_US
+    assert persist.restore(fresh, got) == ((2, 5, 8, 0), [])
+    assert fresh.line_tau_us == 42_300
+    bad = dict(got, calibration=dict(got["calibration"], line_tau_us=M.LINE_TAU_MAX_US + 1))
+    pin, problems = persist.restore(fresh, bad)
+    assert fresh.line_tau_us == 42_300 and problems[0].startswith("calibration: ")
 
 
 def test_missing_calibration_keys_get_defaults():

@@ -11,6 +11,7 @@ from host_cli import cli
 from host_tools import logs, mpy
 from host_tools.simfs import PowerCut, SimFS
 from injcore import codes as C
+from injcore import machine as M
 from injcore import tlog
 from injcore.fsio import DirFS
 
@@ -45,6 +46,14 @@ SYRINGE = {
     "time_s": 1_700_000_000,
     "syringe_id_um": 30000,
     "punctures": 65535,
+}
+CALIBRATION = {
+    "session": 12,
+    "time_s": 1_700_000_000,
+    "punctures": 65535,
+    "line_tau_us": (1 << 26) - 1,
+    "backlash_steps": 640,
+    "dose_factor_ppm": 1_200_000,
 }
 END = {
     "interrupted": 1,
@@ -89,6 +98,7 @@ def good(data):
         (tlog.K_SESSION_START, START),
         (tlog.K_SESSION_END, END),
         (tlog.K_SYRINGE, SYRINGE),
+        (tlog.K_CALIBRATION, CALIBRATION),
         (tlog.K_PUNCTURE, {"session": 1, "number": 1}),
     ],
 )
@@ -167,7 +177,7 @@ def test_capacity_figures():
     assert tlog.NFILES * tlog.FILE_RECS * tlog.REC_BYTES <= 512 * 1024
     kept_min = (tlog.NFILES - 1) * tlog.FILE_RECS
     assert kept_min == 21_142 and tlog.NFILES * tlog.FILE_RECS == 21_824
-    assert kept_min - 2 * 571 >= 20_000  # the docstring's sessions allowance
+    assert kept_min - 3 * 380 >= 20_000  # the docstring's sessions allowance
 
 
 @pytest.mark.hazard("H9")
@@ -399,10 +409,11 @@ def test_simulated_session_through_log_csv_and_report(ready_sim, tmp_path):
     rows = list(csv.DictReader(open(out_csv)))
     # After the cut shot a syringe was loaded again (cut_shot): its record comes before
     # the punctures from it.
-    assert [r["kind"] for r in rows] == ["session_start"] + ["puncture"] * 4 + ["syringe"] + [
-        "puncture"
-    ] * 2 + ["session_end"]
-    assert rows[4]["fault_name"] == "emergency stop" and rows[4]["partial"] == "1"
+    assert [r["kind"] for r in rows] == ["session_start", "calibration"] + ["puncture"] * 4 + [
+        "syringe"
+    ] + ["puncture"] * 2 + ["session_end"]
+    assert rows[5]["fault_name"] == "emergency stop" and rows[5]["partial"] == "1"
+    assert rows[1]["line_tau_us"] == str(core.line_tau_us)
     assert sum(int(r["dose_nl"]) for r in rows if r["kind"] == "puncture") == sum(
         p["dose_nl"] for p in s.punctures
     )
@@ -437,7 +448,15 @@ def test_a_syringe_changed_mid_session_is_logged_and_names_the_punctures_after_i
     dec = logs.read_dir(tmp_path)
     assert not dec.problems
     kinds = [tlog.KIND_NAMES[r["kind"]] for r in dec.records]
-    assert kinds == ["session_start", "puncture", "syringe", "puncture", "puncture", "session_end"]
+    assert kinds == [
+        "session_start",
+        "calibration",
+        "puncture",
+        "syringe",
+        "puncture",
+        "puncture",
+        "session_end",
+    ]
     s = dec.sessions[1]
     assert s.start["syringe_model"] == 1 and s.start["lot"] == "SWAP"
     (swap,) = s.syringes
@@ -452,13 +471,55 @@ def test_a_syringe_changed_mid_session_is_logged_and_names_the_punctures_after_i
     out_csv = tmp_path / "out" / "log.csv"
     logs.export_csv(dec, out_csv)
     rows = list(csv.DictReader(open(out_csv)))
-    assert [r["kind"] for r in rows] == kinds and rows[2]["syringe_model"] == "3"
+    assert [r["kind"] for r in rows] == kinds and rows[3]["syringe_model"] == "3"
     # A session opened after a confirmation names that syringe in its start alone.
     d.rec.start_session(lot="NEXT")
     sim.run_ms(10)
     d.rec.end_session()
     s2 = logs.read_dir(tmp_path).sessions[2]
     assert s2.start["syringe_model"] == 3 and not s2.syringes
+
+
+def test_the_calibration_in_use_opens_each_session_and_a_change_is_logged(ready_sim, tmp_path):
+    sim = ready_sim
+    core = sim.core
+    d = Driven(sim, DirFS(str(tmp_path)))
+    d.rec.start_session(lot="TAU")
+    assert sim.shot()
+    core.set_line_tau(42_300)  # what the backlash screen's OK applies, with the backlash
+    core.set_backlash(70)
+    assert sim.shot()
+    sim.run_ms(10)
+    d.rec.end_session()
+    dec = logs.read_dir(tmp_path)
+    assert not dec.problems
+    kinds = [tlog.KIND_NAMES[r["kind"]] for r in dec.records]
+    assert kinds == [
+        "session_start",
+        "calibration",
+        "puncture",
+        "calibration",
+        "puncture",
+        "session_end",
+    ]
+    s = dec.sessions[1]
+    first, changed = s.calibrations
+    assert first["line_tau_us"] == M.LINE_TAU_US and first["punctures"] == 0
+    assert first["backlash_steps"] == M.um_to_plunger_steps(M.PLUNGER_BACKLASH_UM)
+    assert first["dose_factor_ppm"] == M.DOSE_FACTOR_ONE_PPM
+    assert (changed["line_tau_us"], changed["backlash_steps"], changed["punctures"]) == (
+        42_300,
+        70,
+        1,
+    )
+    assert [s.calibration_of(p)["line_tau_us"] for p in s.punctures] == [M.LINE_TAU_US, 42_300]
+    text = "\n".join(logs.summary_lines(dec))
+    tau_ms = M.LINE_TAU_US / 1000
+    assert "calibration at the start: line tau %.1f ms, backlash 20.0 um, " % tau_ms in text
+    assert "calibration after puncture 1: line tau 42.3 ms, backlash 21.9 um, " in text
+    out = tmp_path / "report"
+    assert cli("report", "1", "--log", str(tmp_path), "--out", str(out)).returncode == 0
+    assert "after puncture 1: line tau 42.3 ms" in (out / "summary.md").read_text()
 
 
 @pytest.mark.hazard("H9")
@@ -505,7 +566,7 @@ def test_long_burst_flushes_between_punctures_once_flush_at_wait(ready_sim):
     assert d.log.pending() < tlog.FLUSH_AT  # flushed in a wait, mid-burst
     info = tlog.Recorder(sim.core, tlog.Log(fs.after_cut())).boot()
     assert info["mode"] == C.MODE_CONTINUOUS and info["lost_max"] == tlog.FLUSH_AT
-    assert info["punctures"] >= tlog.FLUSH_AT - 1  # (the session start was one of the 32)
+    assert info["punctures"] >= tlog.FLUSH_AT - 2  # (the session start and calibration: 2 of 32)
     assert sim.core.punctures - info["punctures"] <= info["lost_max"]  # the bound holds
 
 
@@ -599,6 +660,7 @@ def test_encode_decode_on_micropython_match_cpython():
         (tlog.K_PUNCTURE, PUNCTURE),
         (tlog.K_SESSION_START, START),
         (tlog.K_SESSION_END, END),
+        (tlog.K_CALIBRATION, CALIBRATION),
         (tlog.K_PUNCTURE, {"session": 3, "number": 2, "dose_nl": -5, "depth_um": 2500}),
     ]
     out = mpy.run_with_core(MPY_SCRIPT % (cases,)).splitlines()

@@ -29,6 +29,7 @@ from machine import Pin
 
 from board import irq as board_irq  # not `irq`: a PIO name too
 from board import pins as _pins  # not `pins`: the PIO names below include one
+from injcore import machine as M
 from injcore.compat import const
 
 try:
@@ -39,7 +40,7 @@ if TYPE_CHECKING:  # the PIO names asm_pio injects, for type checkers only
     from rp2.asm_pio import *  # noqa: F403
 
 PIO_HZ = 1_000_000  # 1 us per PIO cycle (see the module docstring)
-SAMPLE_HZ = 80  # RATE pin high on the usual boards
+SAMPLE_HZ = M.LOAD_CELL_HZ  # RATE pin high on the usual boards
 RAW_MAX = board_irq.HX_RAW_MAX  # the 24-bit extremes: the input is out of range
 RAW_MIN = board_irq.HX_RAW_MIN
 STALE_TICKS = const(50)  # polls without a sample before `disconnected` (50 ms at 1 kHz)

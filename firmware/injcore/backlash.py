@@ -7,6 +7,11 @@ dose. The measurement, with a primed syringe pushing into a cup: preload
 forward, let the force settle, then back off slowly until the load cell's
 force drops; the steps until it drops are the backlash. The result is
 offered to the engineer, who applies it with `set_backlash`.
+
+The preload is a fast push, a step of volume into the line, so the settle
+also shows the line's pressure falling with its time constant: the main
+loop reads Core.backlash_phase and fits tau from the force meanwhile
+(linefit.py), offered with the backlash and applied with `set_line_tau`.
 """
 
 from . import machine as M
@@ -45,7 +50,8 @@ _PL_BL_PRELOAD = const(358)
 _PL_BL_PROBE = const(367)
 # ---- end of the written constants ----
 
-# Measurement phases
+# Measurement phases (Core.backlash_phase)
+BL_NONE = const(-1)  # no measurement under way
 BL_PRELOAD = const(0)
 BL_SETTLE = const(1)
 BL_PROBE = const(2)
@@ -53,8 +59,7 @@ BL_STOPPING = const(3)
 
 
 def plan(core, ramp_at):
-    """The measurement's two moves: the preload and the slow probe back (machine figures)."""
-    speed = M.um_to_plunger_steps(M.BACKLASH_PROBE_SPEED_UM_S)
+    """The measurement's two moves: the fast preload and the slow probe back (machine figures)."""
     accel = M.um_to_plunger_steps(M.PLUNGER_ACCEL_UM_S2)
     s = core.S
     s[_BL_SETTLE_TICKS] = M.BACKLASH_SETTLE_MS * 1000 // M.TICK_US
@@ -63,10 +68,14 @@ def plan(core, ramp_at):
     s[_BACKLASH] = M.um_to_plunger_steps(M.PLUNGER_BACKLASH_UM)
     return (
         core.new_plan("backlash preload", _PL_BL_PRELOAD, next(ramp_at)).set(
-            M.um_to_plunger_steps(M.BACKLASH_PRELOAD_UM), speed, accel
+            M.um_to_plunger_steps(M.BACKLASH_PRELOAD_UM),
+            M.um_to_plunger_steps(M.BACKLASH_PRELOAD_SPEED_UM_S),
+            accel,
         ),
         core.new_plan("backlash probe", _PL_BL_PROBE, next(ramp_at)).set(
-            M.um_to_plunger_steps(M.BACKLASH_PROBE_UM), speed, accel
+            M.um_to_plunger_steps(M.BACKLASH_PROBE_UM),
+            M.um_to_plunger_steps(M.BACKLASH_PROBE_SPEED_UM_S),
+            accel,
         ),
     )
 

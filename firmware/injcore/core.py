@@ -3,9 +3,9 @@
 `Core` is what the board, the simulator, the interface and the tools talk
 to: settings and limits (configure, set_limits), the operator's actions
 (start_homing, start_load, confirm_syringe, acknowledge, new_session), the
-service routines (start_backlash, set_backlash, set_calibration) and the
-figures (punctures, delivered_nl, volume_left_nl, ...). It plans; the work is
-in its rooms:
+service routines (start_backlash and backlash_phase, set_backlash,
+set_line_tau, set_calibration) and the figures (punctures, delivered_nl,
+volume_left_nl, ...). It plans; the work is in its rooms:
 
     codes.py      the codes and their names; the fault table; groups of states
     layout.py     the tick's state array `S`, field by field
@@ -82,7 +82,8 @@ from .puncture import can_fire, update_warning
 from .settings import Limits, Settings, SettingsError
 from .tick import after_halt, tick
 
-# ---- constants written by `make consts` from layout.py: do not edit ----
+# ---- constants written by `make consts` from codes.py, layout.py: do not edit ----
+_ST_MEASURE = const(12)
 _SETTLE_MAX_STEPS = const(24)
 _IN_SW = const(0)
 _IN_FORCE = const(1)
@@ -112,6 +113,7 @@ _HOMED = const(41)
 _UNCONFIRMED = const(42)
 _SYRINGE_OK = const(43)
 _CONFIGURING = const(44)
+_BL_PHASE = const(45)
 _BL_MEASURED = const(49)
 _ZONE_END = const(50)
 _PUNCTURES = const(51)
@@ -222,6 +224,11 @@ class Core:
     delivered_steps = _slot(_DELIVERED)  # net fluid steps pushed in punctures this session
     primed_steps = _slot(_PRIMED_STEPS)
     backlash_measured_steps = _slot(_BL_MEASURED)  # the last measurement; -1: none, or not found
+    # The measurement's phase (backlash.BL_*) while one runs, else BL_NONE: the main
+    # loop fits the line's time constant to the force during BL_SETTLE (linefit.py).
+    backlash_phase = property(
+        lambda self: self.S[_BL_PHASE] if self.S[_STATE] == _ST_MEASURE else backlash.BL_NONE
+    )
     backlash_steps = property(lambda self: self.S[_BACKLASH])
     primed = _flag(_PRIMED)
     homed = _flag(_HOMED)

@@ -65,9 +65,10 @@ class _Null:
         pass
 
 
-def planning_core(limits=None, backlash_steps=None, dose_factor_ppm=None):
-    """A Core on null ports with the engineer's limits, backlash and dose calibration (None:
-    the core's defaults): the machine as a host tool judges it. SettingsError if refused."""
+def planning_core(limits=None, backlash_steps=None, dose_factor_ppm=None, line_tau_us=None):
+    """A Core on null ports with the engineer's limits, backlash, dose calibration and line
+    time constant (None: the core's defaults): the machine as a host tool judges it.
+    SettingsError if refused."""
     from .core import Core  # the host's: the device asks its own core
 
     null = _Null()
@@ -78,4 +79,6 @@ def planning_core(limits=None, backlash_steps=None, dose_factor_ppm=None):
         core.set_backlash(backlash_steps)
     if dose_factor_ppm is not None:
         core.set_calibration(dose_factor_ppm)
+    if line_tau_us is not None:
+        core.set_line_tau(line_tau_us)  # pressure advance: part of the cycle time
     return core

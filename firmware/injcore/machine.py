@@ -51,14 +51,26 @@ LINE_TAU_MAX_US = const(60_000_000)
 # forward (about 0.9 uL out of a 1 mL syringe, into the cup), the line settles,
 # then a slow 300 um back-off; a force drop of BACKLASH_DETECT_MN marks the
 # pusher leaving the syringe's plunger. At 100 um/s the load cell's 12.5 ms
-# sample period adds at most 1.3 um.
+# sample period adds at most 1.3 um. The push runs at the plunger's top speed:
+# a step of volume into the line, which squeezes the stopper by most of the
+# 50 um (1 to 2 N with STOPPER_STIFFNESS_N_MM, whatever the barrel), and the
+# force then falls with the line's time constant while it settles: the service
+# screen reads tau from that fall (linefit.py). Pushed at the probe's speed,
+# the force would be the flow's alone (a few tens of mN into a 1 mL syringe),
+# below the stopper's friction and within the load cell's noise.
 BACKLASH_PRELOAD_UM = const(50)
+BACKLASH_PRELOAD_SPEED_UM_S = PLUNGER_MAX_SPEED_UM_S
 BACKLASH_PROBE_UM = const(300)
 BACKLASH_PROBE_SPEED_UM_S = const(100)
 BACKLASH_SETTLE_MS = const(400)
 BACKLASH_DETECT_MN = const(150)
 BACKLASH_MAX_UM = const(200)
 PRIME_RATE_NL_S = const(10_000)  # prime pushes slowly to purge air
+# The load cell (board/hx711.py): the HX711 converts at 80 Hz (RATE high), so a
+# new force every 12.5 ms; its readings scatter by about 20 mN (rms) from one
+# sample to the next on the reference cell, what a force change must clear.
+LOAD_CELL_HZ = const(80)
+LOAD_CELL_NOISE_MN = const(20)
 
 # Homing gives up after the full travel plus this margin (hazard H12).
 HOME_MARGIN_UM = const(2000)

@@ -18,18 +18,19 @@ atomic on littlefs and POSIX). `Store.load` never raises: it returns the
 newest valid record, migrated up to SCHEMA_VERSION, or the defaults, with an
 info dict saying which.
 
-The device stores (schema 3):
+The device stores (schema 4):
 
     {"settings":    Settings.as_dict(),
      "limits":      {"needle_length_um", "session_cap_nl", "occlusion_kpa"},
-     "calibration": {"dose_factor_ppm", "backlash_steps"},
+     "calibration": {"dose_factor_ppm", "backlash_steps", "line_tau_us"},
      "service_pin": "NNNN"}  (4 digits, a string so "0123" keeps its zero)
 
 Schema 1 kept settings, limits and the PIN in one flat dict (no calibration);
 MIGRATIONS[1] lifts it to 2. Schema 2 named the syringe setting syringe_ml; the
 model ids kept its values (sizes in mL then), so MIGRATIONS[2] only renames it
-syringe_model. Runs in the main loop while idle: it may allocate, but it must
-not import machine.
+syringe_model. Schema 3 had no line_tau_us (the line's time constant pressure
+advance plans with, Core.set_line_tau): MIGRATIONS[3] adds the default. Runs
+in the main loop while idle: it may allocate, but it must not import machine.
 """
 
 import json
@@ -44,7 +45,7 @@ except ImportError:  # pragma: no cover - device builds without binascii.crc32
     _native_crc32 = None
 
 MAGIC = b"INJS"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 HEADER = "<4sHIII"  # magic, schema, generation, length, crc
 HEADER_SIZE = 18
 MAX_PAYLOAD = 8192  # a record is well under 1 KiB; bigger files are not read
@@ -54,6 +55,7 @@ LIMIT_FIELDS = ("needle_length_um", "session_cap_nl", "occlusion_kpa")
 CALIBRATION_DEFAULTS = {
     "dose_factor_ppm": M.DOSE_FACTOR_ONE_PPM,  # delivered / counted volume (Core.set_calibration)
     "backlash_steps": M.um_to_plunger_steps(M.PLUNGER_BACKLASH_UM),  # Core.set_backlash
+    "line_tau_us": M.LINE_TAU_US,  # pressure advance's time constant (Core.set_line_tau)
 }
 DEFAULT_SERVICE_PIN = "2580"  # the engineer changes it (ui.screens); kept with the settings
 
@@ -180,8 +182,16 @@ def _v2_to_v3(old):
     return old
 
 
+def _v3_to_v4(old):
+    """Schema 3 -> 4: the calibration gains line_tau_us, at its default (no measurement)."""
+    cal = old.get("calibration") if isinstance(old, dict) else None
+    if isinstance(cal, dict) and "line_tau_us" not in cal:
+        cal["line_tau_us"] = CALIBRATION_DEFAULTS["line_tau_us"]
+    return old
+
+
 # old schema version -> function giving the payload of the next version
-MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3}
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}
 
 
 def normalize(payload):

@@ -36,6 +36,10 @@ first 3 bits are the kind. Field widths (bits; "s" = two's complement):
   SYRINGE (6)       syringe_model 5, session 16, time_s 32,
                     syringe_id_um 15, punctures 16 (the core's count
                     when it was confirmed)                           87 bits
+  CALIBRATION (7)   session 16, time_s 32, punctures 16 (the core's
+                    count when it took effect), line_tau_us 26 (the
+                    line's time constant pressure advance plans with),
+                    backlash_steps 12, dose_factor_ppm 21           126 bits
 
 Syringes
 --------
@@ -45,6 +49,16 @@ when it opened; each syringe confirmed while the session is open adds a
 SYRINGE record (a new syringe, whatever its size). So every puncture's
 syringe is named by the last SESSION_START or SYRINGE record of its session
 before it: nothing fires between a size change and its confirmation.
+
+Calibration
+-----------
+What the doses of a session were planned and counted with besides the
+settings: each SESSION_START is followed by a CALIBRATION record with the
+figures in use, and one more is written whenever an engineer changes them
+while the session is open (the backlash screen applies a measured backlash
+and line time constant). So every puncture's calibration is the last
+CALIBRATION record of its session before it. CALIBRATION takes the last
+kind 3 bits can name (0 stays unused): a further kind needs a wider field.
 
 A protocol run (injcore.protocol.Run) in a session writes, through
 ProtocolLog below: one PROTOCOL record when it starts (and again if a new
@@ -68,10 +82,10 @@ The log is NFILES = 32 files of FILE_RECS = 682 records (16,368 bytes) in
 (512 KB less 16 bytes a file). When the newest is full the next one is
 created and, with NFILES already there, the oldest is removed first. So the
 log always holds the latest 31 full files plus the one being filled:
-at least 31 x 682 = 21,142 records and at most 32 x 682 = 21,824. With two
-session records a session, >= 20,000 punctures stay in the log as long as
-those 20,000 punctures span no more than 571 sessions (35 punctures a
-session on average). littlefs stores each file in whole 4 KB blocks, so on
+at least 31 x 682 = 21,142 records and at most 32 x 682 = 21,824. With three
+records a session (start, calibration, end), >= 20,000 punctures stay in the
+log as long as those 20,000 punctures span no more than 380 sessions (53
+punctures a session on average). littlefs stores each file in whole 4 KB blocks, so on
 the flash the ring takes up to 32 x 20 KB = 640 KB.
 
 Writing and power cuts
@@ -128,7 +142,17 @@ K_SESSION_END = const(3)
 K_PROTOCOL = const(4)
 K_ZONE = const(5)
 K_SYRINGE = const(6)
-KIND_NAMES = ("", "puncture", "session_start", "session_end", "protocol", "zone", "syringe")
+K_CALIBRATION = const(7)
+KIND_NAMES = (
+    "",
+    "puncture",
+    "session_start",
+    "session_end",
+    "protocol",
+    "zone",
+    "syringe",
+    "calibration",
+)
 
 Z_ENTER = const(0)  # ZONE events
 Z_SKIP = const(1)
@@ -203,6 +227,14 @@ _FIELDS = {
         ("time_s", 32, 0),
         ("syringe_id_um", 15, 0),
         ("punctures", 16, 0),
+    ),
+    K_CALIBRATION: (
+        ("session", 16, 0),
+        ("time_s", 32, 0),
+        ("punctures", 16, 0),
+        ("line_tau_us", 26, 0),  # up to 67 s
+        ("backlash_steps", 12, 0),
+        ("dose_factor_ppm", 21, 0),
     ),
 }
 
@@ -553,7 +585,9 @@ class Recorder:
     (a peak between two passes is missed; depth of a finished puncture is
     the core's own). A changed `core.syringe_confirms` means a syringe
     confirmed: a SYRINGE record in an open session (a session opened later
-    names it in its start). `zone` is the zone / protocol step of the next
+    names it in its start). A session opens with a CALIBRATION record, and a
+    changed calibration (line_tau_us, backlash_steps, dose_factor_ppm) in an
+    open session writes another. `zone` is the zone / protocol step of the next
     punctures (ZONE_NONE: none). `clock()` gives the device time in seconds
     (0 without a clock). Punctures outside a session open one (lot "").
     """
@@ -577,6 +611,8 @@ class Recorder:
         self._partials = 0
         self._dropped0 = log.dropped
         self._confirms = core.syringe_confirms
+        # The calibration the open session's last CALIBRATION record names.
+        self._tau_us = self._backlash = self._factor = -1
         self.missed = 0  # finished punctures the main loop was too slow to see
         last = log.last_session()
         self._last_session = last["session"] if last else 0
@@ -656,6 +692,7 @@ class Recorder:
                 "lot": lot[:LOT_CHARS],
             },
         )
+        self._calibration()
 
     def end_session(self):
         """Write the open session's totals (call while idle: it flushes)."""
@@ -732,6 +769,12 @@ class Recorder:
             self._confirms = core.syringe_confirms
             if self.session:
                 self._syringe()
+        if self.session and (
+            core.line_tau_us != self._tau_us
+            or core.backlash_steps != self._backlash
+            or core.dose_factor_ppm != self._factor
+        ):
+            self._calibration()
         st = core.state
         n = core.punctures
         if n != self._seen:
@@ -774,6 +817,24 @@ class Recorder:
                 "time_s": self.clock(),
                 "syringe_id_um": s.syringe_id_um,
                 "punctures": core.punctures,
+            },
+        )
+
+    def _calibration(self):
+        """The calibration in use from now on in the open session (and the figures logged)."""
+        core = self.core
+        self._tau_us = core.line_tau_us
+        self._backlash = core.backlash_steps
+        self._factor = core.dose_factor_ppm
+        self._add(
+            K_CALIBRATION,
+            {
+                "session": self.session,
+                "time_s": self.clock(),
+                "punctures": core.punctures,
+                "line_tau_us": self._tau_us,
+                "backlash_steps": self._backlash,
+                "dose_factor_ppm": self._factor,
             },
         )
 

@@ -4,13 +4,15 @@ The menu's Service line asks for the four-digit code (pin); three wrong
 codes lock the entry for a minute. The service menu edits the engineer's
 limits (H11) and opens gravimetric calibration (calibration, cal-run,
 cal-result: shots into a cup on a scale, the mass entered, the correction
-applied), the backlash measurement (backlash) and the device info (info);
-Confirm accepts settings the board could not verify, New code sets the code.
-Entries as in ui/menu.py.
+applied), the backlash measurement with the line's time constant read from
+its settle (backlash) and the device info (info); Confirm accepts settings
+the board could not verify, New code sets the code. Entries as in ui/menu.py.
 """
 
 from injcore import codes as C
+from injcore import linefit as F
 from injcore import machine as M
+from injcore.backlash import BL_NONE, BL_PRELOAD, BL_SETTLE
 from injcore.calib import gravimetric, weighed_nl
 from injcore.compat import const
 from injcore.persist import pin_digits
@@ -81,6 +83,7 @@ def setup(ui):
     ui.cal_error_before = 0  # hundredths of a percent
     ui.cal_error_after = 0
     ui.cal_saved = 0  # times a calibration was applied (the board stores it)
+    ui.line_fit = F.LineFit()  # the line's time constant, read while a backlash measurement settles
 
 
 def poll(ui):
@@ -91,6 +94,25 @@ def poll(ui):
         and core.punctures - ui._cal_p0 >= CAL_SHOTS
     ):
         _cal_shots_done(ui)
+    _fit_poll(ui)
+
+
+def _fit_poll(ui):
+    """Feed the line fit the force while a backlash measurement settles, whatever the screen:
+    the main loop's part of the measurement (the tick only runs the moves)."""
+    core = ui.core
+    fit = ui.line_fit
+    phase = core.backlash_phase
+    if phase == BL_PRELOAD or phase == BL_SETTLE:
+        if not fit.running:
+            fit.begin()  # started elsewhere than the backlash screen: the rest force unknown
+        if phase == BL_SETTLE:
+            fit.add(core.ticks, core.force_mn)
+    elif fit.running:
+        if phase == BL_NONE:
+            fit.cancel()  # stopped before its probe (a fault): no reading
+        else:
+            fit.finish()  # the probe began: the settle is over
 
 
 def _pct(hundredths):
@@ -370,6 +392,23 @@ def _open_backlash(ui):
     return True
 
 
+def measured_tau_us(ui):
+    """The line's time constant the last measurement read (us), or None: none read."""
+    fit = ui.line_fit
+    return None if fit.running else fit.tau_us
+
+
+def _news(ui):
+    """The measured figures that differ from those in use: (backlash steps or -1, tau or None)."""
+    core = ui.core
+    m = core.backlash_measured_steps
+    tau = measured_tau_us(ui)
+    return (
+        m if m >= 0 and m != core.backlash_steps else -1,
+        tau if tau is not None and tau != core.line_tau_us else None,
+    )
+
+
 def _backlash_key(ui, b):
     core = ui.core
     if b == BACK:
@@ -379,38 +418,64 @@ def _backlash_key(ui, b):
         return True
     if b != OK:
         return False
-    measured = core.backlash_measured_steps
-    if measured >= 0 and measured != core.backlash_steps and core.state == C.ST_READY:
-        try:
-            core.set_backlash(measured)
+    steps, tau = _news(ui)
+    if (steps >= 0 or tau is not None) and core.state == C.ST_READY:
+        try:  # what was measured goes in together: the backlash, then tau
+            if steps >= 0:
+                core.set_backlash(steps)
+            if tau is not None:
+                core.set_line_tau(tau)
         except SettingsError as e:
             ui.note = explain(e.refusals[0])
             return False
         ui.cal_saved += 1
-        ui.note = "backlash applied"
+        ui.note = "applied"
         return True
+    rest_mn = core.force_mn  # the line at rest: what its force falls back to after the push
     if core.start_backlash():
+        ui.line_fit.begin(rest_mn)
         ui.note = ""
         return True
     ui.note = C.NOTICE_NAMES[core.notice]
     return False
 
 
+def tau_text(tau_us, status=F.S_OK):
+    """A time constant on the screen: '28.4ms', an upper bound '<12.5ms', or why none."""
+    if status == F.S_SMALL:
+        return "too small"
+    if status == F.S_SLOW:
+        return "too slow"
+    if status == F.S_BOUND:
+        return "<" + fixed(F.SAMPLE_US, 1000, 1) + "ms"
+    return fixed(tau_us, 1000, 1) + "ms"
+
+
+def _row(fb, label, value, y):
+    fb.text(label, 0, y, 1)
+    D.right(fb, value, y)
+
+
 def _draw_backlash(ui, fb):
     core = ui.core
-    D.inverted(fb, "Backlash", 0)
+    fit = ui.line_fit
+    D.inverted(fb, "Backlash, tau", 0)
     per_mm = M.PLUNGER_STEPS_PER_MM
-    fb.text("in use  " + fixed(core.backlash_steps * 1000, per_mm, 1) + "um", 0, 12, 1)
+    _row(fb, "in use", fixed(core.backlash_steps * 1000, per_mm, 1) + "um", 12)
+    _row(fb, "  tau", tau_text(core.line_tau_us), 21)
     m = core.backlash_measured_steps
     if core.state == C.ST_MEASURE:
-        fb.text("measuring...", 0, 24, 1)
+        fb.text("measuring...", 0, 33, 1)  # nothing changes meanwhile: no frame to send
         foot = "into a cup"
-    elif m >= 0:
-        fb.text("measured " + fixed(m * 1000, per_mm, 1) + "um", 0, 24, 1)
-        foot = "OK: apply BACK" if m != core.backlash_steps else "OK: again BACK"
+    elif m >= 0 or fit.status != F.S_NONE:
+        _row(fb, "measured", fixed(m * 1000, per_mm, 1) + "um" if m >= 0 else "none", 33)
+        if fit.status != F.S_NONE:
+            _row(fb, "  tau", tau_text(fit.tau_us, fit.status), 42)
+        steps, tau = _news(ui)
+        foot = "OK: apply BACK" if steps >= 0 or tau is not None else "OK: again BACK"
     else:
-        fb.text("primed syringe,", 0, 24, 1)
-        fb.text("needle to a cup", 0, 33, 1)
+        fb.text("primed syringe,", 0, 33, 1)
+        fb.text("needle to a cup", 0, 42, 1)
         foot = "OK: measure"
     D.inverted(fb, ui.note or foot, 55)
 
