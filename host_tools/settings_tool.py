@@ -299,10 +299,11 @@ def core_problems(payload):
             "(the core refuses it at boot)" % (b, hi)
         )
     t = cal.get("line_tau_us")
-    if is_int(t) and not 0 <= t <= M.LINE_TAU_MAX_US:
+    if is_int(t) and t != M.LINE_TAU_ESTIMATE and not 0 <= t <= M.LINE_TAU_MAX_US:
         problems.append(
-            "calibration.line_tau_us: %d is out of range; allowed 0..%d us "
-            "(the core refuses it at boot)" % (t, M.LINE_TAU_MAX_US)
+            "calibration.line_tau_us: %d is out of range; allowed 0..%d us, or %d for the "
+            "reference line's estimate (the core refuses it at boot)"
+            % (t, M.LINE_TAU_MAX_US, M.LINE_TAU_ESTIMATE)
         )
     return problems
 
@@ -435,7 +436,12 @@ def describe(payload, info, where, copied=None):
         "  %-17s %d steps  (%.1f um)" % ("backlash_steps", b, b * 1000 / M.PLUNGER_STEPS_PER_MM)
     )
     t = cal["line_tau_us"]
-    lines.append("  %-17s %d us  (%.1f ms)" % ("line_tau_us", t, t / 1000))
+    if t == M.LINE_TAU_ESTIMATE:
+        lines.append(
+            "  %-17s %d  (not measured: the reference line's estimate)" % ("line_tau_us", t)
+        )
+    else:
+        lines.append("  %-17s %d us  (%.1f ms)" % ("line_tau_us", t, t / 1000))
     for name in sorted(set(cal) - set(S.CALIBRATION_DEFAULTS)):
         lines.append("  %-17s %r" % (name, cal[name]))
     lines.append("service_pin: %s" % payload["service_pin"])

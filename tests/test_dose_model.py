@@ -191,8 +191,9 @@ def entry_speed_bounds(speed_um_s, depth_um, hover=False):
     The planner lays the needle's move on whole ticks: its cruise is the
     distance over a whole number of ticks, never faster than set and short of
     it by less than two ticks' travel over the whole move (2 x speed/1000 um of
-    NEEDLE_HOME_OFFSET_UM + depth, or of the hover clearance + depth). The model measures over ENTRY_WINDOW_TICKS
-    ticks of whole microsteps: one microstep more or less in that window.
+    NEEDLE_HOME_OFFSET_UM + depth, or of the hover clearance + depth). The model
+    measures over ENTRY_WINDOW_TICKS ticks of whole microsteps: one microstep more or
+    less in that window.
     """
     travel_um = M.NEEDLE_HOME_OFFSET_UM + depth_um
     if hover:  # nappage: from the hover point, at least what the needle needs to reach speed

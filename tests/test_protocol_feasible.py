@@ -46,6 +46,24 @@ TOO_FAST = {
     "punctures": 50,
     "cap_nl": 1_100_000,
 }
+# Nappage at 10 shots a second: the 1 mL syringe's line allows it; a wider barrel holds
+# more at the same pressure, and pressure advance takes longer to push and draw it back.
+SMALL_ONLY = {
+    "name": "Forehead",
+    "technique": "nappage",
+    "depth_um": 1000,
+    "dose_nl": 2000,
+    "speed_um_s": 50_000,
+    "rate_nl_s": 100_000,
+    "shot_rate_mhz": 10_000,
+    "suckback_nl": 0,
+    "punctures": 50,
+    "cap_nl": 100_000,
+}
+# 8 shots a second with suck-back (the plunger reverses twice a shot): the reference
+# backlash allows it, the longest an engineer may store does not.
+REVERSING = dict(SMALL_ONLY, shot_rate_mhz=8000, suckback_nl=500)
+LONG_BACKLASH_STEPS = M.um_to_plunger_steps(M.BACKLASH_MAX_UM)
 POINT = {
     "name": "Cheek L",
     "technique": "point",
@@ -107,13 +125,18 @@ def test_validate_judges_only_the_syringes_named(capsys, tmp_path):
     assert code == 2
     lines = [ln for ln in err.splitlines() if ln.startswith("  zones[")]
     assert len(lines) == 1 and "the %s syringe" % name_of(models()[0]) in lines[0]
-    # the shipped nappage example: 3 shots/s of 2 uL fits the small syringes only
-    code, out, err = run(capsys, "protocol", "validate", NAPPAGE)
-    assert code == 2 and "zone 'Neck' cannot run with the 5 mL syringe" in err
+    # 10 shots/s of 2 uL: the 1 mL syringe only
+    f = write(tmp_path, protocol(SMALL_ONLY))
+    code, out, err = run(capsys, "protocol", "validate", f)
+    wide = max(models(), key=lambda m: M.SYRINGES[m][M.SYR_AREA_CMM2])
+    assert code == 2 and "cannot run with the %s syringe" % name_of(wide) in err
     assert "with the 1 mL syringe" not in err
-    code, out, err = run(capsys, "protocol", "validate", NAPPAGE, "--syringe", 1, "--syringe", 3)
+    code, out, err = run(capsys, "protocol", "validate", f, "--syringe", 1)
     assert code == 0, err
-    assert "machine: every zone runs with the 1 mL, 3 mL syringe" in out
+    assert "machine: every zone runs with the 1 mL syringe" in out
+    # the shipped nappage example runs with every syringe: no reversal, no take-up
+    code, out, err = run(capsys, "protocol", "validate", NAPPAGE)
+    assert code == 0, err
 
 
 def test_a_protocol_the_machine_runs_still_passes(capsys):
@@ -131,13 +154,12 @@ def test_validate_uses_the_records_backlash_and_calibration(capsys, tmp_path):
     dev = tmp_path / "dev"
     dev.mkdir()
     rec = S.defaults()
-    rec["calibration"]["backlash_steps"] = M.um_to_plunger_steps(M.BACKLASH_MAX_UM)
+    rec["calibration"]["backlash_steps"] = LONG_BACKLASH_STEPS
     S.Store(DirFS(str(dev)), "settings").save(rec)
-    code, out, err = run(capsys, "protocol", "validate", NAPPAGE, "--syringe", 1)
+    f = write(tmp_path, protocol(REVERSING))
+    code, out, err = run(capsys, "protocol", "validate", f, "--syringe", 1)
     assert code == 0, err
-    code, out, err = run(
-        capsys, "protocol", "validate", NAPPAGE, "--syringe", 1, "--limits-from", dev
-    )
+    code, out, err = run(capsys, "protocol", "validate", f, "--syringe", 1, "--limits-from", dev)
     assert code == 2 and "cannot run with the 1 mL syringe" in err  # the take-up is longer
 
 
@@ -180,7 +202,9 @@ def test_push_refuses_the_reported_zone_and_sends_nothing(tmp_path, capsys, monk
             % (name_of(model))
             in err
         )
-    assert T.push(_device(tmp_path / "x", backlash_steps=640), NAPPAGE, syringes=[(1, None)]) == 2
+    reversing = write(tmp_path, protocol(REVERSING))
+    long_bl = _device(tmp_path / "x", backlash_steps=LONG_BACKLASH_STEPS)
+    assert T.push(long_bl, reversing, syringes=[(1, None)]) == 2
     assert sent == []
 
 

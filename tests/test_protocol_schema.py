@@ -569,9 +569,15 @@ def test_push_and_pull_over_the_virtual_board(tmp_path):
         assert r.returncode == 0, r.stdout + r.stderr
         assert "saved to %s: 'Facial skin booster'" % port in r.stdout
         nappage = ROOT / "protocols" / "nappage-face-neck.json"
-        r = cli("protocol", "push", nappage, "--port", port)  # 3 shots/s: too fast with 5 mL
+        fast = json.loads(nappage.read_text())
+        fast["name"] = "Nappage at 10 a second"
+        for z in fast["zones"]:  # 1 mm / 2 uL at 10/s: the 1 mL syringe's line only
+            z.update(speed_um_s=50_000, rate_nl_s=100_000, shot_rate_mhz=10_000, suckback_nl=0)
+        fast_file = tmp_path / "fast.json"
+        fast_file.write_text(json.dumps(fast))
+        r = cli("protocol", "push", fast_file, "--port", port)
         assert r.returncode == 2 and "nothing sent" in r.stderr, r.stderr
-        assert "zone 'Neck' cannot run with the 5 mL syringe" in r.stderr
+        assert "cannot run with the 10 mL syringe" in r.stderr
         r = cli("protocol", "push", nappage, "--port", port, "--syringe", "1")
         assert r.returncode == 2 and "16 protocols are stored already" in r.stderr, r.stderr
         out = tmp_path / "pulled"

@@ -300,7 +300,7 @@ def test_schema_3_gains_the_line_time_constant_at_its_default():
     fs = SimFS()
     fs.write_bytes(NAME + ".a", S.pack(old, 8, schema=3))
     got, info = S.Store(fs, NAME).load()
-    assert got == payload(6) and got["calibration"]["line_tau_us"] == M.LINE_TAU_US
+    assert got == payload(6) and got["calibration"]["line_tau_us"] == M.LINE_TAU_ESTIMATE
     assert info["migrated_from"] == 3 and S.validate(got) == []
     assert S.Store(fs, NAME).save(got) == ("b", 9)  # the device stores it again, as schema 4
     got2, info2 = S.Store(fs, NAME).load()
@@ -317,7 +317,7 @@ def test_a_measured_line_time_constant_survives_the_store(sim):
     got, info = S.Store(fs, NAME).load()
     assert got["calibration"]["line_tau_us"] == 42_300 and not info["migrated_from"]
     fresh = Simulator(trace=False).core
-    assert fresh.line_tau_us == M.LINE_TAU_US
+    assert fresh.line_tau_stored == M.LINE_TAU_ESTIMATE
     assert persist.restore(fresh, got) == ((2, 5, 8, 0), [])
     assert fresh.line_tau_us == 42_300
     bad = dict(got, calibration=dict(got["calibration"], line_tau_us=M.LINE_TAU_MAX_US + 1))

@@ -570,9 +570,11 @@ class Core:
 
     def set_line_tau(self, tau_us):
         """The line's time constant pressure advance uses (a measurement's result, us;
-        0: no pressure advance; None: back to the reference line's estimate)."""
+        0: no pressure advance; LINE_TAU_ESTIMATE: back to the reference line's estimate)."""
         if self.state not in IDLE:
             raise SettingsError.one("line_tau_us", SettingsError.NOT_IDLE)
+        if tau_us == M.LINE_TAU_ESTIMATE:
+            tau_us = None
         if tau_us is not None and (
             not isinstance(tau_us, int) or not 0 <= tau_us <= M.LINE_TAU_MAX_US
         ):
@@ -595,6 +597,12 @@ class Core:
     @property
     def line_tau_us(self):
         return self.line_tau_for(self.settings)
+
+    @property
+    def line_tau_stored(self):
+        """What the store keeps: the measured time constant for the syringe set (which the
+        store keeps beside it), or LINE_TAU_ESTIMATE."""
+        return self.line_tau_us if self._tau_measured is not None else M.LINE_TAU_ESTIMATE
 
     def acknowledge(self):
         """Clear a latched fault; motion then needs homing again (H3)."""

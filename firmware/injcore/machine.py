@@ -47,6 +47,7 @@ PLUNGER_TAKEUP_SPEED_UM_S = const(2500)
 # engineer may set (Core.set_line_tau); until then pressure advance plans with
 # the reference line's estimate for the syringe (line_tau_us below).
 LINE_TAU_MAX_US = const(60_000_000)
+LINE_TAU_ESTIMATE = const(-1)  # stored and set for "not measured: the estimate"
 # Backlash measurement (Core.start_backlash): a 50 um push engages the nut
 # forward (about 0.9 uL out of a 1 mL syringe, into the cup), the line settles,
 # then a slow 300 um back-off; a force drop of BACKLASH_DETECT_MN marks the

@@ -18,7 +18,7 @@ def snapshot(core, pin):
         "calibration": {
             "dose_factor_ppm": core.dose_factor_ppm,
             "backlash_steps": core.backlash_steps,
-            "line_tau_us": core.line_tau_us,
+            "line_tau_us": core.line_tau_stored,
         },
         "service_pin": "".join(str(d) for d in pin),
     }
@@ -50,7 +50,7 @@ def restore(core, payload):
     try:
         core.set_calibration(cal.get("dose_factor_ppm", core.dose_factor_ppm))
         core.set_backlash(cal.get("backlash_steps", core.backlash_steps))
-        core.set_line_tau(cal.get("line_tau_us", core.line_tau_us))
+        core.set_line_tau(cal.get("line_tau_us", core.line_tau_stored))
     except (SettingsError, TypeError) as e:
         problems.append("calibration: %s" % e)
     return pin_digits(payload.get("service_pin")), problems

@@ -55,7 +55,8 @@ LIMIT_FIELDS = ("needle_length_um", "session_cap_nl", "occlusion_kpa")
 CALIBRATION_DEFAULTS = {
     "dose_factor_ppm": M.DOSE_FACTOR_ONE_PPM,  # delivered / counted volume (Core.set_calibration)
     "backlash_steps": M.um_to_plunger_steps(M.PLUNGER_BACKLASH_UM),  # Core.set_backlash
-    "line_tau_us": M.LINE_TAU_US,  # pressure advance's time constant (Core.set_line_tau)
+    # Pressure advance's time constant (Core.set_line_tau): measured, or the estimate
+    "line_tau_us": M.LINE_TAU_ESTIMATE,
 }
 DEFAULT_SERVICE_PIN = "2580"  # the engineer changes it (ui.screens); kept with the settings
 
