@@ -669,8 +669,8 @@ def test_a_zone_cap_holds_across_a_syringe_change(ready_sim):
     obj["zones"][0].update(dose_nl=20_000, cap_nl=50_000, punctures="free")
     run = start_run(sim, obj)
     sim.shot()
-    sim.configure(syringe_model=3)  # the session is restated in the 3 mL syringe's steps
-    sim.run_ms(5)
+    sim.load(3)  # the session is restated in the 3 mL syringe's steps (confirmed, H13)
+    sim.prime(300)
     for _ in range(4):
         sim.shot()
     assert run.done[0] == 2 and sim.core.notice == C.N_ZONE_CAP  # 2 x 20 uL fit in 50, no more

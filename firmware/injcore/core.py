@@ -272,7 +272,8 @@ class Core:
         self.settings = Settings()
         self.dose_factor_ppm = M.DOSE_FACTOR_ONE_PPM  # gravimetric calibration (set_calibration)
         self.protocol_cap_nl = 0  # a protocol's session cap, below the engineer's; 0: none
-        self._tau_measured = None  # (tau us, the compliance it was measured with): set_line_tau
+        # (tau us, the compliance it was measured with): set_line_tau
+        self._tau_measured = None  # type: tuple[int, int] | None
         s[_TAKEUP_N] = max(
             1, M.um_to_plunger_steps(M.PLUNGER_TAKEUP_SPEED_UM_S) * M.TICK_US // 1_000_000
         )

@@ -276,8 +276,11 @@ def plan_cycle(core, st, ps):  # noqa: C901  (one plan after the other, each wit
     # At the end, draw the stored volume back, or wait at depth while it flows out:
     # whichever is quicker (a release reverses the plunger twice: two take-ups).
     ps.release.set(stored, rate_max, plunger_a)
-    release = max(0, stored - _outflow_steps(rate, ps.release.ticks))
     takeup = int(takeup_ticks(core.backlash_steps, core.S[_TAKEUP_N]))
+    # What flows out meanwhile stays out: at the full flow while the nut crosses its
+    # backlash (the line still holds all), about half of it while the release runs.
+    out = rate * takeup * M.TICK_US // 1_000_000 + _outflow_steps(rate, ps.release.ticks)
+    release = max(0, stored - out)
     release_cost = ps.release.ticks + (0 if sb else 2 * takeup)
     dwell = _ticks_to_empty(stored, dose // LEFT_IN_LINE_PER_DOSE, tau_us)
     dwell = max(0, dwell - _ticks_still_at_depth(ps.needle_out))
