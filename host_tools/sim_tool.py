@@ -3,7 +3,7 @@
     injector sim [--out DIR] [--shots N] [--burst-ms MS] [--no-plot] [--seed N]
         the demo session (sim/demo.py), what `make sim` runs: its punctures as a
         table, the treatment log in DIR/log, the report in DIR/report and the
-        plot of the motors and the load cell in DIR/session.png
+        plot of the motors and the load cell in DIR/session.png (its phases shaded)
     injector sim --protocol FILE [--out DIR] [--seed N]
         a protocol zone by zone (sim/protocol_run.py): its log in DIR/log, the
         zone-by-zone report in DIR/report
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import sim  # noqa: F401  (puts firmware/ on sys.path)
 from host_tools import logs, report  # noqa: E402
+from injcore import codes as C  # noqa: E402
 from injcore import machine as M  # noqa: E402
 from injcore import protocol as P  # noqa: E402
 from sim import demo, protocol_run  # noqa: E402
@@ -45,9 +46,9 @@ def print_punctures(session_sim):
         "#",
         "mode",
         "depth set mm",
-        "depth reached mm",
+        "tip depth mm (model)",
         "dose set uL",
-        "dose delivered uL",
+        "delivered uL (counted steps)",
         "outflow uL (model)",
         "duration ms",
     ):
@@ -59,16 +60,16 @@ def print_punctures(session_sim):
             "%.2f" % (p.depth_set_um / 1000),
             "%.3f" % (p.depth_reached_um / 1000),
             "%.1f" % (p.dose_set_nl / 1000),
-            "%.3f" % (p.dose_nl / 1000),
-            "%.3f" % (p.outflow_nl / 1000),
+            "%.1f" % (p.dose_nl / 1000),
+            "%.1f" % (p.outflow_nl / 1000),
             str(p.duration_ms),
         )
     console = Console(width=120)
     console.print(table)
     core, m = session_sim.core, session_sim.machine
     console.print(
-        "punctures: %d   delivered (counted steps): %.3f uL   primed: %.3f uL   "
-        "left in syringe: %.1f uL   out of the needle (model): %.3f uL   "
+        "punctures: %d   delivered (counted steps): %.1f uL   primed: %.1f uL   "
+        "left in syringe: %.1f uL   out of the needle (model): %.1f uL   "
         "peak force: %.2f N"
         % (
             core.punctures,
@@ -81,26 +82,170 @@ def print_punctures(session_sim):
     )
 
 
-def plot_trace(session_sim, path):
-    """Needle tip, plunger face and load cell over the simulated time, as a PNG."""
+# The colours of the phases (states) in session.png; idle states (unhomed, ready) are
+# left unshaded. Names are codes.STATE_NAMES.
+PHASE_COLORS = {
+    C.ST_HOMING: "tab:gray",
+    C.ST_LOAD: "tab:brown",
+    C.ST_PRIME: "tab:cyan",
+    C.ST_ADVANCE: "gold",
+    C.ST_INJECT: "tab:green",
+    C.ST_SUCKBACK: "tab:purple",
+    C.ST_RETRACT: "tab:orange",
+    C.ST_WAIT: "tab:blue",
+    C.ST_FAULT: "tab:red",
+    C.ST_RELIEF: "tab:pink",
+    C.ST_MEASURE: "tab:olive",
+}
+
+
+def phase_spans(trace):
+    """The trace's states as runs: [(state, start s, end s)], in time order."""
+    spans = []
+    t, states = trace.t_ms, trace.state
+    for i, st in enumerate(states):
+        if spans and spans[-1][0] == st:
+            continue
+        if spans:
+            spans[-1][2] = t[i] / 1000
+        spans.append([st, t[i] / 1000, t[i] / 1000])
+    if spans:
+        spans[-1][2] = t[-1] / 1000
+    return [tuple(s) for s in spans]
+
+
+NAME_GAP = 0.03  # a phase's name at least this far (axes fraction) right of the last one
+
+
+def _shade(ax, spans, lo=None, hi=None, names=False):
+    """Shade each phase of `spans` across `ax` (one artist per state, labelled with its
+    name); only those within [lo, hi], each named at its top when `names`."""
+    by_state = {}
+    last = -1.0
+    for st, a, b in spans:
+        if st in PHASE_COLORS and (lo is None or (b > lo and a < hi)):
+            by_state.setdefault(st, []).append((a, b - a))
+            if names:
+                at = max(((max(a, lo) + min(b, hi)) / 2 - lo) / (hi - lo), last + NAME_GAP)
+                last = at
+                ax.text(
+                    at,
+                    0.98,
+                    C.STATE_NAMES[st],
+                    transform=ax.transAxes,
+                    rotation=90,
+                    ha="center",
+                    va="top",
+                    fontsize=7,
+                )
+    for st in sorted(by_state):
+        ax.broken_barh(
+            by_state[st],
+            (0, 1),
+            transform=ax.get_xaxis_transform(),
+            color=PHASE_COLORS[st],
+            alpha=0.25,
+            lw=0,
+            label=C.STATE_NAMES[st],
+        )
+
+
+def _zoom_punctures(session_sim):
+    """A puncture of each mode the session fired (the middle one): [(Puncture, end ms)],
+    the end taking in what follows it up to the next start (a nappage shot's wait)."""
+    ps = session_sim.punctures
+    out = []
+    for mode in ("single", "continuous"):
+        idx = [i for i, p in enumerate(ps) if p.mode == mode]
+        if not idx:
+            continue
+        i = idx[len(idx) // 2]
+        p = ps[i]
+        end = p.start_ms + 1.3 * p.duration_ms
+        if i + 1 < len(ps):
+            end = min(end, ps[i + 1].start_ms)
+        out.append((p, max(end, p.start_ms + p.duration_ms)))
+    return out
+
+
+def trace_figure(session_sim):
+    """Needle tip, plunger face and load cell over the simulated time, each phase shaded
+    (codes.STATE_NAMES), and a puncture of each mode close up with its phases named:
+    a matplotlib Figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     t = session_sim.trace
-    fig, axes = plt.subplots(3, 1, sharex=True, figsize=(11, 7))
     secs = [x / 1000 for x in t.t_ms]
-    axes[0].plot(secs, [u / 1000 for u in t.needle_tip_um], lw=0.8)
+    spans = phase_spans(t)
+    zooms = _zoom_punctures(session_sim)
+    fig = plt.figure(figsize=(11, 9.5 if zooms else 7), layout="constrained")
+    gs = fig.add_gridspec(4 if zooms else 3, max(1, len(zooms)))
+    top = fig.add_subplot(gs[0, :])
+    axes = [top, fig.add_subplot(gs[1, :], sharex=top), fig.add_subplot(gs[2, :], sharex=top)]
+    tip = [u / 1000 for u in t.needle_tip_um]
+    plunger = [u / 1000 for u in t.plunger_um]
+    axes[0].plot(secs, tip, "k", lw=0.8)
     axes[0].axhline(0, color="grey", lw=0.5)
     axes[0].set_ylabel("needle tip\nbelow nozzle (mm)")
-    axes[1].plot(secs, [u / 1000 for u in t.plunger_um], lw=0.8, color="tab:green")
+    axes[1].plot(secs, plunger, "k", lw=0.8)
     axes[1].set_ylabel("plunger face (mm)")
-    axes[2].plot(secs, t.force_n, lw=0.8, color="tab:red")
+    if min(plunger, default=0) >= 0:
+        axes[1].set_ylim(bottom=0)
+    axes[2].plot(secs, t.force_n, "k", lw=0.8)
+    axes[2].axhline(0, color="grey", lw=0.5)
     axes[2].set_ylabel("load cell (N)")
     axes[2].set_xlabel("simulated time (s)")
-    fig.suptitle("Simulated session: homing, prime, single shots, nappage")
-    fig.tight_layout()
+    for ax in axes:
+        _shade(ax, spans)
+    for col, (p, end_ms) in enumerate(zooms):
+        ax = fig.add_subplot(gs[3, col])
+        lo = (p.start_ms - 0.08 * (end_ms - p.start_ms)) / 1000
+        hi = end_ms / 1000
+        i0 = next(i for i, s in enumerate(secs) if s >= lo)
+        i1 = next((i for i, s in enumerate(secs) if s > hi), len(secs))
+        ms = [(s - p.start_ms / 1000) * 1000 for s in secs[i0:i1]]
+        ax.plot(ms, tip[i0:i1], "k", lw=1, label="needle tip (mm)")
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set_ylabel("needle tip (mm)")
+        ax.set_xlabel("ms from the puncture's start")
+        force = ax.twinx()
+        force.plot(ms, t.force_n[i0:i1], color="tab:red", lw=1)
+        force.set_ylabel("load cell (N)", color="tab:red")
+        rel = [
+            (st, (a - p.start_ms / 1000) * 1000, (b - p.start_ms / 1000) * 1000)
+            for st, a, b in spans
+        ]
+        _shade(ax, rel, ms[0], ms[-1], names=True)
+        for a in (ax, force):  # room above the traces for the phases' names
+            y0, y1 = a.get_ylim()
+            a.set_ylim(y0, y1 + 0.6 * (y1 - y0))
+        ax.set_xlim(ms[0], ms[-1])
+        ax.set_title(
+            "puncture %d (%s) at %.2f s, close up" % (p.number, p.mode, p.start_ms / 1000),
+            fontsize=10,
+        )
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncol=len(labels) or 1,
+        fontsize=8,
+        title="phase (core state; unshaded: ready, unhomed)",
+        title_fontsize=8,
+    )
+    fig.suptitle("Simulated session: homing, load, prime, single shots, nappage")
+    return fig
+
+
+def plot_trace(session_sim, path):
+    """trace_figure as a PNG at `path`."""
+    import matplotlib.pyplot as plt
+
+    fig = trace_figure(session_sim)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -116,7 +261,7 @@ def run_demo(out=DEMO_OUT, shots=8, burst_ms=3000, seed=1, plot=True):
     print_punctures(done)
     print("simulated %.1f s in %.2f s of wall time" % (done.now_us / 1e6, wall))
     decoded = logs.read_dir(log_dir)
-    report.write_report(decoded, DEMO_SESSION, out / "report")
+    report.write_report(decoded, DEMO_SESSION, out / "report", done.core.limits)
     print(
         "treatment log: %s (%d records); report: %s"
         % (log_dir, len(decoded.records), out / "report")
@@ -146,7 +291,7 @@ def run_protocol(protocol, out=PROTOCOL_OUT, seed=1):
     res = protocol_run.run_protocol(protocol, out / "log", seed)
     decoded = logs.read_dir(res.log_dir)
     report_dir = out / "report"
-    files = report.write_report(decoded, res.session, report_dir)
+    files = report.write_report(decoded, res.session, report_dir, res.sim.core.limits)
     return ProtocolSession(
         **{f.name: getattr(res, f.name) for f in fields(res)},
         decoded=decoded,
@@ -172,13 +317,13 @@ def print_summary(res, file=None):
     for z in res.zones:
         planned = z.planned or "free (%d)" % protocol_run.FREE_PUNCTURES
         print(
-            "  %2d %-12s %-8s %4d / %-10s %9.3f uL  %s"
+            "  %2d %-12s %-8s %4d / %-10s %7.1f uL  %s"
             % (z.index + 1, z.name, z.technique, z.done, planned, z.used_nl / 1000, z.stop),
             file=file,
         )
     core = res.sim.core
     print(
-        "delivered %.3f uL in %d punctures; primed %.3f uL; simulated %.1f s"
+        "delivered %.1f uL in %d punctures; primed %.1f uL; simulated %.1f s"
         % (
             core.delivered_nl() / 1000,
             core.punctures,

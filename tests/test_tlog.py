@@ -421,10 +421,11 @@ def test_simulated_session_through_log_csv_and_report(ready_sim, tmp_path):
     out = tmp_path / "report"
     r = cli("report", "1", "--log", str(tmp_path), "--out", str(out))
     assert r.returncode == 0, r.stderr
-    for name in ("dose.png", "depth.png", "force.png", "zones.png", "summary.png", "summary.md"):
+    for name in ("dose.png", "depth.png", "force.png", "summary.png", "summary.md"):
         assert (out / name).stat().st_size > (200 if name.endswith(".md") else 5000), name
+    assert not (out / "zones.png").exists()  # zones set by hand, no protocol: no zone chart
     md = (out / "summary.md").read_text()
-    assert "AB123" in md and "%.3f uL" % (core.delivered_nl() / 1000) in md
+    assert "AB123" in md and "%.1f uL" % (core.delivered_nl() / 1000) in md
     assert "5 complete, 1 cut by a fault" in md and "emergency stop" in md
 
 
@@ -734,6 +735,7 @@ def test_make_sim_writes_the_firmwares_log_and_a_report(tmp_path, capsys):
     assert abs(logged_nl - session.end["delivered_nl"]) <= len(
         session.punctures
     )  # per-record rounding
-    for name in ("dose.png", "depth.png", "force.png", "zones.png", "summary.md"):
+    for name in ("dose.png", "depth.png", "force.png", "summary.md"):
         assert (tmp_path / "report" / name).stat().st_size > 0
+    assert not (tmp_path / "report" / "zones.png").exists()  # no protocol ran
     assert "treatment log:" in capsys.readouterr().out
