@@ -92,7 +92,7 @@ def machine_model(**changes):
         hx711_period_us=12_500,
         i2c_hz=pins.I2C_HZ,
         oled_addr=pins.OLED_ADDR,
-        excursion_steps=M.um_to_needle_steps(M.NEEDLE_HOME_OFFSET_UM // 2),
+        excursion_steps=M.um_to_needle_steps(M.NEEDLE_HOME_OFFSET_UM),  # the skin plane
         flash_erase_us=45_000,
         flash_page_us=400,  # W25Q16JV, typical
     )

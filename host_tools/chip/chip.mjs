@@ -241,14 +241,15 @@ function wirePins(c) {
   switchLevels(c);
 }
 
-// A puncture as the pins see it: the needle leaves home and comes back.
+// A puncture as the pins see it: the tip passes the skin plane and comes back out
+// (between nappage shots the needle waits at its hover point, not at home).
 function excursion(pos) {
   const e = world.excursion;
   if (!e && pos > MODEL.excursion_steps) {
     world.excursion = { deepest: pos, face0: world.face, t0: chip ? chip.clock.nanos : 0 };
   } else if (e) {
     if (pos > e.deepest) e.deepest = pos;
-    if (pos <= 0) {
+    if (pos <= MODEL.excursion_steps) {
       world.punctures.push({ deepest: e.deepest, dose_steps: world.face - e.face0,
         ms: (chip.clock.nanos - e.t0) / 1e6 });
       world.excursion = null;
