@@ -11,6 +11,7 @@ beyond its subset, no CPython-only modules.
 
 from injcore import codes as C
 from injcore import linefit
+from injcore import machine as M
 from injcore.rig import Rig
 from injcore.settings import MODE_CONTINUOUS, SettingsError
 from ui.keys import DOWN, OK, PRESS, UP
@@ -55,6 +56,14 @@ def _keys(ui, *buttons):
 def _fault(core, code):
     core.state = C.ST_FAULT
     core.fault = code
+
+
+def _needle_in(core, depth_um, fault=C.F_NONE, was=C.ST_INJECT):
+    """The needle's tip `depth_um` below the skin where `fault` (if any) stopped a shot."""
+    core.needle.pos = M.um_to_needle_steps(M.NEEDLE_HOME_OFFSET_UM + depth_um)
+    if fault:
+        _fault(core, fault)
+    core.fault_was = was
 
 
 def _menu_at(ui, label):
@@ -104,10 +113,30 @@ class _Stored:
         run.poll()
 
 
-def _protocol_run(core, ui):
+# The longest names a protocol allows (injcore.protocol: NAME_MAX, ZONE_NAME_MAX), on
+# twelve zones (MAX_ZONES): what the screens must fit.
+LONG_NAME = "Facial skin boost 3 mL X"  # 24
+LONG_ZONE = "Periorbita%02d"  # 12
+
+
+def _long_protocol_json():
+    zones = []
+    for i in range(12):
+        zones.append(
+            '{"name": "%s", "technique": "point", "depth_um": 800, "dose_nl": 10000,'
+            ' "speed_um_s": 20000, "rate_nl_s": 10000, "punctures": 1000, "cap_nl": 999000}'
+            % (LONG_ZONE % (i + 1))
+        )
+    return '{"format": 1, "name": "%s", "version": 1, "session_cap_nl": 5000000, "zones": [%s]}' % (
+        LONG_NAME,
+        ", ".join(zones),
+    )
+
+
+def _protocol_run(core, ui, text=PROTOCOL_JSON):
     from injcore.protocol import Run, parse
 
-    run = Run(core, parse(PROTOCOL_JSON, core.limits))
+    run = Run(core, parse(text, core.limits))
     run.start()
     ui.protocols = _Stored(["Face booster", "Pain: low back"])
     ui.run = run
@@ -144,6 +173,27 @@ def scene(name):  # noqa: C901  (one branch per named scene)
     elif name == "status_unconfirmed":  # the size changed after loading and priming
         _ready(core)
         core.configure(syringe_model=3)
+    elif name == "status_no_syringe":  # pulled out near the end: both say so
+        _ready(core, left_nl=90_000)
+        core.switches &= ~C.SW_SYRINGE
+        core.warning = C.W_NEAR_EMPTY
+    elif name == "status_not_primed":
+        _ready(core, punctures=0, delivered_nl=0)
+        core.primed = False
+    elif name == "status_settings_lost":  # no valid stored settings (H9)
+        _ready(core)
+        core.unconfirmed = True
+    elif name == "status_warning_notice":  # the warning marks the volume left under a notice
+        _ready(core, left_nl=15_000)
+        core.warning = C.W_NEAR_EMPTY
+        core.notice = C.N_SYRINGE_LOW
+    elif name == "status_needle_in":  # an E-stop acknowledged, the needle still in
+        _ready(core)
+        _needle_in(core, 1000)
+        core.state = C.ST_UNHOMED
+        core.homed = False
+    elif name == "status_counts_max":  # the widest figures the counts line may show
+        _ready(core, punctures=99_999, delivered_nl=4_999_999, left_nl=999_960)
     elif name == "menu_home":
         _keys(ui, OK)
     elif name == "menu_end":
@@ -185,6 +235,30 @@ def scene(name):  # noqa: C901  (one branch per named scene)
         core.punctures += 12  # twelve shots of 20 uL in the first zone
         core.delivered_steps = _steps_for(core, 240_000 + core.steps_to_nl(core.delivered_steps))
         run.poll()
+    elif name == "status_protocol_banner":  # a message: the zone's counts stay
+        _ready(core)
+        run = _protocol_run(core, ui)
+        core.punctures += 12
+        core.delivered_steps = _steps_for(core, 240_000 + core.steps_to_nl(core.delivered_steps))
+        run.poll()
+        ui.message("protocol started")
+    elif name == "status_protocol_long":  # the longest names, the twelfth zone
+        _ready(core)
+        run = _protocol_run(core, ui, _long_protocol_json())
+        for _ in range(11):
+            run.next()
+        core.punctures += 999
+        core.delivered_steps = _steps_for(core, 998_000 + core.steps_to_nl(core.delivered_steps))
+        run.poll()
+    elif name == "protocols_long":  # a name longer than a line: whole at the bottom
+        _ready(core)
+        ui.protocols = _Stored(["Face booster", LONG_NAME, "Pain: low back"])
+        _menu_at(ui, "Protocol")
+        _keys(ui, OK, DOWN)
+    elif name == "confirm_protocol":  # a protocol's new session: its name whole
+        _ready(core)
+        ui._chosen = LONG_NAME
+        ui.go("confirm")
     elif name == "status_protocol_stopped":
         _ready(core)
         run = _protocol_run(core, ui)
@@ -262,6 +336,12 @@ def scene(name):  # noqa: C901  (one branch per named scene)
     elif name == "alarm_estop_held":
         rig.inputs.estop = True
         rig.run(2)
+    elif name == "alarm_estop_needle":  # stopped mid-shot: the needle stays 1 mm in
+        _ready(core)
+        _needle_in(core, 1000, C.F_ESTOP)
+    elif name == "alarm_stall_needle":  # the longest alarm: two lines, the needle, the action
+        _ready(core)
+        _needle_in(core, 2000, C.F_NEEDLE_STALL)
     elif name.startswith("alarm_"):
         _fault(core, int(name[6:]))
     else:
@@ -280,6 +360,12 @@ SCENES = (
     "status_notice",
     "status_watchdog",
     "status_unconfirmed",
+    "status_no_syringe",
+    "status_not_primed",
+    "status_settings_lost",
+    "status_warning_notice",
+    "status_needle_in",
+    "status_counts_max",
     "menu_home",
     "menu_end",
     "edit_depth",
@@ -291,7 +377,11 @@ SCENES = (
     "lot",
     "status_protocol",
     "status_protocol_stopped",
+    "status_protocol_banner",
+    "status_protocol_long",
     "protocols",
+    "protocols_long",
+    "confirm_protocol",
     "skip",
     "syringe_loading",
     "syringe_confirm",
@@ -307,6 +397,8 @@ SCENES = (
     "backlash",
     "alarm_relief",
     "alarm_estop_held",
+    "alarm_estop_needle",
+    "alarm_stall_needle",
 ) + tuple("alarm_%d" % code for code in range(1, len(C.FAULT_NAMES)))
 
 

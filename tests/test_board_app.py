@@ -28,6 +28,7 @@ from board import app as A  # noqa: E402
 from board import pins, pio_step, ports  # noqa: E402
 from injcore import codes as C  # noqa: E402
 from injcore import pio_word as pw  # noqa: E402
+from ui import draw as D  # noqa: E402
 
 M = fake_machine
 
@@ -88,9 +89,13 @@ class Rig:
         reset_cause=M.PWRON_RESET,
         fs=None,
         confirmed=True,
+        display=True,
     ):
         M.set_reset_cause(reset_cause)
         M.set_input(pins.ESTOP, 0)  # normally closed: released
+        # The SSD1306 on the I2C bus, as on every board that may fire (app.py refuses to
+        # without one); .writes are its transactions.
+        self.oled = M.add_i2c_device(pins.OLED_ADDR, bus=pins.I2C_ID) if display else None
         self.fs = fs if fs is not None else SimFS()
         self.app = A.boot(fs=self.fs)
         if confirmed:  # as after an engineer confirmed the defaults once
@@ -499,9 +504,9 @@ def _frames(oled):
 
 
 def test_display_is_sent_from_the_main_loop_only_on_change_and_at_most_20_per_second():
-    oled = M.add_i2c_device(pins.OLED_ADDR, bus=pins.I2C_ID)
     rig = Rig()
-    assert rig.app.display is not None
+    oled = rig.oled
+    assert rig.app.display is not None and not rig.app.core.no_display
     booted = _frames(oled)  # init() clears the glass
     rig.ms(1000)
     assert _frames(oled) == booted + 1  # idle: the first frame, then nothing changes
@@ -515,7 +520,7 @@ def test_display_is_sent_from_the_main_loop_only_on_change_and_at_most_20_per_se
     assert len(oled.writes) == sent
     rig.press(pins.BTN_OK)  # the menu: a new frame
     assert _frames(oled) == booted + 2
-    # UP held: auto-repeat moves the cursor on every repeat, faster after a second;
+    # DOWN held: auto-repeat moves the cursor on every repeat;
     # the display still gets at most one frame per 50 ms.
     M.set_input(pins.BTN_DOWN, 0)
     start = _frames(oled)
@@ -528,6 +533,72 @@ def test_display_is_sent_from_the_main_loop_only_on_change_and_at_most_20_per_se
     # What was sent is what the interface drew.
     last = [w for w in oled.writes if w[:1] == b"\x40"][-1]
     assert last[1:] == bytes(rig.app.display.buf)
+
+
+def _ready_to_fire(core):
+    """Homed, a syringe seated, confirmed and primed (poked: the rig has no machine)."""
+    core.state, core.homed, core.primed, core.syringe_confirmed = C.ST_READY, True, True, True
+    M.set_input(pins.SYRINGE, 0)
+
+
+def test_without_a_display_nothing_fires_and_the_console_and_buzzer_say_so(capsys):
+    rig = Rig(display=False)
+    app, core = rig.app, rig.app.core
+    assert app.display is None and core.no_display
+    assert "no display" in capsys.readouterr().out  # the console line at boot
+    rig.ms(50)
+    assert app.buzzer.playing is A.BLIND
+    rig.syringe = True
+    _ready_to_fire(core)
+    rig.ms(5)
+    assert not core.can_fire() and core.notice == C.N_NO_DISPLAY
+    core.notice = C.N_NONE
+    M.set_input(pins.TRIGGER, 0)  # the trigger: nothing moves
+    rig.ms(300)
+    M.set_input(pins.TRIGGER, 1)
+    rig.ms(20)
+    assert core.notice == C.N_NO_DISPLAY and core.punctures == 0 and core.state == C.ST_READY
+    assert rig.live["needle"].count == rig.live["plunger"].count == 0
+    core.configure(mode=C.MODE_PRIME)  # nor does it prime
+    M.set_input(pins.TRIGGER, 0)
+    rig.ms(300)
+    M.set_input(pins.TRIGGER, 1)
+    rig.ms(20)
+    assert rig.live["plunger"].count == 0 and core.notice == C.N_NO_DISPLAY
+    # A fault still sounds the alarm; once it is acknowledged the beeps come back.
+    M.set_input(pins.ESTOP, 1)
+    rig.ms(5)
+    assert app.buzzer.playing is A.ALARM
+    M.set_input(pins.ESTOP, 0)
+    rig.ms(5)
+    core.acknowledge()
+    rig.ms(5)
+    assert app.buzzer.playing is A.BLIND
+    # The settings bit and the display bit hold injection back apart (codes.HOLD_*).
+    core.unconfirmed = True
+    core.unconfirmed = False
+    assert core.no_display
+
+
+def test_a_display_that_stops_answering_stops_the_firing(capsys):
+    rig = Rig()
+    app, core = rig.app, rig.app.core
+    rig.ms(100)
+    assert not core.no_display
+    rig.syringe = True
+    _ready_to_fire(core)
+    rig.ms(5)
+    assert core.can_fire()
+
+    def unplugged():
+        raise OSError(5)  # EIO: no ACK on the bus
+
+    app.display.show = unplugged
+    rig.press(pins.BTN_OK)  # a new frame to send: the write fails
+    assert app.display is None and core.no_display
+    assert "no display" in capsys.readouterr().out
+    assert not core.can_fire() and core.notice == C.N_NO_DISPLAY
+    assert app.buzzer.playing is A.BLIND
 
 
 def test_buttons_reach_the_interface_and_sound_the_buzzer():
@@ -763,7 +834,8 @@ def test_a_session_cut_by_a_power_loss_is_reported_at_the_next_boot():
     info = rig2.app.interrupted
     assert info is not None and info["punctures"] == 3 and info["lost_max"] == 1
     rig2.ms(60)
-    assert rig2.app.ui.banner().startswith("session 1 was interrupted")
+    assert rig2.app.ui.banner() == "session cut off: max 1 unlogged"  # two display lines
+    assert len(D.wrap(rig2.app.ui.banner())) == 2
     rig2.press(pins.BTN_BACK)
     assert not rig2.app.ui.banner().startswith("session")
     assert Rig(fs=fs).app.interrupted is None  # reported once: the log now closes it
@@ -783,6 +855,7 @@ def test_after_a_watchdog_reset_the_lost_punctures_are_counted_exactly():
     assert rig2.app.reset_cause == C.RC_WATCHDOG
     assert info["punctures"] == 3 and info["lost"] == 2 and info["lost_max"] == 0
     assert "2 not logged" in info["text"]
+    assert rig2.app.ui.banner() == "session cut off: 2 not logged"
 
 
 @pytest.mark.hazard("H11")

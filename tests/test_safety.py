@@ -106,6 +106,32 @@ def test_near_empty_is_a_warning_not_a_fault():
     assert all(abs(p.dose_nl - 100_000) <= 2000 for p in sim.punctures)
 
 
+@pytest.mark.hazard("H7")
+def test_near_empty_with_a_dose_a_fifth_of_the_syringe_waits_for_the_last_dose():
+    from sim.session import Simulator
+
+    sim = Simulator(trace=False)
+    assert sim.home()
+    sim.load(1)
+    sim.prime(800)
+    sim.configure(dose_nl=200_000, suckback_nl=0, rate_nl_s=100_000)
+    core = sim.core
+    assert core.warning == C.W_NONE  # a full syringe is not nearly empty
+    shots = 0
+    while core.warning == C.W_NONE:
+        assert sim.shot() is not None
+        shots += 1
+        assert shots < 6
+    assert core.can_fire()  # warned while a dose is still left ...
+    assert sim.shot() is not None and sim.punctures[-1].dose_nl >= 196_000  # ... in full
+    assert sim.shot() is None and core.notice == C.N_SYRINGE_LOW
+    # Small doses: fewer than five of them left, and less than a fifth of the syringe.
+    usable = M.plunger_steps_for_nl(1_000_000, 1000)
+    assert M.near_empty_steps(10, usable) == 50
+    assert M.near_empty_steps(usable // 20, usable) == usable // 5  # a fifth, not five doses
+    assert M.near_empty_steps(usable // 5, usable) == 2 * (usable // 5)
+
+
 @pytest.mark.hazard("H1")
 def test_no_shot_starts_past_the_session_cap():
     from sim.session import Simulator
@@ -191,3 +217,83 @@ def test_a_protocol_caps_its_zone_and_its_session(ready_sim):
     core.set_protocol_caps()  # the protocol ends: the engineer's cap again
     sim.shot()
     assert core.punctures == 6
+
+
+# ---- what a fault leaves of the prime (codes.FAULTS' last column) ----------------------------
+
+
+def cut_by(sim, fault):
+    """A shot cut mid-injection by `fault` ("estop", "needle_stall", "plunger_stall",
+    "occlusion", "syringe"), the fault latched, the cause gone, the alarm acknowledged;
+    the fault's code."""
+    m = sim.machine
+    sim.configure(depth_um=1500, dose_nl=20_000, rate_nl_s=20_000)
+    if fault == "occlusion":
+        m.fluid.blocked = True
+    m.trigger = True
+    sim.run_until(lambda s: s.core.state in (C.ST_INJECT, C.ST_FAULT), 3000)
+    sim.run_ms(50)
+    m.trigger = False
+    if fault == "estop":
+        m.estop = True
+    elif fault == "needle_stall":
+        m.needle_stall = True
+    elif fault == "plunger_stall":
+        m.plunger_stall = True
+    elif fault == "syringe":
+        m.remove_syringe()
+    sim.run_until(lambda s: s.core.state == C.ST_FAULT and not s.core.recovery_pending, 5000)
+    sim.run_until(lambda s: s.core.state == C.ST_FAULT, 5000)
+    sim.settle()
+    m.estop = m.needle_stall = m.plunger_stall = m.fluid.blocked = False
+    if fault == "syringe":
+        m.insert_syringe(1)
+    sim.run_ms(5)
+    code = sim.core.fault
+    assert sim.core.acknowledge()
+    return code
+
+
+@pytest.mark.hazard("H6", "H7")
+@pytest.mark.parametrize("fault", ["estop", "needle_stall"])
+def test_a_fault_that_keeps_the_line_keeps_the_prime_and_the_plunger(ready_sim, fault):
+    sim = ready_sim
+    core, m = sim.core, sim.machine
+    assert sim.shot() is not None
+    code = cut_by(sim, fault)
+    assert code == {"estop": C.F_ESTOP, "needle_stall": C.F_NEEDLE_STALL}[fault]
+    assert C.FAULT_LINES[code] == C.LINE_KEPT and core.primed
+    face, fluid, left = m.face_um, core.fluid_steps, core.volume_left_nl()
+    assert sim.home()  # the needle alone: the plunger stays on the stopper
+    assert m.face_um == face and core.fluid_steps == fluid and core.volume_left_nl() == left
+    assert m.needle_tip_um() <= -M.NEEDLE_HOME_OFFSET_UM + 1
+    assert core.primed
+    p = sim.shot()  # no new prime: the full dose, counted from where the plunger was
+    assert p is not None and abs(p.dose_nl - 20_000) <= 400
+    assert core.volume_left_nl() < left
+
+
+@pytest.mark.hazard("H7")
+@pytest.mark.parametrize("fault", ["plunger_stall", "occlusion", "syringe"])
+def test_a_fault_that_may_open_the_line_needs_a_new_prime(ready_sim, fault):
+    sim = ready_sim
+    core = sim.core
+    code = cut_by(sim, fault)
+    want = {"plunger_stall": C.F_PLUNGER_STALL, "occlusion": C.F_OCCLUSION}
+    assert code == want.get(fault, C.F_SYRINGE_REMOVED)
+    assert C.FAULT_LINES[code] == C.LINE_OPENED and not core.primed
+    assert sim.home()  # the plunger too: back to its switch
+    assert sim.machine.face_um <= sim.machine.backlash_um
+    assert sim.shot() is None and core.notice == C.N_NOT_PRIMED
+
+
+def test_every_fault_says_whether_it_keeps_the_line():
+    kept = {C.FAULT_NAMES[i] for i, line in enumerate(C.FAULT_LINES) if line == C.LINE_KEPT}
+    # What the plunger's side or the syringe did may have let air in or lost the
+    # count: those unprime. A stop, the needle's faults and an overrun leave both.
+    for i, name in enumerate(C.FAULT_NAMES):
+        line = C.FAULT_LINES[i]
+        assert line in (C.LINE_KEPT, C.LINE_OPENED), name
+        opens = name.startswith(("plunger", "syringe", "occlusion", "load cell"))
+        assert (line == C.LINE_OPENED) == opens, name
+    assert "emergency stop" in kept and "needle lost steps" in kept

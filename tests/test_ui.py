@@ -23,8 +23,10 @@ from host_tools import fakes, mpy, ui_scenes  # noqa: E402
 from host_tools.screenshot import read_png, write_png  # noqa: E402
 from injcore import codes as C  # noqa: E402
 from injcore import machine as M  # noqa: E402
+from injcore import settings as SF  # noqa: E402
 from injcore.rig import Rig  # noqa: E402
 from injcore.settings import MODE_CONTINUOUS, MODE_PRIME, MODE_SINGLE  # noqa: E402
+from ui import draw as D  # noqa: E402
 from ui import menu  # noqa: E402
 from ui import screens as S  # noqa: E402
 from ui.keys import (  # noqa: E402
@@ -231,17 +233,62 @@ def test_dose_steps_are_fine_below_10_ul():
     assert ui.value == 11_000
 
 
-def test_held_keys_repeat_and_go_ten_times_faster_after_a_second():
+def hold(ui, button, ms):
+    """Hold `button` for `ms` on the board's debouncer (board/buttons.py, sampled every
+    millisecond), its events to the Ui at their time; [(ms, ui.value)] after each event."""
+    from board.buttons import Buttons
+
+    b = Buttons()
+    b.sample(0, 0)
+    seen = []
+    for now in range(1, ms + 40):
+        b.sample(1 << button if now <= ms else 0, now)
+        ev = b.get()
+        while ev is not None:
+            ui.button(ev[0], ev[1], now)
+            seen.append((now, ui.value))
+            ev = b.get()
+    return seen
+
+
+def test_a_held_key_speeds_up_gently_and_evenly():
+    rig, ui = fresh()
+    ui_scenes._menu_at(ui, "Dose")
+    keys(ui, OK)
+    assert ui.value == 20_000
+    seen = hold(ui, UP, 8000)
+    at = lambda ms: [v for t, v in seen if t <= ms][-1]  # noqa: E731
+    # The first two seconds one step (1 uL) a repeat, ten a second: still under control.
+    assert 30_000 <= at(1600) <= 32_000 and at(2000) <= 37_000
+    assert at(3000) < 80_000  # not at the top yet (it was there after 3 s)
+    assert at(5000) < 160_000 and at(7000) == 200_000  # the top within seconds more
+    steps = [b - a for (_, a), (_, b) in zip(seen, seen[1:]) if b != a]
+    assert all(b <= 5 * a // 2 for a, b in zip(steps, steps[1:])), steps  # never a jump
+    assert max(steps) == 10 * 1000  # capped: 10 uL a repeat at most
+    # Multiplied steps land on round figures.
+    assert all(v % 5000 == 0 for t, v in seen if t >= 4000)
+
+
+def test_a_short_range_never_takes_big_steps():
+    rig, ui = fresh()
+    ui_scenes._menu_at(ui, "Depth")
+    keys(ui, OK)
+    seen = hold(ui, UP, 10_000)
+    values = [v for _, v in seen]
+    assert values[-1] == 4000  # the needle length
+    assert max(b - a for a, b in zip(values, values[1:])) <= 200  # 0.3..4.0 mm: 0.2 mm at most
+
+
+def test_held_keys_repeat_only_up_and_down():
     rig, ui = fresh()
     ui_scenes._menu_at(ui, "Syr. ID")
     keys(ui, OK)
     v0 = ui.value
     keys(ui, UP)
-    for _ in range(S.FAST_AFTER_REPEATS - 1):
+    for _ in range(9):
         ui.button(UP, REPEAT, 0)
-    assert ui.value == v0 + 10 * S.FAST_AFTER_REPEATS
-    ui.button(UP, REPEAT, 0)
-    assert ui.value == v0 + 10 * S.FAST_AFTER_REPEATS + 100
+    assert ui.value == v0 + 100  # one step each: held no time at all
+    assert menu.repeat_multiplier(10_000, 2800) == 50 and menu.repeat_multiplier(10_000, 57) == 2
     ui.button(OK, REPEAT, 0)  # OK and BACK never repeat
     assert ui.screen_name() == "edit"
     ui.button(UP, RELEASE, 0)
@@ -600,6 +647,32 @@ def test_an_alarm_takes_over_an_edit_and_drops_it():
     assert rig.core.settings.depth_um == 1000  # the edit was never applied
 
 
+@pytest.mark.hazard("H6")
+def test_an_estop_mid_shot_says_where_the_needle_stayed_and_how_to_get_it_out():
+    rig, ui = fresh()
+    core = rig.core
+    rig.run(2)
+    rig.inputs.trigger = True
+    rig.run(2000, until=lambda c: c.state == C.ST_INJECT)
+    rig.inputs.estop = True
+    rig.run(2)
+    rig.inputs.trigger = False
+    ui.poll(10)
+    assert core.fault == C.F_ESTOP and ui.screen_name() == "alarm"
+    texts = [s for s, _, _ in screen_text(ui)]
+    assert "needle 1.0mm in" in texts and "OK, then Home" in texts
+    assert "release the stop" in texts  # the footer while it is pressed
+    rig.inputs.estop = False
+    rig.run(2)
+    keys(ui, OK)
+    assert core.state == C.ST_UNHOMED and core.primed  # the line stayed closed
+    assert ui.banner() == "needle 1.0mm in: menu > Home"
+    keys(ui, OK, OK)  # the menu opens on Home
+    rig.run(60_000, until=lambda c: c.state != C.ST_HOMING)
+    assert core.state == C.ST_READY and core.needle_depth_um() <= 0
+    assert ui.banner() == "" and core.primed
+
+
 def test_a_warning_is_a_banner_not_a_takeover():
     core, ui = ui_scenes.scene("status_warning")
     assert ui.screen_name() == "status"
@@ -703,3 +776,243 @@ def test_the_engineer_changes_the_service_code():
     keys(ui, BACK)
     ui_scenes._service(ui)  # the new one does
     assert ui.screen_name() == "service"
+
+
+# ---- every text the firmware can show fits its box ---------------------------------------
+
+SCREEN_W, SCREEN_H = 128, 64
+BOX_LINES = D.FOOT_LINES  # a banner, a message, a note: two display lines at most
+
+
+def whole(text, lines=BOX_LINES):
+    """`text` wrapped as the screens wrap it: at most `lines` lines, nothing lost (a word
+    longer than a line, a name without spaces, goes on over the next line)."""
+    w = D.wrap(text)
+    assert len(w) <= lines, (text, w)
+    assert all(len(line) <= D.LINE_CHARS for line in w), (text, w)
+    assert "".join(w).replace(" ", "") == text.replace(" ", ""), (text, w)
+    return w
+
+
+def drawn_texts(ui):
+    drawn = []
+    ui.draw(TextRecorder(drawn), 0)
+    return drawn
+
+
+def on_screen(drawn, overlap=True):
+    """Every text inside the screen and (overlap=True) none over another."""
+    for s, x, y in drawn:
+        assert x >= 0 and x + len(s) * D.CHAR_W <= SCREEN_W, (s, x, y)
+        assert 0 <= y <= SCREEN_H - 8, (s, x, y)
+    if not overlap:
+        return
+    for i, (a, ax, ay) in enumerate(drawn):
+        for b, bx, by in drawn[i + 1 :]:
+            apart = (
+                ax + len(a) * D.CHAR_W <= bx
+                or bx + len(b) * D.CHAR_W <= ax
+                or ay + 8 <= by
+                or by + 8 <= ay
+            )
+            assert apart, ((a, ax, ay), (b, bx, by))
+
+
+def shows(drawn, text):
+    """`text` is on the screen whole: its wrapped lines, one under the other."""
+    lines = whole(text)
+    strings = [s for s, _, _ in drawn]
+    for i in range(len(strings) - len(lines) + 1):
+        if strings[i : i + len(lines)] == lines:
+            return
+    raise AssertionError("%r not on screen: %r" % (text, strings))
+
+
+@pytest.mark.parametrize("code", range(1, len(C.FAULTS)))
+@pytest.mark.parametrize("needle_um", [0, 1000, 12_300])
+def test_every_alarm_fits_with_a_gap_between_fault_and_action(code, needle_um):
+    core, ui = ui_scenes.scene("status_ready")
+    ui_scenes._needle_in(core, needle_um, code)
+    ui.poll(0)
+    drawn = drawn_texts(ui)
+    on_screen(drawn)
+    body = [(s, y) for s, _, y in drawn if 9 < y < 55]
+    name = whole(C.FAULT_NAMES[code])
+    action = whole(C.FAULT_ACTIONS[code]) if C.FAULT_ACTIONS[code] else []
+    needle = ["needle %smm in" % menu.fixed(needle_um, 1000, 1)] if needle_um else []
+    assert [s for s, _ in body] == name + needle + action
+    assert all(y + 8 <= 55 for _, y in body)  # above the footer
+    ys = [y for _, y in body]
+    assert ys[len(name)] - ys[len(name) - 1] > 9  # a gap after the fault's name
+    if needle:
+        assert ys[len(name) + 1] - ys[len(name)] > 9  # and after the needle's line
+
+
+def test_every_notice_and_warning_fits_the_status_banner():
+    for code in range(1, len(C.NOTICE_NAMES)):
+        core, ui = ui_scenes.scene("status_ready")
+        core.notice = code
+        drawn = drawn_texts(ui)
+        on_screen(drawn)
+        shows(drawn, C.NOTICE_NAMES[code])
+        assert ui.banner() == C.NOTICE_NAMES[code]
+    for code in range(1, len(C.WARNING_NAMES)):
+        whole("! " + C.WARNING_NAMES[code], 1)  # a line of its own
+
+
+def refusals():
+    """Every refusal explain() may be asked about: each code, for each field, with the
+    widest ranges."""
+    fields = (
+        list(SF.FIELDS)
+        + list(SF.Limits.RANGES)
+        + [
+            "settings",
+            "limits",
+            "calibration",
+            "backlash",
+            "dose_factor_ppm",
+            "backlash_steps",
+            "line_tau_us",
+            "protocol_cap_nl",
+        ]
+    )
+    E = SF.SettingsError  # noqa: N806
+    codes = [getattr(E, n) for n in dir(E) if n.isupper() and isinstance(getattr(E, n), int)]
+    assert len(codes) >= 8
+    for field in fields:
+        for code in codes:
+            for lo, hi in ((1000, 20_000_000), (500, 857), (900, 500), (-1, 99_999_999)):
+                yield E.refusal(field, code, hi + 1, lo, hi, 4000)
+    yield "a problem in words: settings record 3 failed its checksum"
+
+
+def test_every_refusal_explain_gives_fits_the_edit_screen_with_its_remedy():
+    rig, ui = fresh()
+    ui_scenes._menu_at(ui, "Depth")
+    keys(ui, OK)
+    for r in refusals():
+        text = menu.explain(r)
+        whole(text)
+        ui.note = text
+        drawn = drawn_texts(ui)
+        on_screen(drawn)
+        shows(drawn, text)
+    E = SF.SettingsError  # noqa: N806
+    assert "lower" in menu.explain(E.refusal("dose_nl", E.CYCLE, 3000, 500, 857, 1200))
+    assert "lower" in menu.explain(E.refusal("dose_nl", E.CYCLE, 3000, 900, 500, 2200))
+
+
+def _literal_texts():
+    """The texts the firmware's screens put in a message, a banner or a note, as written
+    in firmware/ui and board/app.py: ui.message(...), ui.sticky(...), ui.note = ...
+    (a %d filled with the widest figure; %s texts are walked by the tests above)."""
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "firmware" / "ui").glob("*.py")) + [
+        ROOT / "firmware" / "board" / "app.py"
+    ]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            arg = None
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") in (
+                "message",
+                "sticky",
+                "foot",
+            ):
+                arg = node.args[-1] if node.args else None
+            elif isinstance(node, ast.Assign) and getattr(node.targets[0], "attr", "") == "note":
+                arg = node.value
+            if isinstance(arg, ast.BinOp) and isinstance(arg.op, ast.Mod):
+                arg = arg.left
+            for n in ast.walk(arg) if arg is not None else ():
+                if isinstance(n, ast.Constant) and isinstance(n.value, str) and n.value:
+                    if "%s" not in n.value:
+                        found.append(n.value.replace("%d", "99999").replace("%02d", "99"))
+    return found
+
+
+def test_every_message_and_note_fits_two_lines():
+    texts = _literal_texts()
+    assert "set by the protocol" in texts and "release the trigger first" in texts
+    for text in texts + [menu.BUSY]:
+        whole(text)
+    for model in list(M.SYRINGES) + [M.CUSTOM_SYRINGE]:
+        for id_um in (M.CUSTOM_ID_MIN_UM, M.CUSTOM_ID_MAX_UM):
+            settings = SF.Settings(syringe_model=model, syringe_id_um=id_um)
+            whole("confirmed: " + menu.syringe_text(settings))
+    core, ui = ui_scenes.scene("menu_end")
+    ui.message("settings already confirmed")  # a message over a list: its two bottom lines
+    drawn = drawn_texts(ui)
+    on_screen(drawn, overlap=False)
+    shows(drawn, "settings already confirmed")
+
+
+def test_the_status_screen_keeps_its_counts_and_syringe_under_every_banner():
+    for name in ui_scenes.SCENES:
+        if not name.startswith("status_"):
+            continue
+        core, ui = ui_scenes.scene(name)
+        drawn = drawn_texts(ui)
+        on_screen(drawn)
+        if ui.banner():
+            shows(drawn, ui.banner())
+        at = {y for _, _, y in drawn}
+        assert S.status.COUNTS_Y in at and S.status.SYRINGE_Y in at, name
+
+
+@pytest.mark.parametrize("name", ["Facial skin boost 3 mL X", "X" * 24])
+def test_protocol_and_zone_names_at_their_longest_show_whole(name):
+    from injcore import protocol as P
+
+    assert len(name) == P.NAME_MAX
+    core, ui = ui_scenes.scene("protocols")
+    ui.protocols = ui_scenes._Stored(["Face booster", name])
+    ui._proto_names = ui.protocols.names()
+    ui._proto_cursor = 1
+    drawn = drawn_texts(ui)
+    on_screen(drawn, overlap=False)
+    shows(drawn, name)
+    ui._chosen = name
+    ui.go("confirm")
+    drawn = drawn_texts(ui)
+    on_screen(drawn)
+    shows(drawn, name)
+    core, ui = ui_scenes.scene("status_protocol_long")
+    zone = ui.run.protocol.zones[11].name
+    assert len(zone) == P.ZONE_NAME_MAX and len(ui.run.protocol.zones) == P.MAX_ZONES
+    drawn = drawn_texts(ui)
+    on_screen(drawn)
+    assert any(zone in s for s, _, _ in drawn)
+    ui.run.refused = (11, SF.SettingsError.refusal("dose_nl", SF.SettingsError.CYCLE, 1, 2, 3))
+    drawn = drawn_texts(ui)  # stopped there: the zone in place of the digits
+    on_screen(drawn)
+    assert any(zone in s for s, _, _ in drawn)
+    ui.run.refused = None
+    ui.run.index = 10
+    ui.go("skip")
+    drawn = drawn_texts(ui)
+    on_screen(drawn)
+
+
+def test_every_title_fits_its_mode_and_state():
+    core, ui = ui_scenes.scene("status_ready")
+    shown = {"NO SHOTS"}  # a stopped protocol (test_ui_protocol)
+    for state in range(len(C.STATE_NAMES)):
+        core.state = state
+        shown.add(ui.state_text())
+    for mode in C.MODE_NAMES:
+        for state in shown:
+            assert len(mode) + 1 + len(state) <= D.LINE_CHARS, (mode, state)
+
+
+def test_figures_round_half_up():
+    assert menu.fixed(51_960, 1000, 1) == "52.0"  # 2 x 26 uL, counted
+    assert menu.fixed(1449, 1000, 1) == "1.4" and menu.fixed(1450, 1000, 1) == "1.5"
+    assert menu.fixed(999, 1000, 0) == "1" and menu.fixed(499, 1000, 0) == "0"
+    assert menu.fixed(179_950, 1000, 1) == "180.0" and menu.fixed(-1450, 1000, 1) == "-1.5"
+    assert menu.fixed(4_999_999, 1_000_000, 2) == "5.00"
+    assert menu.ml_text(999_949) == "999.9uL" and menu.ml_text(999_950) == "1.00mL"
+    core, ui = ui_scenes.scene("status_ready")
+    core.delivered_steps = ui_scenes._steps_for(core, 51_960)
+    assert "tot 52.0uL" in [s for s, _, _ in drawn_texts(ui)]

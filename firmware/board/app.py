@@ -10,6 +10,10 @@ anything that may allocate or block run in the main loop (App.service).
 
 Nothing moves at boot: the core starts unhomed with the drivers off, and
 only the operator starts homing (from the menu: ui/screens.py).
+
+No display, nothing fired blind: a board that finds no display at boot (or
+loses it) tells the core (Core.no_display: no shot, no prime), says so on the
+console and beeps BLIND until it restarts with one.
 """
 
 import gc
@@ -32,7 +36,7 @@ from ui.screens import Ui
 
 from . import clock, irq, pins, pio_step, ports
 from .buttons import Buttons
-from .buzzer import ALARM, CLICK, REFUSE, WARNING, Buzzer
+from .buzzer import ALARM, BLIND, CLICK, REFUSE, WARNING, Buzzer
 from .hx711 import Hx711
 from .ports import ROOM_LEVEL, AxisPort, Inputs, Outputs
 from .ssd1306 import Ssd1306
@@ -181,17 +185,16 @@ class App:
             )
             self.display = Ssd1306(i2c)
             self.display.init()
-        except OSError as e:  # no display answers: run without one, say so on the console
-            print(
-                "board: display not found at 0x%02x (%s); running without it" % (pins.OLED_ADDR, e)
-            )
+        except OSError as e:  # no display answers: nothing is fired blind
             self.display = None
+            self._no_display(e)
         self.protocols = Protocols(self.core, self.store.fs, self.recorder)
         self.ui = Ui(
             self.core, FIRMWARE_VERSION, self.info, pin, self.recorder.start_session, self.protocols
         )
         if self.interrupted is not None:
-            self.ui.sticky(self.interrupted["text"])
+            print("board: " + self.interrupted["text"])
+            self.ui.sticky(interrupted_text(self.interrupted))
         self._sent = (
             bytearray(len(self.display.buf)) if self.display else None
         )  # the frame on the glass
@@ -319,6 +322,8 @@ class App:
                 self.buzzer.play(ALARM)
             elif level == C.ALARM_WARNING:
                 self.buzzer.play(WARNING)
+            elif core.no_display:
+                self.buzzer.play(BLIND)
         self.buzzer.update(now_ms)
         self.led.value(1 if core.state != C.ST_UNHOMED and core.state != C.ST_FAULT else 0)
         drew = clock.ticks_diff(now_ms, self._drawn_ms) >= DISPLAY_PERIOD_MS
@@ -386,7 +391,8 @@ class App:
             self.store.save(record)
         except (OSError, SettingsError) as e:
             self.save_errors += 1
-            self.ui.message("settings not stored: %s" % e)
+            print("board: settings not stored: %s" % e)
+            self.ui.message("settings not stored")
             return False
         finally:
             self._resume()
@@ -455,7 +461,21 @@ class App:
             return
         sent[:] = d.buf
         self.frames += 1
-        d.show()
+        try:
+            d.show()
+        except OSError as e:  # the display stopped answering: nothing more is fired blind
+            self.display = self._sent = None
+            self._no_display(e)
+
+    def _no_display(self, why):
+        """No display (at boot, or lost): the core fires and primes nothing, the console
+        and the buzzer say why."""
+        self.core.no_display = True
+        print(
+            "board: no display at 0x%02x (%s): nothing is fired or primed without one;"
+            " connect it and restart" % (pins.OLED_ADDR, why)
+        )
+        self.buzzer.play(BLIND)
 
     def run(self):
         """The main loop, forever."""
@@ -467,6 +487,14 @@ class App:
             if took > self.pass_us_max:
                 self.pass_us_max = took  # the longest pass: how late a button can be seen
             machine.idle()
+
+
+def interrupted_text(info):
+    """The status banner for a session a reset cut short (tlog.Recorder.boot's `info`):
+    two display lines; the console gets the whole story."""
+    if info["lost_max"]:
+        return "session cut off: max %d unlogged" % info["lost_max"]
+    return "session cut off: %d not logged" % info["lost"]
 
 
 current = None  # the running App, for an engineer at the REPL after Ctrl-C

@@ -32,9 +32,8 @@ OPERATOR_PINS = (pins.BTN_UP, pins.BTN_DOWN, pins.BTN_OK, pins.BTN_BACK)
 DEBOUNCE_MS = const(20)  # a level must hold this long to count
 LONG_MS = const(1000)
 REPEAT_FIRST_MS = const(500)  # first REPEAT this long after the press
-REPEAT_MS = const(200)  # then one every REPEAT_MS ...
-REPEAT_FAST_AFTER_MS = const(1500)  # ... until held this long (1 s after the first repeat),
-REPEAT_FAST_MS = const(50)  # then one every REPEAT_FAST_MS
+REPEAT_MS = const(100)  # then one every REPEAT_MS, steadily: the interface speeds the
+# change up with the time held (ui/menu.py REPEAT_STEPS), so it stays even and foreseeable
 
 _RING = const(16)  # ring slots, a power of two; one stays free, so 15 events can wait
 _MAX_BUTTONS = const(8)  # an event is one byte: button * 8 + event
@@ -151,10 +150,9 @@ class Buttons:
             self._put(i, LONG)
         due = self._next_repeat[i]
         if due != _NEVER and ticks_diff(now_ms, due) >= 0:
-            step = REPEAT_FAST_MS if held_ms >= REPEAT_FAST_AFTER_MS else REPEAT_MS
-            due = ticks_add(due, step)
+            due = ticks_add(due, REPEAT_MS)
             if ticks_diff(now_ms, due) >= 0:  # sampled late: no burst of repeats
-                due = ticks_add(now_ms, step)
+                due = ticks_add(now_ms, REPEAT_MS)
             self._next_repeat[i] = due
             self._put(i, REPEAT)
 

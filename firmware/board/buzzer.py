@@ -19,6 +19,8 @@ CLICK = (0, False, ((4000, 15, 0),))  # key click: one short beep
 REFUSE = (0, False, ((1500, 60, 40), (1500, 60, 0)))  # a key refused: two low blips
 WARNING = (1, True, ((2700, 120, 120), (2700, 120, 1640)))  # two beeps every 2 s
 ALARM = (2, True, ((3200, 150, 0), (2400, 150, 0)))  # two-tone, continuous until stop()
+# No display: three long low beeps every 3 s, until a restart finds one (board/app.py).
+BLIND = (1, True, ((1200, 300, 150), (1200, 300, 150), (1200, 300, 1800)))
 
 _DUTY_ON = const(32768)  # 50 %: the loudest square wave for a piezo
 _IDLE_HZ = const(2000)  # frequency set while silent (duty 0)

@@ -42,14 +42,19 @@ ALARM_FAULT = const(2)
 
 W_NONE = const(0)
 W_NEAR_EMPTY = const(1)
-WARNING_NAMES = ("", "syringe nearly empty")
+WARNING_NAMES = (
+    "",
+    "nearly empty",
+)  # of the syringe: the status screen shows it by the volume left
 
 # ---- operating modes (settings.mode) ---------------------------------------------------
 
 MODE_SINGLE = const(0)  # one puncture per press
 MODE_CONTINUOUS = const(1)  # punctures at the shot rate while the trigger is held (nappage)
 MODE_PRIME = const(2)  # the trigger pushes fluid to fill the needle
-MODE_NAMES = ("single", "continuous", "prime")
+# What the device, the settings tool, the log's CSV and the report call each mode:
+# nappage is the operator's word for the continuous mode.
+MODE_NAMES = ("single", "nappage", "prime")
 
 # ---- states ------------------------------------------------------------------------------
 
@@ -138,31 +143,43 @@ F_PLUNGER_REAR_STUCK = const(13)
 F_TICK_OVERRUN = const(14)
 F_SYRINGE_REMOVED = const(15)
 
-# Per fault code: its name, what the operator should do, the recovery. A
-# recovery that withdraws the needle does so only when the needle is in, and
-# never after a fault in homing, loading or a recovery itself.
+# Whether the syringe stays primed through the fault (FAULTS' last column): the
+# line stayed closed and the plunger's count is sound, so after the operator
+# acknowledges, homing moves the needle alone and the next shot needs no new prime.
+LINE_KEPT = const(1)
+LINE_OPENED = const(0)  # the line may hold air or the plunger's count is in doubt: prime again
+
+# Per fault code: its name, what the operator should do (the alarm screen's
+# footer says "OK: acknowledge"), the recovery and what it leaves of the prime.
+# The alarm screen shows the name and the action with a line between them and,
+# when the needle stayed in, a line saying how deep: a name wraps to at most two
+# display lines of 16 characters and the name and action together to at most
+# three (tests/test_ui.py checks every row). A recovery that withdraws the needle
+# does so only when the needle is in, and never after a fault in homing, loading
+# or a recovery itself.
 FAULTS = (
-    ("none", "", REC_NONE),
-    ("emergency stop", "release the stop, then OK", REC_NONE),
-    ("needle home switch not found", "check the needle axis, then OK", REC_NONE),
-    ("plunger rear switch not found", "check the plunger axis, then OK", REC_NONE),
-    ("plunger front limit reached", "check the syringe, then OK", REC_NEEDLE),
-    ("needle past its soft limit", "check depth settings, then OK", REC_NONE),
-    ("occlusion: pressure too high", "check needle and line, then OK", REC_RELIEF),
-    ("load cell disconnected or saturated", "check the load cell, then OK", REC_NEEDLE),
-    ("needle lost steps", "check the needle axis, then OK", REC_NONE),
-    ("plunger lost steps", "check the plunger axis, then OK", REC_NEEDLE),
-    ("needle driver stalled", "check the needle axis, then OK", REC_NONE),
-    ("plunger driver stalled", "check the plunger axis, then OK", REC_NEEDLE),
+    ("none", "", REC_NONE, LINE_KEPT),
+    ("emergency stop", "OK, then Home", REC_NONE, LINE_KEPT),
+    ("needle home switch not found", "check the axis", REC_NONE, LINE_KEPT),
+    ("plunger rear switch not found", "check the axis", REC_NONE, LINE_OPENED),
+    ("plunger front limit reached", "check syringe", REC_NEEDLE, LINE_OPENED),
+    ("needle past its soft limit", "check the depth", REC_NONE, LINE_KEPT),
+    ("occlusion: pressure high", "check the needle", REC_RELIEF, LINE_OPENED),
+    ("load cell lost or saturated", "check its wiring", REC_NEEDLE, LINE_OPENED),
+    ("needle lost steps", "check the axis", REC_NONE, LINE_KEPT),
+    ("plunger lost steps", "check the axis", REC_NEEDLE, LINE_OPENED),
+    ("needle driver stalled", "check the axis", REC_NONE, LINE_KEPT),
+    ("plunger driver stalled", "check the axis", REC_NEEDLE, LINE_OPENED),
     # The needle's steps are sound, only its switch lies: withdraw it by count.
-    ("needle home switch stuck closed", "check the home switch, then OK", REC_NEEDLE_BY_COUNT),
-    ("plunger rear switch stuck closed", "check the rear switch, then OK", REC_NEEDLE),
-    ("control loop overrun", "OK; report if it repeats", REC_NONE),
-    ("syringe removed during a shot", "reseat the syringe, then OK", REC_NEEDLE),
+    ("needle home switch stuck", "check the switch", REC_NEEDLE_BY_COUNT, LINE_KEPT),
+    ("plunger rear switch stuck", "check the switch", REC_NEEDLE, LINE_OPENED),
+    ("control loop overrun", "report repeats", REC_NONE, LINE_KEPT),
+    ("syringe removed during a shot", "reseat syringe", REC_NEEDLE, LINE_OPENED),
 )
 FAULT_NAMES = tuple(f[0] for f in FAULTS)
 FAULT_ACTIONS = tuple(f[1] for f in FAULTS)
 FAULT_RECOVERIES = tuple(f[2] for f in FAULTS)
+FAULT_LINES = tuple(f[3] for f in FAULTS)
 
 # ---- notices: why the last request was refused ----------------------------------------------
 
@@ -178,6 +195,9 @@ N_BACKLASH_FAILED = const(8)
 N_UNCONFIRMED = const(9)
 N_ZONE_CAP = const(10)
 N_SYRINGE_UNCONFIRMED = const(11)  # size set since the load, or a load not confirmed (H13)
+N_NO_DISPLAY = const(12)  # the board found no display: nothing is injected blind
+# What the status screen shows (at most two display lines of 16 characters) and
+# the host tools print.
 NOTICE_NAMES = (
     "",
     "home first",
@@ -185,13 +205,18 @@ NOTICE_NAMES = (
     "prime first",
     "not enough left for a dose",
     "busy",
-    "restarted by the watchdog: home first",
+    "watchdog reset: home first",
     "session volume cap reached",
-    "backlash not found: check the syringe",
-    "stored settings lost: defaults; an engineer must confirm them",
-    "zone volume cap reached: go to the next zone",
+    "backlash failed: check syringe",
+    "settings lost: Service>Confirm",
+    "zone volume cap: go to next zone",
     "confirm syringe: menu > Load syr.",
+    "no display: nothing fires",
 )
+
+# Why nothing may be injected whatever the operator does (bits of layout.UNCONFIRMED)
+HOLD_SETTINGS = const(1)  # no valid stored settings: until an engineer confirms them (H9)
+HOLD_DISPLAY = const(2)  # no display: the board refuses to fire blind
 
 # ---- why the controller (re)started, as the board reads it -----------------------------------
 

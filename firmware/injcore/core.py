@@ -58,6 +58,9 @@ from .codes import (
     ALARM_NONE,
     ALARM_WARNING,
     F_NONE,
+    FAULT_LINES,
+    HOLD_DISPLAY,
+    HOLD_SETTINGS,
     IDLE,
     N_BUSY,
     N_NO_SYRINGE,
@@ -70,6 +73,7 @@ from .codes import (
     RC_WATCHDOG,
     REC_NONE,
     ST_FAULT,
+    ST_HOMING,
     ST_LOAD,
     ST_READY,
     ST_UNHOMED,
@@ -97,6 +101,7 @@ _OVERRUNS = const(8)
 _STATE = const(9)
 _FAULT = const(10)
 _FAULT_TICK = const(11)
+_FAULT_WAS = const(12)
 _NOTICE = const(13)
 _WARNING = const(14)
 _TICKS = const(15)
@@ -204,6 +209,15 @@ def _flag(i):
     return property(lambda self: bool(self.S[i]), put)
 
 
+def _bit(i, bit):
+    """A Core attribute that is one bit of S[i] as a bool."""
+
+    def put(self, v):
+        self.S[i] = self.S[i] | bit if v else self.S[i] & ~bit
+
+    return property(lambda self: bool(self.S[i] & bit), put)
+
+
 class Core:
     # The tick's state, by name (layout.py)
     state = _slot(_STATE)
@@ -234,7 +248,11 @@ class Core:
     homed = _flag(_HOMED)
     # No valid stored settings at boot: the defaults run, but nothing is
     # injected until an engineer confirms them (H9, service menu).
-    unconfirmed = _flag(_UNCONFIRMED)
+    unconfirmed = _bit(_UNCONFIRMED, HOLD_SETTINGS)
+    # The board found no display: the operator could see neither depth, dose nor
+    # an alarm, so nothing is injected or primed (the board sets it at boot).
+    no_display = _bit(_UNCONFIRMED, HOLD_DISPLAY)
+    fault_was = _slot(_FAULT_WAS)  # the state the latest fault cut short
     # The seated syringe was loaded and the operator confirmed its size: doses
     # are counted with that size, so nothing is injected without it (H13).
     syringe_confirmed = _flag(_SYRINGE_OK)
@@ -606,9 +624,15 @@ class Core:
         return self.line_tau_us if self._tau_measured is not None else M.LINE_TAU_ESTIMATE
 
     def acknowledge(self):
-        """Clear a latched fault; motion then needs homing again (H3)."""
+        """Clear a latched fault; motion then needs homing again (H3).
+
+        A fault that may have opened the line (codes.FAULTS' last column) leaves the
+        syringe unprimed; one that kept it closed leaves it primed, and homing then
+        moves the needle alone (homing.py)."""
         if self.state == ST_FAULT:
             s = self.S
+            if not FAULT_LINES[s[_FAULT]]:
+                s[_PRIMED] = 0
             s[_STATE] = ST_UNHOMED
             s[_FAULT] = F_NONE
             s[_RECOVERY] = REC_NONE
@@ -656,6 +680,20 @@ class Core:
     def volume_left_nl(self):
         """What the syringe still holds, from the plunger position (full at the rear switch)."""
         return max(0, self._capacity_nl - self.steps_to_nl(self.fluid_steps))
+
+    def needle_depth_um(self):
+        """How deep the needle tip is below the skin surface (um; <= 0: out of it), from
+        the needle's count; None where that count is not known: not homed since power-up
+        or a reset, or stopped while homing."""
+        s = self.S
+        if not s[_HOMED]:
+            was = s[_FAULT_WAS]
+            if s[_STATE] == ST_HOMING or was == ST_UNHOMED or was == ST_HOMING:
+                return None
+        steps = self.needle.pos
+        return (steps * 1000 + M.NEEDLE_STEPS_PER_MM // 2) // M.NEEDLE_STEPS_PER_MM - (
+            M.NEEDLE_HOME_OFFSET_UM
+        )
 
     def plunger_limit_left(self):
         """Fluid steps the syringe can still give before its dead space (configure keeps it)."""

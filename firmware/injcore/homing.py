@@ -6,6 +6,12 @@ where the switch closed. Loading a syringe runs the plunger's rows alone
 (from its first row). `load` writes the table into S; the tick walks it
 (`homing_tick`), so changing the sequence is a change of rows here.
 
+A primed syringe keeps its plunger where it is: taken back to its switch it
+would draw air into the line and lose the volume count, so homing then ends
+after the needle's rows (the plunger's count is kept). Loading unprimes first,
+and a fault that may have opened the line unprimes when acknowledged
+(Core.acknowledge), so both home the plunger.
+
 Every seek is a full travel plus a margin: no switch by its end is a fault
 (H12), as is a switch that stays closed when the axis backs off. Zero is the
 motor's position when the switch was read closed, not the commanded one,
@@ -213,10 +219,13 @@ def _begin_step(sbuf, k: int):
     s[_HOME_STEP] = k
     kind = s[k + _H_KIND]
     ax = s[k + _H_AXIS]
-    if kind == DONE:
-        # The plunger face rests at the rear switch: where a full syringe sits.
-        s[_FLUID_STEPS] = 0
-        s[_PRIMED] = 0
+    if kind == DONE or (k == s[_HOME_PLUNGER_STEP] and s[_PRIMED]):
+        if kind == DONE:
+            # The plunger face rests at the rear switch: where a full syringe sits.
+            s[_FLUID_STEPS] = 0
+            s[_PRIMED] = 0
+        # Else a primed syringe (Home while primed, or after a fault that kept the
+        # line closed: codes.FAULTS): its plunger stays, and its count with it.
         s[_HOMED] = 1
         s[_STATE] = _ST_READY
     elif kind == SETTLE:

@@ -160,10 +160,20 @@ RELIEF_SPEED_UM_S = const(2000)
 LOST_STEPS_TOL = const(16)  # microsteps: one full step on either axis (H5)
 HOME_STUCK_UM = const(500)  # a home switch closed this far from home contradicts the position
 SWITCH_RELEASE_UM = const(200)  # a home switch still closed this far into the back-off is stuck
-NEAR_EMPTY_DOSES = const(5)  # warn when fewer doses than this are left (H7)
+# Near-empty (H7): warn when fewer than NEAR_EMPTY_DOSES doses are left and less
+# than NEAR_EMPTY_PERCENT of what the syringe gives, and always once the next dose
+# is the last one (a dose that is a fifth of the syringe would warn from the start).
+NEAR_EMPTY_DOSES = const(5)
+NEAR_EMPTY_PERCENT = const(20)
 
 # Microsteps per tick never exceed this: 256 kHz per axis (sizes the PIO word tables).
 MAX_STEPS_PER_TICK = const(256)
+
+
+def near_empty_steps(shot_steps, usable_steps):
+    """Fewer fluid steps left than this: the near-empty warning (H7)."""
+    warn = min(NEAR_EMPTY_DOSES * shot_steps, usable_steps * NEAR_EMPTY_PERCENT // 100)
+    return max(warn, 2 * shot_steps)
 
 
 def um_to_needle_steps(um):

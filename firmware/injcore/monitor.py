@@ -10,7 +10,7 @@ pressure, withdraw the needle, or stay put. The recovery starts once the
 E-stop is released (`start_recovery`) and ends in ST_FAULT, latched until
 the operator acknowledges; then homing is needed again (H3).
 
-To add a fault: a code and a row (name, action, recovery) in codes.py, the
+To add a fault: a code and a row (name, action, recovery, line) in codes.py, the
 check that finds it in tick.tick, a hazard in docs/hazards.toml and a test.
 """
 

@@ -58,6 +58,8 @@ _N_SESSION_CAP = const(7)
 _N_UNCONFIRMED = const(9)
 _N_ZONE_CAP = const(10)
 _N_SYRINGE_UNCONFIRMED = const(11)
+_N_NO_DISPLAY = const(12)
+_HOLD_SETTINGS = const(1)
 _IDLE = const(0)
 _FORWARD = const(1)
 _BACKWARD = const(0)
@@ -304,7 +306,9 @@ def plan_cycle(core, st, ps):  # noqa: C901  (one plan after the other, each wit
     s[b + _C_DWELL] = dwell
     s[b + _C_PERIOD] = st.shot_period_us() // M.TICK_US
     s[b + _C_MODE] = st.mode
-    s[b + _C_NEAR_EMPTY] = M.NEAR_EMPTY_DOSES * (dose + sb + release)
+    _, capacity, dead = st.syringe()
+    usable = M.plunger_steps_for_nl(capacity - dead, area)
+    s[b + _C_NEAR_EMPTY] = M.near_empty_steps(dose + sb + release, usable)
     s[b + _C_CYCLE] = _cycle_ticks(ps, continuous, takeup, dwell)
     if continuous and ps.cycle_ticks > ps.period_ticks:
         lo = RANGES["shot_rate_mhz"][0]
@@ -338,7 +342,7 @@ def _cycle_ticks(ps, continuous, takeup, dwell):
 
 @micropython.viper
 def update_warning(sbuf):
-    """Near-empty (H7): fewer than NEAR_EMPTY_DOSES doses left. Warns, never stops."""
+    """Near-empty (H7): fewer steps left than machine.near_empty_steps. Warns, never stops."""
     s = ptr32(sbuf)
     w = _W_NONE
     if s[_PRIMED] and s[_USABLE] - s[_FLUID_STEPS] < s[s[_ACTIVE_SET] + _C_NEAR_EMPTY]:
@@ -358,8 +362,8 @@ def can_fire(sbuf) -> int:
     shot = s[c + _C_DOSE] + s[c + _C_SB]
     if s[_CONFIGURING]:
         notice = _N_BUSY
-    elif s[_UNCONFIRMED]:
-        notice = _N_UNCONFIRMED
+    elif s[_UNCONFIRMED]:  # H9's stored settings, or no display (codes.HOLD_*)
+        notice = _N_UNCONFIRMED if s[_UNCONFIRMED] & _HOLD_SETTINGS else _N_NO_DISPLAY
     elif (s[_IN_SW] & _SW_SYRINGE) == 0:
         notice = _N_NO_SYRINGE
     elif s[_SYRINGE_OK] == 0:
@@ -382,7 +386,7 @@ def on_press(sbuf):
     s = ptr32(sbuf)
     if s[s[_ACTIVE_SET] + _C_MODE] == _MODE_PRIME:
         if s[_UNCONFIRMED]:
-            s[_NOTICE] = _N_UNCONFIRMED
+            s[_NOTICE] = _N_UNCONFIRMED if s[_UNCONFIRMED] & _HOLD_SETTINGS else _N_NO_DISPLAY
             return
         if (s[_IN_SW] & _SW_SYRINGE) == 0:
             s[_NOTICE] = _N_NO_SYRINGE

@@ -9,6 +9,7 @@ from injcore.compat import const
 
 CHAR_W = const(8)  # the built-in font's cell
 LINE_CHARS = const(16)
+FOOT_LINES = const(2)  # a message or note at the bottom of a screen: at most two lines
 
 # Large digits as seven segments (drawn with fill_rect, cheap on the device).
 BIG_W = const(10)  # one digit's width ...
@@ -31,12 +32,13 @@ def big_width(s):
     return w - BIG_GAP if w and s[-1] != "." else w
 
 
-def big(fb, s, x, y, c=1):
-    """Draw digits, '.' and '-' of `s` with their top left at (x, y); returns the end x."""
-    half = (BIG_H - BIG_T) // 2
+def big(fb, s, x, y, c=1, h=BIG_H):
+    """Draw digits, '.' and '-' of `s` `h` pixels high with their top left at (x, y);
+    returns the end x."""
+    half = (h - BIG_T) // 2
     for ch in s:
         if ch == ".":
-            fb.fill_rect(x, y + BIG_H - BIG_T, BIG_T, BIG_T, c)
+            fb.fill_rect(x, y + h - BIG_T, BIG_T, BIG_T, c)
             x += BIG_DOT_W
             continue
         if ch == "-":
@@ -50,11 +52,11 @@ def big(fb, s, x, y, c=1):
         if seg & 0x02:
             fb.fill_rect(x + BIG_W - BIG_T, y, BIG_T, half + BIG_T, c)
         if seg & 0x04:
-            fb.fill_rect(x + BIG_W - BIG_T, y + half, BIG_T, BIG_H - half, c)
+            fb.fill_rect(x + BIG_W - BIG_T, y + half, BIG_T, h - half, c)
         if seg & 0x08:
-            fb.fill_rect(x, y + BIG_H - BIG_T, BIG_W, BIG_T, c)
+            fb.fill_rect(x, y + h - BIG_T, BIG_W, BIG_T, c)
         if seg & 0x10:
-            fb.fill_rect(x, y + half, BIG_T, BIG_H - half, c)
+            fb.fill_rect(x, y + half, BIG_T, h - half, c)
         if seg & 0x20:
             fb.fill_rect(x, y, BIG_T, half + BIG_T, c)
         if seg & 0x40:
@@ -72,9 +74,12 @@ def center(fb, s, y, c=1):
     fb.text(s, (128 - len(s) * CHAR_W) // 2, y, c)
 
 
+LIST_Y = const(11)  # a list's first line: its highlight leaves a pixel row under the title
+
+
 def list_row(fb, row, text, value="", selected=False):
     """Line `row` of a list under a title bar, inverted when selected; `value` right-aligned."""
-    y = 10 + row * 9
+    y = LIST_Y + row * 9
     c = 1
     if selected:
         fb.fill_rect(0, y - 1, 128, 9, 1)
@@ -93,9 +98,24 @@ def bar(fb, x, y, w, h, part, whole):
 
 
 def inverted(fb, s, y, h=9):
-    """A full-width light band with `s` dark on it (titles and banners)."""
+    """A full-width light band with `s` dark on it (titles and fixed footers: a text
+    that may need two lines goes through band() or foot())."""
     fb.fill_rect(0, y, 128, h, 1)
     fb.text(s[:LINE_CHARS], 0, y + (h - 8) // 2 + (h - 8) % 2, 0)
+
+
+def band(fb, lines, y):
+    """`lines` dark on a full-width light band from y, 9 pixels a line."""
+    fb.fill_rect(0, y, 128, 9 * len(lines), 1)
+    for i in range(len(lines)):
+        fb.text(lines[i], 0, y + 1 + 9 * i, 0)
+
+
+def foot(fb, text):
+    """The screen's bottom line, inverted; a text that needs two (a message, a note)
+    takes the two bottom lines. Longer texts never come here (tests/test_ui.py)."""
+    lines = wrap(text)[:FOOT_LINES]
+    band(fb, lines, 64 - 9 * len(lines))
 
 
 def wrap(text, width=LINE_CHARS):

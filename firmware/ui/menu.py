@@ -14,6 +14,7 @@ validation (Core.configure, Core.set_limits); BACK cancels. UP/DOWN stop at
 the limits, the engineer's included, and say which limit.
 """
 
+from injcore import codes as C
 from injcore import machine as M
 from injcore.compat import const
 from injcore.settings import (
@@ -25,7 +26,6 @@ from injcore.settings import (
     RANGES,
     Limits,
     SettingsError,
-    refusal_text,
 )
 
 from . import draw as D
@@ -50,7 +50,7 @@ A_SESSION = "session"
 A_PROTOCOL = "protocol"
 A_SERVICE = "service"
 
-MODE_LABELS = ("single", "nappage", "prime")  # what the operator reads for MODE_*
+MODE_LABELS = C.MODE_NAMES  # what the operator reads for MODE_*: the modes' one table
 # What a protocol fixes per zone: not editable by hand while it runs.
 ZONE_FIELDS = (
     "mode",
@@ -61,17 +61,26 @@ ZONE_FIELDS = (
     "shot_rate_mhz",
     "suckback_nl",
 )
-FAST_AFTER_REPEATS = const(10)  # held this long (about 1 s of repeats): ten steps at a time
+# Held UP/DOWN: the board repeats the key at a steady rate (board/buttons.py); each
+# repeat moves the value one step times the multiplier of the last row whose hold
+# time has passed, (held ms, multiplier): the change speeds up gently and stops
+# speeding up at the last. A multiplier applies only to a range at least twenty
+# times its step (a repeat never crosses more than a twentieth of the range), and
+# a multiplied step lands on its own multiple: round figures.
+REPEAT_STEPS = ((0, 1), (2000, 2), (3500, 5), (5000, 10), (8000, 50))
 MENU_ROWS = const(6)  # lines under the title
 BUSY = "busy: wait until ready"
 
 
 def fixed(value, scale, decimals):
-    """`value` / `scale` with `decimals` decimals, truncated: fixed(1500, 1000, 1) == '1.5'."""
-    if decimals == 0:
-        return str(value // scale)
+    """`value` / `scale` with `decimals` decimals, rounded half up (a negative value as
+    its magnitude): fixed(1500, 1000, 1) == '1.5', fixed(51_960, 1000, 1) == '52.0'."""
+    if value < 0:
+        return "-" + fixed(-value, scale, decimals)
     p = 10**decimals
-    q = value * p // scale
+    q = (2 * value * p + scale) // (2 * scale)
+    if decimals == 0:
+        return str(q)
     return "%d.%s" % (q // p, str(q % p + p)[1:])
 
 
@@ -89,7 +98,7 @@ def used_of(used_nl, cap_nl):
 
 def ml_text(nl):
     """A volume: microlitres below 1 mL (small doses must show), else mL."""
-    if nl < 1_000_000:
+    if nl < 999_950:  # what rounds to 1000.0 uL shows as 1.00mL
         return fixed(nl, 1000, 1) + "uL"
     return fixed(nl, 1_000_000, 2) + "mL"
 
@@ -106,20 +115,31 @@ def syringe_text(settings):
 
 
 def explain(refusal):
-    """A refusal (SettingsError.refusals) in the words the screen has room for."""
+    """A refusal (SettingsError.refusals) in the words the screen has room for: at most
+    two display lines, the remedy included (tests/test_ui.py walks every code)."""
+    if isinstance(refusal, str):  # a problem already in words (a stored record's)
+        return "refused"
     field, code = refusal[0], refusal[1]
-    if code == SettingsError.NOT_IDLE:
+    E = SettingsError  # noqa: N806  (the class, shorter)
+    if code == E.NOT_IDLE:
         return BUSY
     # The value edited was fine by itself: another setting stands in the way.
-    if code == SettingsError.CYCLE and refusal[4] < refusal[3]:
-        return "no shot rate fits this puncture: lower the dose or depth"
-    if code == SettingsError.CYCLE:
-        return "shot rate too fast for this puncture: lower it first"
-    if code == SettingsError.PLUNGER:
-        return "too fast for the plunger with this syringe"
+    if code == E.CYCLE and refusal[4] < refusal[3]:
+        return "no shot rate fits: lower dose"
+    if code == E.CYCLE:
+        return "shots too fast: lower shot rate"
+    if code == E.PLUNGER:
+        return "rate too fast for this syringe"
     if field == "depth_um":  # a needle length below the depth set
-        return "the depth set is deeper: lower it first"
-    return refusal_text(refusal, False)
+        return "depth is deeper: lower it first"
+    if code == E.NO_SETTING or code == E.NO_LIMIT:
+        return "no such setting"
+    if code == E.CHOICE:
+        return "not one of its choices"
+    if code == E.RANGE or code == E.NOT_INT:
+        span = "%d..%d" % (refusal[3], refusal[4])  # in the field's own unit
+        return "out of range: " + span if len(span) <= D.LINE_CHARS else "out of range"
+    return "refused"
 
 
 class Item:
@@ -294,8 +314,8 @@ def draw_list(ui, fb, title):
             break
         item = ui.menu[i]
         D.list_row(fb, row, item.label, item_value(ui, item), i == ui.cursor)
-    if ui._msg:  # over the last line, for MESSAGE_MS
-        D.inverted(fb, ui._msg, 64 - 9)
+    if ui._msg:  # over the last line or two, for MESSAGE_MS
+        D.foot(fb, ui._msg)
 
 
 def _draw_main(ui, fb):
@@ -342,6 +362,16 @@ def bounds(ui, item):
     return lo, hi, why
 
 
+def repeat_multiplier(held_ms, span):
+    """Steps one key repeat moves after the key was held `held_ms` (REPEAT_STEPS), for a
+    range of `span` steps."""
+    m = 1
+    for ms, mult in REPEAT_STEPS:
+        if held_ms >= ms and 20 * mult <= span:
+            m = mult
+    return m
+
+
 def edit(ui, item):
     """The edit screen for `item`, starting at its value now."""
     ui.item = item
@@ -371,9 +401,12 @@ def _edit_key(ui, b):
     if item.key == "dose_nl":  # fine steps below 10 uL, coarse above
         coarse = v >= FINE_DOSE_BELOW_NL if up else v > FINE_DOSE_BELOW_NL
         step = COARSE_DOSE_STEP_NL if coarse else step
-    if ui._repeats >= FAST_AFTER_REPEATS and (hi - lo) // step > 100:
-        step *= 10
-    v = v + step if up else v - step
+    m = repeat_multiplier(ui.held_ms, (hi - lo) // item.step)
+    if m > 1 and lo % step == 0:  # to the next multiple of the larger step: round figures
+        big = step * m
+        v = (v // big + 1) * big if up else -((-v) // big + 1) * big
+    else:
+        v = v + step if up else v - step
     if v > hi:
         v = hi
         ui.note = "max " + item.text(hi) + (" (" + why + ")" if why else "")

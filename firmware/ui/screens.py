@@ -30,6 +30,9 @@ Rules the screens keep:
   has stopped. A warning shows as a banner on the status screen.
 - Every screen has a way back: BACK goes up one level, a long BACK straight to
   the status screen.
+- Every text fits its box: a message, a note or a banner wraps to at most two
+  lines of 16 characters (draw.foot, status.py's banner), an alarm as its fault
+  row allows (codes.FAULTS); tests/test_ui.py walks them all.
 """
 
 from injcore import codes as C
@@ -46,9 +49,9 @@ from .menu import (  # noqa: F401
     A_PROTOCOL,
     A_SERVICE,
     A_SESSION,
-    FAST_AFTER_REPEATS,
     MAIN_MENU,
     MODE_LABELS,
+    REPEAT_STEPS,
 )
 from .menu import ACTION as _ACTION  # noqa: F401
 from .menu import LIMIT as _LIMIT  # noqa: F401
@@ -108,7 +111,8 @@ class Ui:
         self._now = 0
         self.up_ms = 0  # time the interface has run (device info)
         self._last_ms = None
-        self._repeats = 0  # REPEAT events of the key held
+        self._pressed_ms = 0  # up_ms when the key held was pressed
+        self.held_ms = 0  # how long it has been held, at its latest event (0: a press)
         self._alarm = False
         for setup in _SETUPS:
             setup(self)
@@ -184,11 +188,12 @@ class Ui:
         if now_ms is not None:
             self.poll(now_ms)
         if event == PRESS:
-            self._repeats = 0
+            self._pressed_ms = self.up_ms
+            self.held_ms = 0
         elif event == REPEAT:
             if b != UP and b != DOWN:
                 return False
-            self._repeats += 1
+            self.held_ms = self.up_ms - self._pressed_ms
         elif event == LONG:
             if b == BACK and self.screen != "status" and not self.alarm_on():
                 self.to_status()

@@ -264,7 +264,7 @@ def _draw_lines(fb, title, lines, top, foot="BACK: return"):
         y = 11 + row * 9
         fb.text(label[: D.LINE_CHARS - len(value) - 1], 0, y, 1)
         D.right(fb, value, y)
-    D.inverted(fb, foot, 55)
+    D.foot(fb, foot)
 
 
 def _draw_info(ui, fb):
@@ -378,7 +378,7 @@ def _draw_cal_result(ui, fb):
     fb.text("error   " + _pct(ui.cal_error_before), 0, 29, 1)
     if ui.cal_factor_ppm:
         fb.text("after   " + _pct(ui.cal_error_after), 0, 38, 1)
-        D.inverted(fb, ui.note or "OK: apply BACK", 55)
+        D.foot(fb, ui.note or "OK: apply BACK")
     else:
         fb.text("out of range:", 0, 38, 1)
         D.inverted(fb, "check syr./scale", 55)
@@ -477,7 +477,7 @@ def _draw_backlash(ui, fb):
         fb.text("primed syringe,", 0, 33, 1)
         fb.text("needle to a cup", 0, 42, 1)
         foot = "OK: measure"
-    D.inverted(fb, ui.note or foot, 55)
+    D.foot(fb, ui.note or foot)
 
 
 def _no_key(ui, b):

@@ -158,7 +158,7 @@ def _draw_syringe(ui, fb):
         foot = "OK: yes BACK: no"
     for i in range(len(lines)):
         fb.text(lines[i], 0, 36 + i * 9, 1)
-    D.inverted(fb, ui.note or foot, 55)
+    D.foot(fb, ui.note or foot)
 
 
 # ---- prime -----------------------------------------------------------------------
@@ -201,7 +201,7 @@ def _draw_prime(ui, fb):
     for i in range(len(lines)):
         fb.text(lines[i], 0, 12 + i * 9, 1)
     fb.text("primed " + fixed(core.primed_nl(), 1000, 1) + "uL", 0, 42, 1)
-    D.inverted(fb, ui.note or "BACK: done", 55)
+    D.foot(fb, ui.note or "BACK: done")
 
 
 # ---- a new session: confirm, then the lot ------------------------------------------
@@ -218,9 +218,15 @@ def _confirm_key(ui, b):
 
 def _draw_confirm(ui, fb):
     core = ui.core
-    D.inverted(fb, "New session" if ui._chosen is None else ui._chosen, 0)
-    fb.text("counters to zero", 0, 16, 1)
-    fb.text("#%d, %s" % (core.punctures, ml_text(core.delivered_nl())), 0, 28, 1)
+    D.inverted(fb, "New session", 0)
+    y = 16
+    if ui._chosen is not None:  # a protocol's session: its name, whole
+        lines = D.wrap(ui._chosen)
+        for i in range(len(lines)):
+            fb.text(lines[i], 0, 11 + 9 * i, 1)
+        y = 11 + 9 * len(lines) + 3
+    fb.text("counters to zero", 0, y, 1)
+    fb.text("#%d, %s" % (core.punctures, ml_text(core.delivered_nl())), 0, y + 12, 1)
     D.inverted(fb, "OK: yes BACK: no", 55)
 
 
@@ -263,7 +269,7 @@ def _lot_key(ui, b):
         _refused(ui, e)
         return False
     if ui.run.refused is None:
-        ui.message("protocol: " + ui.run.protocol.name)
+        ui.message("protocol started")  # its name was on the screen before the lot
     return True
 
 
@@ -310,8 +316,13 @@ def _refused(ui, e):
         if ui.run is not None:
             finish_run(ui)  # the operator chose to leave it
         ui.run = ui.protocols.hold(e)
-    else:  # a stored protocol the limits now refuse, flash trouble
-        ui.sticky("protocol refused: %s" % e)
+    else:  # a stored protocol the limits now refuse, flash trouble: the words on the console
+        print("protocol refused: %s" % e)
+        ui.sticky(
+            "flash error: protocol unread"
+            if isinstance(e, OSError)
+            else "bad protocol: validate on host"
+        )
 
 
 def after_zone_move(ui):
@@ -320,9 +331,11 @@ def after_zone_move(ui):
         return
     if run.finished:
         finish_run(ui)
-        ui.message("protocol done: " + run.protocol.name)
+        ui.message("protocol done")
     elif run.refused is None and getattr(run, "message", ""):
-        ui.message(run.message)  # stopped: the status screen says so itself
+        # A zone refused stops the run (the status screen says so itself); what else
+        # keeps it from moving is the injector being busy.
+        ui.message(BUSY)
 
 
 def finish_run(ui):
@@ -350,7 +363,7 @@ def _protocols_key(ui, b):
     run = ui.run
     if run is not None and ui._proto_cursor == 0:  # "End protocol"
         finish_run(ui)
-        ui.message("protocol ended: " + run.protocol.name)
+        ui.message("protocol ended")
         ui.to_status()
         return True
     try:  # every zone, with the syringe in use, before the counters or the lot
@@ -363,14 +376,27 @@ def _protocols_key(ui, b):
     return True
 
 
+_WHOLE_ROWS = const(3)  # list lines while the name chosen is shown whole under them
+
+
 def _draw_protocols(ui, fb):
+    """The names, a line each; a name longer than a line is cut there, and shown whole
+    under a rule at the bottom while it is the one chosen."""
     D.inverted(fb, "Protocols", 0)
-    top = max(0, ui._proto_cursor - MENU_ROWS + 1)
-    for row in range(MENU_ROWS):
+    names = ui._proto_names
+    chosen = names[ui._proto_cursor] if names else ""
+    rows = MENU_ROWS if len(chosen) <= D.LINE_CHARS else _WHOLE_ROWS
+    top = max(0, ui._proto_cursor - rows + 1)
+    for row in range(rows):
         i = top + row
-        if i >= len(ui._proto_names):
+        if i >= len(names):
             break
-        D.list_row(fb, row, ui._proto_names[i][: D.LINE_CHARS], "", i == ui._proto_cursor)
+        D.list_row(fb, row, names[i][: D.LINE_CHARS], "", i == ui._proto_cursor)
+    if rows < MENU_ROWS:
+        fb.hline(0, 41, 128, 1)
+        lines = D.wrap(chosen)
+        for i in range(len(lines)):
+            fb.text(lines[i], 0, 44 + 9 * i, 1)
 
 
 def _skip_key(ui, b):
@@ -389,7 +415,7 @@ def _draw_skip(ui, fb):
     st = ui.run.status()
     D.inverted(fb, "Skip zone?", 0)
     fb.text(st["zone"], 0, 14, 1)
-    fb.text("%d of %d done" % (st["done"], st["planned"]), 0, 26, 1)
+    fb.text("%d/%d done" % (st["done"], st["planned"]), 0, 26, 1)
     fb.text("(it is logged)", 0, 38, 1)
     D.inverted(fb, "OK:skip BACK:no", 55)
 

@@ -1,16 +1,23 @@
 """The status screen and the alarm.
 
-The status screen: mode and state, depth and dose in large digits, the
-speed and shot rate (or the protocol's zone), the totals and the syringe
-left, and a banner line when something needs saying. OK opens the main
-menu; UP/DOWN move between a protocol's zones; BACK clears a message.
+The status screen, top to bottom: mode and state; depth and dose in large
+digits; the speed and shot rate (or the protocol's zone); a banner line when
+something needs saying; the counts (punctures and volume this session, or
+the zone's); the volume left in the syringe, a figure and a bar. The banner
+has a line of its own: the counts and the syringe are always on screen. A
+banner of two lines takes the speed's line too; the near-empty warning also
+marks the volume left (inverted), so it shows whatever the banner says. OK
+opens the main menu; UP/DOWN move between a protocol's zones; BACK clears a
+message.
 
 The alarm (a latched fault, or the relief move before it) takes over every
-screen (the Ui draws it and sends it the keys while core.state says so); OK
+screen (the Ui draws it and sends it the keys while core.state says so): the
+fault, where the needle stayed when it stayed in, what to do. OK
 acknowledges once the machine has stopped. Entries as in ui/menu.py.
 """
 
 from injcore import codes as C
+from injcore.compat import const
 from injcore.settings import MODE_CONTINUOUS
 
 from . import draw as D
@@ -18,6 +25,18 @@ from . import menu
 from .keys import BACK, DOWN, OK, SND_CLICK, SND_REFUSE, UP
 from .menu import dose_text, fixed, ml_text, used_of
 from .session import after_zone_move, stopped_text
+
+# The status screen's rows: y of the large digits (DIGITS_H high), then of the text
+# lines under them. A one-line banner is a band on BANNER_Y's line, a two-line one
+# also covers SETTINGS_Y's.
+DIGITS_Y = const(10)
+DIGITS_H = const(16)
+SETTINGS_Y = const(28)
+BANNER_Y = const(37)
+COUNTS_Y = const(46)
+SYRINGE_Y = const(56)
+BANNER_LINES = const(2)
+ALARM_GAP = const(3)  # pixels between the alarm's fault, the needle and the action
 
 
 def _stopped(ui):
@@ -37,13 +56,24 @@ def state_text(ui):
         return "PRIMING"
     if s == C.ST_LOAD:
         return "LOADING"
+    if s == C.ST_MEASURE:
+        return "MEASURE"
     if s == C.ST_READY and _stopped(ui):
         return "NO SHOTS"
     return C.STATE_NAMES[s].upper()
 
 
+def needle_in_text(core):
+    """'needle 1.0mm in' while the needle's tip is known to be in the skin, else ''."""
+    depth = core.needle_depth_um()
+    if depth is None or depth <= 0:
+        return ""
+    return "needle " + menu.fixed(depth, 1000, 1) + "mm in"
+
+
 def banner(ui):
-    """The status screen's bottom line when it has something to say, else ''."""
+    """The status screen's banner when it has something to say, else '': at most
+    BANNER_LINES display lines (tests/test_ui.py walks every text)."""
     core = ui.core
     if _stopped(ui):  # above all: why nothing fires, and the way out
         return stopped_text(ui.run)
@@ -55,10 +85,9 @@ def banner(ui):
         return C.NOTICE_NAMES[core.notice]
     if core.unconfirmed:
         return C.NOTICE_NAMES[C.N_UNCONFIRMED]
-    if core.warning:
-        return "! " + C.WARNING_NAMES[core.warning]
     if core.state == C.ST_UNHOMED:
-        return "OK: menu > Home"
+        needle = needle_in_text(core)  # left in by a fault: Home withdraws it first
+        return needle + ": menu > Home" if needle else "OK: menu > Home"
     if core.state == C.ST_READY:
         if not core.switches & C.SW_SYRINGE:
             return "no syringe: menu > Load syr."
@@ -66,7 +95,42 @@ def banner(ui):
             return C.NOTICE_NAMES[C.N_SYRINGE_UNCONFIRMED]
         if not core.primed:
             return "not primed: menu > Prime"
+    if core.warning:
+        return "! " + C.WARNING_NAMES[core.warning]
     return ""
+
+
+def zone_text(run, z):
+    """The zone shown (the one refused, when stopped): '2/3 Cheek L', or '12 Forehead
+    left' when its number and count leave no room for the name."""
+    i = z["index"] if z["refused"] < 0 else z["refused"]
+    name = run.protocol.zones[i].name
+    text = "%d/%d %s" % (i + 1, z["count"], name)
+    return text if len(text) <= D.LINE_CHARS else "%d %s" % (i + 1, name)
+
+
+def next_text(z):
+    name = z["next_name"]
+    if not name:
+        return "last zone"
+    text = "next: " + name
+    return text if len(text) <= D.LINE_CHARS else "> " + name
+
+
+def counts_text(ui, z):
+    """The counts line, (left, right): the session's punctures and volume, or the zone's."""
+    if z is not None:
+        left = "%d/%s" % (z["done"], str(z["planned"]) if z["planned"] else "-")
+        right = used_of(z["used_nl"], z["cap_nl"])
+        if len(left) + 1 + len(right) > D.LINE_CHARS:
+            left = str(z["done"])
+        return left, right
+    core = ui.core
+    left = "#%d" % core.punctures
+    right = ml_text(core.delivered_nl())
+    if len(left) + 5 + len(right) <= D.LINE_CHARS:
+        right = "tot " + right
+    return left, right
 
 
 def _status_key(ui, b):
@@ -109,50 +173,64 @@ def _draw_status(ui, fb):
     fb.fill_rect(0, 0, 128, 9, 1)
     fb.text(menu.MODE_LABELS[st.mode].upper(), 0, 1, 0)
     D.right(fb, state_text(ui), 1, 0)
-    # Large depth (left half) and dose (right half), units beside them; dashes
-    # while a stopped protocol run lets no shot fire (no zone's values apply).
-    off = _stopped(ui)
-    x = D.big(fb, "--" if off else fixed(st.depth_um, 1000, 1), 0, 12)
-    fb.text("mm", x + 1, 24, 1)
-    dose = "--" if off else dose_text(st.dose_nl)  # right-aligned, well clear of the depth
-    x = D.big(fb, dose, 128 - 2 * D.CHAR_W - 1 - D.big_width(dose), 12)
-    fb.text("uL", x + 1, 24, 1)
     run = ui.run
     z = run.status() if run is not None else None
-    if run is not None and z is not None:  # the zone for the speed, its progress for the totals
-        i = z["index"] if z["refused"] < 0 else z["refused"]  # stopped: the zone refused
-        fb.text("%d/%d %s" % (i + 1, z["count"], run.protocol.zones[i].name), 0, 35, 1)
-    else:
-        fb.text(fixed(st.speed_um_s, 1000, 0) + "mm/s", 0, 35, 1)
-        if st.mode == MODE_CONTINUOUS:
-            D.right(fb, fixed(st.shot_rate_mhz, 1000, 1) + "/s", 35)
-    msg = D.wrap(banner(ui))
-    if len(msg) > 1:  # a long message takes two or three bottom lines
-        n = min(len(msg), 3)
-        top = 63 - 9 * n
-        fb.fill_rect(0, top, 128, 64 - top, 1)
-        for i in range(n):
-            fb.text(msg[i], 0, top + 1 + 9 * i, 0)
-        return
-    if z is not None:
-        fb.text("%d/%s" % (z["done"], str(z["planned"]) if z["planned"] else "-"), 0, 45, 1)
-        D.right(fb, used_of(z["used_nl"], z["cap_nl"]), 45)
-        if not msg:
-            msg = ["next: " + z["next_name"] if z["next_name"] else "last zone"]
-        D.inverted(fb, msg[0], 55)
-        return
-    fb.text("#%d" % core.punctures, 0, 45, 1)
-    D.right(fb, "tot " + ml_text(core.delivered_nl()), 45)
-    if msg:
-        D.inverted(fb, msg[0], 55)
-        return
-    if not core.homed:  # the plunger is not referenced: what is left is unknown
-        fb.text("left ?", 0, 56, 1)
-        D.bar(fb, 56, 55, 72, 9, 0, 1)
+    if _stopped(ui):  # no zone's values apply: the zone refused in place of the digits
+        fb.text(zone_text(run, z), 0, DIGITS_Y + 4, 1)
+    else:  # large depth (left) and dose (right, well clear of it), units beside them
+        x = D.big(fb, fixed(st.depth_um, 1000, 1), 0, DIGITS_Y, 1, DIGITS_H)
+        fb.text("mm", x + 1, DIGITS_Y + DIGITS_H - 8, 1)
+        dose = dose_text(st.dose_nl)
+        x = 128 - 2 * D.CHAR_W
+        D.big(fb, dose, x - 3 - D.big_width(dose), DIGITS_Y, 1, DIGITS_H)
+        fb.text("uL", x, DIGITS_Y + DIGITS_H - 8, 1)
+    lines = D.wrap(banner(ui))[:BANNER_LINES]
+    if len(lines) < 2:  # the speed and shot rate, or the zone
+        if z is not None:
+            if not _stopped(ui):
+                fb.text(zone_text(run, z), 0, SETTINGS_Y, 1)
+        else:
+            fb.text(fixed(st.speed_um_s, 1000, 0) + "mm/s", 0, SETTINGS_Y, 1)
+            if st.mode == MODE_CONTINUOUS:
+                D.right(fb, fixed(st.shot_rate_mhz, 1000, 1) + "/s", SETTINGS_Y)
+    if lines:
+        D.band(fb, lines, BANNER_Y - 1 - 9 * (len(lines) - 1))
+    elif z is not None:
+        fb.text(next_text(z), 0, BANNER_Y, 1)
+    left, right = counts_text(ui, z)
+    fb.text(left, 0, COUNTS_Y, 1)
+    D.right(fb, right, COUNTS_Y)
+    _draw_syringe_left(core, fb)
+
+
+def _draw_syringe_left(core, fb):
+    """The volume left, a figure and a bar; inverted while the near-empty warning is on."""
+    y = SYRINGE_Y
+    if not core.homed and not core.primed:  # the plunger is not referenced: left unknown
+        fb.text("left ?", 0, y, 1)
+        D.bar(fb, 60, y - 1, 68, 9, 0, 1)
         return
     left = core.volume_left_nl()
-    fb.text(ml_text(left), 0, 56, 1)
-    D.bar(fb, 60, 55, 68, 9, left, st.syringe()[1])
+    text = ml_text(left)
+    if core.warning:
+        fb.fill_rect(0, y - 1, len(text) * D.CHAR_W + 2, 9, 1)
+        fb.text(text, 1, y, 0)
+    else:
+        fb.text(text, 0, y, 1)
+    D.bar(fb, 60, y - 1, 68, 9, left, core.settings.syringe()[1])
+
+
+def alarm_groups(core):
+    """The alarm's lines in groups: the fault's name, where the needle stayed (when in),
+    what to do. codes.FAULTS keeps them within the screen (tests/test_ui.py)."""
+    groups = [D.wrap(C.FAULT_NAMES[core.fault])]
+    needle = needle_in_text(core)
+    if needle:
+        groups.append([needle])
+    action = C.FAULT_ACTIONS[core.fault]
+    if action:
+        groups.append(D.wrap(action))
+    return groups
 
 
 def _alarm_key(ui, b):
@@ -169,12 +247,12 @@ def _alarm_key(ui, b):
 def _draw_alarm(ui, fb):
     core = ui.core
     D.inverted(fb, "ALARM  E%02d" % core.fault, 0)
-    name = D.wrap(C.FAULT_NAMES[core.fault])
-    for i in range(min(len(name), 2)):
-        fb.text(name[i], 0, 10 + i * 9, 1)
-    action = D.wrap(C.FAULT_ACTIONS[core.fault])
-    for i in range(min(len(action), 3)):
-        fb.text(action[i], 0, 28 + i * 9, 1)
+    y = 10
+    for group in alarm_groups(core):
+        for line in group:
+            fb.text(line, 0, y, 1)
+            y += 9
+        y += ALARM_GAP
     if core.state == C.ST_RELIEF:
         foot = "withdrawing..."
     elif core.switches & C.SW_ESTOP:
