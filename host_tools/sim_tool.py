@@ -155,7 +155,7 @@ def _zoom_punctures(session_sim):
     the end taking in what follows it up to the next start (a nappage shot's wait)."""
     ps = session_sim.punctures
     out = []
-    for mode in ("single", "continuous"):
+    for mode in (C.MODE_NAMES[C.MODE_SINGLE], C.MODE_NAMES[C.MODE_CONTINUOUS]):
         idx = [i for i, p in enumerate(ps) if p.mode == mode]
         if not idx:
             continue

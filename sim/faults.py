@@ -1053,10 +1053,11 @@ def _run_restart(f, phase):  # noqa: C901  (one fault kind, its cases per phase)
 
 def _run_empty(f, phase):  # noqa: C901  (one fault kind, its cases per phase)
     ps_base = "empty" if phase == "idle" else "last-dose"
-    if phase in ("homing", "load"):
-        ps_base = "last-dose"
     if phase == "homing":
-        sim = _restore("last-dose")
+        # Homing keeps a primed syringe's plunger and its count (homing.py): it is
+        # still at its end afterwards.
+        ps_base = "empty"
+        sim = _restore("empty")
         core = sim.core
         assert core.start_homing()
         sim.run_ms(PHASE_OFFSET_MS["homing"])
@@ -1127,7 +1128,7 @@ def _run_empty(f, phase):  # noqa: C901  (one fault kind, its cases per phase)
     moved = run.motion() != before
     if moved:
         cell.fail("a shot started with the syringe at its end")
-    want = C.N_NOT_PRIMED if phase in ("homing", "load") else C.N_SYRINGE_LOW
+    want = C.N_NOT_PRIMED if phase == "load" else C.N_SYRINGE_LOW  # a load unprimes
     cell.outcome = "refused: " + C.NOTICE_NAMES[core.notice] if core.notice else "no refusal"
     if core.notice != want:
         cell.fail(

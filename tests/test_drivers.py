@@ -827,7 +827,7 @@ def test_buttons_repeat_only_for_the_masked_buttons_and_no_burst_when_sampled_la
     late = run_buttons(buttons.Buttons(), pressed_between(0, 3000), 3500, t0=-100, every_ms=100)
     reps = [t for t, _, e in late if e == REPEAT]
     assert reps == sorted(set(reps))  # at most one per sample
-    assert reps == [500, 700, 900, 1100, 1300] + list(range(1500, 3000, 100))
+    assert reps == list(range(500, 3000, 100))  # one a sample, no burst to catch up
 
 
 @pytest.mark.hazard("H3")
@@ -961,11 +961,12 @@ def test_buzzer_refuses_a_pattern_that_would_spin():
 
 
 def test_buzzer_patterns_are_data():
-    for pattern in (buzzer.CLICK, buzzer.WARNING, buzzer.ALARM):
+    for pattern in (buzzer.CLICK, buzzer.WARNING, buzzer.ALARM, buzzer.BLIND):
         prio, repeat, steps = pattern
         assert steps and all(len(s) == 3 and s[0] >= 20 and s[1] > 0 and s[2] >= 0 for s in steps)
     assert buzzer.CLICK[0] < buzzer.WARNING[0] < buzzer.ALARM[0]
     assert not buzzer.CLICK[1] and buzzer.WARNING[1] and buzzer.ALARM[1]
+    assert buzzer.BLIND[0] < buzzer.ALARM[0] and buzzer.BLIND[1]  # a fault's alarm still sounds
 
 
 # -- compiled and run on MicroPython ------------------------------------------------------------
@@ -1179,7 +1180,7 @@ def test_buttons_and_buzzer_across_the_ticks_wrap():
             e = b.get()
     assert events[0] == (120, UP, PRESS) and events[-1] == (1320, UP, RELEASE)
     assert (1100, UP, LONG) in events
-    assert [k for k, _, e in events if e == REPEAT][:3] == [600, 800, 1000]
+    assert [k for k, _, e in events if e == REPEAT][:3] == [600, 700, 800]
     bz = buzzer.Buzzer()
     bz.play(buzzer.WARNING)
     sounding = []
@@ -1195,7 +1196,7 @@ def test_buttons_across_the_ticks_wrap_on_micropython(mp_results):
     events = [tuple(e) for e in mp_results["wrap_events"]]
     assert events[0] == (120, 0, PRESS) and events[-1] == (1320, 0, RELEASE)
     assert (1100, 0, LONG) in events
-    assert [k for k, _, e in events if e == REPEAT][:3] == [600, 800, 1000]
+    assert [k for k, _, e in events if e == REPEAT][:3] == [600, 700, 800]
 
 
 @pytest.mark.micropython

@@ -151,7 +151,7 @@ def test_a_press_shorter_than_the_debounce_does_nothing():
 def test_holding_down_auto_repeats_and_long_back_goes_home():
     p = P.Panel()
     p.press("OK")
-    p.hold("DOWN", 1400)  # PRESS, then REPEAT at 500, 700, 900, 1100, 1300 ms
+    p.hold("DOWN", 950)  # PRESS, then REPEAT at 500, 600, 700, 800, 900 ms
     assert p.ui.cursor == 6
     assert sum(1 for e in p.events if e[1:] == ("DOWN", "REPEAT")) == 5
     p.press("OK")  # "Speed" opens for editing

@@ -325,7 +325,7 @@ def test_session_png_shades_and_names_the_phases(tmp_path, close_figures):
     zooms = [ax for ax in fig.axes if "close up" in ax.get_title()]
     modes = {p.number: p.mode for p in done.punctures}
     titles = [re.match(r"puncture (\d+) \((\w+)\) at", z.get_title()) for z in zooms]
-    assert [t[2] for t in titles] == ["single", "continuous"]
+    assert [t[2] for t in titles] == ["single", "nappage"]
     assert all(modes[int(t[1])] == t[2] for t in titles)
     single, nappage = ({t.get_text() for t in z.texts} for z in zooms)
     assert {"advance", "inject", "suck-back", "retract"} <= single

@@ -1013,6 +1013,30 @@ def test_figures_round_half_up():
     assert menu.fixed(179_950, 1000, 1) == "180.0" and menu.fixed(-1450, 1000, 1) == "-1.5"
     assert menu.fixed(4_999_999, 1_000_000, 2) == "5.00"
     assert menu.ml_text(999_949) == "999.9uL" and menu.ml_text(999_950) == "1.00mL"
+    assert menu.used_of(239_600, 520_000) == "240/520uL"
+    assert menu.used_of(999_960, 999_600) == "1.0/1.0mL"
     core, ui = ui_scenes.scene("status_ready")
     core.delivered_steps = ui_scenes._steps_for(core, 51_960)
     assert "tot 52.0uL" in [s for s, _, _ in drawn_texts(ui)]
+
+
+@pytest.mark.parametrize(
+    "item", [i for i in S.MAIN_MENU + S.SERVICE_MENU if i.kind != S._ACTION], ids=lambda i: i.key
+)
+def test_every_edit_screen_fits_at_both_ends(item):
+    rig, ui = fresh()
+    if item.target == S._LIMIT:
+        ui_scenes._service(ui)
+    ui_scenes._menu_at(ui, item.label)
+    keys(ui, OK)
+    for button in (UP, DOWN):
+        for _ in range(3000):
+            if not keys_moved(ui, button):
+                break
+        on_screen(drawn_texts(ui))
+
+
+def keys_moved(ui, button):
+    before = ui.value
+    ui.button(button, PRESS, 0)
+    return ui.value != before

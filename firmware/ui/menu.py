@@ -91,8 +91,8 @@ def dose_text(dose_nl):
 
 def used_of(used_nl, cap_nl):
     """'240/550uL' or '1.2/2.0mL': a zone's volume against its cap, in the cap's unit."""
-    if cap_nl < 1_000_000:
-        return "%d/%duL" % (used_nl // 1000, cap_nl // 1000)
+    if cap_nl < 999_500:  # what rounds to 1000 uL shows as 1.0mL
+        return fixed(used_nl, 1000, 0) + "/" + fixed(cap_nl, 1000, 0) + "uL"
     return fixed(used_nl, 1_000_000, 1) + "/" + fixed(cap_nl, 1_000_000, 1) + "mL"
 
 

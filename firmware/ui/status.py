@@ -175,7 +175,8 @@ def _draw_status(ui, fb):
     D.right(fb, state_text(ui), 1, 0)
     run = ui.run
     z = run.status() if run is not None else None
-    if _stopped(ui):  # no zone's values apply: the zone refused in place of the digits
+    stopped = _stopped(ui)
+    if stopped:  # no zone's values apply: the zone refused in place of the digits
         fb.text(zone_text(run, z), 0, DIGITS_Y + 4, 1)
     else:  # large depth (left) and dose (right, well clear of it), units beside them
         x = D.big(fb, fixed(st.depth_um, 1000, 1), 0, DIGITS_Y, 1, DIGITS_H)
@@ -185,10 +186,9 @@ def _draw_status(ui, fb):
         D.big(fb, dose, x - 3 - D.big_width(dose), DIGITS_Y, 1, DIGITS_H)
         fb.text("uL", x, DIGITS_Y + DIGITS_H - 8, 1)
     lines = D.wrap(banner(ui))[:BANNER_LINES]
-    if len(lines) < 2:  # the speed and shot rate, or the zone
+    if len(lines) < 2 and not stopped:  # the speed and shot rate, or the zone
         if z is not None:
-            if not _stopped(ui):
-                fb.text(zone_text(run, z), 0, SETTINGS_Y, 1)
+            fb.text(zone_text(run, z), 0, SETTINGS_Y, 1)
         else:
             fb.text(fixed(st.speed_um_s, 1000, 0) + "mm/s", 0, SETTINGS_Y, 1)
             if st.mode == MODE_CONTINUOUS:
@@ -197,7 +197,7 @@ def _draw_status(ui, fb):
         D.band(fb, lines, BANNER_Y - 1 - 9 * (len(lines) - 1))
     elif z is not None:
         fb.text(next_text(z), 0, BANNER_Y, 1)
-    left, right = counts_text(ui, z)
+    left, right = counts_text(ui, None if stopped else z)  # stopped: the session's
     fb.text(left, 0, COUNTS_Y, 1)
     D.right(fb, right, COUNTS_Y)
     _draw_syringe_left(core, fb)
@@ -206,7 +206,7 @@ def _draw_status(ui, fb):
 def _draw_syringe_left(core, fb):
     """The volume left, a figure and a bar; inverted while the near-empty warning is on."""
     y = SYRINGE_Y
-    if not core.homed and not core.primed:  # the plunger is not referenced: left unknown
+    if not core.homed and not core.primed:  # no plunger count to trust until homing
         fb.text("left ?", 0, y, 1)
         D.bar(fb, 60, y - 1, 68, 9, 0, 1)
         return
