@@ -59,7 +59,9 @@ help:
 	@echo "make consts - rewrite the hot-path modules' constant blocks from injcore/codes.py (and the layout)"
 	@echo "make hazards - regenerate docs/hazards.md (hazard, mitigation, tests) from docs/hazards.toml and the tests"
 
-$(PY_STAMP): pyproject.toml
+# The package's version is the firmware's (pyproject.toml's dynamic version): a new
+# one reinstalls, so the installed metadata says the same.
+$(PY_STAMP): pyproject.toml $(FIRMWARE)/board/version.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
@@ -102,7 +104,7 @@ golden: setup
 	UPDATE_GOLDEN=1 $(PY) -m pytest -q tests/test_ui.py -k golden
 
 soak: setup
-	INJECTOR_SOAK=$(SOAK) $(PY) -m pytest -q -n $(PYTEST_WORKERS) tests/test_planner.py tests/test_sequencer.py tests/test_settings.py tests/test_pio_step.py tests/test_stateful.py tests/test_ui.py tests/test_dose_model.py
+	INJECTOR_SOAK=$(SOAK) $(PY) -m pytest -q -n $(PYTEST_WORKERS) tests/test_planner.py tests/test_sequencer.py tests/test_settings.py tests/test_pio_step.py tests/test_stateful.py tests/test_ui.py tests/test_dose_model.py tests/test_cli_fuzz.py
 
 bench: setup
 	$(PY) host_tools/bench.py

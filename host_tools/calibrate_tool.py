@@ -20,23 +20,41 @@ import sys
 from decimal import Decimal, InvalidOperation
 
 from host_tools import settings_tool as T
+from host_tools.cliutil import clip
 from injcore import calib  # noqa: E402  (settings_tool put firmware/ on sys.path)
 from injcore import machine as M  # noqa: E402
 from injcore import store as S  # noqa: E402
 from injcore.settings import Settings  # noqa: E402
 
+# What a weighing can sensibly be: ten doses of the largest syringe (10 mL) fit well
+# inside; anything bigger is a typo (and would overflow the arithmetic further on).
+COUNTED_UL_MAX = 100_000
+MASS_MG_MAX = 100_000
 
-def _decimal(scale, what):
-    """argparse type: a positive decimal number -> int in units of 1/scale, rounded half up."""
+
+def _decimal(scale, what, most, unit):
+    """argparse type: a decimal number in (0, most] -> int in units of 1/scale, rounded
+    half up; at least one unit."""
 
     def parse(text):
         try:
             d = Decimal(text)
         except InvalidOperation:
-            raise argparse.ArgumentTypeError("%s must be a number, not %r" % (what, text)) from None
+            raise argparse.ArgumentTypeError(
+                "%s must be a number, not %r" % (what, clip(text))
+            ) from None
         if not d.is_finite() or d <= 0:
-            raise argparse.ArgumentTypeError("%s must be more than 0, not %s" % (what, text))
-        return int((d * scale).to_integral_value(rounding="ROUND_HALF_UP"))
+            raise argparse.ArgumentTypeError("%s must be more than 0, not %s" % (what, clip(text)))
+        if d > most:
+            raise argparse.ArgumentTypeError(
+                "%s is too large; at most %d %s" % (clip(text, 12), most, unit)
+            )
+        units = int((d * scale).to_integral_value(rounding="ROUND_HALF_UP"))
+        if units < 1:
+            raise argparse.ArgumentTypeError(
+                "%s is below the resolution of %s %s" % (clip(text, 12), 1 / scale, unit)
+            )
+        return units
 
     return parse
 
@@ -46,10 +64,12 @@ def _density(text):
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            "the density is an integer in mg/mL, not %r" % text
+            "the density is an integer in mg/mL, not %r" % clip(text)
         ) from None
     if not 100 <= v <= 5000:
-        raise argparse.ArgumentTypeError("a density of %d mg/mL is not plausible (100..5000)" % v)
+        raise argparse.ArgumentTypeError(
+            "a density of %s mg/mL is not plausible (100..5000)" % clip(text, 12)
+        )
     return v
 
 
@@ -66,14 +86,14 @@ def add_parser(sub):
     )
     p.add_argument(
         "--counted-ul",
-        type=_decimal(1000, "--counted-ul"),
+        type=_decimal(1000, "--counted-ul", COUNTED_UL_MAX, "uL"),
         required=True,
         metavar="X",
         help="the volume the device counted, uL (e.g. 200 or 199.5)",
     )
     p.add_argument(
         "--mass-mg",
-        type=_decimal(10, "--mass-mg"),
+        type=_decimal(10, "--mass-mg", MASS_MG_MAX, "mg"),
         required=True,
         metavar="M",
         help="the mass the scale weighed, mg (0.1 mg resolution)",
@@ -125,6 +145,9 @@ def run(args):
         return 2
     try:
         code = _run(args, src)
+    except BrokenPipeError:  # the reader of stdout went away: cli.main ends quietly
+        src.finish()
+        raise
     except (T.ToolError, OSError) as e:
         print("injector calibrate: %s" % e, file=sys.stderr)
         code = 2

@@ -37,6 +37,7 @@ from types import SimpleNamespace
 from mpremote.transport import TransportError
 
 from host_tools import flash_images
+from host_tools.cliutil import missing_port
 
 PREP = Path(__file__).with_name("deploy_prep.py")
 
@@ -80,14 +81,9 @@ def connect(port):
     """An mpremote transport to `port`, in the raw REPL after a soft reset."""
     from mpremote.commands import CommandError, do_connect
 
-    if (
-        "/" in port
-        and not port.startswith(("port:", "rfc2217:", "socket:"))
-        and not os.path.exists(port)
-    ):
-        raise DeployError(
-            "%s: no such port (is the board plugged in? `mpremote connect list` lists them)" % port
-        )
+    why = missing_port(port)
+    if why:
+        raise DeployError(why)
     state = SimpleNamespace(transport=None, _auto_soft_reset=True)
     try:
         do_connect(state, SimpleNamespace(device=[port]))

@@ -20,12 +20,15 @@ per change); calibration_of(rec) names the one a puncture was made with.
 """
 
 import csv
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import sim  # noqa: F401  (puts firmware/ on sys.path)
+from host_tools.cliutil import missing_port, no_action, out_dir_problem, out_file_problem
 from injcore import machine as M  # noqa: E402
 from injcore import tlog  # noqa: E402
 from injcore.codes import FAULT_NAMES  # noqa: E402
@@ -309,8 +312,12 @@ def csv_row(r):
 
 
 def export_csv(decoded, path):
+    """Write the records as CSV to `path`; LogError if its folder does not exist (a typo
+    in a path must not quietly make folders) or it is a folder."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    why = out_file_problem(path)
+    if why:
+        raise LogError(why)
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, CSV_COLUMNS)
         w.writeheader()
@@ -383,22 +390,31 @@ def pull_command(port, out):
 
 
 def pull(port, out, timeout=300):
+    """Copy the device's :log folder to OUT/log (files already there are overwritten, others
+    kept); the path of OUT/log. The copy goes to a temporary folder first, so a failure
+    leaves nothing behind: no half-copied ring, no empty folder."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    cmd = pull_command(port, out)
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise LogError(
-            "mpremote did not finish within %d s (is %s the injector?)" % (timeout, port)
-        ) from None
-    if proc.returncode != 0:
-        msg = (proc.stderr or proc.stdout).strip().splitlines()
-        raise LogError(
-            "mpremote could not copy :log from %s: %s" % (port, msg[-1] if msg else "failed")
-        )
-    if not (out / "log").is_dir():
-        raise LogError("the device has no log folder (:log)")
+    why = out_dir_problem(out) or missing_port(port)
+    if why:
+        raise LogError(why)
+    with tempfile.TemporaryDirectory(prefix="injector-logs-") as tmp:
+        try:
+            proc = subprocess.run(
+                pull_command(port, tmp), capture_output=True, text=True, timeout=timeout
+            )
+        except subprocess.TimeoutExpired:
+            raise LogError(
+                "mpremote did not finish within %d s (is %s the injector?)" % (timeout, port)
+            ) from None
+        if proc.returncode != 0:
+            msg = (proc.stderr or proc.stdout).strip().splitlines()
+            raise LogError(
+                "mpremote could not copy :log from %s: %s" % (port, msg[-1] if msg else "failed")
+            )
+        pulled = Path(tmp) / "log"
+        if not pulled.is_dir():
+            raise LogError("the device has no log folder (:log)")
+        shutil.copytree(pulled, out / "log", dirs_exist_ok=True)
     return out / "log"
 
 
@@ -442,14 +458,16 @@ def print_problems(decoded, limit=20):
 def run(args):
     cmd = args.logs_command
     if cmd is None:
-        args.parser.print_help(sys.stderr)
-        return 2
+        return no_action(args.parser)
     try:
         if cmd == "pull":
             where = pull(args.port, args.out)
             decoded = read_dir(where)
             print("pulled %d records to %s" % (len(decoded.records), where))
         else:
+            why = out_file_problem(args.csv) if cmd == "export" else None
+            if why:  # before reading the log: the mistake is in the command line
+                raise LogError(why)
             decoded = read_dir(args.dir)
             if not decoded.records:
                 print("injector logs: no valid records in %s" % args.dir, file=sys.stderr)
@@ -464,6 +482,8 @@ def run(args):
             print("injector logs: %d problem(s), skipped:" % len(decoded.problems), file=sys.stderr)
             print_problems(decoded)
         return 0
+    except BrokenPipeError:  # the reader of stdout went away: cli.main ends quietly
+        raise
     except (LogError, OSError) as e:
         print("injector logs: %s" % e, file=sys.stderr)
         return 2

@@ -24,10 +24,12 @@ import select
 import shutil
 import sys
 import time
+from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 
 import sim  # noqa: F401  (puts firmware/ on sys.path)
 from host_tools import fakes, screenshot
+from host_tools.cliutil import Refusal, TooLarge, clip, out_dir_problem, read_capped
 
 fakes.install()  # board.buttons imports machine; ui draws with framebuf
 
@@ -385,7 +387,8 @@ def condition(name, kind=None):
 # ---- the script runner ----------------------------------------------------------
 
 HELP_SCRIPT = """\
-One command a line; '#' starts a comment. Durations are ms (2000, 2000ms) or s (2s, 1.5s).
+One command a line; '#' starts a comment. Durations are ms (2000, 2000ms) or s (2s, 1.5s),
+at most 300 s (a wait, a hold, a timeout); a COUNT is at most 100.
   start ready|unhomed         first line only: ready = homed, 1 mL loaded and primed (--ready)
   press BUTTON [COUNT]        UP DOWN OK BACK: press and release (80 ms each), COUNT times
   hold BUTTON MS              hold a button MS (UP/DOWN auto-repeat after 0.5 s)
@@ -417,23 +420,35 @@ class ExpectFailed(Exception):
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)?$")
 _SHOT_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 DEFAULT_WAIT_MS = 60_000
+# The longest wait, hold or timeout a script may ask for, simulated: longer than any step
+# of a session (homing, loading, a long nappage burst). The panel simulates about 14 s a
+# second here, so a slip of a few zeros would otherwise hold the terminal for many minutes.
+MAX_WAIT_MS = 300_000
+MAX_PRESSES = 100  # `press BUTTON COUNT`: each press takes 160 ms
+SCRIPT_MAX_BYTES = 256 * 1024  # thousands of lines; a bigger file is not a script
 
 
 def parse_ms(word):
     m = _DURATION.match(word.lower())
     if not m:
-        raise ScriptError("%r is not a duration (ms, or with s: 2s, 1.5s)" % word)
-    value = float(m.group(1)) * (1000 if m.group(2) == "s" else 1)
+        raise ScriptError("%r is not a duration (ms, or with s: 2s, 1.5s)" % clip(word))
     if m.group(2) != "s" and "." in m.group(1):
-        raise ScriptError("%r: whole milliseconds, please" % word)
-    return int(round(value))
+        raise ScriptError("%r: whole milliseconds, please" % clip(word))
+    # Decimal, not float: a number of any length is compared, never overflows
+    ms = Decimal(m.group(1)) * (1000 if m.group(2) == "s" else 1)
+    if ms > MAX_WAIT_MS:
+        raise ScriptError(
+            "%s is too long; at most %d ms (%d s) of simulated time"
+            % (clip(word, 16), MAX_WAIT_MS, MAX_WAIT_MS // 1000)
+        )
+    return int(ms.to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
 def parse_int(word, what):
     try:
         return int(word)
     except ValueError:
-        raise ScriptError("%s: %r is not a whole number" % (what, word)) from None
+        raise ScriptError("%s: %r is not a whole number" % (what, clip(word))) from None
 
 
 def parse_on_off(word, what):
@@ -478,6 +493,8 @@ def parse_line(line):  # noqa: C901  (one branch per script command: the grammar
         count = parse_int(args[1], "count") if len(args) > 1 else 1
         if count < 1:
             raise ScriptError("count must be 1 or more")
+        if count > MAX_PRESSES:
+            raise ScriptError("count %s is too many; at most %d" % (clip(args[1], 12), MAX_PRESSES))
         return cmd, (button(args[0]), count)
     if cmd == "hold":
         need(2, 2, "hold BUTTON MS")
@@ -564,7 +581,7 @@ def parse_line(line):  # noqa: C901  (one branch per script command: the grammar
         raise ScriptError("expect what? screen, state, setting, punctures or sound, not %r" % what)
     raise ScriptError(
         "unknown command %r (commands: start press hold long trigger pedal estop "
-        "syringe wait wait-until shot expect)" % cmd
+        "syringe wait wait-until shot expect)" % clip(cmd)
     )
 
 
@@ -575,11 +592,14 @@ def parse_script(text, name="<script>"):
         try:
             parsed = parse_line(line)
         except ScriptError as e:
-            raise ScriptError("%s:%d: %s\n    %s" % (name, n, e, line.strip())) from None
+            raise ScriptError(
+                "%s:%d: %s\n    %s" % (name, n, clip(e, 300), clip(line.strip(), 100))
+            ) from None
         if parsed:
             if parsed[0] == "start" and steps:
                 raise ScriptError(
-                    "%s:%d: start must be the first command\n    %s" % (name, n, line.strip())
+                    "%s:%d: start must be the first command\n    %s"
+                    % (name, n, clip(line.strip(), 100))
                 )
             steps.append((n,) + parsed)
     return steps
@@ -610,6 +630,12 @@ class ScriptRunner:
                 raise ExpectFailed("%s:%d: wait-until: %s" % (self.name, line_no, e)) from None
             except (ValueError, KeyError) as e:
                 raise ScriptError("%s:%d: %s" % (self.name, line_no, e)) from None
+            except BrokenPipeError:
+                raise
+            except OSError as e:  # a screenshot that cannot be written (permissions, disk)
+                raise ScriptError(
+                    "%s:%d: cannot write to %s: %s" % (self.name, line_no, self.out_dir, e)
+                ) from None
 
     def do(self, cmd, args):  # noqa: C901  (one branch per script command)
         p = self.panel
@@ -695,15 +721,31 @@ def execute_script(path, out_dir="build/panel", ready=False, seed=1, stderr=None
     stderr = stderr or sys.stderr
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        print("panel: cannot read script %s: %s" % (path, e), file=stderr)
+        text = read_capped(path, SCRIPT_MAX_BYTES).decode("utf-8")
+    except TooLarge as e:
+        print(
+            "injector panel: script %s: %d bytes is too large; a script is at most %d"
+            % (path, e.size_bytes, e.max_bytes),
+            file=stderr,
+        )
+        return 2, None
+    except Refusal as e:
+        print("injector panel: cannot read script %s: %s" % (path, e), file=stderr)
+        return 2, None
+    except UnicodeDecodeError:
+        print("injector panel: cannot read script %s: not UTF-8 text" % path, file=stderr)
         return 2, None
     try:
         steps = parse_script(text, str(path))
+        if not steps:
+            raise ScriptError("%s: no commands in it" % path)
     except ScriptError as e:
-        print("panel: %s" % e, file=stderr)
-        print("(the script language: injector panel --help-script)", file=stderr)
+        print("injector panel: %s" % e, file=stderr)
+        print("  (the script language: injector panel --help-script)", file=stderr)
+        return 2, None
+    why = out_dir_problem(out_dir)  # before the run: its screenshots must have somewhere to go
+    if why:
+        print("injector panel: --out %s" % why, file=stderr)
         return 2, None
     panel = Panel(seed=seed, ready=ready or starts_ready(steps))
     runner = ScriptRunner(panel, out_dir, str(path))
@@ -711,16 +753,19 @@ def execute_script(path, out_dir="build/panel", ready=False, seed=1, stderr=None
     try:
         runner.run(steps)
     except ExpectFailed as e:
-        print("panel: FAILED %s" % e, file=stderr)
+        print("injector panel: FAILED %s" % e, file=stderr)
         code = 1
     except ScriptError as e:
-        print("panel: %s" % e, file=stderr)
+        print("injector panel: %s" % e, file=stderr)
         code = 2
     if code:  # what the display showed when it went wrong
         panel.refresh()
         failed = Path(out_dir) / (path.stem + "-failed.png")
-        runner.shots.append(panel.screenshot(failed))
-        print("panel: the display then: %s" % failed, file=stderr)
+        try:
+            runner.shots.append(panel.screenshot(failed))
+            print("  the display then: %s" % failed, file=stderr)
+        except OSError as e:
+            print("  (no screenshot of the display: %s)" % e, file=stderr)
     return code, runner
 
 

@@ -36,11 +36,20 @@ from pathlib import Path
 
 import sim  # noqa: F401  (puts firmware/ on sys.path)
 from host_tools import settings_tool as ST  # noqa: E402
+from host_tools.cliutil import (  # noqa: E402
+    Refusal,
+    TooLarge,
+    int_range,
+    loads_json,
+    no_action,
+    out_dir_problem,
+    read_capped,
+)
 from injcore import machine as M  # noqa: E402
 from injcore import protocol as P  # noqa: E402
 from injcore.feasible import planning_core, zone_refusals  # noqa: E402
 from injcore.fsio import DirFS  # noqa: E402
-from injcore.settings import Limits, SettingsError, refusal_text  # noqa: E402
+from injcore.settings import RANGES, Limits, SettingsError, refusal_text  # noqa: E402
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "docs" / "protocol.schema.json"
 PROTOCOL_DIR = P.DIR  # the device's folder
@@ -118,23 +127,29 @@ def schema_problems(obj):
 
 
 def read_document(path):
-    """(obj, problems): the file's JSON value, or None and why it cannot be read."""
+    """(obj, problems): the file's JSON value, or None and why it cannot be read. A file
+    larger than the device stores (P.MAX_FILE_BYTES) is refused by its size alone: it is
+    not read, so a huge one neither fills memory nor has its text echoed in problems."""
     path = Path(path)
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        return None, ["file: cannot read %s: %s" % (path, e.strerror or e)]
-    problems = []
-    if len(data) > P.MAX_FILE_BYTES:
-        problems.append(
-            "size: %d bytes is too large; allowed at most %d" % (len(data), P.MAX_FILE_BYTES)
-        )
+        data = read_capped(path, P.MAX_FILE_BYTES)
+    except TooLarge as e:
+        return None, [
+            "size: %d bytes is too large; allowed at most %d, the largest protocol file the "
+            "device stores" % (e.size_bytes, e.max_bytes)
+        ]
+    except Refusal as e:
+        return None, ["file: cannot read (%s)" % e]
     try:
-        return json.loads(data.decode("utf-8")), problems
-    except UnicodeError:
-        return None, problems + ["json: not UTF-8 text"]
-    except ValueError as e:
-        return None, problems + ["json: not valid JSON (%s)" % e]
+        return loads_json(data), []
+    except Refusal as e:
+        return None, ["json: %s" % e]
+
+
+def file_refusal(path, problems):
+    """A file that could not be read as JSON: its one problem on one line (stderr)."""
+    print("injector protocol: %s: %s" % (path, "; ".join(problems)), file=sys.stderr)
+    return 2
 
 
 def problems_of(obj, limits):
@@ -261,12 +276,12 @@ def run_validate(args, out=None):
     lim, calibration, where = machine_from(args)
     core = machine_of(lim, calibration)
     obj, problems = read_document(args.file)
-    found = [("file", p) for p in problems]
-    if obj is not None:
-        found += problems_of(obj, lim)
-        if not found:  # a zone is planned only once the protocol is whole
-            proto = P.build(obj, lim)
-            found += [("machine", p) for p in machine_problems(proto, core, syringes)]
+    if obj is None:
+        return file_refusal(args.file, problems)
+    found = problems_of(obj, lim)
+    if not found:  # a zone is planned only once the protocol is whole
+        proto = P.build(obj, lim)
+        found += [("machine", p) for p in machine_problems(proto, core, syringes)]
     if found:
         print(
             "injector protocol: %s is invalid (%d problem%s; limits: needle %d um, session cap "
@@ -378,9 +393,10 @@ def push(src, path, out=None, syringes=None):
     out = sys.stdout if out is None else out
     port = src.port
     obj, problems = read_document(path)
-    if obj is not None:
-        problems += schema_problems(obj)  # the device's own rules run on the device, its limits
-    if obj is not None and not problems:
+    if obj is None:
+        return file_refusal(path, problems)
+    problems += schema_problems(obj)  # the device's own rules run on the device, its limits
+    if not problems:
         problems += device_machine_problems(src, obj, syringes or syringes_of())
     if problems:
         print(
@@ -588,9 +604,10 @@ def add_syringe_options(p):
             M.CUSTOM_SYRINGE,
         ),
     )
+    lo, hi = RANGES["syringe_id_um"][:2]
     p.add_argument(
         "--syringe-id-um",
-        type=int,
+        type=int_range(lo, hi, "um"),
         metavar="N",
         help="the inner diameter of the custom syringe (--syringe %d), um" % M.CUSTOM_SYRINGE,
     )
@@ -599,8 +616,7 @@ def add_syringe_options(p):
 def run(args):
     cmd = args.protocol_command
     if cmd is None:
-        args.parser.print_help(sys.stderr)
-        return 2
+        return no_action(args.parser)
     src = None
     try:
         if cmd == "validate":
@@ -610,8 +626,15 @@ def run(args):
             src = ST.Source(args.port, None, not args.no_reset)
             code = push(src, args.file, syringes=syringes)
         else:
+            why = out_dir_problem(args.out)  # before connecting: nothing to undo
+            if why:
+                raise ToolError(why, False)
             src = ST.Source(args.port, None, not args.no_reset)
             code = pull(src, args.out)
+    except BrokenPipeError:  # the reader of stdout went away: cli.main ends quietly
+        if src is not None:
+            src.finish()
+        raise
     except (ToolError, OSError) as e:
         print("injector protocol: %s" % e, file=sys.stderr)
         code = 2

@@ -41,6 +41,7 @@ import sys
 from pathlib import Path
 
 from host_tools import logs
+from host_tools.cliutil import int_range, out_dir_problem
 from injcore import feasible, tlog  # noqa: E402  (logs put firmware/ on sys.path)
 from injcore.codes import FAULT_NAMES  # noqa: E402
 from injcore.settings import MODE_NAMES, Limits, SettingsError  # noqa: E402
@@ -642,7 +643,12 @@ def add_parser(sub):
         "of SESSION from a pulled treatment log. The log does not record the engineer's "
         "limits: the charts draw the firmware's defaults unless given here.",
     )
-    p.add_argument("session", type=int, metavar="SESSION")
+    p.add_argument(
+        "session",
+        type=int_range(0, 0xFFFF),  # the log stores a session's number in 16 bits
+        metavar="SESSION",
+        help="the session's number (logs show lists them)",
+    )
     p.add_argument(
         "--log",
         type=Path,
@@ -694,7 +700,12 @@ def run(args):
             logs.print_problems(decoded)
             return 1
         out = args.out or Path("build/report/session-%d" % args.session)
+        why = out_dir_problem(out)
+        if why:
+            raise logs.LogError(why)
         written = write_report(decoded, args.session, out, limits)
+    except BrokenPipeError:  # the reader of stdout went away: cli.main ends quietly
+        raise
     except (logs.LogError, OSError, SettingsError) as e:
         print("injector report: %s" % e, file=sys.stderr)
         return 2

@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 import sim  # noqa: F401  (puts firmware/ on sys.path)
+from host_tools.cliutil import Refusal, TooLarge, loads_json, missing_port, no_action, read_capped
 from injcore import machine as M  # noqa: E402
 from injcore import store as S  # noqa: E402
 from injcore.fsio import DirFS  # noqa: E402
@@ -90,7 +91,11 @@ def load_dir(folder):
 
 
 def mpremote(port, *args, timeout=MPREMOTE_TIMEOUT):
-    """Run `python -m mpremote connect PORT ARGS...`; the CompletedProcess, or ToolError."""
+    """Run `python -m mpremote connect PORT ARGS...`; the CompletedProcess, or ToolError
+    (a port that names no device is refused before mpremote starts)."""
+    why = missing_port(port)
+    if why:
+        raise ToolError(why, connected=False)
     cmd = [sys.executable, "-m", "mpremote", "connect", port, *args]
     try:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -135,6 +140,31 @@ def reset(port):
     proc = mpremote(port, "reset")
     if proc.returncode != 0:
         raise _failed(proc, "mpremote could not reset %s" % port)
+
+
+# The board's own word for its version: board/version.py, or board/app.py on a
+# firmware older than that module (which imports the whole application).
+VERSION_SNIPPET = """
+try:
+    from board.version import FIRMWARE_VERSION as v
+except ImportError:
+    from board.app import FIRMWARE_VERSION as v
+print("FIRMWARE_VERSION", v)
+"""
+
+
+def firmware_version(port, _unused=None):
+    """The firmware version the board on `port` reports; ToolError if it cannot say."""
+    proc = mpremote(port, "exec", VERSION_SNIPPET)
+    for line in (proc.stdout or "").splitlines():
+        if line.startswith("FIRMWARE_VERSION "):
+            return line.split(None, 1)[1].strip()
+    if proc.returncode != 0:
+        raise _failed(proc, "mpremote could not ask %s for its firmware version" % port)
+    raise ToolError(
+        "%s did not say its firmware version (is the injector firmware on it?): %s"
+        % (port, _last_line(proc))
+    )
 
 
 DEVICE_SAVE = """
@@ -219,6 +249,10 @@ class Source:
             copied = self._on_device(fetch, tmp)
             payload, info = load_dir(tmp)
         return payload, info, copied
+
+    def firmware_version(self):
+        """What the board says its firmware version is (a device only)."""
+        return self._on_device(firmware_version, None)
 
     def save(self, payload):
         if self.port is None:
@@ -514,17 +548,22 @@ def add_parser(sub):
 
 
 def read_change(path):
+    """The JSON object of a `settings push` file; ToolError, one line, if it is not one.
+    A file larger than the store's largest record is refused unread."""
     path = Path(path)
     try:
-        text = path.read_text()
-    except OSError as e:
-        raise ToolError("cannot read %s: %s" % (path, e.strerror or e)) from None
-    except UnicodeError:
-        raise ToolError("%s is not a text file" % path) from None
+        data = read_capped(path, S.MAX_PAYLOAD)
+    except TooLarge as e:
+        raise ToolError(
+            "%s: %d bytes is too large; a settings record is at most %d bytes "
+            "(injcore.store.MAX_PAYLOAD)" % (path, e.size_bytes, e.max_bytes)
+        ) from None
+    except Refusal as e:
+        raise ToolError("cannot read %s: %s" % (path, e)) from None
     try:
-        change = json.loads(text)
-    except ValueError as e:
-        raise ToolError("%s is not valid JSON: %s" % (path, e)) from None
+        change = loads_json(data)
+    except Refusal as e:
+        raise ToolError("%s is %s" % (path, e)) from None
     if not isinstance(change, dict):
         raise ToolError('%s must hold a JSON object ({"settings": {...}, ...})' % path)
     return change
@@ -557,11 +596,13 @@ def run_push(args, src):
 def run(args):
     cmd = args.settings_command
     if cmd is None:
-        args.parser.print_help(sys.stderr)
-        return 2
+        return no_action(args.parser)
     src = Source.of(args)
     try:
         code = run_show(args, src) if cmd == "show" else run_push(args, src)
+    except BrokenPipeError:  # the reader of stdout went away: cli.main ends quietly
+        src.finish()
+        raise
     except (ToolError, OSError) as e:
         print("injector settings: %s" % e, file=sys.stderr)
         code = 2

@@ -23,6 +23,13 @@ from pathlib import Path
 
 import sim  # noqa: F401  (puts firmware/ on sys.path)
 from host_tools import logs, report  # noqa: E402
+from host_tools.cliutil import (  # noqa: E402
+    Refusal,
+    TooLarge,
+    loads_json,
+    out_dir_problem,
+    read_capped,
+)
 from injcore import codes as C  # noqa: E402
 from injcore import machine as M  # noqa: E402
 from injcore import protocol as P  # noqa: E402
@@ -339,17 +346,38 @@ def print_summary(res, file=None):
     )
 
 
+def read_protocol(path):
+    """The Protocol of the file at `path`, under the firmware's default limits; Refusal
+    (one line: unreadable, not JSON, too deep) or P.ProtocolError (its problems). A file
+    larger than the device stores is refused unread."""
+    try:
+        data = read_capped(path, P.MAX_FILE_BYTES)
+    except TooLarge as e:
+        raise Refusal("%s: %s, the largest protocol file the device stores" % (path, e)) from None
+    except Refusal as e:
+        raise Refusal("cannot read %s: %s" % (path, e)) from None
+    try:
+        obj = loads_json(data)
+    except Refusal as e:
+        raise Refusal("%s: %s" % (path, e)) from None
+    return P.build(obj)  # the device's own check, under the firmware's default limits
+
+
 def protocol_main(path, out=PROTOCOL_OUT, seed=1):
     """`injector sim --protocol`: exit code 0 / 1 / 2 (messages on stderr, no traceback)."""
     try:
-        protocol = protocol_run.load_protocol(path)
+        protocol = read_protocol(path)
     except P.ProtocolError as e:
         print("injector sim: %s is not a valid protocol:" % path, file=sys.stderr)
         for line in e.problems:
             print("  " + line, file=sys.stderr)
         return 2
-    except OSError as e:
-        print("injector sim: cannot read %s: %s" % (path, e.strerror or e), file=sys.stderr)
+    except Refusal as e:
+        print("injector sim: %s" % e, file=sys.stderr)
+        return 2
+    why = out_dir_problem(out)
+    if why:
+        print("injector sim: --out %s" % why, file=sys.stderr)
         return 2
     try:
         res = run_protocol(protocol, out, seed)
@@ -362,8 +390,17 @@ def protocol_main(path, out=PROTOCOL_OUT, seed=1):
 
 def run(args):
     """The `injector sim` subcommand (host_tools/cli.py declares its arguments)."""
-    if args.protocol is None:
-        return run_demo(
-            args.out or DEMO_OUT, args.shots, args.burst_ms, args.seed, plot=not args.no_plot
-        )
-    return protocol_main(args.protocol, args.out or PROTOCOL_OUT, args.seed)
+    try:
+        if args.protocol is None:
+            out = args.out or DEMO_OUT
+            why = out_dir_problem(out)  # before a minute of simulation, not after it
+            if why:
+                print("injector sim: --out %s" % why, file=sys.stderr)
+                return 2
+            return run_demo(out, args.shots, args.burst_ms, args.seed, plot=not args.no_plot)
+        return protocol_main(args.protocol, args.out or PROTOCOL_OUT, args.seed)
+    except BrokenPipeError:  # the reader of stdout went away: cli.main ends quietly
+        raise
+    except OSError as e:  # a folder that cannot be written (permissions, a full disk)
+        print("injector sim: %s" % e, file=sys.stderr)
+        return 2

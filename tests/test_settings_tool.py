@@ -372,10 +372,7 @@ def test_calibrate_without_a_source_uses_the_defaults(capsys):
     [
         (("settings", "show", "--dir", "{tmp}/missing"), "no such folder"),
         (("settings", "show", "--dir", "{tmp}/file.txt"), "is not a folder"),
-        (
-            ("settings", "show", "--port", "{tmp}/no-such-tty"),
-            "mpremote could not read the settings",
-        ),
+        (("settings", "show", "--port", "{tmp}/no-such-tty"), "no-such-tty: no such device"),
         (("settings", "push", "{tmp}/missing.json", "--dir", "{tmp}"), "cannot read"),
         (("settings", "push", "{tmp}/bad.json", "--dir", "{tmp}"), "is not valid JSON"),
         (("settings", "push", "{tmp}/list.json", "--dir", "{tmp}"), "must hold a JSON object"),

@@ -405,6 +405,7 @@ def test_simulated_session_through_log_csv_and_report(ready_sim, tmp_path):
     assert ts == sorted(ts) and ts[0] > 0
 
     out_csv = tmp_path / "out" / "log.csv"
+    out_csv.parent.mkdir()  # export makes no folders
     assert cli("logs", "export", str(tmp_path), "--csv", str(out_csv)).returncode == 0
     rows = list(csv.DictReader(open(out_csv)))
     # After the cut shot a syringe was loaded again (cut_shot): its record comes before
@@ -471,6 +472,7 @@ def test_a_syringe_changed_mid_session_is_logged_and_names_the_punctures_after_i
     assert s.end["delivered_nl"] == core.delivered_nl() and s.end["punctures"] == 3
     assert "  syringe 3 mL confirmed after puncture 1" in logs.summary_lines(dec)
     out_csv = tmp_path / "out" / "log.csv"
+    out_csv.parent.mkdir()  # export makes no folders
     logs.export_csv(dec, out_csv)
     rows = list(csv.DictReader(open(out_csv)))
     syringe_row = kinds.index("syringe")

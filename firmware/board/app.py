@@ -41,8 +41,7 @@ from .hx711 import Hx711
 from .ports import ROOM_LEVEL, AxisPort, Inputs, Outputs
 from .ssd1306 import Ssd1306
 from .tmc2209 import Tmc2209
-
-FIRMWARE_VERSION = "0.4.0"
+from .version import FIRMWARE_VERSION
 
 DISPLAY_PERIOD_MS = const(50)  # at most 20 refreshes a second, only when changed
 SAVE_PERIOD_MS = const(500)  # how often the main loop looks for settings to store
