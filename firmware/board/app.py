@@ -38,7 +38,7 @@ from .ports import ROOM_LEVEL, AxisPort, Inputs, Outputs
 from .ssd1306 import Ssd1306
 from .tmc2209 import Tmc2209
 
-FIRMWARE_VERSION = "0.4.0"
+FIRMWARE_VERSION = "0.4.0"  # the one place: info screen, console, each session's DEVICE record
 
 DISPLAY_PERIOD_MS = const(50)  # at most 20 refreshes a second, only when changed
 SAVE_PERIOD_MS = const(500)  # how often the main loop looks for settings to store
@@ -62,6 +62,11 @@ _BOOT_MAGIC = 0x1B7EC7ED
 _WDT_ENABLE_MAGIC = 0x6AB73121
 _WATCHDOG_CTRL = 0x40058000
 _WATCHDOG_ENABLE = 0x40000000  # CTRL bit 30
+
+
+def device_id():
+    """The RP2040's unique id (its flash chip's 64 bits) as 16 hex digits: the log's device."""
+    return "".join("%02x" % b for b in machine.unique_id())
 
 
 def reset_cause(mem32=None):
@@ -163,7 +168,9 @@ class App:
         self.save_errors = 0
         # The treatment log (injcore/tlog.py): records buffered in RAM, flushed while idle.
         self.log = Log(self.store.fs, LOG_DIR)
-        self.recorder = Recorder(self.core, self.log)
+        self.recorder = Recorder(
+            self.core, self.log, clock.time_s, device_id(), FIRMWARE_VERSION
+        )  # each session names the device, the firmware and the time (the RTC the host set)
         self.interrupted = self.recorder.boot(
             self._survivor()
         )  # a session a reset cut short, or None
@@ -186,7 +193,7 @@ class App:
                 "board: display not found at 0x%02x (%s); running without it" % (pins.OLED_ADDR, e)
             )
             self.display = None
-        self.protocols = Protocols(self.core, self.store.fs, self.recorder)
+        self.protocols = Protocols(self.core, self.store.fs, self.recorder, flash=self._flash_write)
         self.ui = Ui(
             self.core, FIRMWARE_VERSION, self.info, pin, self.recorder.start_session, self.protocols
         )
@@ -429,6 +436,14 @@ class App:
     def _resume(self):
         if self.timer is not None:
             self._arm_timer()
+
+    def _flash_write(self, fn, *args):
+        """fn(*args), a flash write (axes idle: the caller checked), with the timer paused."""
+        self._quiet()
+        try:
+            return fn(*args)
+        finally:
+            self._resume()
 
     def info(self):
         """Board figures for the device-info screen."""
