@@ -143,8 +143,8 @@ class Session:
         """The device and firmware that wrote it, or why unknown."""
         d = self.device
         if d is None:
-            return "device unknown (no device record: an older log)"
-        return "device %s, firmware %s" % (d["device_id"] or "?", d["firmware"] or "?")
+            return "unknown (no device record: an older log)"
+        return "%s, firmware %s" % (d["device_id"] or "?", d["firmware"] or "?")
 
     def syringe_of(self, rec):
         """The record naming the syringe a record of this session came from (a puncture
@@ -428,7 +428,7 @@ def summary_lines(decoded):
                 " (+ up to %d)" % s.end["lost_max"] if s.end and s.end["lost_max"] else "",
             )
         )
-        lines.append("  started %s; %s" % (s.started_text, s.device_text))
+        lines.append("  started %s; device %s" % (s.started_text, s.device_text))
         for r in s.syringes:
             lines.append(
                 "  syringe %s confirmed after puncture %d" % (syringe_text(r), r["punctures"])
