@@ -779,6 +779,23 @@ def test_sessions_carry_the_time_the_host_set_on_the_rtc():
     assert device["kind"] == tlog.K_DEVICE and device["device_id"] == A.device_id()
 
 
+def test_removing_a_protocol_pauses_the_timer_for_the_flash_write():
+    import json
+
+    from injcore.protocol import ProtocolStore
+
+    fs = SimFS()
+    doc = json.loads((ROOT / "protocols" / "pain-low-back.json").read_text())
+    ProtocolStore(fs).save(doc)
+    rig = Rig(fs=fs)
+    rig.ms(5)
+    before = len(M.log)
+    rig.app.protocols.remove(doc["name"])  # Service > Protocols, OK (at rest)
+    done = [e[0] for e in M.log[before:] if e[0] in ("timer_deinit", "timer_init")]
+    assert done == ["timer_deinit", "timer_init"]  # paused around the write, then running
+    assert ProtocolStore(fs).names() == []
+
+
 @pytest.mark.hazard("H9")
 def test_a_session_cut_by_a_power_loss_is_reported_at_the_next_boot():
     fs, rig, core = _logged_session()
