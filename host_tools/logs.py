@@ -1,6 +1,7 @@
 """The treatment log on the host: decode a pulled log folder, export CSV, pull with mpremote.
 
-    injector logs pull --port PORT [--out DIR]   copy the device's :log folder to DIR/log
+    injector logs pull --port PORT [--out DIR]   copy the device's :log folder to DIR/log,
+                                                 merging with the log there (same device)
     injector logs show DIR                       sessions, totals and problems
     injector logs export DIR --csv FILE          one row per record (puncture, session start/end,
                                                  protocol, zone, syringe, calibration)
@@ -17,18 +18,30 @@ ZONE records; its punctures carry the zone index. zone_totals() sums the
 punctures per zone. A session's .calibrations are its CALIBRATION records (the
 line time constant, backlash and dose factor in use: one when it opened, one
 per change); calibration_of(rec) names the one a puncture was made with.
+Its .device (the DEVICE record: device id, firmware) and .time_s (the device's
+clock at its start, 0 unknown) say who wrote it and when; show, the CSV and
+the report say "time unknown" where the device's clock was not set.
+
+pull merges: the device only appends to its newest ring file and drops its
+oldest, so each file kept in the folder must be the start of the device's
+file of that name. The files that grew or are new are written, the records are
+told apart by file and offset (pulling again adds nothing), the files the
+device dropped stay, and a folder whose log the device's does not continue
+(another device's id, or a log that began again) is refused before anything is
+written. Like every --port command it sets the device's clock and restarts
+the application afterwards (host_tools/settings_tool.py).
 """
 
 import csv
-import shutil
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import sim  # noqa: F401  (puts firmware/ on sys.path)
-from host_tools.cliutil import missing_port, no_action, out_dir_problem, out_file_problem
+from host_tools import settings_tool as ST  # noqa: E402
+from host_tools.cliutil import no_action, out_dir_problem, out_file_problem
 from injcore import machine as M  # noqa: E402
 from injcore import tlog  # noqa: E402
 from injcore.codes import FAULT_NAMES  # noqa: E402
@@ -61,10 +74,24 @@ class LogError(Exception):
 
 @dataclass
 class ProtocolInfo:
-    name: str  # the first tlog.PROTOCOL_NAME_CHARS characters
+    name: str  # whole, or its first tlog.PROTOCOL_NAME_CHARS (an older log: not `whole`)
     version: int
     zone_count: int
     example: bool = False
+    whole: bool = False  # a PROTOCOL_NAME record followed: the name is the protocol's own
+
+    @property
+    def display_name(self):
+        """The name, with "..." where an older log may have cut it."""
+        cut = not self.whole and len(self.name) >= tlog.PROTOCOL_NAME_CHARS
+        return self.name + ("..." if cut else "")
+
+
+def time_text(time_s):
+    """A device time (seconds since 1970 UTC) for a person; 0: "time unknown"."""
+    if not time_s:
+        return "time unknown"
+    return datetime.fromtimestamp(time_s, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 @dataclass
@@ -99,6 +126,26 @@ class Session:
     zone_events: list = field(default_factory=list)  # its ZONE records in log order
     syringes: list = field(default_factory=list)  # SYRINGE records: syringes confirmed in it
     calibrations: list = field(default_factory=list)  # CALIBRATION records: at its start, changes
+    device: dict | None = None  # its DEVICE record (None: an older log, or gone)
+
+    @property
+    def time_s(self):
+        """When it started (seconds since 1970 UTC), 0 unknown: no clock, or no start."""
+        return self.start["time_s"] if self.start else 0
+
+    @property
+    def started_text(self):
+        if not self.start:
+            return "time unknown (start record not in the log)"
+        return time_text(self.time_s)
+
+    @property
+    def device_text(self):
+        """The device and firmware that wrote it, or why unknown."""
+        d = self.device
+        if d is None:
+            return "unknown (no device record: an older log)"
+        return "%s, firmware %s" % (d["device_id"] or "?", d["firmware"] or "?")
 
     def syringe_of(self, rec):
         """The record naming the syringe a record of this session came from (a puncture
@@ -182,6 +229,20 @@ def read_dir(folder):
     return Decoded(records, problems, sessions_of(records))
 
 
+def join_protocol_names(records):
+    """A PROTOCOL record gets its whole name from the PROTOCOL_NAME record after it
+    (marked "whole": a name without one may be cut, an older log's)."""
+    last = {}
+    for r in records:
+        if r["kind"] == tlog.K_PROTOCOL:
+            last[r["session"]] = r
+        elif r["kind"] == tlog.K_PROTOCOL_NAME:
+            p = last.pop(r["session"], None)
+            if p is not None and not p.get("whole"):
+                p["name"] += r["name"]
+                p["whole"] = True
+
+
 def unwrap_times(records):
     """t_ms is stored modulo 2**24: make it grow within each session."""
     last = {}
@@ -200,6 +261,7 @@ def unwrap_times(records):
 
 
 def sessions_of(records):
+    join_protocol_names(records)
     sessions = {}
     for r in records:
         s = sessions.setdefault(r["session"], Session(r["session"]))
@@ -209,26 +271,18 @@ def sessions_of(records):
         elif k == tlog.K_SESSION_END:
             s.end = r
         elif k == tlog.K_PROTOCOL:
-            s.protocol = ProtocolInfo(r["name"], r["version"], r["zones"], bool(r["example"]))
+            s.protocol = ProtocolInfo(
+                r["name"], r["version"], r["zones"], bool(r["example"]), bool(r.get("whole"))
+            )
+        elif k == tlog.K_DEVICE:
+            s.device = r
         elif k == tlog.K_SYRINGE:
             s.syringes.append(r)
         elif k == tlog.K_CALIBRATION:
             s.calibrations.append(r)
         elif k == tlog.K_ZONE:
-            s.zone_events.append(r)
-            i = r["index"]
-            z = s.zones.get(i)
-            if z is None:
-                z = s.zones[i] = ZoneInfo(
-                    i, r["name"], r["planned"], r["cap_nl"], r["dose_set_nl"], r["mode"]
-                )
-            z.name, z.planned, z.cap_nl = r["name"], r["planned"], r["cap_nl"]
-            z.dose_set_nl, z.mode, z.skipped = r["dose_set_nl"], r["mode"], bool(r["skipped"])
-            if r["event"] == tlog.Z_ENTER:
-                z.entered += 1
-            elif r["event"] == tlog.Z_DONE:
-                z.done = True
-        else:
+            _zone_record(s, r)
+        elif k == tlog.K_PUNCTURE:
             s.punctures.append(r)
     for s in sessions.values():
         prev = 0 if s.start else None  # without its start the first number may be anything
@@ -237,6 +291,22 @@ def sessions_of(records):
                 s.gaps.append((prev, p["number"]))
             prev = p["number"]
     return sessions
+
+
+def _zone_record(s, r):
+    s.zone_events.append(r)
+    i = r["index"]
+    z = s.zones.get(i)
+    if z is None:
+        z = s.zones[i] = ZoneInfo(
+            i, r["name"], r["planned"], r["cap_nl"], r["dose_set_nl"], r["mode"]
+        )
+    z.name, z.planned, z.cap_nl = r["name"], r["planned"], r["cap_nl"]
+    z.dose_set_nl, z.mode, z.skipped = r["dose_set_nl"], r["mode"], bool(r["skipped"])
+    if r["event"] == tlog.Z_ENTER:
+        z.entered += 1
+    elif r["event"] == tlog.Z_DONE:
+        z.done = True
 
 
 def zone_totals(session):
@@ -268,6 +338,7 @@ CSV_COLUMNS = (
     "fault",
     "fault_name",
     "time_s",
+    "time_utc",
     "syringe_model",
     "syringe_id_um",
     "lot",
@@ -291,14 +362,27 @@ CSV_COLUMNS = (
     "line_tau_us",
     "backlash_steps",
     "dose_factor_ppm",
+    "device_id",
+    "firmware",
     "file",
     "offset",
 )
 
 
-def csv_row(r):
+def _iso(time_s):
+    return datetime.fromtimestamp(time_s, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def csv_row(r, session=None):
+    """One CSV row of a record. time_utc: the record's time_s, or for a puncture its
+    session's start plus t_ms; "unknown" where the device had no clock (time_s 0)."""
     row = dict(r)
     row["kind"] = tlog.KIND_NAMES[r["kind"]]
+    if "time_s" in r:
+        row["time_utc"] = _iso(r["time_s"]) if r["time_s"] else "unknown"
+    elif r["kind"] == tlog.K_PUNCTURE and session is not None and session.start is not None:
+        t0 = session.time_s
+        row["time_utc"] = _iso(t0 + r["t_ms"] // 1000) if t0 else "unknown"
     if r["kind"] == tlog.K_PUNCTURE:
         row["mode"] = MODE_NAMES[r["mode"]] if r["mode"] < len(MODE_NAMES) else r["mode"]
         row["zone"] = "" if r["zone"] == tlog.ZONE_NONE else r["zone"]
@@ -322,7 +406,7 @@ def export_csv(decoded, path):
         w = csv.DictWriter(f, CSV_COLUMNS)
         w.writeheader()
         for r in decoded.records:
-            w.writerow(csv_row(r))
+            w.writerow(csv_row(r, decoded.sessions.get(r["session"])))
     return path
 
 
@@ -349,6 +433,7 @@ def summary_lines(decoded):
                 " (+ up to %d)" % s.end["lost_max"] if s.end and s.end["lost_max"] else "",
             )
         )
+        lines.append("  started %s; device %s" % (s.started_text, s.device_text))
         for r in s.syringes:
             lines.append(
                 "  syringe %s confirmed after puncture %d" % (syringe_text(r), r["punctures"])
@@ -360,7 +445,7 @@ def summary_lines(decoded):
             lines.append(
                 "  protocol %r v%d: %d zones, %d skipped%s"
                 % (
-                    s.protocol.name,
+                    s.protocol.display_name,
                     s.protocol.version,
                     s.protocol.zone_count,
                     sum(1 for z in s.zones.values() if z.skipped),
@@ -373,49 +458,131 @@ def summary_lines(decoded):
 # ---- pull ------------------------------------------------------------------
 
 
-def pull_command(port, out):
-    """The mpremote command that copies the device's :log folder into `out` (as out/log)."""
-    return [
-        sys.executable,
-        "-m",
-        "mpremote",
-        "connect",
-        port,
-        "fs",
-        "cp",
-        "-r",
-        ":log",
-        str(out) + "/",
-    ]
+def pull_command(dest):
+    """The mpremote arguments that copy the device's :log folder into `dest` (as dest/log)."""
+    return ["fs", "cp", "-r", ":log", str(dest) + "/"]
 
 
-def pull(port, out, timeout=300):
-    """Copy the device's :log folder to OUT/log (files already there are overwritten, others
-    kept); the path of OUT/log. The copy goes to a temporary folder first, so a failure
-    leaves nothing behind: no half-copied ring, no empty folder."""
+def ring_folder(out):
+    """Where a pull keeps the ring files: `out` itself if it holds some, else out/log."""
     out = Path(out)
-    why = out_dir_problem(out) or missing_port(port)
+    if out.is_dir() and any(tlog.file_seq(p.name) >= 0 for p in out.iterdir()):
+        return out
+    return out / "log"
+
+
+def device_ids(decoded):
+    """The device ids its DEVICE records name (older logs have none)."""
+    return {r["device_id"] for r in decoded.records if r["kind"] == tlog.K_DEVICE} - {""}
+
+
+def _ring_files(folder):
+    if not folder.is_dir():
+        return {}
+    return {p.name: p for p in folder.iterdir() if tlog.file_seq(p.name) >= 0 and p.is_file()}
+
+
+def merge_plan(here, there):
+    """Which of the device's ring files to write into the folder: {name: bytes}; LogError
+    if the device's log does not continue the folder's.
+
+    here, there: {name: bytes} of the folder's and the device's ring files. The device
+    only appends to its newest file and drops its oldest, so each file the folder has
+    must be the start of the device's one of that name, and none may come after the
+    device's newest (else the device's log was cleared and began again, or it is
+    another device's). The folder's files the device has dropped stay.
+    """
+    plan = {}
+    last = max((tlog.file_seq(n) for n in there), default=-1)
+    for name in sorted(here):
+        if name not in there and tlog.file_seq(name) > last:
+            raise LogError(
+                "the folder's %s comes after the device's newest log file: the device's log "
+                "began again (or is another device's); pull into another folder (--out)" % name
+            )
+    for name, data in sorted(there.items()):
+        old = here.get(name)
+        if old is not None and not data.startswith(old):
+            raise LogError(
+                "the folder's %s is not the start of the device's %s: another device's log, "
+                "or the device's log began again; pull into another folder (--out)" % (name, name)
+            )
+        if old != data:
+            plan[name] = data
+    return plan
+
+
+def _what_is_new(before, after):
+    """A phrase naming the records in `after` that `before` lacks (by file and offset)."""
+    seen = {(r["file"], r["offset"]) for r in before.records} if before else set()
+    new = [r for r in after.records if (r["file"], r["offset"]) not in seen]
+    if not new:
+        return 0, "nothing new"
+    sessions = sorted({r["session"] for r in new})
+    punctures = sum(1 for r in new if r["kind"] == tlog.K_PUNCTURE)
+    return len(new), "%d new (%d puncture%s, session%s %s)" % (
+        len(new),
+        punctures,
+        "" if punctures == 1 else "s",
+        "" if len(sessions) == 1 else "s",
+        ", ".join(str(n) for n in sessions),
+    )
+
+
+def pull(src, out, stdout=None):
+    """Copy the device's log into `out` (ring_folder), merging with what is there.
+
+    The same records pulled again change nothing; only what the device added since is
+    written. A folder holding another device's log is refused before anything is
+    written (LogError). Returns the Decoded folder after the pull.
+    """
+    stdout = sys.stdout if stdout is None else stdout
+    why = out_dir_problem(Path(out))
     if why:
         raise LogError(why)
-    with tempfile.TemporaryDirectory(prefix="injector-logs-") as tmp:
-        try:
-            proc = subprocess.run(
-                pull_command(port, tmp), capture_output=True, text=True, timeout=timeout
-            )
-        except subprocess.TimeoutExpired:
-            raise LogError(
-                "mpremote did not finish within %d s (is %s the injector?)" % (timeout, port)
-            ) from None
-        if proc.returncode != 0:
-            msg = (proc.stderr or proc.stdout).strip().splitlines()
-            raise LogError(
-                "mpremote could not copy :log from %s: %s" % (port, msg[-1] if msg else "failed")
-            )
-        pulled = Path(tmp) / "log"
-        if not pulled.is_dir():
-            raise LogError("the device has no log folder (:log)")
-        shutil.copytree(pulled, out / "log", dirs_exist_ok=True)
-    return out / "log"
+    folder = ring_folder(out)
+    here = {n: p.read_bytes() for n, p in _ring_files(folder).items()}
+    before = read_dir(folder) if here else None
+    with tempfile.TemporaryDirectory(prefix="injector-log-") as tmp:
+        src.touched = True  # from here on main.py was interrupted: restart it afterwards
+        proc = ST.mpremote(src.port, *pull_command(tmp))
+        got = Path(tmp) / "log"
+        if proc.returncode != 0 and not got.is_dir():
+            if "No such file" in (proc.stderr or "") + (proc.stdout or ""):
+                raise LogError("the device has no log folder (:log)")
+            raise ST._failed(proc, "mpremote could not copy :log from %s" % src.port)
+        there = {n: p.read_bytes() for n, p in _ring_files(got).items()}
+        pulled = read_dir(got)
+    ids_here, ids_there = device_ids(before) if before else set(), device_ids(pulled)
+    if ids_here and ids_there and not ids_here & ids_there:
+        raise LogError(
+            "%s holds the log of device %s, not of this one (%s): pull into another folder "
+            "(--out)" % (folder, ", ".join(sorted(ids_here)), ", ".join(sorted(ids_there)))
+        )
+    plan = merge_plan(here, there)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in plan.items():
+        part = folder / (name + ".part")
+        part.write_bytes(data)
+        part.replace(folder / name)
+    after = read_dir(folder)
+    _, new = _what_is_new(before, after)
+    kept = len(after.records) - len(pulled.records)
+    print(
+        "pulled %d records from %s into %s: %s%s%s"
+        % (
+            len(pulled.records),
+            src.port,
+            folder,
+            new,
+            ", the rest already there" if before and new != "nothing new" else "",
+            "; %d older records the device has since dropped stay" % kept if kept > 0 else "",
+        ),
+        file=stdout,
+    )
+    if ids_there:
+        print("device %s" % ", ".join(sorted(ids_there)), file=stdout)
+    return after
 
 
 # ---- the CLI ----------------------------------------------------------------
@@ -429,7 +596,12 @@ def add_parser(sub):
         "device's :log folder. Damaged records are reported and skipped.",
     )
     lsub = p.add_subparsers(dest="logs_command", title="actions", metavar="ACTION")
-    pp = lsub.add_parser("pull", help="copy the device's :log folder with mpremote")
+    pp = lsub.add_parser(
+        "pull",
+        help="copy the device's :log folder with mpremote",
+        description="Copy the device's treatment log into DIR, merging with the log already "
+        "there. " + ST.PORT_NOTE,
+    )
     pp.add_argument(
         "--port", required=True, help="the device's serial port (mpremote connect PORT)"
     )
@@ -438,7 +610,14 @@ def add_parser(sub):
         type=Path,
         default=Path("build/logs"),
         metavar="DIR",
-        help="where to put it (DIR/log; default build/logs)",
+        help="where to keep it (DIR/log, or DIR if it holds the ring files; default "
+        "build/logs). A pull into a folder with a log merges: only what the device added "
+        "since is written, and another device's folder is refused",
+    )
+    pp.add_argument(
+        "--no-reset",
+        action="store_true",
+        help="leave the board at the REPL instead of restarting the application",
     )
     ps = lsub.add_parser("show", help="sessions, totals and problems of a log folder")
     ps.add_argument("dir", type=Path, metavar="DIR")
@@ -459,11 +638,11 @@ def run(args):
     cmd = args.logs_command
     if cmd is None:
         return no_action(args.parser)
+    src = None
     try:
         if cmd == "pull":
-            where = pull(args.port, args.out)
-            decoded = read_dir(where)
-            print("pulled %d records to %s" % (len(decoded.records), where))
+            src = ST.Source(args.port, None, not args.no_reset)
+            decoded = pull(src, args.out)
         else:
             why = out_file_problem(args.csv) if cmd == "export" else None
             if why:  # before reading the log: the mistake is in the command line
@@ -481,9 +660,16 @@ def run(args):
         if decoded.problems:
             print("injector logs: %d problem(s), skipped:" % len(decoded.problems), file=sys.stderr)
             print_problems(decoded)
-        return 0
+        code = 0
     except BrokenPipeError:  # the reader of stdout went away: cli.main ends quietly
+        if src is not None:
+            src.finish()
         raise
-    except (LogError, OSError) as e:
+    except (LogError, ST.ToolError, OSError) as e:
         print("injector logs: %s" % e, file=sys.stderr)
-        return 2
+        code = 2
+        if src is not None and isinstance(e, ST.ToolError):
+            src.touched = e.connected
+    if src is not None and not src.finish():
+        code = 2
+    return code

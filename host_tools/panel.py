@@ -44,7 +44,7 @@ from injcore import machine as M  # noqa: E402
 from injcore import tlog  # noqa: E402
 from injcore.protocol import ProtocolStore  # noqa: E402
 from injcore.settings import FIELDS, MODE_CONTINUOUS, MODE_NAMES, Limits  # noqa: E402
-from sim.session import Simulator  # noqa: E402
+from sim.session import SIM_DEVICE_ID, Simulator  # noqa: E402
 from ui import keys as K  # noqa: E402
 from ui.protocols import Protocols  # noqa: E402
 from ui.screens import MODE_LABELS, SCREEN_NAMES, Ui  # noqa: E402
@@ -86,7 +86,12 @@ class Panel:
         store = ProtocolStore(self.fs, self.sim.core.limits)
         for path in sorted(PROTOCOLS_DIR.glob("*.json")):
             store.save(path.read_text())
-        self.recorder = tlog.Recorder(self.sim.core, tlog.Log(self.fs, "log"))
+        self.recorder = tlog.Recorder(
+            self.sim.core,
+            tlog.Log(self.fs, "log"),
+            device_id=SIM_DEVICE_ID,
+            firmware=FIRMWARE_VERSION,
+        )
         self.ui = Ui(
             self.sim.core,
             version=FIRMWARE_VERSION,

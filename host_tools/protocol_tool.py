@@ -1,10 +1,13 @@
-"""`injector protocol validate|push|pull`: treatment protocols (injcore/protocol.py) on the host.
+"""`injector protocol validate|push|pull|list|remove`: treatment protocols (injcore/protocol.py)
+on the host.
 
     injector protocol validate FILE [--limits-from DIR | --port PORT]
                                     [--needle-length-um N] [--session-cap-nl N]
                                     [--syringe MODEL [--syringe-id-um N]]...
     injector protocol push FILE --port PORT [--syringe MODEL [--syringe-id-um N]]...
     injector protocol pull --port PORT [--out DIR]
+    injector protocol list --port PORT
+    injector protocol remove NAME --port PORT
 
 validate checks a protocol file three times: against the published format,
 docs/protocol.schema.json (JSON Schema 2020-12, with integers that must be
@@ -22,8 +25,12 @@ push checks FILE with the schema, reads the device's stored record and checks
 every zone with the machine as validate does, under that record; then it copies
 FILE to the device and has the device's own ProtocolStore save it (under the
 limits the device has stored), so the device validates it again, writes it
-atomically and refuses a 17th protocol. pull copies the device's protocols/
-folder and decodes its records into plain JSON files.
+atomically and refuses a 17th protocol, and a changed protocol under the
+version stored (or a lower one): a change needs a new version, so a version
+names one content in the treatment log. The same protocol pushed again
+changes nothing. pull copies the device's protocols/ folder and decodes its
+records into plain JSON files; list names what is stored; remove deletes one
+(its name, case aside), as the device's Service > Protocols does.
 
 Exit codes: 0 valid / done; 2 invalid, refused, unreadable or an error.
 """
@@ -359,8 +366,9 @@ try:
     with open("/%(tmp)s") as f:
         text = f.read()
     try:
-        pr = ProtocolStore(DirFS("/"), lim, "%(dir)s").save(text)
-        print("SAVED", json.dumps([pr.name, ProtocolStore.key(pr.name)]))
+        ps = ProtocolStore(DirFS("/"), lim, "%(dir)s")
+        pr = ps.save(text)
+        print("SAVED", json.dumps([pr.name, ProtocolStore.key(pr.name), ps.unchanged, pr.version]))
     except ProtocolError as e:
         print("REFUSED", json.dumps(e.problems))
 finally:
@@ -412,8 +420,17 @@ def push(src, path, out=None, syringes=None):
     proc = ST.mpremote(port, *push_command(Path(path), snippet))
     for line in (proc.stdout or "").splitlines():
         if line.startswith("SAVED "):
-            name, key = json.loads(line[len("SAVED ") :])
-            print("saved to %s: %r as :%s/%s.a/.b" % (port, name, PROTOCOL_DIR, key), file=out)
+            said = json.loads(line[len("SAVED ") :])  # an older firmware says name, key
+            name, key = said[:2]
+            if len(said) > 3 and said[2]:
+                version = said[3]
+                print(
+                    "already on %s, unchanged: %r version %d (nothing written)"
+                    % (port, name, version),
+                    file=out,
+                )
+            else:
+                print("saved to %s: %r as :%s/%s.a/.b" % (port, name, PROTOCOL_DIR, key), file=out)
             return 0
         if line.startswith("REFUSED "):
             problems = json.loads(line[len("REFUSED ") :])
@@ -424,6 +441,8 @@ def push(src, path, out=None, syringes=None):
             )
             for p in problems:
                 print("  " + p, file=sys.stderr)
+            for hint in refusal_hints(problems, obj, port):
+                print(hint, file=sys.stderr)
             return 2
     if proc.returncode != 0:
         raise ST._failed(proc, "mpremote could not save the protocol on %s" % port)
@@ -431,6 +450,25 @@ def push(src, path, out=None, syringes=None):
         "the device did not confirm the save (is the firmware's injcore on it?): %s"
         % ST._last_line(proc)
     )
+
+
+def refusal_hints(problems, obj, port):
+    """What to do about the device's refusals that are not the file's faults."""
+    out = []
+    fields = {p.split(":")[0] for p in problems}
+    if "version" in fields and isinstance(obj, dict):
+        out.append(
+            'injector protocol: a changed protocol needs a new version: raise "version" in '
+            "the file (or remove the stored one first: injector protocol remove %r --port %s)"
+            % (obj.get("name"), port)
+        )
+    if "protocols" in fields:
+        out.append(
+            "injector protocol: `injector protocol list --port %s` names them; `injector "
+            "protocol remove NAME --port %s` (or Service > Protocols on the device) removes one"
+            % (port, port)
+        )
+    return out
 
 
 def pull_command(dest):
@@ -495,13 +533,95 @@ def pull(src, out_dir, out=None):
     return 2 if problems else 0
 
 
+def fetch_protocols(src):
+    """(protocols, problems) stored on the device: decode_dir of its copied folder."""
+    port = src.port
+    with tempfile.TemporaryDirectory(prefix="injector-protocols-") as tmp:
+        src.touched = True
+        proc = ST.mpremote(port, *pull_command(tmp))
+        folder = Path(tmp) / PROTOCOL_DIR
+        if proc.returncode != 0 and not folder.is_dir():
+            if "No such file" in (proc.stderr or "") + (proc.stdout or ""):
+                return [], []
+            raise ST._failed(proc, "mpremote could not copy :%s from %s" % (PROTOCOL_DIR, port))
+        return decode_dir(folder) if folder.is_dir() else ([], [])
+
+
+def list_stored(src, out=None):
+    out = sys.stdout if out is None else out
+    found, problems = fetch_protocols(src)
+    found.sort(key=lambda f: f[1]["name"].lower())
+    for _key, obj in found:
+        print(
+            "%-24s  version %-5d %2d zone%s%s"
+            % (
+                obj["name"],
+                obj["version"],
+                len(obj["zones"]),
+                " " if len(obj["zones"]) == 1 else "s",
+                "  (an example)" if obj.get("example") else "",
+            ),
+            file=out,
+        )
+    print(
+        "%d of %d protocols stored on %s" % (len(found), P.MAX_PROTOCOLS, src.port),
+        file=out,
+    )
+    for p in problems:
+        print("injector protocol: " + p, file=sys.stderr)
+    return 2 if problems else 0
+
+
+DEVICE_REMOVE = """
+import json
+from injcore.fsio import DirFS
+from injcore.protocol import ProtocolStore
+ps = ProtocolStore(DirFS("/"), None, "%(dir)s")
+want = %(name)r
+names = ps.names()
+hit = [n for n in names if n.lower() == want.lower()]
+if hit:
+    ps.remove(hit[0])
+    print("REMOVED", json.dumps(hit[0]))
+else:
+    print("MISSING", json.dumps(names))
+"""
+
+
+def remove(src, name, out=None):
+    """Have the device's ProtocolStore delete the protocol `name` (case aside)."""
+    out = sys.stdout if out is None else out
+    port = src.port
+    src.touched = True
+    proc = ST.mpremote(port, "exec", DEVICE_REMOVE % {"dir": PROTOCOL_DIR, "name": name})
+    for line in (proc.stdout or "").splitlines():
+        if line.startswith("REMOVED "):
+            print("removed from %s: %r" % (port, json.loads(line[len("REMOVED ") :])), file=out)
+            return 0
+        if line.startswith("MISSING "):
+            names = json.loads(line[len("MISSING ") :])
+            print(
+                "injector protocol: no protocol %r on %s; stored: %s"
+                % (name, port, ", ".join(repr(n) for n in names) or "none"),
+                file=sys.stderr,
+            )
+            return 2
+    if proc.returncode != 0:
+        raise ST._failed(proc, "mpremote could not remove the protocol on %s" % port)
+    raise ToolError(
+        "the device did not confirm the removal (is the firmware's injcore on it?): %s"
+        % ST._last_line(proc)
+    )
+
+
 # ---- the CLI ----------------------------------------------------------------------
 
 
 def add_parser(sub):
     p = sub.add_parser(
         "protocol",
-        help="validate a treatment protocol file; push it to or pull it from a device",
+        help="validate a treatment protocol file; push it to, pull it from, list or remove it "
+        "on a device",
         description="Treatment protocols (docs/protocols.md): JSON files checked against "
         "docs/protocol.schema.json and by the firmware's own injcore.protocol. " + ST.PORT_NOTE,
     )
@@ -588,6 +708,33 @@ def add_parser(sub):
         action="store_true",
         help="leave the board at the REPL instead of resetting it",
     )
+    pls = psub.add_parser(
+        "list",
+        help="the protocols stored on the device",
+        description="Name the protocols stored in the device's :%s/ (version, zones); at most "
+        "%d. Exit 0, 2 if a record was damaged or an error. %s"
+        % (PROTOCOL_DIR, P.MAX_PROTOCOLS, ST.PORT_NOTE),
+    )
+    prm = psub.add_parser(
+        "remove",
+        help="delete a protocol stored on the device",
+        description="Have the device's ProtocolStore delete the protocol NAME (case aside): "
+        "room for another, or a changed protocol under its old version. Exit 0 removed, 2 "
+        "no such protocol or an error. %s" % ST.PORT_NOTE,
+    )
+    prm.add_argument("name", metavar="NAME")
+    for q in (pls, prm):
+        q.add_argument(
+            "--port",
+            required=True,
+            metavar="PORT",
+            help="the device's serial port (mpremote connect PORT)",
+        )
+        q.add_argument(
+            "--no-reset",
+            action="store_true",
+            help="leave the board at the REPL instead of resetting it",
+        )
     p.set_defaults(run=run, parser=p)
 
 
@@ -626,11 +773,17 @@ def run(args):
             src = ST.Source(args.port, None, not args.no_reset)
             code = push(src, args.file, syringes=syringes)
         else:
-            why = out_dir_problem(args.out)  # before connecting: nothing to undo
-            if why:
-                raise ToolError(why, False)
+            if cmd == "pull":
+                why = out_dir_problem(args.out)  # before connecting: nothing to undo
+                if why:
+                    raise ToolError(why, False)
             src = ST.Source(args.port, None, not args.no_reset)
-            code = pull(src, args.out)
+            if cmd == "list":
+                code = list_stored(src)
+            elif cmd == "remove":
+                code = remove(src, args.name)
+            else:
+                code = pull(src, args.out)
     except BrokenPipeError:  # the reader of stdout went away: cli.main ends quietly
         if src is not None:
             src.finish()

@@ -125,6 +125,8 @@ def summary(session, limits=None):
         lost += " known, up to %d more (not saved before the interruption)" % end["lost_max"]
     rows = [
         ("Session", "%d" % s.number),
+        ("Started", s.started_text),  # "time unknown": the device's clock was not set
+        ("Device", s.device_text),
         ("State", state),
         ("Syringe", syringe),
         ("Calibration", calibration or "? (no calibration record: an older log)"),
@@ -149,9 +151,7 @@ def summary(session, limits=None):
     if s.protocol:
         p = s.protocol
         zs = zone_rows(s)
-        name = p.name + (
-            "..." if len(p.name) >= tlog.PROTOCOL_NAME_CHARS else ""
-        )  # the log keeps 17
+        name = p.display_name  # whole; an older log's may be cut ("...")
         rows.insert(
             1,
             (
@@ -584,11 +584,7 @@ def figures(session, limits=None):
         out["zones.png"] = zones
     zrows = zone_rows(s) if s.protocol or s.zones else []
     if zrows:
-        name = (
-            s.protocol.name + ("..." if len(s.protocol.name) >= tlog.PROTOCOL_NAME_CHARS else "")
-            if s.protocol
-            else "?"
-        )
+        name = s.protocol.display_name if s.protocol else "?"
         out["plan.png"] = plan_chart(
             plt, s, zrows, "Session %d, protocol %s: planned vs delivered" % (s.number, name)
         )

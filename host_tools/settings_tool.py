@@ -9,12 +9,21 @@ what the device accepts. --dir is a folder holding settings.a / settings.b
 (the simulator, tests, a copy). --port fetches them with mpremote
 (`fs cp :settings.a :settings.b`) into a temporary folder; a push copies the
 merged payload to the device and has the device's own Store save it (the
-device validates again and the write is atomic), then resets the board.
+device validates again and the write is atomic), then restarts the board.
 
 Connecting with mpremote interrupts the running main.py: its Ctrl-C handler
 stops the 1 kHz timer and disables the stepper drivers. Every --port action
-therefore ends with `mpremote reset` (unless --no-reset) so the app boots
-again - unhomed, as after any power-up.
+therefore ends with a restart (unless --no-reset) so the app boots again -
+unhomed, as after any power-up.
+
+Every connection also sets the device's clock (machine.RTC, in UTC) from the
+host's: the treatment log dates its sessions with it (board/clock.py). The
+RP2040's RTC survives a soft reset but not a hard one (machine.reset, power),
+so the restart is a soft reset from the friendly REPL (Ctrl-B, Ctrl-D: it runs
+main.py), not `mpremote reset`; only if the board does not answer it is it
+reset the hard way, and then its sessions are "time unknown" until the next
+connection. (mpremote sets no clock by itself: `mpremote rtc --set` would, in
+local time.)
 
 Exit codes: 0 done; 1 (show) no valid record, the defaults are shown;
 2 an error or a refused push (nothing written).
@@ -24,6 +33,8 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import sim  # noqa: F401  (puts firmware/ on sys.path)
@@ -40,10 +51,14 @@ MPREMOTE_TIMEOUT = 60  # s per mpremote call
 
 PORT_NOTE = (
     "Connecting with mpremote interrupts the running main.py (its Ctrl-C handler stops "
-    "the 1 kHz timer and disables the stepper drivers); with --port the board is reset "
-    "afterwards (mpremote reset) so the app boots again, unhomed. --no-reset leaves it "
-    "at the REPL."
+    "the 1 kHz timer and disables the stepper drivers) and sets the device's clock; with "
+    "--port the board is restarted afterwards (a soft reset, which keeps the clock) so the "
+    "app boots again, unhomed. --no-reset leaves it at the REPL."
 )
+# Ctrl-C twice (stop whatever runs), Ctrl-B (the friendly REPL), Ctrl-D: a soft reset
+# that runs main.py (from the raw REPL it would not).
+RESTART_BYTES = b"\r\x03\x03\x02\x04"
+RESTART_TIMEOUT = 10  # s for the board to say "soft reboot"
 
 
 class ToolError(Exception):
@@ -90,13 +105,33 @@ def load_dir(folder):
     return store_at(folder).load()
 
 
+def clock_snippet(now=None):
+    """The code that sets the device's RTC to `now` (default: the host's clock), in UTC."""
+    t = now or datetime.now(timezone.utc)
+    return "import machine\nmachine.RTC().datetime((%d, %d, %d, %d, %d, %d, %d, 0))" % (
+        t.year,
+        t.month,
+        t.day,
+        t.weekday(),
+        t.hour,
+        t.minute,
+        t.second,
+    )
+
+
+def connect_args(port, *args):
+    """The mpremote arguments of one connection: the clock set first, then ARGS."""
+    return ["connect", port, "exec", clock_snippet(), "+", *args]
+
+
 def mpremote(port, *args, timeout=MPREMOTE_TIMEOUT):
-    """Run `python -m mpremote connect PORT ARGS...`; the CompletedProcess, or ToolError
-    (a port that names no device is refused before mpremote starts)."""
+    """Run `python -m mpremote connect PORT exec SET-CLOCK + ARGS...` (connect_args); the
+    CompletedProcess, or ToolError (a port that names no device is refused before mpremote
+    starts)."""
     why = missing_port(port)
     if why:
         raise ToolError(why, connected=False)
-    cmd = [sys.executable, "-m", "mpremote", "connect", port, *args]
+    cmd = [sys.executable, "-m", "mpremote", *connect_args(port, *args)]
     try:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -164,6 +199,40 @@ def firmware_version(port, _unused=None):
     raise ToolError(
         "%s did not say its firmware version (is the injector firmware on it?): %s"
         % (port, _last_line(proc))
+    )
+
+
+def soft_restart(port, timeout=RESTART_TIMEOUT):
+    """Restart main.py with a soft reset from the friendly REPL; True once the board said
+    "soft reboot" (the RTC set on connecting survives it), False if it did not."""
+    import serial  # pyserial: mpremote's own
+
+    try:
+        with serial.Serial(port, 115200, timeout=0.1) as link:
+            link.write(RESTART_BYTES)
+            link.flush()
+            seen = b""
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                seen += link.read(256)
+                if b"soft reboot" in seen:
+                    return True
+                seen = seen[-16:]  # the words may come in two reads
+    except (OSError, serial.SerialException):
+        pass
+    return False
+
+
+def restart(port):
+    """Boot the app again after a connection: a soft reset (the clock kept), else a hard
+    reset with a warning (its clock starts again at 2021: "time unknown")."""
+    if soft_restart(port):
+        return
+    reset(port)
+    print(
+        "injector: %s did not take a soft reset; it was reset instead, which stops its clock:"
+        " sessions until the next connection have no time" % port,
+        file=sys.stderr,
     )
 
 
@@ -273,7 +342,7 @@ class Source:
         if self.port is not None and self.touched and self.do_reset:
             self.touched = False
             try:
-                reset(self.port)
+                restart(self.port)
             except ToolError as e:
                 print("injector: %s" % e, file=sys.stderr)
                 return False
@@ -533,7 +602,7 @@ def add_parser(sub):
         "record stored now. The result is checked with the firmware's store.validate "
         "(and the core's calibration ranges); any problem refuses the push and nothing "
         "is written. With --port the device's own Store saves it (atomically, "
-        "validating again) and the board is reset so the app boots with it. Exit 0, "
+        "validating again) and the board is restarted so the app boots with it. Exit 0, "
         "2 refused or an error. " + PORT_NOTE,
     )
     pp.add_argument("file", type=Path, metavar="FILE")

@@ -109,6 +109,9 @@ class _Stored:
     def names(self):
         return self._names
 
+    def remove(self, name):
+        self._names = [n for n in self._names if n != name]
+
     def poll(self, run):
         run.poll()
 
@@ -297,6 +300,16 @@ def scene(name):  # noqa: C901  (one branch per named scene)
         _keys(ui, OK, OK, OK, OK, OK)
     elif name == "service":
         _service(ui)
+    elif name == "proto_remove":  # Service > Protocols: which one to remove
+        ui.protocols = _Stored(["Face booster", "Nappage face and neck 2", "Pain: low back"])
+        _service(ui)
+        _menu_at(ui, "Protocols")
+        _keys(ui, OK, DOWN)
+    elif name == "proto_remove_ok":  # ... and OK: remove it? (a long name on two lines)
+        ui.protocols = _Stored(["Face booster", "Nappage face and neck 2", "Pain: low back"])
+        _service(ui)
+        _menu_at(ui, "Protocols")
+        _keys(ui, OK, DOWN, OK)
     elif name == "edit_limit":
         _service(ui)
         _keys(ui, OK, DOWN)
@@ -389,6 +402,8 @@ SCENES = (
     "pin",
     "pin_wrong",
     "service",
+    "proto_remove",
+    "proto_remove_ok",
     "edit_limit",
     "info",
     "calibration",

@@ -15,6 +15,8 @@ from .machine import NEEDLE_UM_PER_STEP, Machine
 # motors' true positions), not from what the core counted.
 AT_DEPTH_UM = 50  # "at depth": the tip within this of the set depth
 TAIL_MS = 3000  # a puncture's tail is watched this long after the tip left the skin
+# The device id the simulator's log names (a board's is its RP2040's unique id): fixed, fake.
+SIM_DEVICE_ID = "5100000000000001"
 ENTRY_WINDOW_TICKS = 3  # the needle's speed at skin entry: its travel over these ticks
 
 
@@ -176,7 +178,9 @@ class Simulator:
         log_dir.mkdir(parents=True, exist_ok=True)
         for old in log_dir.glob("*" + tlog.NAME_SUFFIX):
             old.unlink()  # a new run, a new log
-        recorder = tlog.Recorder(self.core, tlog.Log(DirFS(str(log_dir)), ""))
+        recorder = tlog.Recorder(
+            self.core, tlog.Log(DirFS(str(log_dir)), ""), device_id=SIM_DEVICE_ID, firmware="sim"
+        )  # no clock: its sessions are "time unknown"
         self.main_loop.append(lambda: (recorder.poll(), recorder.service()))
         return recorder
 

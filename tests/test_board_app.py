@@ -822,8 +822,49 @@ def test_puncture_records_are_flushed_from_the_main_loop_only_while_idle():
             break
     rig.ms(2)
     assert rig.app.log.pending() == 0 and core.overruns == 0
-    kinds = [r["kind"] for r in rig.app.log.records()]
-    assert kinds == [tlog.K_SESSION_START, tlog.K_CALIBRATION, tlog.K_PUNCTURE]
+    recs = list(rig.app.log.records())
+    assert [r["kind"] for r in recs] == [
+        tlog.K_SESSION_START,
+        tlog.K_DEVICE,
+        tlog.K_CALIBRATION,
+        tlog.K_PUNCTURE,
+    ]
+    # The RTC was never set (as after a power-on): no time. The RP2040's id and the firmware.
+    assert recs[0]["time_s"] == 0
+    assert recs[1]["device_id"] == fake_machine.unique_id().hex() == A.device_id()
+    assert recs[1]["firmware"] == A.FIRMWARE_VERSION
+
+
+def test_sessions_carry_the_time_the_host_set_on_the_rtc():
+    from board import clock
+    from injcore import tlog
+
+    assert clock.time_s() == 0  # 2021-01-01: the power-on value, never set
+    fake_machine.RTC().datetime((2025, 3, 14, 4, 15, 9, 26, 0))  # what the host tools do
+    fs = SimFS()
+    rig = Rig(fs=fs)
+    rig.app.recorder.start_session("LOT")
+    rig.app.recorder.end_session()
+    start, device = list(rig.app.log.records())[:2]
+    assert start["kind"] == tlog.K_SESSION_START and start["time_s"] == 1741964966
+    assert device["kind"] == tlog.K_DEVICE and device["device_id"] == A.device_id()
+
+
+def test_removing_a_protocol_pauses_the_timer_for_the_flash_write():
+    import json
+
+    from injcore.protocol import ProtocolStore
+
+    fs = SimFS()
+    doc = json.loads((ROOT / "protocols" / "pain-low-back.json").read_text())
+    ProtocolStore(fs).save(doc)
+    rig = Rig(fs=fs)
+    rig.ms(5)
+    before = len(M.log)
+    rig.app.protocols.remove(doc["name"])  # Service > Protocols, OK (at rest)
+    done = [e[0] for e in M.log[before:] if e[0] in ("timer_deinit", "timer_init")]
+    assert done == ["timer_deinit", "timer_init"]  # paused around the write, then running
+    assert ProtocolStore(fs).names() == []
 
 
 @pytest.mark.hazard("H9")

@@ -133,7 +133,13 @@ def test_the_panel_carries_the_shipped_protocols_and_logs_their_zones(tmp_path):
     assert ui.run is not None and ui.run.protocol.name == "Facial skin booster"
     assert ui.run.index == 1 and ui.run.skipped[0] and ui.run.done[0] == 1
     kinds = [r["kind"] for r in runner.panel.recorder.log.records()]
-    assert kinds[:3] == [tlog.K_SESSION_START, tlog.K_CALIBRATION, tlog.K_PROTOCOL]
+    assert kinds[:5] == [
+        tlog.K_SESSION_START,
+        tlog.K_DEVICE,
+        tlog.K_CALIBRATION,
+        tlog.K_PROTOCOL,
+        tlog.K_PROTOCOL_NAME,
+    ]
 
 
 # ---- the device's buttons, on the simulated clock -----------------------------------

@@ -381,6 +381,36 @@ def test_a_17th_protocol_is_refused_but_replacing_one_is_not():
     assert len(ps.names()) == 16
 
 
+@pytest.mark.hazard("H10")
+def test_a_changed_protocol_needs_a_new_version_and_the_same_one_writes_nothing():
+    fs = SimFS()
+    ps = P.ProtocolStore(fs, LIMITS)
+    ps.save(good())  # version 3
+    assert not ps.unchanged
+    before = fs.files()
+    fs.reset_counters()
+    assert ps.save(json.dumps(good())).version == 3 and ps.unchanged  # the same again
+    assert fs.files() == before and fs.counters()["bytes"] == 0  # nothing written
+    changed = with_zone(0, dose_nl=20_000)  # another dose under the same name and version
+    for version in (3, 2):  # ... or under a lower one
+        with pytest.raises(P.ProtocolError) as e:
+            ps.save(dict(changed, version=version))
+        assert e.value.problems == [
+            "version: 'Facial skin booster' version 3 is stored with other contents; a changed "
+            "protocol needs a version above 3"
+        ]
+        assert fs.files() == before
+    with pytest.raises(P.ProtocolError):  # the name's case is the same protocol too
+        ps.save(dict(changed, name="FACIAL SKIN BOOSTER"))
+    ps.save(dict(changed, version=4))
+    assert (
+        not ps.unchanged and ps.load("Facial skin booster").zones[0].settings["dose_nl"] == 20_000
+    )
+    ps.remove("Facial skin booster")  # removed first, any version goes in again
+    ps.save(good(version=1))
+    assert ps.load("Facial skin booster").version == 1
+
+
 @pytest.mark.hazard("H9")
 def test_a_power_cut_while_saving_or_removing_leaves_a_whole_protocol():
     base = SimFS()

@@ -515,7 +515,9 @@ def test_push_and_pull_commands():
     snippet = T.DEVICE_SAVE % {"settings": "settings", "tmp": T.PUSH_NAME, "dir": "protocols"}
     compile(snippet, "snippet", "exec")
     assert 'Store(DirFS("/"), "settings").load()' in snippet
-    assert 'ProtocolStore(DirFS("/"), lim, "protocols").save(text)' in snippet
+    assert (
+        'ps = ProtocolStore(DirFS("/"), lim, "protocols")' in snippet and "ps.save(text)" in snippet
+    )
 
 
 def test_push_refuses_a_schema_error_before_connecting(tmp_path):
@@ -598,6 +600,55 @@ def test_push_and_pull_over_the_virtual_board(tmp_path):
     )
     r = cli("protocol", "validate", out / (key + ".json"))
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.micropython
+@pytest.mark.hazard("H10")
+def test_list_remove_and_versions_over_the_virtual_board(tmp_path):
+    from host_tools import mpy, vboard
+
+    if not vboard.available():
+        pytest.fail("node or the MicroPython npm package is missing: run `make test`")
+    flash = tmp_path / "flash"
+    lib = flash / "lib" / "injcore"
+    lib.mkdir(parents=True)
+    for name in PROTOCOL_CORE:
+        mpy.portable_copy(ROOT / "firmware" / "injcore" / (name + ".py"), lib / (name + ".py"))
+    S.Store(DirFS(str(flash)), "settings").save(S.defaults())
+    fs = DirFS(str(flash))
+    ps = P.ProtocolStore(fs, Limits())
+    for i in range(P.MAX_PROTOCOLS - 1):
+        ps.save(dict(_doc(), name="Stored %02d" % i))
+    face = ROOT / "protocols" / "facial-skin-booster.json"
+    ps.save(face.read_text())  # 16: full
+    nappage = ROOT / "protocols" / "nappage-face-neck.json"
+    changed = json.loads(face.read_text())
+    changed["zones"][0]["punctures"] = 7  # the same name and version, other contents
+    changed_file = tmp_path / "changed.json"
+    changed_file.write_text(json.dumps(changed))
+    with vboard.VirtualBoard(flash) as port:
+        r = cli("protocol", "push", nappage, "--port", port, "--syringe", "1")
+        assert r.returncode == 2 and "16 protocols are stored already" in r.stderr, r.stderr
+        assert "`injector protocol list --port %s` names them" % port in r.stderr
+        r = cli("protocol", "list", "--port", port)
+        assert r.returncode == 0, r.stderr
+        assert "16 of 16 protocols stored on %s" % port in r.stdout
+        assert re.search(r"Facial skin booster\s+version 1\s+6 zones", r.stdout), r.stdout
+        r = cli("protocol", "remove", "nope", "--port", port)
+        assert r.returncode == 2 and "no protocol 'nope' on %s; stored: " % port in r.stderr
+        r = cli("protocol", "remove", "STORED 03", "--port", port)  # case aside
+        assert r.returncode == 0 and "removed from %s: 'Stored 03'" % port in r.stdout, r.stderr
+        r = cli("protocol", "push", nappage, "--port", port, "--syringe", "1")
+        assert r.returncode == 0, r.stderr  # room again
+        r = cli("protocol", "push", face, "--port", port)
+        assert r.returncode == 0 and "unchanged: 'Facial skin booster' version 1" in r.stdout
+        r = cli("protocol", "push", changed_file, "--port", port)
+        assert r.returncode == 2, r.stdout
+        assert "version: 'Facial skin booster' version 1 is stored with other contents" in r.stderr
+        assert 'a changed protocol needs a new version: raise "version"' in r.stderr
+    stored = P.ProtocolStore(fs, Limits())
+    assert len(stored.names()) == 16 and "Stored 03" not in stored.names()
+    assert stored.load("Facial skin booster").as_dict() == json.loads(face.read_text())
 
 
 def test_decode_dir_reports_a_damaged_record(tmp_path):

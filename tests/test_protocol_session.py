@@ -100,8 +100,11 @@ def table_rows(md):
 
 
 def test_protocol_and_zone_records_fit_24_bytes_and_round_trip():
-    for kind in (tlog.K_PROTOCOL, tlog.K_ZONE):
+    for kind in (tlog.K_PROTOCOL, tlog.K_PROTOCOL_NAME, tlog.K_ZONE):
         assert 3 + sum(b for _, b, _ in tlog._FIELDS[kind]) <= tlog.PAYLOAD_BYTES * 8
+    assert tlog.PROTOCOL_NAME_CHARS + tlog.PROTOCOL_TAIL_CHARS == P.NAME_MAX  # logged whole
+    tail = tlog.decode(tlog.encode(tlog.K_PROTOCOL_NAME, {"session": 7, "name": "ter v3 X"}))
+    assert tail == {"kind": tlog.K_PROTOCOL_NAME, "session": 7, "name": "ter v3 "}
     r = tlog.decode(
         tlog.encode(
             tlog.K_PROTOCOL,
@@ -182,7 +185,7 @@ def check_session(res):
     run, p = res.run, res.protocol
     s = res.decoded.sessions[res.session]
     assert not res.decoded.problems
-    assert s.protocol.name == p.name[: tlog.PROTOCOL_NAME_CHARS] and s.protocol.version == p.version
+    assert s.protocol.name == p.name and s.protocol.whole and s.protocol.version == p.version
     assert s.protocol.zone_count == len(p.zones) and s.run_ended
     assert s.end and s.end["delivered_nl"] == res.sim.core.delivered_nl()
     totals = logs.zone_totals(s)
@@ -264,7 +267,7 @@ def test_zone_cap_that_stops_firing_is_reported(tmp_path):
         assert res.run.used_nl[i] <= z.cap_nl
         assert rows[i][5] == "zone cap reached" and rows[i][0] == n < z.planned
         assert report.zone_rows(s)[i]["capped"]
-    assert "Test mixed protoc..." in md  # the log keeps the name's first 17 characters
+    assert "Test mixed protocol long v7" in md  # the log keeps the whole name
 
 
 def test_skip_and_back_keep_the_counts_and_the_log_right(tmp_path):

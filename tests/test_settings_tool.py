@@ -514,3 +514,21 @@ def test_push_and_show_over_the_virtual_board(tmp_path):
     assert store(flash).load()[0] == dict(full, settings=dict(full["settings"], dose_nl=27000))
     assert not (flash / settings_tool.PUSH_NAME).exists()
     assert not (flash / "settings.tmp").exists()
+
+
+def test_the_restart_keeps_the_clock_and_falls_back_to_a_reset_with_a_warning(monkeypatch, capsys):
+    calls = []
+    real_soft_restart = settings_tool.soft_restart
+    monkeypatch.setattr(settings_tool, "reset", lambda port: calls.append(("reset", port)))
+    monkeypatch.setattr(settings_tool, "soft_restart", lambda port: calls.append("soft") or True)
+    src = settings_tool.Source("PORT")
+    assert src.finish() and calls == []  # nothing connected: nothing to restart
+    src.touched = True
+    assert src.finish() and calls == ["soft"]  # the soft reset: the RTC survives it
+    monkeypatch.setattr(settings_tool, "soft_restart", lambda port: False)
+    src.touched = True
+    assert src.finish() and calls[-1] == ("reset", "PORT")
+    assert "did not take a soft reset" in capsys.readouterr().err
+    # The bytes: Ctrl-C, Ctrl-B (the friendly REPL), then Ctrl-D, which runs main.py.
+    assert settings_tool.RESTART_BYTES.endswith(b"\x02\x04")
+    assert real_soft_restart("/no/such/port", timeout=0.1) is False

@@ -55,6 +55,8 @@ CALIBRATION = {
     "backlash_steps": 640,
     "dose_factor_ppm": 1_200_000,
 }
+DEVICE = {"session": 12, "device_id": "e6614104032a5c2b", "firmware": "0.4.0"}
+PROTOCOL_NAME = {"session": 12, "name": "ter v3!"}
 END = {
     "interrupted": 1,
     "session": 12,
@@ -99,6 +101,8 @@ def good(data):
         (tlog.K_SESSION_END, END),
         (tlog.K_SYRINGE, SYRINGE),
         (tlog.K_CALIBRATION, CALIBRATION),
+        (tlog.K_DEVICE, DEVICE),
+        (tlog.K_PROTOCOL_NAME, PROTOCOL_NAME),
         (tlog.K_PUNCTURE, {"session": 1, "number": 1}),
     ],
 )
@@ -125,12 +129,38 @@ def test_values_saturate_and_lot_is_printable_ascii():
 
 
 @pytest.mark.hazard("H9")
-def test_every_single_bit_flip_is_caught():
-    rec = tlog.encode(tlog.K_PUNCTURE, PUNCTURE)
+@pytest.mark.parametrize("kind,values", [(tlog.K_PUNCTURE, PUNCTURE), (tlog.K_DEVICE, DEVICE)])
+def test_every_single_bit_flip_is_caught(kind, values):
+    rec = tlog.encode(kind, values)
     for i in range(24 * 8):
         bad = bytearray(rec)
         bad[i // 8] ^= 1 << (i % 8)
         assert tlog.decode(bad) is None
+
+
+def test_kinds_past_seven_are_kind_0_and_an_ext_field():
+    for kind in tlog._FIELDS:
+        assert 3 + sum(b for _, b, _ in tlog._FIELDS[kind]) <= tlog.PAYLOAD_BYTES * 8, kind
+    dev = tlog.encode(tlog.K_DEVICE, DEVICE)
+    name = tlog.encode(tlog.K_PROTOCOL_NAME, PROTOCOL_NAME)
+    assert dev[0] & 7 == 0 and dev[0] >> 3 == 0 and name[0] & 7 == 0 and name[0] >> 3 == 1
+    assert tlog.KIND_NAMES[tlog.K_DEVICE] == "device"
+    assert tlog.KIND_NAMES[tlog.K_PROTOCOL_NAME] == "protocol_name"
+    # A kind this firmware does not know (a later one's): its record is skipped as bad.
+    later = bytearray(24)
+    later[0] = 5 << 3
+    struct_crc = tlog.crc32(bytes(later[:20]), tlog.CRC_SEED)
+    later[20:] = struct_crc.to_bytes(4, "little")
+    assert tlog.check(later) == 0 and [it[0] for it in tlog.scan(bytes(later))] == ["bad"]
+
+
+def test_device_record_texts():
+    r = tlog.decode(tlog.encode(tlog.K_DEVICE, {"session": 1, "firmware": "0.4.0-rc12+dirty"}))
+    assert r == {"kind": tlog.K_DEVICE, "session": 1, "device_id": "", "firmware": "0.4.0-rc12"}
+    r = tlog.decode(tlog.encode(tlog.K_DEVICE, {"device_id": "ABCDEF0123456789ff"}))
+    assert r["device_id"] == "abcdef0123456789"  # 8 bytes, lower case
+    r = tlog.decode(tlog.encode(tlog.K_DEVICE, {"device_id": "12zz"}))
+    assert r["device_id"] == "1200000000000000"  # what is not hex is 0
 
 
 def test_crc_is_zlib_crc32():
@@ -410,11 +440,14 @@ def test_simulated_session_through_log_csv_and_report(ready_sim, tmp_path):
     rows = list(csv.DictReader(open(out_csv)))
     # After the cut shot a syringe was loaded again (cut_shot): its record comes before
     # the punctures from it.
-    assert [r["kind"] for r in rows] == ["session_start", "calibration"] + ["puncture"] * 4 + [
-        "syringe"
-    ] + ["puncture"] * 2 + ["session_end"]
-    assert rows[5]["fault_name"] == "emergency stop" and rows[5]["partial"] == "1"
-    assert rows[1]["line_tau_us"] == str(core.line_tau_us)
+    assert [r["kind"] for r in rows] == ["session_start", "device", "calibration"] + [
+        "puncture"
+    ] * 4 + ["syringe"] + ["puncture"] * 2 + ["session_end"]
+    assert rows[6]["fault_name"] == "emergency stop" and rows[6]["partial"] == "1"
+    assert rows[2]["line_tau_us"] == str(core.line_tau_us)
+    # The device's clock (1_700_000_000: 2023-11-14 22:13:20 UTC) dates every row.
+    assert rows[0]["time_utc"] == "2023-11-14T22:13:20Z"
+    assert rows[3]["time_utc"] == "2023-11-14T22:13:%02dZ" % (20 + s.punctures[0]["t_ms"] // 1000)
     assert sum(int(r["dose_nl"]) for r in rows if r["kind"] == "puncture") == sum(
         p["dose_nl"] for p in s.punctures
     )
@@ -452,6 +485,7 @@ def test_a_syringe_changed_mid_session_is_logged_and_names_the_punctures_after_i
     kinds = [tlog.KIND_NAMES[r["kind"]] for r in dec.records]
     assert kinds == [
         "session_start",
+        "device",
         "calibration",
         "puncture",
         "calibration",  # the line's time constant follows the barrel
@@ -501,6 +535,7 @@ def test_the_calibration_in_use_opens_each_session_and_a_change_is_logged(ready_
     kinds = [tlog.KIND_NAMES[r["kind"]] for r in dec.records]
     assert kinds == [
         "session_start",
+        "device",
         "calibration",
         "puncture",
         "calibration",
@@ -572,7 +607,7 @@ def test_long_burst_flushes_between_punctures_once_flush_at_wait(ready_sim):
     assert d.log.pending() < tlog.FLUSH_AT  # flushed in a wait, mid-burst
     info = tlog.Recorder(sim.core, tlog.Log(fs.after_cut())).boot()
     assert info["mode"] == C.MODE_CONTINUOUS and info["lost_max"] == tlog.FLUSH_AT
-    assert info["punctures"] >= tlog.FLUSH_AT - 2  # (the session start and calibration: 2 of 32)
+    assert info["punctures"] >= tlog.FLUSH_AT - 3  # (start, device and calibration: 3 of 32)
     assert sim.core.punctures - info["punctures"] <= info["lost_max"]  # the bound holds
 
 
@@ -613,35 +648,218 @@ def test_cli_bad_input_says_why_without_a_traceback(tmp_path, args):
 
 
 def test_pull_command_line():
-    cmd = logs.pull_command("/dev/ttyACM0", Path("out"))
-    assert cmd[1:] == [
-        "-m",
-        "mpremote",
-        "connect",
-        "/dev/ttyACM0",
+    from datetime import datetime, timezone
+
+    from host_tools import settings_tool as ST
+
+    assert logs.pull_command(Path("out")) == ["fs", "cp", "-r", ":log", "out/"]
+    args = ST.connect_args("/dev/ttyACM0", *logs.pull_command(Path("out")))
+    assert args[:3] == ["connect", "/dev/ttyACM0", "exec"] and args[4:] == [
+        "+",
         "fs",
         "cp",
         "-r",
         ":log",
         "out/",
     ]
+    # Every connection sets the device's clock first, in UTC (weekday 0 is Monday).
+    when = datetime(2025, 3, 14, 15, 9, 26, tzinfo=timezone.utc)
+    assert ST.clock_snippet(when) == (
+        "import machine\nmachine.RTC().datetime((2025, 3, 14, 4, 15, 9, 26, 0))"
+    )
+
+
+def session_recs(session, n, device_id=None, time_s=0):
+    """A whole session's records: start (with its device, if given), n punctures, end."""
+    recs = [tlog.encode(tlog.K_SESSION_START, {"session": session, "time_s": time_s})]
+    if device_id is not None:
+        recs.append(
+            tlog.encode(
+                tlog.K_DEVICE, {"session": session, "device_id": device_id, "firmware": "0.4.0"}
+            )
+        )
+    recs += [puncture(session, k) for k in range(1, n + 1)]
+    end = {"session": session, "time_s": time_s, "punctures": n, "delivered_nl": n * 20000}
+    return [bytes(r) for r in recs] + [bytes(tlog.encode(tlog.K_SESSION_END, end))]
+
+
+def test_a_session_without_a_clock_or_device_record_says_so(tmp_path):
+    # An older firmware's log: no DEVICE record, time_s 0. Still read whole.
+    write(tlog.Log(DirFS(str(tmp_path)), ""), session_recs(1, 3) + session_recs(2, 2, DEV_A, T0))
+    dec = logs.read_dir(tmp_path)
+    assert not dec.problems and [len(s.complete) for s in dec.sessions.values()] == [3, 2]
+    text = logs.summary_lines(dec)
+    assert "  started time unknown; device unknown (no device record: an older log)" in text
+    assert "  started 2025-03-14 15:09:26 UTC; device %s, firmware 0.4.0" % DEV_A in text
+    logs.export_csv(dec, tmp_path / "x.csv")
+    rows = list(csv.DictReader(open(tmp_path / "x.csv")))
+    assert {r["time_utc"] for r in rows if r["session"] == "1"} == {"unknown"}
+    assert [r["time_utc"] for r in rows if r["session"] == "2"][:3] == [
+        "2025-03-14T15:09:26Z",
+        "",  # the device record carries no time
+        "2025-03-14T15:09:26Z",  # the first puncture, 500 ms in
+    ]
+    assert [r["device_id"] for r in rows if r["kind"] == "device"] == [DEV_A]
+    out = tmp_path / "r"
+    assert cli("report", "1", "--log", str(tmp_path), "--out", str(out)).returncode == 0
+    md = (out / "summary.md").read_text()
+    assert "time unknown" in md and "unknown (no device record: an older log)" in md
+    assert cli("report", "2", "--log", str(tmp_path), "--out", str(out)).returncode == 0
+    md = (out / "summary.md").read_text()
+    assert "2025-03-14 15:09:26 UTC" in md and DEV_A in md
+
+
+DEV_A = "e6614104032a5c2b"
+DEV_B = "e6614104032a5c2c"
+T0 = 1741964966  # 2025-03-14 15:09:26 UTC
+
+
+class FakeDevice:
+    """A device's flash for `logs pull`: mpremote's `fs cp -r :log DEST/` copies its ring;
+    restart() is recorded (the CLI's in-process run, no board)."""
+
+    def __init__(self, tmp_path, monkeypatch, nfiles=tlog.NFILES, file_recs=tlog.FILE_RECS):
+        from host_tools import settings_tool as ST
+
+        self.flash = tmp_path / "device"
+        self.flash.mkdir()
+        self.log = tlog.Log(DirFS(str(self.flash)), "log", nfiles=nfiles, file_recs=file_recs)
+        self.calls = []
+        monkeypatch.setattr(ST, "mpremote", self.mpremote)
+        monkeypatch.setattr(ST, "restart", lambda port: self.calls.append("restart"))
+
+    def mpremote(self, port, *args, **kw):
+        import shutil
+        import subprocess
+
+        self.calls.append(args[:4])
+        assert args[:4] == ("fs", "cp", "-r", ":log")
+        shutil.copytree(self.flash / "log", Path(args[4]) / "log")
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    def add(self, recs):
+        write(self.log, recs)
+
+
+def pull(capsys, out):
+    from host_cli import run
+
+    return run(capsys, "logs", "pull", "--port", "PORT", "--out", out)
+
+
+def ring(folder):
+    return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir())}
+
+
+@pytest.mark.hazard("H9")
+def test_pull_again_changes_nothing_and_says_what_is_new(tmp_path, capsys, monkeypatch):
+    dev = FakeDevice(tmp_path, monkeypatch)
+    dev.add(session_recs(1, 9, DEV_A) + session_recs(2, 10, DEV_A))  # 25 records
+    out = tmp_path / "pulled"
+    code, o, e = pull(capsys, out)
+    assert code == 0, e
+    assert (
+        "pulled 25 records from PORT into %s: 25 new (19 punctures, sessions 1, 2)" % (out / "log")
+        in o
+    )
+    assert dev.calls == [("fs", "cp", "-r", ":log"), "restart"]  # the app runs again
+    first = ring(out / "log")
+    shown = cli("logs", "show", out).stdout
+    code, o, e = pull(capsys, out)  # the same records again: the same folder
+    assert code == 0 and "pulled 25 records from PORT into %s: nothing new" % (out / "log") in o
+    assert ring(out / "log") == first and cli("logs", "show", out).stdout == shown
+    dec = logs.read_dir(out)
+    assert len(dec.records) == 25 and len(dec.sessions[2].complete) == 10  # not doubled
+    dev.add(session_recs(3, 4, DEV_A))
+    code, o, e = pull(capsys, out)
+    assert code == 0 and "pulled 32 records" in o
+    assert ": 7 new (4 punctures, session 3), the rest already there" in o
+    assert len(logs.read_dir(out).records) == 32
+    code, o, e = pull(capsys, out / "log")  # the ring folder itself: the same
+    assert code == 0 and "nothing new" in o and len(logs.read_dir(out).records) == 32
+
+
+@pytest.mark.hazard("H9")
+def test_pull_keeps_what_the_device_has_dropped_from_its_ring(tmp_path, capsys, monkeypatch):
+    dev = FakeDevice(tmp_path, monkeypatch, nfiles=3, file_recs=4)
+    dev.add(session_recs(1, 6, DEV_A))  # 9 records: files 1-3
+    out = tmp_path / "pulled"
+    assert pull(capsys, out)[0] == 0
+    dev.add(session_recs(2, 5, DEV_A))  # 8 more: the device drops files 1-2
+    assert sorted(dev.log.seqs) == [3, 4, 5]
+    code, o, e = pull(capsys, out)
+    assert code == 0 and "pulled 9 records" in o and ": 8 new (5 punctures, session 2)" in o
+    assert "; 8 older records the device has since dropped stay" in o
+    dec = logs.read_dir(out)
+    assert len(dec.records) == 17 and [len(s.complete) for s in dec.sessions.values()] == [6, 5]
+
+
+@pytest.mark.hazard("H9")
+@pytest.mark.parametrize("other", ["device", "restarted"])
+def test_pull_refuses_a_folder_holding_another_log(tmp_path, capsys, monkeypatch, other):
+    out = tmp_path / "pulled"
+    out.mkdir()
+    folder_log = tlog.Log(DirFS(str(out)), "log")
+    if other == "device":  # another device's log
+        write(folder_log, session_recs(1, 3, DEV_B))
+    else:  # this device's, from before its log was cleared (no ids: an older firmware)
+        write(folder_log, session_recs(1, 3))
+    before = ring(out / "log")
+    dev = FakeDevice(tmp_path, monkeypatch)
+    dev.add(session_recs(1, 5, DEV_A if other == "device" else None))
+    code, o, e = pull(capsys, out)
+    assert code == 2 and ring(out / "log") == before  # nothing written
+    if other == "device":
+        assert "holds the log of device %s, not of this one (%s)" % (DEV_B, DEV_A) in e
+    else:
+        assert "is not the start of the device's 00000001.tlg" in e
+    assert "pull into another folder (--out)" in e and "Traceback" not in e
+    assert dev.calls[-1] == "restart"  # the app runs again all the same
+
+
+# main.py on the virtual board: notes the year its RTC says at each boot, then ends.
+RTC_MAIN = """\
+import machine
+with open("boots.txt", "a") as f:
+    f.write("%d\\n" % machine.RTC().datetime()[0])
+"""
 
 
 @pytest.mark.micropython
+@pytest.mark.hazard("H9")
 def test_pull_from_the_virtual_board(tmp_path):
+    from datetime import datetime, timezone
+
     from host_tools import vboard
 
     if not vboard.available():
         pytest.fail("node or the MicroPython npm package is missing: run `make test`")
     flash = tmp_path / "flash"
     (flash / "log").mkdir(parents=True)
+    (flash / "main.py").write_text(RTC_MAIN)
     fs = DirFS(str(flash))
     write(tlog.Log(fs, nfiles=3, file_recs=4), [puncture(1, n) for n in range(1, 8)])
     out = tmp_path / "pulled"
-    with vboard.VirtualBoard(flash) as port:
+    board = vboard.VirtualBoard(flash)
+
+    def boots(n):
+        while True:
+            start = len(board.messages)
+            f = flash / "boots.txt"
+            lines = f.read_text().split() if f.exists() else []
+            if len(lines) >= n or board.wait_for_message("boots.txt", 30, start) is None:
+                return lines
+
+    with board as port:
+        assert boots(1) == ["2021"]  # power-on: the RTC's reset value, no time
         r = cli("logs", "pull", "--port", port, "--out", str(out))
-    assert r.returncode == 0, r.stderr
-    assert "pulled 7 records" in r.stdout
+        assert r.returncode == 0, r.stderr
+        assert "pulled 7 records" in r.stdout and ": 7 new (7 punctures, session 1)" in r.stdout
+        # The app was restarted (a soft reset), and the clock the pull set survived it.
+        assert boots(2) == ["2021", str(datetime.now(timezone.utc).year)]
+        r = cli("logs", "pull", "--port", port, "--out", str(out))
+        assert r.returncode == 0 and ": nothing new" in r.stdout, r.stderr
+        assert len(boots(3)) == 3
     for f in (flash / "log").iterdir():
         assert (out / "log" / f.name).read_bytes() == f.read_bytes()
 
@@ -667,6 +885,8 @@ def test_encode_decode_on_micropython_match_cpython():
         (tlog.K_SESSION_START, START),
         (tlog.K_SESSION_END, END),
         (tlog.K_CALIBRATION, CALIBRATION),
+        (tlog.K_DEVICE, DEVICE),
+        (tlog.K_PROTOCOL_NAME, PROTOCOL_NAME),
         (tlog.K_PUNCTURE, {"session": 3, "number": 2, "dose_nl": -5, "depth_um": 2500}),
     ]
     out = mpy.run_with_core(MPY_SCRIPT % (cases,)).splitlines()

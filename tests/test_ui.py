@@ -190,6 +190,8 @@ def test_every_service_menu_path_leads_back_to_status(index):
     keys(ui, OK)
     if S.SERVICE_MENU[index].key == S.A_CONFIRM:  # an action in place: a message, same menu
         assert ui.screen_name() == "service" and "already confirmed" in ui.banner()
+    elif S.SERVICE_MENU[index].key == S.A_REMOVE:  # no protocol storage on this Ui: a message
+        assert ui.screen_name() == "service" and "no protocols" in ui.banner()
     else:
         assert ui.screen_name() in ("edit", "info", "calibration", "backlash", "pin")
         keys(ui, UP, DOWN, DOWN, BACK)

@@ -321,3 +321,79 @@ def test_the_stopped_banner_fits_two_display_lines(code):
     assert all(len(line) <= D.LINE_CHARS for line in lines)
     for mode in menu.MODE_LABELS:  # the title: the mode, then the state
         assert len(mode.upper()) + 1 + len("NO SHOTS") <= D.LINE_CHARS
+
+
+# ---- Service > Protocols: removing a stored one (issue 15) -------------------------------
+
+
+def service_protocols(ui):
+    """Service (with its code) > Protocols: the list of the stored protocols."""
+    from host_tools.ui_scenes import _service
+
+    _service(ui)
+    _menu_at(ui, "Protocols")
+    keys(ui, OK)
+
+
+def texts_fit(ui):
+    drawn = []
+
+    class Fb:
+        def text(self, s, x, y, c=1):
+            drawn.append((s, x, y))
+
+        def fill(self, c):
+            pass
+
+        def fill_rect(self, *a):
+            pass
+
+    ui.draw(Fb(), 0)
+    assert drawn and all(x >= 0 and x + len(s) * D.CHAR_W <= 128 for s, x, _ in drawn), drawn
+    return [s for s, _, _ in drawn]
+
+
+def test_the_service_menu_removes_a_stored_protocol_once_ok_confirms(rig):
+    sim, ui, log = rig
+    store = ui.protocols.store
+    store.save(json.dumps(dict(PROTOCOL, name="A protocol, a long name")))
+    writes = []
+    ui.protocols.flash = lambda fn, *a: (writes.append(fn.__name__), fn(*a))[1]
+    service_protocols(ui)
+    assert ui.screen_name() == "proto-remove"
+    assert ui._rm_names == ["A protocol, a long name", "Test three zones"]
+    assert "A protocol, a lo" in texts_fit(ui)  # 16 characters a line
+    keys(ui, OK)
+    assert ui.screen_name() == "proto-remove-ok"
+    shown = texts_fit(ui)
+    assert "A protocol, a" in shown and "long name" in shown  # the whole name, wrapped
+    keys(ui, BACK)  # no: nothing removed
+    assert ui.screen_name() == "proto-remove" and len(store.names()) == 2 and not writes
+    keys(ui, OK, OK)  # yes
+    assert store.names() == ["Test three zones"] and writes == ["remove"]
+    assert ui.screen_name() == "proto-remove" and ui._rm_names == ["Test three zones"]
+    assert "protocol removed" in texts_fit(ui)
+    keys(ui, BACK)
+    assert ui.screen_name() == "service"
+
+
+def test_the_protocol_a_run_uses_or_a_busy_machine_keeps_it_stored(rig):
+    sim, ui, log = rig
+    store = ui.protocols.store
+    start(ui)
+    service_protocols(ui)
+    keys(ui, OK, OK)  # the one running
+    assert ui.screen_name() == "proto-remove-ok" and ui.note == "in use: end it"
+    assert store.names() == ["Test three zones"]
+    assert "in use: end it" in texts_fit(ui)
+    session.finish_run(ui)
+    sim.core.at_rest = lambda: False  # the needle still on its way
+    keys(ui, OK)
+    assert ui.note == "injector busy" and store.names() == ["Test three zones"]
+    del sim.core.at_rest
+    keys(ui, OK)  # the last one: back to the service menu, which says so
+    assert store.names() == [] and ui.screen_name() == "service"
+    assert "protocol removed" in ui.banner()
+    _menu_at(ui, "Protocols")
+    keys(ui, OK)
+    assert ui.screen_name() == "service" and "none stored" in ui.banner()

@@ -130,6 +130,20 @@ def test_files_survive_soft_reset_and_restart(flash, tmp_path):
         assert ok(port, "exec", "print(len(open('keep.txt').read()))").strip() == "19"
 
 
+def test_the_rtc_survives_a_soft_reset_not_a_hard_one(port):
+    # As on the RP2040: `mpremote rtc --set` (or the host tools' clock), then every
+    # mpremote connection soft-resets the board and the clock stays; a hard reset
+    # (machine.reset) starts it again at 2021-01-01.
+    read = "import machine; print(machine.RTC().datetime())"
+    assert ok(port, "exec", read).strip() == "(2021, 1, 1, 4, 0, 0, 0, 0)"
+    ok(port, "exec", "import machine; machine.RTC().datetime((2025, 3, 14, 4, 15, 9, 26, 0))")
+    assert ok(port, "soft-reset", "+", "exec", read).strip() == "(2025, 3, 14, 4, 15, 9, 26, 0)"
+    ok(port, "reset")
+    assert ok(port, "exec", read).strip() == "(2021, 1, 1, 4, 0, 0, 0, 0)"
+    ok(port, "rtc", "--set")
+    assert not ok(port, "exec", read).startswith("(2021,")
+
+
 def test_exception_is_reported_and_board_still_answers(port):
     r = mpremote(port, "exec", "def f():\n    raise ValueError('boom')\nf()")
     assert r.returncode != 0

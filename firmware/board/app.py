@@ -67,6 +67,11 @@ _WATCHDOG_CTRL = 0x40058000
 _WATCHDOG_ENABLE = 0x40000000  # CTRL bit 30
 
 
+def device_id():
+    """The RP2040's unique id (its flash chip's 64 bits) as 16 hex digits: the log's device."""
+    return "".join("%02x" % b for b in machine.unique_id())
+
+
 def reset_cause(mem32=None):
     """Why this boot happened, as one of injcore.core's RC_* codes.
 
@@ -166,7 +171,9 @@ class App:
         self.save_errors = 0
         # The treatment log (injcore/tlog.py): records buffered in RAM, flushed while idle.
         self.log = Log(self.store.fs, LOG_DIR)
-        self.recorder = Recorder(self.core, self.log)
+        self.recorder = Recorder(
+            self.core, self.log, clock.time_s, device_id(), FIRMWARE_VERSION
+        )  # each session names the device, the firmware and the time (the RTC the host set)
         self.interrupted = self.recorder.boot(
             self._survivor()
         )  # a session a reset cut short, or None
@@ -187,7 +194,7 @@ class App:
         except OSError as e:  # no display answers: nothing is fired blind
             self.display = None
             self._no_display(e)
-        self.protocols = Protocols(self.core, self.store.fs, self.recorder)
+        self.protocols = Protocols(self.core, self.store.fs, self.recorder, flash=self._flash_write)
         self.ui = Ui(
             self.core, FIRMWARE_VERSION, self.info, pin, self.recorder.start_session, self.protocols
         )
@@ -434,6 +441,14 @@ class App:
     def _resume(self):
         if self.timer is not None:
             self._arm_timer()
+
+    def _flash_write(self, fn, *args):
+        """fn(*args), a flash write (axes idle: the caller checked), with the timer paused."""
+        self._quiet()
+        try:
+            return fn(*args)
+        finally:
+            self._resume()
 
     def info(self):
         """Board figures for the device-info screen."""

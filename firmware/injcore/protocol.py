@@ -54,7 +54,9 @@ Functions:
   at construction: ProtocolStore(fs, limits, dir=...)); save(text_or_dict) -> Protocol
   (validates whole first; atomic: writes via injcore.store.Store so every protocol file has the
   store's header/CRC/two generations; refuses a 17th protocol with a message; replacing the same
-  name is allowed); remove(name).
+  name is allowed with a higher version only: a changed protocol under a stored version, or a
+  lower one, is refused ("version: ..."), the same protocol again writes nothing and sets
+  .unchanged); remove(name).
 - class Run(core, protocol, recorder=None): the operator's walk through a protocol on the device
   (main loop only, never the tick).
   .index (current zone), .zone (Zone), .done[i] (complete punctures in zone i), .used_nl[i]
@@ -414,6 +416,7 @@ class ProtocolStore:
     def __init__(self, fs, limits=None, dir=DIR):
         self.fs = fs
         self.limits = limits or Limits()
+        self.unchanged = False  # the last save() found the same protocol stored: none written
         while dir.endswith("/"):
             dir = dir[:-1]
         self.dir = dir
@@ -491,17 +494,31 @@ class ProtocolStore:
             proto = parse(text_or_dict, self.limits)
         key = self.key(proto.name)
         keys = self._keys()
+        self.unchanged = False
         if key not in keys:
             if len(keys) >= MAX_PROTOCOLS:
                 raise ProtocolError(
                     ["protocols: %d protocols are stored already; remove one first" % MAX_PROTOCOLS]
                 )
         else:
-            got = _name_of(self._record(key)[0])
+            stored = self._record(key)[0]
+            got = _name_of(stored)
             if got is not None and got.lower() != proto.name.lower():
                 raise ProtocolError(
                     ["name: %r clashes with the stored %r; rename it" % (proto.name, got)]
                 )
+            if got is not None and isinstance(stored, dict):
+                if stored == proto.as_dict():
+                    self.unchanged = True  # the same protocol again: nothing to write
+                    return proto
+                old = stored.get("version")
+                if is_int(old) and proto.version <= old:
+                    raise ProtocolError(
+                        [
+                            "version: %r version %d is stored with other contents; a changed "
+                            "protocol needs a version above %d" % (got, old, old)
+                        ]
+                    )
         mkdir = getattr(self.fs, "mkdir", None)
         if mkdir and self.dir:
             mkdir(self.dir)

@@ -17,7 +17,8 @@ first 3 bits are the kind. Field widths (bits; "s" = two's complement):
                     invalid; saturates at 0xFFFE)                  157 bits
   SESSION_START (2) syringe_model 5 (a machine.SYRINGES id, 0 = custom; the
                     bits older logs named syringe_ml), session 16, time_s 32
-                    (the device clock, 0 when it has none), syringe_id_um 15,
+                    (the device clock: seconds since 1970-01-01 UTC as the
+                    host set it; 0 when it has none), syringe_id_um 15,
                     lot 12 x 7-bit ASCII (NUL-padded)               155 bits
   SESSION_END (3)   interrupted 1, session 16, time_s 32, punctures 16,
                     delivered_nl 25, primed_nl 25, alarms 8, partials 8,
@@ -25,7 +26,8 @@ first 3 bits are the kind. Field widths (bits; "s" = two's complement):
                     may be lost: see "Lost punctures")              158 bits
   PROTOCOL (4)      example 1, session 16, version 16, zones 4 (zone count),
                     name 17 x 7-bit ASCII (the protocol's first 17 chars of
-                    its up to 24; NUL-padded)                       156 bits
+                    its up to 24, the rest in the PROTOCOL_NAME record
+                    after it; NUL-padded)                           156 bits
   ZONE (5)          event 2 (Z_ENTER 0 / Z_SKIP 1 / Z_DONE 2, 3 unused),
                     skipped 1 (the run's skipped flag of the zone when the
                     record was written), mode 2, session 16, index 4,
@@ -41,6 +43,20 @@ first 3 bits are the kind. Field widths (bits; "s" = two's complement):
                     line's time constant pressure advance plans with),
                     backlash_steps 12, dose_factor_ppm 21           126 bits
 
+Kind 0 names a further kind in the next 5 bits (ext): kind = 8 + ext, so
+32 more kinds fit (a decoder older than a kind skips its records as bad):
+
+  DEVICE (8)        ext 5 (0), session 16, device_id 8 x 8 bits (the
+                    board's unique id, 16 hex digits; all 0: none),
+                    firmware 10 x 7-bit ASCII (the version string,
+                    NUL-padded)                                     155 bits
+  PROTOCOL_NAME (9) ext 5 (1), session 16, name 7 x 7-bit ASCII (the
+                    protocol's name from its character 18 on: with the
+                    PROTOCOL record's 17, the whole of its up to 24;
+                    written after every PROTOCOL record, empty for a
+                    shorter name, so its presence says the name is
+                    whole)                                           70 bits
+
 Syringes
 --------
 Doses are counted with the size of the syringe confirmed on loading
@@ -50,6 +66,14 @@ SYRINGE record (a new syringe, whatever its size). So every puncture's
 syringe is named by the last SESSION_START or SYRINGE record of its session
 before it: nothing fires between a size change and its confirmation.
 
+Device
+------
+Each SESSION_START is followed by a DEVICE record: which device wrote the
+session (the RP2040's unique id) with which firmware. The time of the
+session is the SESSION_START's time_s: the device's clock, which the host
+tools set whenever they connect (board/clock.py); 0 when the clock was never
+set since power-on, and the host then says "time unknown".
+
 Calibration
 -----------
 What the doses of a session were planned and counted with besides the
@@ -58,7 +82,7 @@ figures in use, and one more is written whenever an engineer changes them
 while the session is open (the backlash screen applies a measured backlash
 and line time constant). So every puncture's calibration is the last
 CALIBRATION record of its session before it. CALIBRATION takes the last
-kind 3 bits can name (0 stays unused): a further kind needs a wider field.
+kind 3 bits can name; the kinds after it are kind 0 and 5 bits more (above).
 
 A protocol run (injcore.protocol.Run) in a session writes, through
 ProtocolLog below: one PROTOCOL record when it starts (and again if a new
@@ -82,10 +106,10 @@ The log is NFILES = 32 files of FILE_RECS = 682 records (16,368 bytes) in
 (512 KB less 16 bytes a file). When the newest is full the next one is
 created and, with NFILES already there, the oldest is removed first. So the
 log always holds the latest 31 full files plus the one being filled:
-at least 31 x 682 = 21,142 records and at most 32 x 682 = 21,824. With three
-records a session (start, calibration, end), >= 20,000 punctures stay in the
-log as long as those 20,000 punctures span no more than 380 sessions (53
-punctures a session on average). littlefs stores each file in whole 4 KB blocks, so on
+at least 31 x 682 = 21,142 records and at most 32 x 682 = 21,824. With four
+records a session (start, device, calibration, end), >= 20,000 punctures stay
+in the log as long as those 20,000 punctures span no more than 285 sessions
+(71 punctures a session on average). littlefs stores each file in whole 4 KB blocks, so on
 the flash the ring takes up to 32 x 20 KB = 640 KB.
 
 Writing and power cuts
@@ -143,6 +167,8 @@ K_PROTOCOL = const(4)
 K_ZONE = const(5)
 K_SYRINGE = const(6)
 K_CALIBRATION = const(7)
+K_DEVICE = const(8)  # kind 0, ext 0
+K_PROTOCOL_NAME = const(9)  # kind 0, ext 1
 KIND_NAMES = (
     "",
     "puncture",
@@ -152,13 +178,18 @@ KIND_NAMES = (
     "zone",
     "syringe",
     "calibration",
+    "device",
+    "protocol_name",
 )
 
 Z_ENTER = const(0)  # ZONE events
 Z_SKIP = const(1)
 Z_DONE = const(2)
 ZONE_EVENT_NAMES = ("enter", "skip", "done", "")
-PROTOCOL_NAME_CHARS = const(17)
+PROTOCOL_NAME_CHARS = const(17)  # in the PROTOCOL record
+PROTOCOL_TAIL_CHARS = const(7)  # the rest, in the PROTOCOL_NAME record: 24 in all
+DEVICE_ID_BYTES = const(8)
+FIRMWARE_CHARS = const(10)
 ZONE_NAME_CHARS = const(12)
 DOSE_UNIT_NL = const(500)
 
@@ -171,6 +202,18 @@ FORCE_BAD = const(0xFFFF)
 LOT_CHARS = const(12)
 T_BITS = const(24)
 NAME_SUFFIX = ".tlg"
+
+# A field is (name, bits, how): how 0 unsigned, 1 two's complement, _TEXT one
+# character of the text values[name] (7-bit ASCII, NUL-padded), _BYTE one byte of
+# the hex string values[name]. A text's fields follow each other, in order: one
+# tuple, repeated (no heap per character).
+_TEXT = const(2)
+_BYTE = const(3)
+
+
+def _many(group, n, bits, how):
+    return ((group, bits, how),) * n
+
 
 _FIELDS = {
     K_PUNCTURE: (
@@ -195,7 +238,7 @@ _FIELDS = {
         ("time_s", 32, 0),
         ("syringe_id_um", 15, 0),
     )
-    + tuple(("lot%d" % i, 7, 0) for i in range(LOT_CHARS)),
+    + _many("lot", LOT_CHARS, 7, _TEXT),
     K_SESSION_END: (
         ("interrupted", 1, 0),
         ("session", 16, 0),
@@ -209,7 +252,7 @@ _FIELDS = {
         ("lost_max", 12, 0),
     ),
     K_PROTOCOL: (("example", 1, 0), ("session", 16, 0), ("version", 16, 0), ("zones", 4, 0))
-    + tuple(("name%d" % i, 7, 0) for i in range(PROTOCOL_NAME_CHARS)),
+    + _many("name", PROTOCOL_NAME_CHARS, 7, _TEXT),
     K_ZONE: (
         ("event", 2, 0),
         ("skipped", 1, 0),
@@ -220,7 +263,7 @@ _FIELDS = {
         ("cap_nl", 25, 0),
         ("dose_set_nl", 9, 0),
     )
-    + tuple(("name%d" % i, 7, 0) for i in range(ZONE_NAME_CHARS)),
+    + _many("name", ZONE_NAME_CHARS, 7, _TEXT),
     K_SYRINGE: (
         ("syringe_model", 5, 0),
         ("session", 16, 0),
@@ -236,7 +279,22 @@ _FIELDS = {
         ("backlash_steps", 12, 0),
         ("dose_factor_ppm", 21, 0),
     ),
+    K_DEVICE: (("ext", 5, 0), ("session", 16, 0))
+    + _many("device_id", DEVICE_ID_BYTES, 8, _BYTE)
+    + _many("firmware", FIRMWARE_CHARS, 7, _TEXT),
+    K_PROTOCOL_NAME: (("ext", 5, 0), ("session", 16, 0))
+    + _many("name", PROTOCOL_TAIL_CHARS, 7, _TEXT),
 }
+
+
+def _hex_byte(t, i):
+    """Byte i of the hex string t (0 where it is short or not hex)."""
+    if t is None or 2 * i + 2 > len(t):
+        return 0
+    try:
+        return int(t[2 * i : 2 * i + 2], 16)
+    except ValueError:
+        return 0
 
 
 # ---- bit packing -----------------------------------------------------------
@@ -275,9 +333,10 @@ def encode(kind, values, buf=None):
     """The 24-byte record of `kind` from a dict of field values (missing ones are 0).
 
     Out-of-range values saturate. `lot` (a str) fills the lot characters of
-    a SESSION_START, `name` the name characters of a PROTOCOL or ZONE (cut
-    to fit). A ZONE's dose_set_nl is given and returned in nL (stored in
-    DOSE_UNIT_NL units). Writes into `buf` (bytearray(24)) if given.
+    a SESSION_START, `name` the name characters of a PROTOCOL, PROTOCOL_NAME
+    or ZONE, `firmware` those of a DEVICE (cut to fit); `device_id` (hex) the
+    id bytes of a DEVICE. A ZONE's dose_set_nl is given and returned in nL
+    (stored in DOSE_UNIT_NL units). Writes into `buf` (bytearray(24)) if given.
     """
     fields = _FIELDS[kind]
     if buf is None:
@@ -285,17 +344,26 @@ def encode(kind, values, buf=None):
     else:
         for i in range(REC_BYTES):
             buf[i] = 0
-    _put(buf, 0, 3, kind)
+    _put(buf, 0, 3, kind if kind < 8 else 0)  # kind 8 and up: 0, then its ext field
     pos = 3
-    lot = values.get("lot")
-    text = values.get("name")
-    for name, bits, signed in fields:
-        if name[:3] == "lot" or name[:4] == "name":
-            t = lot if name[:3] == "lot" else text
-            i = int(name[3:] if name[:3] == "lot" else name[4:])
-            v = ord(t[i]) if t is not None and i < len(t) else 0
-            if v and (v < 32 or v > 126):
-                v = 63  # '?': the text is printable ASCII
+    text = None  # the text whose characters come now, t its value, i the character
+    t = None
+    i = 0
+    for name, bits, how in fields:
+        if how >= _TEXT:
+            if name != text:
+                text = name
+                t = values.get(name)
+                i = 0
+            if how == _TEXT:
+                v = ord(t[i]) if t is not None and i < len(t) else 0
+                if v and (v < 32 or v > 126):
+                    v = 63  # '?': the text is printable ASCII
+            else:
+                v = _hex_byte(t, i)
+            i += 1
+        elif name == "ext":
+            v = kind - 8
         else:
             v = values.get(name, 0)
             if v is True:
@@ -304,7 +372,7 @@ def encode(kind, values, buf=None):
                 v = 0
             elif kind == K_ZONE and name == "dose_set_nl":
                 v = (v + DOSE_UNIT_NL // 2) // DOSE_UNIT_NL
-        if signed:
+        if how == 1:
             hi = (1 << (bits - 1)) - 1
             lo = -hi - 1
         else:
@@ -325,6 +393,8 @@ def check(data, off=0):
     if off + REC_BYTES > len(data):
         return 0
     kind = data[off] & 7
+    if kind == 0:
+        kind = 8 + (data[off] >> 3)  # the ext field
     if kind not in _FIELDS:
         return 0
     mv = memoryview(data)
@@ -337,31 +407,31 @@ def check(data, off=0):
 
 
 def decode(data, off=0):
-    """The record at data[off:] as a dict (with "kind"), or None if it is not a good record."""
+    """The record at data[off:] as a dict (with "kind"), or None if it is not a good record.
+
+    Its texts come whole (lot, name, firmware: NULs left out), a DEVICE's
+    device_id as 16 hex digits ("" when all 0: no id)."""
     kind = check(data, off)
     if not kind:
         return None
     mv = memoryview(data)[off : off + PAYLOAD_BYTES]
     rec = {"kind": kind}
     pos = 3
-    text = []
-    for name, bits, signed in _FIELDS[kind]:
+    for name, bits, how in _FIELDS[kind]:
         v = _get(mv, pos, bits)
         pos += bits
-        if signed and v >> (bits - 1):
+        if how == 1 and v >> (bits - 1):
             v -= 1 << bits
-        if name[:3] == "lot" or name[:4] == "name":
-            if v:
-                text.append(chr(v))
-        else:
+        if how == _TEXT:
+            rec[name] = rec.get(name, "") + (chr(v) if v else "")
+        elif how == _BYTE:
+            rec[name] = rec.get(name, "") + "%02x" % v
+        elif name != "ext":
             rec[name] = v
-    if kind == K_SESSION_START:
-        rec["lot"] = "".join(text)
-    elif kind == K_PROTOCOL:
-        rec["name"] = "".join(text)
-    elif kind == K_ZONE:
-        rec["name"] = "".join(text)
+    if kind == K_ZONE:
         rec["dose_set_nl"] *= DOSE_UNIT_NL
+    elif kind == K_DEVICE and not rec["device_id"].strip("0"):
+        rec["device_id"] = ""
     return rec
 
 
@@ -589,13 +659,18 @@ class Recorder:
     changed calibration (line_tau_us, backlash_steps, dose_factor_ppm) in an
     open session writes another. `zone` is the zone / protocol step of the next
     punctures (ZONE_NONE: none). `clock()` gives the device time in seconds
-    (0 without a clock). Punctures outside a session open one (lot "").
+    since 1970 UTC (0 without a clock: the board's clock.time_s). Each session
+    opens with SESSION_START, DEVICE (`device_id`, hex, and `firmware`, the
+    version: the board's) and CALIBRATION. Punctures outside a session open
+    one (lot "").
     """
 
-    def __init__(self, core, log, clock=None):
+    def __init__(self, core, log, clock=None, device_id="", firmware=""):
         self.core = core
         self.log = log
         self.clock = clock or (lambda: 0)
+        self.device_id = device_id
+        self.firmware = firmware
         self.zone = ZONE_NONE
         self.session = 0  # the open session, 0 none
         self._buf = bytearray(REC_BYTES)
@@ -692,6 +767,10 @@ class Recorder:
                 "lot": lot[:LOT_CHARS],
             },
         )
+        self._add(
+            K_DEVICE,
+            {"session": self.session, "device_id": self.device_id, "firmware": self.firmware},
+        )
         self._calibration()
 
     def end_session(self):
@@ -721,10 +800,11 @@ class Recorder:
     # ---- protocols (written through ProtocolLog) ------------------------------
 
     def protocol(self, name, version, zones, example=False):
-        """A PROTOCOL record in the open session (one is opened, lot "", if none is)."""
+        """A PROTOCOL record and its PROTOCOL_NAME (the name's rest) in the open session
+        (one is opened, lot "", if none is)."""
         if not self.session:
             self._open("")
-        return self._add(
+        self._add(
             K_PROTOCOL,
             {
                 "session": self.session,
@@ -733,6 +813,9 @@ class Recorder:
                 "zones": zones,
                 "example": example,
             },
+        )
+        return self._add(
+            K_PROTOCOL_NAME, {"session": self.session, "name": name[PROTOCOL_NAME_CHARS:]}
         )
 
     def zone_event(self, index, event, zone, skipped=None):

@@ -3,15 +3,16 @@
     protocols = Protocols(core, fs, recorder)          # or Protocols(core, store=...)
     ui = Ui(core, ..., protocols=protocols)
 
-names() lists what is stored; check(name) loads one (checked against the
-engineer's limits as they are now) and has the core judge every zone with the
-syringe in use (injcore.feasible): ZoneRefused names the first zone it would
-refuse. start(name, lot) checks the same, and only then opens a new session in
-the treatment log with the product lot and starts an injcore.protocol.Run on
-its first zone; hold(refused) instead gives the refused protocol's Run stopped
-at that zone, no session opened: the trigger fires nothing until it ends.
-poll() runs every main-loop pass: the Run counts the zone's punctures, the
-ProtocolLog writes its protocol and zone records.
+names() lists what is stored; remove(name) deletes one (the service menu);
+check(name) loads one (checked against the engineer's limits as they are now)
+and has the core judge every zone with the syringe in use (injcore.feasible):
+ZoneRefused names the first zone it would refuse. start(name, lot) checks the
+same, and only then opens a new session in the treatment log with the product
+lot and starts an injcore.protocol.Run on its first zone; hold(refused)
+instead gives the refused protocol's Run stopped at that zone, no session
+opened: the trigger fires nothing until it ends. poll() runs every main-loop
+pass: the Run counts the zone's punctures, the ProtocolLog writes its
+protocol and zone records.
 
 injcore.protocol keeps about 20 KB of heap once imported: it is imported the
 first time the operator opens the protocol list, not at boot.
@@ -33,12 +34,15 @@ class ZoneRefused(ValueError):
 
 
 class Protocols:
-    def __init__(self, core, fs=None, recorder=None, store=None):
+    def __init__(self, core, fs=None, recorder=None, store=None, flash=None):
         self.core = core
         self.fs = fs
         self._store = store
         self.recorder = recorder
         self._log = None
+        # flash(fn, *args): the board runs a flash write with its timer paused
+        # (board/app.py App._flash_write); None: call it directly.
+        self.flash = flash
 
     @property
     def store(self):
@@ -99,6 +103,16 @@ class Protocols:
         run.start()
         self._log = ProtocolLog(self.recorder, run) if self.recorder is not None else None
         return run
+
+    def remove(self, name):
+        """Delete the stored protocol `name` (the service menu); ValueError why not:
+        the machine not at rest (a flash write stops the CPU), no such protocol."""
+        if not self.core.at_rest():
+            raise ValueError("busy: wait until ready")
+        if self.flash is not None:
+            self.flash(self.store.remove, name)
+        else:
+            self.store.remove(name)
 
     def poll(self, run):
         run.poll()

@@ -62,6 +62,7 @@ from .service import (  # noqa: F401
     A_CONFIRM,
     A_INFO,
     A_NEW_PIN,
+    A_REMOVE,
     CAL_DENSITY,
     CAL_MASS,
     CAL_SHOTS,

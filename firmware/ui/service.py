@@ -6,7 +6,10 @@ limits (H11) and opens gravimetric calibration (calibration, cal-run,
 cal-result: shots into a cup on a scale, the mass entered, the correction
 applied), the backlash measurement with the line's time constant read from
 its settle (backlash) and the device info (info); Confirm accepts settings
-the board could not verify, New code sets the code. Entries as in ui/menu.py.
+the board could not verify, New code sets the code; Protocols lists the stored
+protocols (proto-remove) and removes the one chosen once OK confirms it
+(proto-remove-ok): room for another, as `injector protocol remove` does.
+Entries as in ui/menu.py.
 """
 
 from injcore import codes as C
@@ -25,6 +28,7 @@ from .menu import (
     A_SERVICE,
     ACTION,
     LOCAL,
+    MENU_ROWS,
     NUM,
     Item,
     done_or_needed,
@@ -54,6 +58,7 @@ A_BACKLASH = "backlash"
 A_INFO = "info"
 A_CONFIRM = "confirm"
 A_NEW_PIN = "new-code"
+A_REMOVE = "remove-protocol"
 
 SERVICE_MENU = (
     limit_item("Needle len", "needle_length_um", "mm", 1000, 1, 100),
@@ -64,6 +69,7 @@ SERVICE_MENU = (
     Item("Dev. info", ACTION, A_INFO),
     Item("Confirm", ACTION, A_CONFIRM),
     Item("New code", ACTION, A_NEW_PIN),
+    Item("Protocols", ACTION, A_REMOVE),
 )
 
 
@@ -84,6 +90,8 @@ def setup(ui):
     ui.cal_error_after = 0
     ui.cal_saved = 0  # times a calibration was applied (the board stores it)
     ui.line_fit = F.LineFit()  # the line's time constant, read while a backlash measurement settles
+    ui._rm_names = []  # the stored protocols, on the removal list
+    ui._rm_cursor = 0
 
 
 def poll(ui):
@@ -480,6 +488,90 @@ def _draw_backlash(ui, fb):
     D.foot(fb, ui.note or foot)
 
 
+# ---- removing a stored protocol ---------------------------------------------------
+
+
+def _open_removal(ui):
+    protocols = ui.protocols
+    if protocols is None:
+        ui.message("no protocols here")
+        return False
+    try:
+        ui._rm_names = protocols.names()
+    except OSError:
+        ui.message("flash error")
+        return False
+    if not ui._rm_names:
+        ui.message("none stored")
+        return False
+    ui._rm_cursor = min(ui._rm_cursor, len(ui._rm_names) - 1)
+    ui.go("proto-remove")
+    return True
+
+
+def _removal_key(ui, b):
+    if b == UP or b == DOWN:
+        i = ui._rm_cursor + (1 if b == DOWN else -1)
+        if not 0 <= i < len(ui._rm_names):
+            return False
+        ui._rm_cursor = i
+        return True
+    if b != OK:
+        return False
+    ui.go("proto-remove-ok")
+    return True
+
+
+def _draw_removal(ui, fb):
+    D.inverted(fb, "Remove protocol", 0)
+    names = ui._rm_names
+    top = max(0, ui._rm_cursor - MENU_ROWS + 1)
+    for row in range(MENU_ROWS):
+        i = top + row
+        if i >= len(names):
+            break
+        D.list_row(fb, row, names[i][: D.LINE_CHARS], "", i == ui._rm_cursor)
+    if ui._msg:  # over the last line, for MESSAGE_MS
+        D.inverted(fb, ui._msg, 64 - 9)
+
+
+def _remove_ok_key(ui, b):
+    """OK removes the protocol chosen; not the one a run uses, not while the machine moves."""
+    if b != OK:
+        return False
+    name = ui._rm_names[ui._rm_cursor]
+    run = ui.run
+    if run is not None and run.protocol.name.lower() == name.lower():
+        ui.note = "in use: end it"
+        return False
+    if not ui.core.at_rest():
+        ui.note = "injector busy"
+        return False
+    try:
+        ui.protocols.remove(name)
+    except ValueError:  # gone meanwhile (the store's ProtocolError)
+        ui.note = "not found"
+        return False
+    except OSError:
+        ui.note = "flash error"
+        return False
+    if _open_removal(ui):
+        ui.message("protocol removed")
+    else:
+        ui.go("service")
+        ui.message("protocol removed")
+    return True
+
+
+def _draw_remove_ok(ui, fb):
+    D.inverted(fb, "Remove protocol?", 0)
+    lines = D.wrap(ui._rm_names[ui._rm_cursor])
+    for i in range(min(2, len(lines))):
+        fb.text(lines[i], 0, 14 + 9 * i, 1)
+    fb.text("cannot be undone", 0, 40, 1)
+    D.inverted(fb, ui.note or "OK: yes BACK: no", 55)
+
+
 def _no_key(ui, b):
     return False
 
@@ -492,6 +584,8 @@ SCREENS = (
     ("cal-run", _no_key, _draw_cal_run, "calibration"),  # the shots into a cup
     ("cal-result", _cal_result_key, _draw_cal_result, "calibration"),
     ("backlash", _backlash_key, _draw_backlash, None),
+    ("proto-remove", _removal_key, _draw_removal, "service"),  # which stored protocol to remove
+    ("proto-remove-ok", _remove_ok_key, _draw_remove_ok, "proto-remove"),  # remove it?
 )
 ACTIONS = (
     (A_SERVICE, _ask_code, None),
@@ -500,4 +594,5 @@ ACTIONS = (
     (A_INFO, _open_info, None),
     (A_CONFIRM, _confirm, lambda ui: done_or_needed(not ui.core.unconfirmed)),
     (A_NEW_PIN, _new_code, None),
+    (A_REMOVE, _open_removal, None),
 )

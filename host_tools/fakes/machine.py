@@ -19,6 +19,7 @@ the module's ``log`` as a tuple, in order, e.g.
     ("timer_init", -1, {...})       ("timer_deinit", -1)
     ("wdt_init", 5000)              ("freq", 125000000)      ("lightsleep", ms)
     ("reset",)  ("soft_reset",)     ("bootloader",)          ("mem32_write", addr, value)
+    ("rtc_set", (year, month, day, weekday, h, m, s, subs))
 
 Tests drive the outside world through ``set_input(pin, level)`` (which also
 fires a pin's ``irq`` handler on a matching edge), ``add_i2c_device``,
@@ -70,6 +71,14 @@ _i2c_devices = {}  # (bus or None, addr) -> _Device
 _mem = {}  # address -> last value written (other than the special registers)
 _timers = []
 _state = {}
+# What the rp2 port sets the RTC to at power-on and after every hard reset:
+# 2021-01-01 00:00:00, a Friday (weekday 4; 0 is Monday).
+RTC_POWER_ON = (2021, 1, 1, 4, 0, 0, 0, 0)
+
+try:  # inside the virtual board: its bridge keeps the RTC across a soft reset
+    import _vboard_js as _vb  # type: ignore[import-not-found]
+except ImportError:
+    _vb = None
 
 
 def _fresh_state():
@@ -83,6 +92,7 @@ def _fresh_state():
             "idle_calls": 0,
             "wdt": None,
             "unique_id": b"\xe6\x61\x41\x04\x03\x2a\x5c\x2b",
+            "rtc": RTC_POWER_ON,
         }
     )
 
@@ -671,6 +681,37 @@ class WDT:
                 now_ms = _state["now_ms"]
             since_feed_ms = now_ms - self.fed_at_ms
         return since_feed_ms > self.timeout_ms
+
+
+# -- RTC ------------------------------------------------------------------------
+
+
+class RTC:
+    """The real-time clock: datetime() reads, datetime(tuple) sets (year, month, day,
+    weekday, hours, minutes, seconds, subseconds), as `mpremote rtc --set` does.
+
+    It starts at RTC_POWER_ON and does not run (no test waits on it). On the
+    virtual board it lives in the bridge: it survives a soft reset (as the
+    RP2040's does) and goes back to RTC_POWER_ON at a hard reset or power-on.
+    """
+
+    def __init__(self, id=0):
+        pass
+
+    def datetime(self, dt=None):
+        if dt is None:
+            if _vb is not None:
+                text = _vb.rtc_get()
+                return tuple(int(v) for v in text.split(",")) if text else RTC_POWER_ON
+            return _state["rtc"]
+        dt = tuple(int(v) for v in dt)
+        if len(dt) != 8:
+            raise ValueError("datetime: 8 values (year, month, day, weekday, h, m, s, subs)")
+        log.append(("rtc_set", dt))
+        if _vb is not None:
+            _vb.rtc_set(",".join(str(v) for v in dt))
+        _state["rtc"] = dt
+        return None
 
 
 # -- module functions -----------------------------------------------------------

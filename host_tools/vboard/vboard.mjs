@@ -25,7 +25,9 @@
 //     machine.reset()/soft_reset()/bootloader() are the board's own: they
 //     restart the interpreter.  Without machine.py a minimal `machine` (those
 //     three, reset_cause, freq, unique_id, idle) stands in.  A machine/rp2
-//     module on the flash takes precedence over the fake.
+//     module on the flash takes precedence over the fake.  The fake's RTC
+//     lives here (_vboard_js.rtc_get/rtc_set): a soft reset keeps it, a hard
+//     reset or power-on clears it, as on the RP2040.
 //   * The outcome of boot.py and main.py (ended, interrupted, or the
 //     exception with its traceback) is reported on stderr as status lines,
 //     since nobody may be listening on the console when a reset runs them.
@@ -848,6 +850,7 @@ async function workerThread() {
   }
 
   let mode = "friendly"; // REPL mode as the host sees it: "friendly" | "raw"
+  let rtc = ""; // the fake machine.RTC's datetime, "y,m,d,wd,h,mi,s,sub" ("" unset): a soft reset keeps it
   let rawLineLen = 0; // bytes in the raw REPL's line buffer
   let rawPaste = 0; // bytes of the raw-paste request "\x05A\x01" seen
   let dirty = false; // flash may have changed since the last sync
@@ -861,7 +864,10 @@ async function workerThread() {
       mp = null;
     }
     if (kind === "soft") emit("MPY: soft reboot\r\n");
-    if (kind !== "soft") mode = "friendly";
+    if (kind !== "soft") {
+      mode = "friendly";
+      rtc = ""; // a hard reset or power-on restarts the RP2040's RTC
+    }
     for (let attempt = 0; ; attempt++) {
       resetRequested = false;
       flushOut();
@@ -877,6 +883,10 @@ async function workerThread() {
           resetRequested = true;
         },
         log: (msg) => log(String(msg)),
+        rtc_get: () => rtc,
+        rtc_set: (v) => {
+          rtc = String(v);
+        },
       });
       loadFlash();
       mp.FS.mkdir("/vboard_fakes");
@@ -908,6 +918,7 @@ async function workerThread() {
       if (resetRequested && attempt < 20) {
         syncFlash();
         mode = "friendly";
+        rtc = "";
         continue; // machine.reset() from boot.py/main.py
       }
       break;
