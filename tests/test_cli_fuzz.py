@@ -272,8 +272,9 @@ def value_of(draw, arg, folder, name):
     if arg.kind.startswith("out-"):
         path, broken = make_output(draw, folder, name, arg.kind == "out-dir")
         return str(path), "output" if broken else None
-    # a plain string: anything may be fine, so it does not count as wrong
-    return draw(st.text(min_size=1, max_size=10)), None
+    # a plain string: anything may be fine, so it does not count as wrong (but a leading
+    # "-", which argparse reads as an option wherever it stands, as a NAME too)
+    return draw(st.text(min_size=1, max_size=10).filter(lambda t: not t.startswith("-"))), None
 
 
 @st.composite
