@@ -8,6 +8,13 @@ for p in (ROOT / "firmware", ROOT):
         sys.path.insert(0, str(p))
 
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# `make test` draws the same examples every run (a CI verdict does not change with the
+# seed); `make soak` (INJECTOR_SOAK) explores new ones each time.
+settings.register_profile("repeatable", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("explore" if os.environ.get("INJECTOR_SOAK") else "repeatable")
 
 # Hazard traceability: @pytest.mark.hazard("H4") on a test says it checks that
 # hazard's mitigation. These hooks refuse an id that docs/hazards.toml does not
