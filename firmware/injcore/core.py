@@ -411,6 +411,7 @@ class Core:
                 raise SettingsError.one("settings", SettingsError.NOT_IDLE)
             new, spare = self._plan(changes)
             old, self.settings = self.settings, new
+            self._line_tau_us = self.line_tau_for(new)  # read each main-loop pass (tlog)
             if _syringe_size(new) != _syringe_size(old):
                 self._unload()  # the device cannot see the barrel: confirm it, prime it (H13)
             area0 = self._area_cmm2
@@ -615,7 +616,9 @@ class Core:
 
     @property
     def line_tau_us(self):
-        return self.line_tau_for(self.settings)
+        """The time constant the settings in use were planned with (configure keeps it: its
+        estimate takes long integers on the device, and the log reads it every pass)."""
+        return self._line_tau_us
 
     @property
     def line_tau_stored(self):
